@@ -1,0 +1,33 @@
+// y = clamp((A[c]*x + B[c]) >> s[c], qmin, qmax) over a contiguous (outer, channels, inner) array.
+//
+// The solver guarantees that A*x, A*x + B and B fit the accumulator for every x in [lo[c], hi[c]]; the kernel checks
+// that range in the same pass (branch-free: a flag is OR-ed) and reports the first offending element instead of
+// returning unproven outputs.  With acc32 the accumulator is 32 bits (twice the SIMD lanes of 64).
+#pragma once
+
+#include <cstdint>
+
+namespace fxbn {
+
+enum class DType : int { int8 = 0, uint8 = 1, int16 = 2, uint16 = 3, int32 = 4 };
+
+struct KernelParams {
+  const int64_t* multiplier;
+  const int64_t* bias;
+  const int32_t* shift;
+  const int64_t* lo;
+  const int64_t* hi;
+  int64_t qmin, qmax;
+  bool acc32;  // every channel's accumulator_bits <= 32
+};
+
+// Returns -1 when every element is in range, else the flat (row-major) index of the first element outside its
+// channel's [lo, hi].  threads <= 0 means all available.  Not all outputs are written when an element is out of range.
+int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
+              const KernelParams& p, int threads);
+
+// Range check only (no output): same return value as apply.
+int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
+                           const int64_t* lo, const int64_t* hi);
+
+}  // namespace fxbn

@@ -1,0 +1,121 @@
+#include "layer.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+namespace fxbn {
+namespace {
+
+BatchNormParams channel_params(const BatchNormArrays& p, int64_t c) {
+  BatchNormParams q;
+  q.gamma = p.gamma[c];
+  q.beta = p.beta[c];
+  q.mean = p.mean[c];
+  q.var = p.var[c];
+  q.eps = p.eps[c];
+  q.in_scale = p.in_scale[c];
+  q.out_scale = p.out_scale[c];
+  q.in_zero_point = p.in_zero_point[c];
+  q.out_zero_point = p.out_zero_point[c];
+  return q;
+}
+
+// Rethrow std::invalid_argument with the channel named (InfeasibleError messages already name it).
+template <class F>
+StepFunction with_channel(int64_t c, F&& make) {
+  try {
+    return make();
+  } catch (const InfeasibleError&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    std::ostringstream os;
+    os << "channel " << c << ": " << e.what();
+    throw std::invalid_argument(os.str());
+  }
+}
+
+template <class MakeStep>
+void solve_layer(int64_t channels, MakeStep&& make_step, const SolveOptions& opt, bool common_shift,
+                 const LayerOutput& out) {
+  std::vector<ChannelSolution> sol(static_cast<size_t>(channels));
+  if (!common_shift) {
+    for (int64_t c = 0; c < channels; ++c) {
+      sol[static_cast<size_t>(c)] = solve_channel(with_channel(c, [&] { return make_step(c); }), opt, c);
+    }
+  } else {
+    std::vector<StepFunction> steps;
+    steps.reserve(static_cast<size_t>(channels));
+    for (int64_t c = 0; c < channels; ++c) steps.push_back(with_channel(c, [&] { return make_step(c); }));
+    int shift = opt.min_shift;
+    for (int64_t c = 0; c < channels; ++c) {
+      const int s = minimal_shift(steps[static_cast<size_t>(c)], opt.max_shift);
+      if (s < 0) solve_channel(steps[static_cast<size_t>(c)], opt, c);  // throws the channel's own error
+      shift = std::max(shift, s);
+    }
+    // every channel is feasible at the largest minimal shift; width limits may push it further
+    for (bool done = false; !done;) {
+      SolveOptions at = opt;
+      at.min_shift = shift;
+      done = true;
+      for (int64_t c = 0; c < channels && done; ++c) {
+        sol[static_cast<size_t>(c)] = solve_channel(steps[static_cast<size_t>(c)], at, c);
+        if (sol[static_cast<size_t>(c)].shift > shift) {
+          shift = sol[static_cast<size_t>(c)].shift;
+          done = false;
+        }
+      }
+    }
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const ChannelSolution& s = sol[static_cast<size_t>(c)];
+    out.multiplier[c] = s.multiplier;
+    out.bias[c] = s.bias;
+    out.shift[c] = s.shift;
+    out.multiplier_bits[c] = s.multiplier_bits;
+    out.accumulator_bits[c] = s.accumulator_bits;
+  }
+}
+
+template <class MakeStep>
+void breakpoints(int64_t channels, MakeStep&& make_step, int64_t levels, int8_t* direction, int64_t* T) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const StepFunction f = with_channel(c, [&] { return make_step(c); });
+    direction[c] = static_cast<int8_t>(f.direction);
+    std::copy(f.T.begin(), f.T.end(), T + c * levels);
+  }
+}
+
+}  // namespace
+
+void solve_affine_layer(int64_t channels, const double* a, const double* b, const int64_t* lo, const int64_t* hi,
+                        int64_t qmin, int64_t qmax, Rounding rounding, const SolveOptions& opt, bool common_shift,
+                        const LayerOutput& out) {
+  auto make = [&](int64_t c) { return affine_step_function({a[c], b[c]}, lo[c], hi[c], qmin, qmax, rounding); };
+  solve_layer(channels, make, opt, common_shift, out);
+}
+
+void solve_batchnorm_layer(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
+                           int64_t qmin, int64_t qmax, Rounding rounding, const SolveOptions& opt, bool common_shift,
+                           const LayerOutput& out) {
+  auto make = [&](int64_t c) {
+    return batchnorm_step_function(channel_params(p, c), lo[c], hi[c], qmin, qmax, rounding);
+  };
+  solve_layer(channels, make, opt, common_shift, out);
+}
+
+void affine_breakpoints(int64_t channels, const double* a, const double* b, const int64_t* lo, const int64_t* hi,
+                        int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction, int64_t* T) {
+  auto make = [&](int64_t c) { return affine_step_function({a[c], b[c]}, lo[c], hi[c], qmin, qmax, rounding); };
+  breakpoints(channels, make, qmax - qmin, direction, T);
+}
+
+void batchnorm_breakpoints(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
+                           int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction, int64_t* T) {
+  auto make = [&](int64_t c) {
+    return batchnorm_step_function(channel_params(p, c), lo[c], hi[c], qmin, qmax, rounding);
+  };
+  breakpoints(channels, make, qmax - qmin, direction, T);
+}
+
+}  // namespace fxbn

@@ -1,0 +1,95 @@
+# cdef extern mirrors of the C++ headers in csrc/fxbn (declarations only).
+from libc.stdint cimport int8_t, int32_t, int64_t
+from libcpp cimport bool
+from libcpp.string cimport string
+
+# The one place C++ exceptions become Python exceptions (defined in _core.pyx).
+cdef int raise_fxbn_error() except -1
+
+
+cdef extern from "fxbn/reference.hpp" namespace "fxbn":
+    cdef enum class Rounding(int):
+        half_even
+        half_up
+        half_away
+        floor
+
+    cdef struct AffineParams:
+        double a
+        double b
+
+    cdef struct BatchNormParams:
+        double gamma, beta, mean, var, eps, in_scale, out_scale
+        int64_t in_zero_point, out_zero_point
+
+    int affine_sign(const AffineParams& p, int64_t x, int64_t twice_t) except +raise_fxbn_error
+    int batchnorm_sign(const BatchNormParams& p, int64_t x, int64_t twice_t) except +raise_fxbn_error
+
+
+cdef extern from "fxbn/solver.hpp" namespace "fxbn":
+    cdef cppclass SolveOptions:
+        int acc_bits
+        int max_multiplier_bits
+        int min_shift
+        int max_shift
+
+
+cdef extern from "fxbn/layer.hpp" namespace "fxbn":
+    cdef struct LayerOutput:
+        int64_t* multiplier
+        int64_t* bias
+        int32_t* shift
+        int32_t* multiplier_bits
+        int32_t* accumulator_bits
+
+    cdef struct BatchNormArrays:
+        const double* gamma
+        const double* beta
+        const double* mean
+        const double* var
+        const double* eps
+        const double* in_scale
+        const double* out_scale
+        const int64_t* in_zero_point
+        const int64_t* out_zero_point
+
+    void solve_affine_layer(int64_t channels, const double* a, const double* b, const int64_t* lo,
+                            const int64_t* hi, int64_t qmin, int64_t qmax, Rounding rounding,
+                            const SolveOptions& opt, bool common_shift, const LayerOutput& out) except +raise_fxbn_error nogil
+    void solve_batchnorm_layer(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
+                               int64_t qmin, int64_t qmax, Rounding rounding, const SolveOptions& opt,
+                               bool common_shift, const LayerOutput& out) except +raise_fxbn_error nogil
+    void affine_breakpoints(int64_t channels, const double* a, const double* b, const int64_t* lo,
+                            const int64_t* hi, int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction,
+                            int64_t* T) except +raise_fxbn_error nogil
+    void batchnorm_breakpoints(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
+                               int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction,
+                               int64_t* T) except +raise_fxbn_error nogil
+
+
+cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
+    cdef enum class DType(int):
+        int8
+        uint8
+        int16
+        uint16
+        int32
+
+    cdef struct KernelParams:
+        const int64_t* multiplier
+        const int64_t* bias
+        const int32_t* shift
+        const int64_t* lo
+        const int64_t* hi
+        int64_t qmin, qmax
+        bool acc32
+
+    int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels,
+                  int64_t inner, const KernelParams& p, int threads) except +raise_fxbn_error nogil
+    int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
+                               const int64_t* lo, const int64_t* hi) except +raise_fxbn_error nogil
+
+
+cdef extern from "fxbn/errors.hpp" namespace "fxbn":
+    int classify_current_exception(string* message)
+
