@@ -65,6 +65,10 @@ cdef extern from "fxbn/layer.hpp" namespace "fxbn":
     void batchnorm_breakpoints(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
                                int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction,
                                int64_t* T) except +raise_fxbn_error nogil
+    void fixed_point_breakpoints(int64_t channels, const int64_t* multiplier, const int64_t* bias,
+                                 const int32_t* shift, const int8_t* direction, const int64_t* lo,
+                                 const int64_t* hi, int64_t qmin, int64_t qmax, int64_t* T,
+                                 int8_t* ok) except +raise_fxbn_error nogil
 
 
 cdef extern from "fxbn/kernel.hpp" namespace "fxbn":

@@ -129,6 +129,21 @@ def breakpoints_batchnorm(gamma, beta, mean, var, eps, in_scale, out_scale, in_z
     return direction, T
 
 
+def breakpoints_fixed_point(const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
+                            const int8_t[::1] direction, const int64_t[::1] lo, const int64_t[::1] hi,
+                            int64_t qmin, int64_t qmax):
+    """(T int64[C, qmax - qmin], ok int8[C]): breakpoints of the fixed-point map in the coordinates x' = d*x."""
+    cdef Py_ssize_t n = multiplier.shape[0]
+    T = np.empty((n, qmax - qmin), np.int64)
+    ok = np.empty(n, np.int8)
+    cdef int64_t[:, ::1] t = T
+    cdef int8_t[::1] okv = ok
+    with nogil:
+        fixed_point_breakpoints(n, &multiplier[0], &bias[0], &shift[0], &direction[0], &lo[0], &hi[0], qmin, qmax,
+                                &t[0, 0] if qmax > qmin else <int64_t*>NULL, &okv[0])
+    return T, ok
+
+
 def apply_kernel(x, y, const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
                  const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, bint acc32,
                  int threads):

@@ -118,4 +118,32 @@ void batchnorm_breakpoints(int64_t channels, const BatchNormArrays& p, const int
   breakpoints(channels, make, qmax - qmin, direction, T);
 }
 
+void fixed_point_breakpoints(int64_t channels, const int64_t* multiplier, const int64_t* bias, const int32_t* shift,
+                             const int8_t* direction, const int64_t* lo, const int64_t* hi, int64_t qmin,
+                             int64_t qmax, int64_t* T, int8_t* ok) {
+  using i128 = __int128;
+  const int64_t levels = qmax - qmin;
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t d = direction[c] < 0 ? -1 : 1;
+    const int64_t lo_m = d > 0 ? lo[c] : -hi[c], hi_m = d > 0 ? hi[c] : -lo[c];
+    const i128 A = static_cast<i128>(multiplier[c]) * d, B = bias[c];
+    int64_t* row = T + c * levels;
+    ok[c] = A >= 0;
+    for (int64_t i = 0; i < levels; ++i) {
+      const i128 need = static_cast<i128>(qmin + 1 + i) * (static_cast<i128>(1) << shift[c]) - B;  // A*x' >= need
+      int64_t t;
+      if (A < 0) {
+        t = -1;
+      } else if (A == 0) {
+        t = need <= 0 ? lo_m : hi_m + 1;
+      } else {
+        i128 q = need / A;
+        if (q * A < need) ++q;  // ceil
+        t = q < lo_m ? lo_m : (q > hi_m ? hi_m + 1 : static_cast<int64_t>(q));
+      }
+      row[i] = t;
+    }
+  }
+}
+
 }  // namespace fxbn

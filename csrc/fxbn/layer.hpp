@@ -36,4 +36,11 @@ void affine_breakpoints(int64_t channels, const double* a, const double* b, cons
 void batchnorm_breakpoints(int64_t channels, const BatchNormArrays& p, const int64_t* lo, const int64_t* hi,
                            int64_t qmin, int64_t qmax, Rounding rounding, int8_t* direction, int64_t* T);
 
+// Breakpoints of the fixed-point map clamp((A*x + B) >> s, qmin, qmax) in the coordinates x' = d*x given by
+// direction[c] (0 counts as +1): T(k) = min{x' in [lo', hi'] : f >= k}, hi' + 1 if none.  The map must be
+// non-decreasing in x' (A*d >= 0); channels where it is not get T filled with -1 and ok[c] = 0.
+void fixed_point_breakpoints(int64_t channels, const int64_t* multiplier, const int64_t* bias, const int32_t* shift,
+                             const int8_t* direction, const int64_t* lo, const int64_t* hi, int64_t qmin,
+                             int64_t qmax, int64_t* T, int8_t* ok);
+
 }  // namespace fxbn
