@@ -38,7 +38,7 @@ def affine_layers(draw, max_channels=4):
 def batchnorm_layers(draw, max_channels=3):
     """Keyword arguments for fxbn.from_batchnorm (float32-valued, like real models)."""
     c = draw(st.integers(1, max_channels))
-    f32 = lambda lo, hi: np.float32(draw(st.floats(lo, hi, width=32)))  # noqa: E731
+    f32 = lambda lo, hi: np.float32(draw(st.floats(float(np.float32(lo)), float(np.float32(hi)), width=32)))  # noqa: E731
     gamma = np.array([f32(-3, 3) for _ in range(c)], np.float64)
     beta = np.array([f32(-2, 2) for _ in range(c)], np.float64)
     mean = np.array([f32(-2, 2) for _ in range(c)], np.float64)

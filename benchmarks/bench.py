@@ -1,0 +1,482 @@
+"""fxbn benchmark (issue 5): the kernel side by side with PyTorch, NumPy and a plain copy, plus solver/verifier time.
+
+Usage:
+    python benchmarks/bench.py [--quick] [--repeats N] [--json PATH] [--no-torch]
+
+Everything is measured in ONE run on this machine; every figure is the median of repeated timed samples taken after
+a warm-up (each sample times enough calls to last >= ~2 ms).  Ratios compare medians from the same run.
+
+Rows (per shape, layout and thread count):
+  fxbn        FixedPointBN.apply(x, axis, out=y, threads=t) (preallocated output, as np.copyto)
+  fxbn_alloc  FixedPointBN.apply(x, axis, threads=t)         (allocates its output, as torch does)
+  torch       torch.ops.quantized.batch_norm2d on the same uint8 bytes (quint8, NCHW and channels_last),
+              torch.set_num_threads(t); skipped with a note when torch is absent
+  np_float    x.astype(float32) -> *= a -> += b -> rint -> clip -> astype(out)  (NumPy, one thread)
+  np_float64  the same in float64 (exact for int32 inputs; float32 is not)
+  np_int      x.astype(int64) -> *= A -> += B -> >>= s -> clip -> astype(out)   (the fixed-point formula in NumPy)
+  copy        np.copyto of the input bytes (t=2: two Python threads copying halves; numpy releases the GIL)
+Bandwidth = (bytes read + bytes written) / time; for copy both equal the input size.
+
+Targets (issue 5): fxbn >= 3x torch on uint8 NCHW (1 and 2 threads); >= 8x np_float on int32->int8;
+>= 60% of copy bandwidth for out-of-cache tensors; solver < 0.5 s and verifier < 1 s on the ResNet-50 set.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import fxbn  # noqa: E402
+from fxbn import _core  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # torch is optional
+    torch = None
+
+# ResNet-50's 53 BatchNorm layers (conv1, then per bottleneck bn1, bn2, bn3 and one downsample BN per stage).
+RESNET50_BN = [64]
+for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+    for i in range(blocks):
+        RESNET50_BN += [width, width, 4 * width]
+        if i == 0:
+            RESNET50_BN.append(4 * width)
+assert len(RESNET50_BN) == 53 and sum(RESNET50_BN) == 26560
+
+
+# ---------------------------------------------------------------------------------------------- timing helpers
+def measure(fn, repeats, min_time=2e-3, warmup=3):
+    """Median seconds per call: warm-up calls, then `repeats` samples of `number` calls each."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(min_time / one))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
+            "repeats": repeats, "number": number}
+
+
+def settle():
+    """Let OpenMP worker threads of the previous library stop spinning (two runtimes share 2 cores)."""
+    time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------- layers
+def bn_layer(channels, in_dtype, out_dtype, rng):
+    """A realistic quantized BN (running statistics, per-tensor scales, zero points of the dtype)."""
+    gamma = rng.uniform(0.5, 1.5, channels).astype(np.float32).astype(np.float64)
+    beta = rng.uniform(-0.5, 0.5, channels).astype(np.float32).astype(np.float64)
+    mean = rng.uniform(-0.3, 0.3, channels).astype(np.float32).astype(np.float64)
+    var = rng.uniform(0.5, 2.0, channels).astype(np.float32).astype(np.float64)
+    zin = 128 if in_dtype == "uint8" else 0
+    zout = 128 if out_dtype == "uint8" else 0
+    in_scale = {"uint8": 0.05, "int8": 0.05, "int16": 2e-4}[in_dtype]
+    out_scale = {"uint8": 0.05, "int8": 0.05, "int16": 2e-4}[out_dtype]
+    params = dict(gamma=gamma, beta=beta, mean=mean, var=var, eps=1e-5, in_scale=in_scale, out_scale=out_scale,
+                  in_zero_point=zin, out_zero_point=zout)
+    layer = fxbn.from_batchnorm(**params, in_dtype=in_dtype, out_dtype=out_dtype, rounding="half_even")
+    return layer, params
+
+
+def affine_layer(channels, rng, in_dtype="int32", out_dtype="int8"):
+    """int32 accumulator -> int8: a log-uniform in [1e-4, 1e-2], b uniform in [-50, 50]."""
+    a = 10.0 ** rng.uniform(-4, -2, channels)
+    b = rng.uniform(-50, 50, channels)
+    return fxbn.from_affine(a, b, in_dtype=in_dtype, out_dtype=out_dtype, rounding="half_even"), a, b
+
+
+def float_affine(layer):
+    a, b = layer.affine
+    return np.asarray(a, np.float64), np.asarray(b, np.float64)
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+def np_float_fn(x, a, b, qmin, qmax, out_dtype, ftype, caxis):
+    shape = [1] * x.ndim
+    shape[caxis] = -1
+    af = a.astype(ftype).reshape(shape)
+    bf = b.astype(ftype).reshape(shape)
+
+    def run():
+        t = x.astype(ftype)
+        t *= af
+        t += bf
+        np.rint(t, out=t)
+        np.clip(t, qmin, qmax, out=t)
+        return t.astype(out_dtype)
+    return run
+
+
+def np_int_fn(x, layer, caxis):
+    shape = [1] * x.ndim
+    shape[caxis] = -1
+    A = layer.multiplier.reshape(shape)
+    B = layer.bias.reshape(shape)
+    S = layer.shift.reshape(shape)
+    qmin, qmax = layer.out_range
+
+    def run():
+        t = x.astype(np.int64)
+        t *= A
+        t += B
+        t >>= S
+        np.clip(t, qmin, qmax, out=t)
+        return t.astype(layer.out_dtype)
+    return run
+
+
+def copy_fn(src, dst, threads):
+    if threads == 1:
+        return lambda: np.copyto(dst, src)
+    s = src.reshape(-1)
+    d = dst.reshape(-1)
+    half = s.size // 2
+
+    def run():
+        th = threading.Thread(target=np.copyto, args=(d[half:], s[half:]))
+        th.start()
+        np.copyto(d[:half], s[:half])
+        th.join()
+    return run
+
+
+def torch_fn(x_u8, params, threads, channels_last):
+    """torch.ops.quantized.batch_norm2d on the same uint8 bytes (NCHW array x_u8; channels_last memory format)."""
+    torch.set_num_threads(threads)
+    t = torch.from_numpy(x_u8)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    qx = torch._make_per_tensor_quantized_tensor(t, params["in_scale"], params["in_zero_point"])
+    w = torch.tensor(params["gamma"], dtype=torch.float32)
+    b = torch.tensor(params["beta"], dtype=torch.float32)
+    m = torch.tensor(params["mean"], dtype=torch.float32)
+    v = torch.tensor(params["var"], dtype=torch.float32)
+    op = torch.ops.quantized.batch_norm2d
+    eps, os_, oz = float(params["eps"]), float(params["out_scale"]), int(params["out_zero_point"])
+    return (lambda: op(qx, w, b, m, v, eps, os_, oz)), qx
+
+
+# ---------------------------------------------------------------------------------------------- environment
+def environment():
+    env = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "platform": platform.platform(),
+        "cpu": "?",
+        "cores": os.cpu_count(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    env["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        flags = open("/proc/cpuinfo").read()
+        env["avx512"] = " avx512bw " in flags
+    except OSError:
+        pass
+    try:
+        env["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        env["gcc"] = None
+    try:
+        env["fxbn_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                            capture_output=True, text=True).stdout.strip()
+    except OSError:
+        env["fxbn_commit"] = None
+    # Which numpy SIMD kernels are in use (the numpy baselines are elementwise ufuncs, not BLAS).
+    try:
+        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+        env["numpy_cpu_baseline"] = list(__cpu_baseline__)
+        env["numpy_cpu_dispatch_active"] = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    except ImportError:
+        pass
+    if hasattr(_core, "kernel_info"):
+        env["fxbn_kernel"] = _core.kernel_info()
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- the cases
+SHAPES = {"small": (1, 64, 56, 56), "large": (32, 64, 56, 56)}
+
+
+def kernel_cases(shapes, threads_list, repeats, use_torch, log):
+    rng = np.random.default_rng(2026)
+    rows = []
+    configs = [
+        ("uint8->uint8", "uint8", "uint8"),
+        ("int8->int8", "int8", "int8"),
+        ("int32->int8", "int32", "int8"),
+        ("int16->int16", "int16", "int16"),
+    ]
+    for size_name, shape in shapes.items():
+        n, c, h, w = shape
+        for name, tin, tout in configs:
+            if tin == "int32":
+                layer, a, b = affine_layer(c, rng)
+                params = None
+            else:
+                layer, params = bn_layer(c, tin, tout, rng)
+                a, b = float_affine(layer)
+            info = np.iinfo(tin)
+            if tin == "int32":
+                # conv accumulators: mostly moderate, a few large
+                x_nchw = np.clip(rng.normal(0, 4000, shape), info.min, info.max).astype(np.int32)
+            else:
+                x_nchw = rng.integers(info.min, int(info.max) + 1, shape, dtype=tin)
+            layouts = [("NCHW", x_nchw, 1), ("NHWC", np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), -1)]
+            if tin in ("int16", "int32") and size_name == "large":
+                layouts = layouts[:1] + layouts[1:]  # both layouts for every dtype
+            for layout, x, axis in layouts:
+                y = np.empty(x.shape, layer.out_dtype)
+                expect = layer.apply(x, axis=axis)
+                in_bytes, out_bytes = x.nbytes, y.nbytes
+                base = dict(case=name, size=size_name, shape=list(x.shape), layout=layout,
+                            acc32=bool(np.all(layer.accumulator_bits <= 32)), in_bytes=in_bytes,
+                            out_bytes=out_bytes)
+                caxis = axis % x.ndim
+                # NumPy baselines (single-threaded ufuncs): once per case
+                qmin, qmax = layer.out_range
+                for label, fn in (("np_float", np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float32, caxis)),
+                                  ("np_float64", np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float64,
+                                                             caxis)),
+                                  ("np_int", np_int_fn(x, layer, caxis))):
+                    if label == "np_int":
+                        assert np.array_equal(fn(), expect), "numpy integer path disagrees with fxbn"
+                    m = measure(fn, max(5, repeats // 3))
+                    rows.append(dict(base, impl=label, threads=1, **m,
+                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
+                    log(rows[-1])
+                for t in threads_list:
+                    settle()
+                    m = measure(lambda: layer.apply(x, axis=axis, out=y, threads=t), repeats)
+                    assert np.array_equal(y, expect)
+                    rows.append(dict(base, impl="fxbn", threads=t, **m,
+                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
+                    log(rows[-1])
+                    m = measure(lambda: layer.apply(x, axis=axis, threads=t), repeats)
+                    rows.append(dict(base, impl="fxbn_alloc", threads=t, **m,
+                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
+                    log(rows[-1])
+                    dst = np.empty_like(x)
+                    m = measure(copy_fn(x, dst, t), repeats)
+                    rows.append(dict(base, impl="copy", threads=t, **m, gbps=2 * in_bytes / m["median_s"] / 1e9))
+                    log(rows[-1])
+                    if use_torch and tin == "uint8" and tout == "uint8":
+                        settle()
+                        fn, _ = torch_fn(x_nchw, params, t, channels_last=(layout == "NHWC"))
+                        out = fn()
+                        ours = expect if layout == "NCHW" else expect.transpose(0, 3, 1, 2)
+                        diff = out.int_repr().numpy() .astype(np.int16) - ours.astype(np.int16)
+                        m = measure(fn, repeats)
+                        settle()
+                        rows.append(dict(base, impl="torch", threads=t, **m,
+                                         gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9,
+                                         max_abs_diff_vs_exact=int(np.abs(diff).max()),
+                                         frac_diff_vs_exact=float(np.mean(diff != 0))))
+                        log(rows[-1])
+    return rows
+
+
+def resnet50_set(rng):
+    layers = []
+    for c in RESNET50_BN:
+        a = 10.0 ** rng.uniform(-4, -2, c)
+        b = rng.uniform(-50, 50, c)
+        layers.append((a, b))
+    return layers
+
+
+def solver_cases(repeats, log):
+    rng = np.random.default_rng(50)
+    params = resnet50_set(rng)
+
+    def solve():
+        return [fxbn.from_affine(a, b, in_dtype="int32", out_dtype="int8", rounding="half_even") for a, b in params]
+
+    layers = solve()
+    rows = []
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        solve()
+        samples.append(time.perf_counter() - t0)
+    rows.append(dict(impl="solver", channels=sum(RESNET50_BN), layers=len(params),
+                     median_s=statistics.median(samples), min_s=min(samples), max_s=max(samples), repeats=repeats))
+    log(rows[-1])
+
+    certify = None
+    try:
+        from verify import breakpoints as vb  # built by another engineer; time its certificate when present
+        for name in ("certify_layer", "certificate", "certify"):
+            if hasattr(vb, name):
+                certify = (f"verify.breakpoints.{name}", getattr(vb, name))
+                break
+    except ImportError:
+        pass
+
+    def verify_core():
+        ok = True
+        for layer in layers:
+            layer._breakpoints.pop("core", None)  # no cache: recompute the reference every time
+            d, T = layer.reference_breakpoints(engine="core")
+            qmin, qmax = layer.out_range
+            Tf, good = _core.breakpoints_fixed_point(layer.multiplier, layer.bias, layer._shift32, d, layer._lo,
+                                                     layer._hi, qmin, qmax)
+            ok &= bool(np.all(good)) and bool(np.array_equal(T, Tf))
+        return ok
+
+    variants = [("verifier(core breakpoints + fixed-point breakpoints)", verify_core)]
+    if certify is not None:
+        name, fn = certify
+        variants.append((name, lambda: [fn(layer) for layer in layers]))
+    for label, fn in variants:
+        try:
+            result = fn()
+        except Exception as e:  # a verify/ API we guessed wrong: report, do not fail the benchmark
+            rows.append(dict(impl=label, error=repr(e)))
+            log(rows[-1])
+            continue
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        rows.append(dict(impl=label, channels=sum(RESNET50_BN), layers=len(layers), verified=result is True,
+                         median_s=statistics.median(samples), min_s=min(samples), max_s=max(samples),
+                         repeats=repeats))
+        log(rows[-1])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- report
+def find(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def summarize(rows, solver_rows, threads_list):
+    lines, targets = [], []
+    hdr = (f"{'case':<14}{'size':<7}{'layout':<7}{'thr':>4}{'fxbn us':>10}{'GB/s':>7}{'copy%':>7}{'alloc us':>10}"
+           f"{'torch us':>10}{'x torch':>8}{'npf32 us':>10}{'x npf32':>8}{'npf64 x':>8}{'npint x':>8}")
+    lines.append(hdr)
+    keys = []
+    for r in rows:
+        k = (r["case"], r["size"], r["layout"])
+        if k not in keys:
+            keys.append(k)
+    for case, size, layout in keys:
+        sel = dict(case=case, size=size, layout=layout)
+        npf = find(rows, impl="np_float", **sel)
+        npf64 = find(rows, impl="np_float64", **sel)
+        npi = find(rows, impl="np_int", **sel)
+        for t in threads_list:
+            f = find(rows, impl="fxbn", threads=t, **sel)
+            fa = find(rows, impl="fxbn_alloc", threads=t, **sel)
+            cp = find(rows, impl="copy", threads=t, **sel)
+            tr = find(rows, impl="torch", threads=t, **sel)
+            fm = f["median_s"]
+            copy_pct = 100 * f["gbps"] / cp["gbps"]
+            x_torch = tr["median_s"] / fm if tr else None
+            x_npf = npf["median_s"] / fm
+            lines.append(f"{case:<14}{size:<7}{layout:<7}{t:>4}{fm * 1e6:>10.1f}{f['gbps']:>7.2f}{copy_pct:>6.0f}%"
+                         f"{fa['median_s'] * 1e6:>10.1f}"
+                         f"{(tr['median_s'] * 1e6 if tr else float('nan')):>10.1f}"
+                         f"{(x_torch if x_torch else float('nan')):>8.2f}{npf['median_s'] * 1e6:>10.1f}{x_npf:>8.2f}"
+                         f"{npf64['median_s'] / fm:>8.2f}{npi['median_s'] / fm:>8.2f}")
+            if case == "uint8->uint8" and layout == "NCHW":
+                targets.append(dict(target=f"fxbn >= 3x torch, uint8 NCHW {size} t={t}",
+                                    value=x_torch, met=(x_torch >= 3) if x_torch else None))
+            if case == "int32->int8" and layout == "NCHW":
+                targets.append(dict(target=f"fxbn >= 8x numpy float32 path, int32->int8 {size} t={t}", value=x_npf,
+                                    met=x_npf >= 8))
+            if size == "large":
+                targets.append(dict(target=f"fxbn >= 60% of copy bandwidth, {case} {layout} {size} t={t}",
+                                    value=copy_pct / 100, met=copy_pct >= 60))
+    for r in solver_rows:
+        if "median_s" not in r:
+            continue
+        limit = 0.5 if r["impl"] == "solver" else 1.0
+        targets.append(dict(target=f"{r['impl']} < {limit} s (ResNet-50 set, 26,560 channels)", value=r["median_s"],
+                            met=r["median_s"] < limit))
+    return lines, targets
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small shape only, fewer repeats (smoke test)")
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench.json"))
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-solver", action="store_true")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    args = ap.parse_args()
+    threads_list = [int(t) for t in args.threads.split(",")]
+    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
+    repeats = 5 if args.quick else args.repeats
+    use_torch = torch is not None and not args.no_torch
+    notes = []
+    if torch is None:
+        notes.append("torch not installed: torch rows skipped (pip install torch==2.13.0)")
+
+    def log(row):
+        if args.verbose:
+            print({k: (round(v, 7) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+
+    env = environment()
+    print(f"fxbn benchmark  {env['date_utc']}  {env['cpu']}  cores={env['cores']}  python {env['python']}  "
+          f"numpy {env['numpy']}  torch {env['torch']}  {env.get('gcc')}")
+    if env.get("fxbn_kernel"):
+        print(f"fxbn kernel: {env['fxbn_kernel']}")
+    rows = kernel_cases(shapes, threads_list, repeats, use_torch, log)
+    solver_rows = [] if args.no_solver else solver_cases(3 if args.quick else 7, log)
+    lines, targets = summarize(rows, solver_rows, threads_list)
+    print("\n".join(lines))
+    print()
+    for r in solver_rows:
+        if "median_s" in r:
+            print(f"{r['impl']:<58} median {r['median_s']:.3f} s  (min {r['min_s']:.3f}, max {r['max_s']:.3f})")
+        else:
+            print(f"{r['impl']:<58} error {r['error']}")
+    print()
+    for t in targets:
+        v = t["value"]
+        mark = "n/a " if t["met"] is None else ("MET " if t["met"] else "MISS")
+        print(f"[{mark}] {t['target']}: {'n/a' if v is None else format(v, '.3g')}")
+    for n in notes:
+        print("note:", n)
+    out = pathlib.Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"environment": env, "command": " ".join(sys.argv), "notes": notes, "kernel": rows,
+                               "solver": solver_rows, "targets": targets}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
