@@ -159,3 +159,23 @@ def test_rounding_swap_is_caught():
     wrong = fxbn.FixedPointBN(layer.multiplier, layer.bias, layer.shift, layer.in_range, layer.out_range,
                               "half_even", layer.source, "int8", "int8")
     assert exhaustive_mismatches(wrong, direct=True)
+
+
+@pytest.mark.parametrize("in_dtype", ["int8", "int32"])
+@pytest.mark.parametrize("rounding", ["half_even", "half_away", "floor"])
+def test_core_breakpoints_extreme_batchnorm(in_dtype, rounding):
+    """Cancellation in var + eps, tiny and huge gammas, exact square roots (ties), huge means."""
+    params = {
+        "gamma": np.array([1.0, 1e-30, 3e20, -2.0, 0.5, 1.0]),
+        "beta": np.array([0.0, 0.25, -1e3, 0.5, 0.0, 1e-300]),
+        "mean": np.array([0.0, 0.0, 1e10, -0.25, 0.0, 0.0]),
+        "var": np.array([-0.9999999999999999e-5, 1.0, 2.0, 3.0, 0.0, 1e300]),
+        "eps": np.array([1e-5, 1e-5, 0.0, 1.0, 2.0 ** -1074, 0.0]),
+        "in_scale": np.array([1e-3, 0.5, 1e-12, 0.125, 1.0, 1e150]),
+        "out_scale": np.array([0.5, 0.25, 1.0, 0.25, 1e-300, 1.0]),
+        "in_zero_point": np.array([0, 3, -7, 0, 0, 0], np.int64),
+        "out_zero_point": np.array([0, -5, 2, 1, 0, 0], np.int64),
+    }
+    lo, hi = fxbn.DTYPE_RANGES[in_dtype]
+    (d_core, T_core), (d_py, T_py) = breakpoints_core_and_python("batchnorm", params, lo, hi, -128, 127, rounding)
+    assert np.array_equal(d_core, d_py) and np.array_equal(T_core, T_py)

@@ -60,7 +60,10 @@ struct BatchNormModel {
     // every term's magnitude, so that cancellation is accounted for
     const ld mag_c = std::fabs(tz) * static_cast<ld>(p.out_scale) + std::fabs(static_cast<ld>(p.beta));
     const ld mag = std::fabs(zin) + (std::fabs(static_cast<ld>(p.mean)) + mag_c * d / std::fabs(g)) / s_in;
-    err = mag * kRel;
+    // var + eps may cancel (a negative var is accepted while var + eps > 0): scale by its condition number
+    const ld cond = (std::fabs(static_cast<ld>(p.var)) + std::fabs(static_cast<ld>(p.eps))) /
+                    (static_cast<ld>(p.var) + static_cast<ld>(p.eps));
+    err = mag * kRel * cond;
   }
   int sign(int64_t x, int64_t twice_t) const { return batchnorm_sign(p, x, twice_t); }
 };
@@ -100,6 +103,10 @@ StepFunction step_function(const Model& m, int64_t lo, int64_t hi, int64_t qmin,
     } else {
       long double tau, err;
       m.approx(lv.twice_t, tau, err);
+      if (!(err >= 0.0L) || !std::isfinite(tau) || !std::isfinite(err)) {
+        err = std::numeric_limits<long double>::infinity();  // no usable estimate: exact bisection below
+        tau = 0.0L;
+      }
       const long double lo_ld = static_cast<long double>(f.lo), hi_ld = static_cast<long double>(f.hi);
       if (tau + err < lo_ld - 1.0L) {
         T = f.lo;
