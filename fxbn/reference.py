@@ -77,8 +77,12 @@ class AffineChannel:
 
     def breakpoint(self, t, strict, lo, hi):
         """min{x' in [lo', hi'] : v(d*x') >= t (> t when strict)}, exactly, in mirrored coordinates x' = d*x."""
-        tau = (Fraction(t) - self.b) / abs(self.a)
-        T = math.floor(tau) + 1 if strict else math.ceil(tau)
+        # tau = (t - b)/|a| as one integer ratio N/D (D > 0)
+        t = Fraction(t)
+        a, b = abs(self.a), self.b
+        N = (t.numerator * b.denominator - b.numerator * t.denominator) * a.denominator
+        D = t.denominator * b.denominator * a.numerator
+        T = N // D + 1 if strict else -((-N) // D)
         return min(max(T, lo), hi + 1)
 
 
