@@ -13,6 +13,18 @@ namespace {
 // Relative error allowance for a handful of long-double operations (each adds at most one unit roundoff).
 const long double kRel = 16.0L * std::numeric_limits<long double>::epsilon();
 
+// floor of a long double known to lie within int64 (here |v| < 2^35): truncation, corrected for negatives
+inline int64_t floor_int(long double v) {
+  const int64_t n = static_cast<int64_t>(v);
+  return n - (static_cast<long double>(n) > v ? 1 : 0);
+}
+
+// [lo, hi] contains no integer
+inline bool no_integer_within(long double lo, long double hi) {
+  const int64_t f = floor_int(lo);
+  return floor_int(hi) == f && static_cast<long double>(f) != lo;
+}
+
 struct Level {
   int64_t twice_t;  // threshold t = twice_t / 2
   bool strict;      // R(v) >= k  <=>  v > t (strict) or v >= t
@@ -36,9 +48,11 @@ struct AffineModel {
   const AffineParams& p;
   int direction() const { return p.a > 0 ? 1 : (p.a < 0 ? -1 : 0); }
   // tau: estimate of the real x' where v crosses t; |tau - exact| <= err
+  long double inv_a;  // 1/|a|, one rounding: tau below carries at most 3 roundings
+  explicit AffineModel(const AffineParams& q) : p(q), inv_a(1.0L / std::fabs(static_cast<long double>(q.a))) {}
   void approx(int64_t twice_t, long double& tau, long double& err) const {
-    long double t = static_cast<long double>(twice_t) / 2.0L;
-    tau = (t - static_cast<long double>(p.b)) / std::fabs(static_cast<long double>(p.a));
+    const long double t = static_cast<long double>(twice_t) * 0.5L;
+    tau = (t - static_cast<long double>(p.b)) * inv_a;
     err = std::fabs(tau) * kRel;
   }
   int sign(int64_t x, int64_t twice_t) const { return affine_sign(p, x, twice_t); }
@@ -112,9 +126,9 @@ StepFunction step_function(const Model& m, int64_t lo, int64_t hi, int64_t qmin,
         T = f.lo;
       } else if (tau - err > hi_ld + 1.0L) {
         T = f.hi + 1;
-      } else if (err < 0.25L && std::ceil(tau - err) > std::floor(tau + err)) {
+      } else if (err < 0.25L && no_integer_within(tau - err, tau + err)) {
         // no integer within the error margin: the exact threshold is not an integer and has the same ceiling
-        T = static_cast<int64_t>(std::ceil(tau));
+        T = floor_int(tau - err) + 1;
       } else if (err < 0.25L) {
         // the exact threshold is within 1/4 of the integer n: decide exactly
         const int64_t n = static_cast<int64_t>(std::llround(tau));
@@ -172,7 +186,7 @@ int batchnorm_sign(const BatchNormParams& p, int64_t x, int64_t twice_t) {
 StepFunction affine_step_function(const AffineParams& p, int64_t lo, int64_t hi, int64_t qmin, int64_t qmax,
                                   Rounding rounding) {
   if (!std::isfinite(p.a) || !std::isfinite(p.b)) throw std::invalid_argument("a and b must be finite");
-  return step_function(AffineModel{p}, lo, hi, qmin, qmax, rounding);
+  return step_function(AffineModel(p), lo, hi, qmin, qmax, rounding);
 }
 
 StepFunction batchnorm_step_function(const BatchNormParams& p, int64_t lo, int64_t hi, int64_t qmin, int64_t qmax,
