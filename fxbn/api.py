@@ -152,6 +152,11 @@ def _limits(acc_bits, max_multiplier_bits):
     return int(acc_bits), int(max_multiplier_bits)
 
 
+def _options_record(acc_bits, max_multiplier_bits, common_shift):
+    return {"acc_bits": int(acc_bits), "max_multiplier_bits": None if max_multiplier_bits >= 64 else
+            int(max_multiplier_bits), "common_shift": bool(common_shift)}
+
+
 def from_affine(a, b, *, in_range=None, in_dtype="int32", out_dtype="int8", rounding="half_even", relu=False,
                 out_range=None, common_shift=False, acc_bits=64, max_multiplier_bits=None):
     """Exact fixed-point parameters for y = clamp(R(a*x + b), qmin, qmax), per channel.
@@ -205,7 +210,8 @@ def from_affine(a, b, *, in_range=None, in_dtype="int32", out_dtype="int8", roun
                                          max_multiplier_bits, bool(common_shift))
     source = {"form": "affine", "a": p["a"], "b": p["b"]}
     return FixedPointBN(A, B, s, np.stack([lo, hi], axis=1), (qmin, qmax), rounding, source, out_dtype, in_dtype,
-                        multiplier_bits=mb, accumulator_bits=ab)
+                        multiplier_bits=mb, accumulator_bits=ab,
+                        solve_options=_options_record(acc_bits, max_multiplier_bits, common_shift))
 
 
 def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_point=0, out_zero_point=0,
@@ -258,7 +264,8 @@ def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_
                                             rounding, acc_bits, max_multiplier_bits, bool(common_shift))
     source = dict(form="batchnorm", **p)
     return FixedPointBN(A, B, s, np.stack([lo, hi], axis=1), (qmin, qmax), rounding, source, out_dtype, in_dtype,
-                        multiplier_bits=mb, accumulator_bits=ab)
+                        multiplier_bits=mb, accumulator_bits=ab,
+                        solve_options=_options_record(acc_bits, max_multiplier_bits, common_shift))
 
 
 class FixedPointBN:
@@ -274,10 +281,14 @@ class FixedPointBN:
         Signed widths of the multiplier and of the largest intermediate (A*x, A*x + B, B) over in_range.
     source : dict
         The parameters the layer was solved for ("form": "affine" or "batchnorm", per-channel arrays).
+    solve_options : dict
+        The limits it was solved under: acc_bits, max_multiplier_bits (None: unlimited), common_shift; empty
+        for layers built by hand.
     """
 
     def __init__(self, multiplier, bias, shift, in_range, out_range, rounding, source, out_dtype="int8",
-                 in_dtype="int32", multiplier_bits=None, accumulator_bits=None):
+                 in_dtype="int32", multiplier_bits=None, accumulator_bits=None, solve_options=None):
+        self.solve_options = dict(solve_options or {})
         self.multiplier = np.ascontiguousarray(multiplier, dtype=np.int64)
         self.bias = np.ascontiguousarray(bias, dtype=np.int64)
         self.shift = np.ascontiguousarray(shift, dtype=np.int64)
@@ -476,6 +487,7 @@ class FixedPointBN:
             "in_dtype": self.in_dtype.name,
             "out_dtype": self.out_dtype.name,
             "source": src,
+            "solve_options": self.solve_options,
         }
 
     @classmethod
@@ -505,7 +517,8 @@ class FixedPointBN:
                 raise ValueError(f"{k} has {len(d[k])} entries, multiplier has {n}")
         return cls(np.array(d["multiplier"], np.int64), np.array(d["bias"], np.int64),
                    np.array(d["shift"], np.int64), np.array(d["in_range"], np.int64).reshape(n, 2),
-                   d["out_range"], d["rounding"], src, d.get("out_dtype", "int8"), d.get("in_dtype", "int32"))
+                   d["out_range"], d["rounding"], src, d.get("out_dtype", "int8"), d.get("in_dtype", "int32"),
+                   solve_options=d.get("solve_options"))
 
     def save(self, path):
         """Save as JSON (path ending .json) or NumPy npz (.npz); written to a temporary file, then renamed."""

@@ -47,3 +47,32 @@ def batchnorm_layers(draw, max_channels=3):
                 in_scale=float(f32(1e-3, 0.2)), out_scale=float(f32(1e-3, 0.2)),
                 in_zero_point=draw(st.integers(-5, 5)), out_zero_point=draw(st.integers(-10, 10)),
                 rounding=draw(st.sampled_from(ROUNDINGS)))
+
+
+@st.composite
+def conv_bn_models(draw, max_out=4, max_terms=40):
+    """Quantized conv weights (out, terms) with int8 values and an int8 activation quantization with a range."""
+    from fxbn.importers import ActivationQuant
+
+    out = draw(st.integers(1, max_out))
+    terms = draw(st.integers(1, max_terms))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    w_q = np.random.default_rng(seed).integers(-127, 128, size=(out, terms)).astype(np.int8)
+    zero_point = draw(st.integers(-128, 127))
+    qmin = draw(st.integers(-128, 127))
+    qmax = draw(st.integers(qmin, 127))
+    act = ActivationQuant(draw(st.floats(1e-4, 1.0)), zero_point, "int8", qmin, qmax)
+    return {"w_q": w_q, "act": act, "seed": seed}
+
+
+@st.composite
+def small_affine_layers(draw, max_channels=3):
+    """(a, b, rounding, in_dtype) for small int8/uint8 exhaustive checks of verify/ (dyadic slopes included)."""
+    a, b, rounding = draw(affine_layers(max_channels))
+    return a, b, rounding, draw(st.sampled_from(["int8", "uint8"]))
+
+
+@st.composite
+def breakages(draw):
+    """How to break a solved layer: ("A", +-1), ("B", +-1) or ("s", +-1) on one channel."""
+    return draw(st.sampled_from(["A", "B", "s"])), draw(st.sampled_from([-1, 1]))

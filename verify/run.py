@@ -1,0 +1,170 @@
+"""Verify whole layers: breakpoint certificate and z3 per channel, minimality, exact error; verdicts and records."""
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from verify import breakpoints, exact
+
+PROVED, REFUTED, UNKNOWN = "PROVED", "REFUTED", "UNKNOWN"
+METHODS = ("breakpoints", "z3", "both")
+
+
+def _z3_chunk(args):
+    layer, channels, bound, timeout_ms, rlimit, smt2_dir, name = args
+    from verify import smt
+
+    out = {}
+    for c in channels:
+        path = None if smt2_dir is None else os.path.join(smt2_dir, f"{name}.ch{c}.smt2")
+        out[c] = smt.prove_channel_split(layer, c, bound, timeout_ms, rlimit, path)
+    return out
+
+
+def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None):
+    """{channel: z3 result} for every channel, in `jobs` processes."""
+    C = layer.channels
+    if jobs <= 1 or C == 1:
+        results = {}
+        for c in range(C):
+            results.update(_z3_chunk((layer, [c], bound, timeout_ms, rlimit, smt2_dir, name)))
+            if progress:
+                progress(1)
+        return results
+    chunks = [list(range(i, C, jobs * 4)) for i in range(min(C, jobs * 4))]
+    results = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for part in pool.map(_z3_chunk, [(layer, ch, bound, timeout_ms, rlimit, smt2_dir, name) for ch in chunks]):
+            results.update(part)
+            if progress:
+                progress(len(part))
+    return results
+
+
+def _refutation(layer, c, x):
+    """Details of a counterexample at x: fixed-point output, exact reference (rational/float), @example."""
+    A, B, s, _, _ = exact.channel_params(layer, c)
+    f = exact.fixed_output(A, B, s, x, *layer.out_range)
+    y = exact.reference_output(layer, c, x)
+    v_exact, v_float = exact.reference_value(layer, c, x)
+    return {"channel": c, "x": int(x), "fixed_point": f, "reference": y, "reference_value": v_exact,
+            "reference_value_float": v_float, "example": exact.example_snippet(layer, c, x)}
+
+
+def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, timeout_ms=10000, rlimit=None,
+                 smt2_dir=None, jobs=1, engine="core", progress=None):
+    """Verify every channel of a layer; return a JSON-ready record.
+
+    Parameters
+    ----------
+    layer : fxbn.FixedPointBN
+    method : {"breakpoints", "z3", "both"}
+        "both" requires the two methods to agree on every channel.
+    bound : int
+        The claim is |f(x) - y(x)| <= bound for every x in in_range (0: exact).
+    minimality : bool
+        Also certify that no (A, B) exists at shift - 1.
+
+    Returns
+    -------
+    dict
+        ``verdict`` (PROVED / REFUTED / UNKNOWN), per-method ``seconds``, ``channels`` (per-channel verdicts,
+        exact max error, witnesses), ``refutations`` (details of each counterexample), ``minimality``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    record = {"name": name, "channels": layer.channels, "form": layer.source["form"], "rounding": layer.rounding,
+              "in_dtype": layer.in_dtype.name, "out_dtype": layer.out_dtype.name,
+              "out_range": list(layer.out_range), "bound": int(bound), "method": method, "seconds": {},
+              "claims": [f"for every channel and every integer x in its in_range: |clamp((A*x + B) >> s, qmin, qmax)"
+                         f" - clamp(R(v(x)), qmin, qmax)| <= {int(bound)}, R = {layer.rounding}, v exact"]
+              + (["every shift s > 0 is minimal: no (A, B) is exact at s - 1"] if minimality and bound == 0 else [])}
+    per = [{"channel": c} for c in range(layer.channels)]
+    witnesses = {}
+    if method in ("breakpoints", "both"):
+        t0 = time.perf_counter()
+        if bound == 0:
+            cert = breakpoints.certify(layer, engine)
+            for c, r in enumerate(cert):
+                per[c]["breakpoints"] = PROVED if r["proved"] else REFUTED
+                if r["witness"] is not None:
+                    witnesses.setdefault(c, r["witness"])
+        errors = breakpoints.exact_error(layer, engine) if bound > 0 or not all(
+            p.get("breakpoints") == PROVED for p in per) else None
+        if errors is not None:
+            for c, r in enumerate(errors):
+                per[c]["max_error"] = r["max_error"]
+                per[c]["mismatches"] = r["mismatches"]
+                if bound > 0:
+                    per[c]["breakpoints"] = PROVED if r["max_error"] <= bound else REFUTED
+                if r["max_error"] > bound:
+                    witnesses.setdefault(c, r["witness"])
+        else:
+            for p in per:
+                p["max_error"], p["mismatches"] = 0, 0
+        record["seconds"]["breakpoints"] = time.perf_counter() - t0
+    if method in ("z3", "both"):
+        t0 = time.perf_counter()
+        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress)
+        for c, r in z.items():
+            per[c]["z3"] = r["status"].upper()
+            per[c]["z3_seconds"] = round(r["seconds"], 6)
+            per[c]["z3_build_seconds"] = round(r.get("build_seconds", 0.0), 6)
+            if r["status"] == "refuted":
+                per[c]["z3_witness"] = r["witness"]
+                witnesses.setdefault(c, r["witness"])
+            elif r["status"] == "unknown":
+                per[c]["z3_reason"] = r.get("reason")
+        record["seconds"]["z3"] = time.perf_counter() - t0
+        times = [p["z3_seconds"] for p in per]
+        record["z3_median_seconds"] = float(np.median(times))
+    for p in per:
+        verdicts = {p[m] for m in ("breakpoints", "z3") if m in p}
+        if REFUTED in verdicts:
+            p["verdict"] = REFUTED
+        elif UNKNOWN in verdicts:
+            p["verdict"] = UNKNOWN
+        else:
+            p["verdict"] = PROVED
+        if len(verdicts - {UNKNOWN}) > 1:
+            p["disagreement"] = True          # never expected: one of the two methods is wrong
+    if minimality and bound == 0:
+        t0 = time.perf_counter()
+        mins = breakpoints.minimality(layer, engine)
+        record["seconds"]["minimality"] = time.perf_counter() - t0
+        common = layer.channels > 1 and len(set(layer.shift.tolist())) == 1
+        for c, m in enumerate(mins):
+            per[c]["minimal_shift"] = m["minimal"]
+            if m["minimal"] is False:
+                per[c]["smaller_parameters"] = list(m["smaller"])
+            elif m["minimal"]:
+                per[c]["minimality_certificate"] = _jsonable(m["certificate"])
+        flags = [m["minimal"] for m in mins if m["minimal"] is not None]
+        # a common shift is minimal when some channel needs it
+        record["minimality"] = (PROVED if (any(flags) if common else all(flags)) or not flags else REFUTED)
+        record["common_shift"] = common
+    record["refutations"] = [_refutation(layer, c, x) for c, x in sorted(witnesses.items())]
+    record["per_channel"] = per
+    verdicts = {p["verdict"] for p in per}
+    record["verdict"] = REFUTED if REFUTED in verdicts else UNKNOWN if UNKNOWN in verdicts else PROVED
+    if record.get("minimality") == REFUTED and record["verdict"] == PROVED:
+        record["verdict"] = REFUTED
+    record["max_error"] = max((p.get("max_error", 0) or 0) for p in per) if method != "z3" else None
+    return record
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def channel_record(layer, c):
+    """The exact integer parameters and source of channel c, for certificates."""
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    return {"multiplier": A, "bias": B, "shift": s, "in_range": [lo, hi], "source": exact.channel_source(layer, c)}

@@ -1,0 +1,282 @@
+"""z3 encodings of one channel on its concrete numbers, independent of the C++ breakpoints.
+
+The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat proves the bound (d = 0: exactness).
+
+- f: floor as 2^s*q <= A*x + B < 2^s*(q + 1), the clamp as If.
+- y: clamp(R(v), qmin, qmax) >= k  <=>  R(v) >= k for k in (qmin, qmax], and R(v) >= k is the level condition of
+  fxbn.reference.level_threshold: v >= t or v > t, t = k or k - 1/2, strictness by rounding and the parity/sign
+  of k.  Then f - y > d  <=>  f - d > qmin and not R(v) >= f - d,  and  y - f > d  <=>  f + d + 1 <= qmax and
+  R(v) >= f + d + 1.
+- affine form: v = a*x + b with a, b scaled by a common power of two to integers (QF_LIA).
+- batchnorm form: v >= t  <=>  P >= c*sqrt(r) with P = gamma*(in_scale*(x - zin) - mean),
+  c = (t - zout)*out_scale - beta, r = var + eps, decided by the signs of P and c and a comparison of P^2 with
+  c^2*r, all scaled to integers (QF_NIA); the square root never appears.
+"""
+import time
+from fractions import Fraction
+
+from verify import exact
+
+_Z3 = None
+
+
+def z3mod():
+    """z3, imported on first use."""
+    global _Z3
+    if _Z3 is None:
+        try:
+            import z3
+        except ImportError as e:
+            raise RuntimeError("the z3 method needs z3-solver: pip install z3-solver") from e
+        _Z3 = z3
+    return _Z3
+
+
+def solver_version():
+    return z3mod().get_version_string()
+
+
+def _strict(z3, k, rounding):
+    """Whether R(v) >= k needs v > t (True) or v >= t, as a z3 Bool in the symbolic level k."""
+    if rounding in ("floor", "half_up"):
+        return z3.BoolVal(False)
+    if rounding == "half_even":
+        return k % 2 != 0
+    return k <= 0  # half_away
+
+
+def _strict_const(k, rounding):
+    return rounding == "half_even" and k % 2 != 0 or rounding == "half_away" and k <= 0
+
+
+def _affine_level(z3, src, x, rounding):
+    """cond(k) for v = a*x + b."""
+    (ia, ib), e = exact.common_scale(src["a"], src["b"])
+    V = ia * x + ib                    # v * 2^e
+    V2 = 2 * V
+    D = 1 << e
+
+    def cond(k):
+        if rounding == "floor":
+            return V >= k * D
+        if isinstance(k, int):         # a constant level: no If, no parity term
+            t2 = (2 * k - 1) * D
+            return V2 > t2 if _strict_const(k, rounding) else V2 >= t2
+        t2 = (2 * k - 1) * D          # 2 * t * 2^e
+        return z3.If(_strict(z3, k, rounding), V2 > t2, V2 >= t2)
+
+    return cond, "QF_LIA"
+
+
+def _batchnorm_level(z3, src, x, lo, hi, rounding, fresh, defs):
+    """cond(k) for the batchnorm form: P >= c*sqrt(r) by signs and squares, all integers.
+
+    The auxiliary integers P, c are defined by equations appended to `defs`, which must be asserted at top level
+    (cond(k) also appears negated)."""
+    F = Fraction
+    g, beta, mean = F(src["gamma"]), F(src["beta"]), F(src["mean"])
+    s_in, s_out = F(src["in_scale"]), F(src["out_scale"])
+    zin, zout = src["in_zero_point"], src["out_zero_point"]
+    r = F(src["var"]) + F(src["eps"])
+    half = 0 if rounding == "floor" else 1
+    # 2P = p1*x + p0 and 2c = c1*k + c0 (t = k - half/2)
+    p1, p0 = 2 * g * s_in, -2 * g * (s_in * zin + mean)
+    c1, c0 = 2 * s_out, -half * s_out - 2 * zout * s_out - 2 * beta
+    (ip1, ip0, ic1, ic0), _ = exact.common_scale(p1, p0, c1, c0)
+    nr, dr = r.numerator, r.denominator
+    pv = fresh("P")
+    defs.append(pv == ip1 * x + ip0)
+    ends = sorted((ip1 * lo + ip0, ip1 * hi + ip0))
+    defs += [pv >= ends[0], pv <= ends[1]]          # redundant bounds: they help the nonlinear solver
+
+    def cond(k):
+        if isinstance(k, int):
+            cv = ic1 * k + ic0
+        else:
+            cv = fresh("c")
+            defs.append(cv == ic1 * k + ic0)
+        pp, cc = pv * pv * dr, cv * cv * nr          # P^2 vs c^2 * r, scaled by dr
+        ge = z3.Or(z3.And(cv <= 0, pv >= 0), z3.And(cv <= 0, pv < 0, pp <= cc), z3.And(cv > 0, pv > 0, pp >= cc))
+        gt = z3.Or(z3.And(cv < 0, pv >= 0), z3.And(cv < 0, pv < 0, pp < cc), z3.And(cv == 0, pv > 0),
+                   z3.And(cv > 0, pv > 0, pp > cc))
+        if isinstance(k, int):
+            return z3.simplify(gt if _strict_const(k, rounding) else ge)
+        return z3.If(_strict(z3, k, rounding), gt, ge)
+
+    return cond, "QF_NIA"
+
+
+def channel_assertions(layer, c, bound=0):
+    """(assertions, x, logic) of the query 'some x in range has |f(x) - y(x)| > bound' for channel c."""
+    z3 = z3mod()
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    src = exact.channel_source(layer, c)
+    x, q, f = z3.Ints("x q f")
+    counter = iter(range(1 << 30))
+
+    def fresh(name):
+        return z3.Int(f"{name}{next(counter)}")
+
+    defs = []
+    if src["form"] == "affine":
+        cond, logic = _affine_level(z3, src, x, layer.rounding)
+    else:
+        cond, logic = _batchnorm_level(z3, src, x, lo, hi, layer.rounding, fresh, defs)
+    acc = A * x + B
+    scale = 1 << s
+    d = int(bound)
+    facts = [x >= lo, x <= hi, scale * q <= acc, acc < scale * (q + 1),
+             f == z3.If(q < qmin, qmin, z3.If(q > qmax, qmax, q)), f >= qmin, f <= qmax]
+    violation = z3.Or(z3.And(f - d > qmin, z3.Not(cond(f - d))), z3.And(f + d + 1 <= qmax, cond(f + d + 1)))
+    return facts + defs + [violation], x, logic
+
+
+def level_split(layer, c, bound=0):
+    """(common assertions, [(level, assertions)], x, logic): the query split by the fixed-point output level.
+
+    Over the x where f(x) = v the reference level k = v - d or v + d + 1 is a constant, so the batchnorm squares
+    are quadratic in x alone; the split is exhaustive (every level f attains in range is listed)."""
+    z3 = z3mod()
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    src = exact.channel_source(layer, c)
+    x, q = z3.Ints("x q")
+    counter = iter(range(1 << 30))
+    defs = []
+
+    def fresh(name):
+        return z3.Int(f"{name}{next(counter)}")
+
+    if src["form"] == "affine":
+        cond, logic = _affine_level(z3, src, x, layer.rounding)
+    else:
+        cond, logic = _batchnorm_level(z3, src, x, lo, hi, layer.rounding, fresh, defs)
+    acc = A * x + B
+    scale = 1 << s
+    common = [x >= lo, x <= hi, scale * q <= acc, acc < scale * (q + 1)] + defs
+    f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
+    d = int(bound)
+    parts = []
+    for v in range(f_lo, f_hi + 1):
+        at_v = (q <= qmin) if v == qmin else (q >= qmax) if v == qmax else (q == v)
+        bad = []
+        if v - d > qmin:
+            bad.append(z3.Not(cond(v - d)))
+        if v + d + 1 <= qmax:
+            bad.append(cond(v + d + 1))
+        if bad:
+            parts.append((v, [at_v, z3.Or(*bad)]))
+    return common, parts, x, logic
+
+
+def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None):
+    """prove_channel with the query split by output level (one incremental solver, one check per level)."""
+    z3 = z3mod()
+    t_build = time.perf_counter()
+    common, parts, x, logic = level_split(layer, c, bound)
+    if smt2_path is not None:
+        s0 = z3.Solver()
+        s0.add(*common)
+        text = s0.to_smt2().rsplit("(check-sat)", 1)[0]
+        blocks = "".join("(push 1)\n" + "".join(f"(assert {e.sexpr()})\n" for e in extra) + "(check-sat)\n(pop 1)\n"
+                         for _, extra in parts)
+        with open(smt2_path, "w") as fh:
+            fh.write(f"; fxbn channel {c}: one check per fixed-point output level; sat iff some x in range has "
+                     f"|f(x) - y(x)| > {bound}; expected: unsat for every check\n(set-logic {logic})\n" + text
+                     + blocks)
+    solver = make_solver(common, logic, timeout_ms, rlimit)
+    t0 = time.perf_counter()
+    out = {"status": "proved", "logic": logic, "checks": len(parts)}
+    for v, extra in parts:
+        solver.push()
+        solver.add(*extra)
+        result = solver.check()
+        if result == z3.sat:
+            xv = solver.model().eval(x, model_completion=True).as_long()
+            out.update(status="refuted", witness=xv)
+            break
+        if result != z3.unsat:
+            out.update(status="unknown", reason=f"level {v}: {solver.reason_unknown()}")
+            break
+        solver.pop()
+    out["seconds"] = time.perf_counter() - t0
+    out["build_seconds"] = t0 - t_build
+    if out["status"] == "refuted":
+        _check_witness(layer, c, out["witness"], bound)
+    return out
+
+
+def _check_witness(layer, c, xv, bound):
+    A, B, s, _, _ = exact.channel_params(layer, c)
+    fx = exact.fixed_output(A, B, s, xv, *layer.out_range)
+    yx = exact.reference_output(layer, c, xv)
+    if abs(fx - yx) <= bound:
+        raise RuntimeError(f"channel {c}: z3 model x={xv} does not violate the bound (f={fx}, y={yx}); "
+                           "the encoding is wrong")
+
+
+def make_solver(assertions, logic, timeout_ms=None, rlimit=None):
+    z3 = z3mod()
+    solver = z3.SolverFor(logic)
+    if timeout_ms:
+        solver.set("timeout", int(timeout_ms))
+    if rlimit:
+        solver.set("rlimit", int(rlimit))
+    solver.add(*assertions)
+    return solver
+
+
+def to_smt2(assertions, logic, comment=""):
+    """A self-contained SMT-LIB2 script (set-logic, declarations, asserts, check-sat) for any SMT solver."""
+    z3 = z3mod()
+    s = z3.Solver()
+    s.add(*assertions)
+    head = "".join(f"; {line}\n" for line in comment.splitlines())
+    return head + f"(set-logic {logic})\n" + s.to_smt2()
+
+
+def prove_channel(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None):
+    """Decide the bound for channel c with z3.
+
+    Returns
+    -------
+    dict
+        ``status`` ("proved" | "refuted" | "unknown"), ``witness`` (int x, signed, re-checked in Python) when
+        refuted, ``reason`` when unknown, ``seconds``, ``logic``.
+    """
+    z3 = z3mod()
+    assertions, x, logic = channel_assertions(layer, c, bound)
+    if smt2_path is not None:
+        with open(smt2_path, "w") as fh:
+            fh.write(to_smt2(assertions, logic, f"fxbn channel {c}: sat iff some x in range has |f(x) - y(x)| > "
+                                                f"{bound}; expected: unsat"))
+    solver = make_solver(assertions, logic, timeout_ms, rlimit)
+    t0 = time.perf_counter()
+    result = solver.check()
+    seconds = time.perf_counter() - t0
+    out = {"status": "unknown", "seconds": seconds, "logic": logic}
+    if result == z3.unsat:
+        out["status"] = "proved"
+    elif result == z3.sat:
+        xv = solver.model().eval(x, model_completion=True).as_long()   # Int sort: already signed
+        _check_witness(layer, c, xv, bound)
+        out.update(status="refuted", witness=xv)
+    else:
+        out["reason"] = solver.reason_unknown()
+    return out
+
+
+def max_error_channel(layer, c, start=0, limit=None, timeout_ms=10000):
+    """Exact max |f - y| of channel c by z3 alone: the smallest d whose bound is proved, with a witness at d - 1."""
+    d, witness = start, None
+    limit = layer.out_range[1] - layer.out_range[0] if limit is None else limit
+    while d <= limit:
+        r = prove_channel(layer, c, d, timeout_ms)
+        if r["status"] == "proved":
+            return {"max_error": d, "witness": witness}
+        if r["status"] == "unknown":
+            return {"max_error": None, "reason": r.get("reason")}
+        witness = r["witness"]
+        d += 1
+    return {"max_error": d, "witness": witness}
