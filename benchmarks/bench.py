@@ -4,11 +4,13 @@ Usage:
     python benchmarks/bench.py [--quick] [--repeats N] [--json PATH] [--no-torch]
 
 Everything is measured in ONE run on this machine; every figure is the median of repeated timed samples taken after
-a warm-up (each sample times enough calls to last >= ~2 ms).  Ratios compare medians from the same run.
+a warm-up (each sample times enough calls to last >= ~5 ms, after one untimed call).  The implementations of one
+row are sampled round robin, so that their ratios compare runs made under the same load of this shared machine.  Ratios compare medians from the same run.
 
 Rows (per shape, layout and thread count):
   fxbn        FixedPointBN.apply(x, axis, out=y, threads=t) (preallocated output, as np.copyto)
   fxbn_alloc  FixedPointBN.apply(x, axis, threads=t)         (allocates its output, as torch does)
+  fxbn_kernel _core.apply_kernel on the same arrays             (the kernel without the Python API layer)
   torch       torch.ops.quantized.batch_norm2d on the same uint8 bytes (quint8, NCHW and channels_last),
               torch.set_num_threads(t); skipped with a note when torch is absent
   np_float    x.astype(float32) -> *= a -> += b -> rint -> clip -> astype(out)  (NumPy, one thread)
@@ -16,6 +18,8 @@ Rows (per shape, layout and thread count):
   np_int      x.astype(int64) -> *= A -> += B -> >>= s -> clip -> astype(out)   (the fixed-point formula in NumPy)
   copy        np.copyto of the input bytes (t=2: two Python threads copying halves; numpy releases the GIL)
 Bandwidth = (bytes read + bytes written) / time; for copy both equal the input size.
+Ratios (x torch, x numpy, % of copy) are medians of per-round ratios of samples taken in the same round (ratio of
+medians where the two were not sampled together: NumPy rows at t=2).
 
 Targets (issue 5): fxbn >= 3x torch on uint8 NCHW (1 and 2 threads); >= 8x np_float on int32->int8;
 >= 60% of copy bandwidth for out-of-cache tensors; solver < 0.5 s and verifier < 1 s on the ResNet-50 set.
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -42,6 +47,7 @@ from fxbn import _core  # noqa: E402
 
 try:
     import torch
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
 except ImportError:  # torch is optional
     torch = None
 
@@ -56,27 +62,59 @@ assert len(RESNET50_BN) == 53 and sum(RESNET50_BN) == 26560
 
 
 # ---------------------------------------------------------------------------------------------- timing helpers
-def measure(fn, repeats, min_time=2e-3, warmup=3):
+def measure(fn, repeats, min_time=5e-3, warmup=3):
     """Median seconds per call: warm-up calls, then `repeats` samples of `number` calls each."""
+    return measure_group({"f": fn}, repeats, min_time, warmup)["f"]
+
+
+def _calibrate(fn, min_time, warmup):
     for _ in range(warmup):
         fn()
     t0 = time.perf_counter()
     fn()
     one = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(min_time / one))
-    samples = []
+    return max(1, int(min_time / one))
+
+
+def measure_group(fns, repeats, min_time=5e-3, warmup=3, pause=None):
+    """Like measure for several functions whose samples are interleaved (round robin), so that the ratios between
+    them compare runs made under the same machine load.  pause(a, b) is called between a sample of a and one of b."""
+    numbers = {k: _calibrate(f, min_time, warmup) for k, f in fns.items()}
+    samples = {k: [] for k in fns}
+    prev = None
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
-            "repeats": repeats, "number": number}
+        for k, f in fns.items():
+            if pause is not None and prev is not None:
+                pause(prev, k)
+            prev = k
+            n = numbers[k]
+            f()  # untimed: bring this function's data back into cache after the others ran (steady state)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            samples[k].append((time.perf_counter() - t0) / n)
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "repeats": repeats,
+                "number": numbers[k], "samples_s": v} for k, v in samples.items()}
 
 
-def settle():
-    """Let OpenMP worker threads of the previous library stop spinning (two runtimes share 2 cores)."""
-    time.sleep(0.05)
+def ratio(slow, fast):
+    """slow / fast: the median of the per-round ratios when both were sampled in the same rounds (robust to the load
+    of a shared machine changing during the run), else the ratio of the medians."""
+    a, b = slow.get("samples_s"), fast.get("samples_s")
+    if a and b and len(a) == len(b) and slow.get("group") is not None and slow.get("group") == fast.get("group"):
+        return statistics.median(x / y for x, y in zip(a, b))
+    return slow["median_s"] / fast["median_s"]
+
+
+def settle(delay=0.01):
+    """Let OpenMP worker threads of the previous library stop spinning (two OpenMP runtimes, torch's and ours,
+    share 2 cores)."""
+    time.sleep(delay)
+
+
+def _pause(prev, nxt):
+    if ("torch" in prev) != ("torch" in nxt):
+        settle(0.005)
 
 
 # ---------------------------------------------------------------------------------------------- layers
@@ -187,6 +225,7 @@ def environment():
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "loadavg_at_start": os.getloadavg(),
     }
     try:
         with open("/proc/cpuinfo") as f:
@@ -214,8 +253,8 @@ def environment():
         env["numpy_cpu_dispatch_active"] = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
     except ImportError:
         pass
-    if hasattr(_core, "kernel_info"):
-        env["fxbn_kernel"] = _core.kernel_info()
+    if hasattr(_core, "kernel_isa"):
+        env["fxbn_kernel"] = _core.kernel_isa()
     return env
 
 
@@ -226,6 +265,7 @@ SHAPES = {"small": (1, 64, 56, 56), "large": (32, 64, 56, 56)}
 def kernel_cases(shapes, threads_list, repeats, use_torch, log):
     rng = np.random.default_rng(2026)
     rows = []
+    group = 0
     configs = [
         ("uint8->uint8", "uint8", "uint8"),
         ("int8->int8", "int8", "int8"),
@@ -258,45 +298,45 @@ def kernel_cases(shapes, threads_list, repeats, use_torch, log):
                             acc32=bool(np.all(layer.accumulator_bits <= 32)), in_bytes=in_bytes,
                             out_bytes=out_bytes)
                 caxis = axis % x.ndim
-                # NumPy baselines (single-threaded ufuncs): once per case
                 qmin, qmax = layer.out_range
-                for label, fn in (("np_float", np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float32, caxis)),
-                                  ("np_float64", np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float64,
-                                                             caxis)),
-                                  ("np_int", np_int_fn(x, layer, caxis))):
-                    if label == "np_int":
-                        assert np.array_equal(fn(), expect), "numpy integer path disagrees with fxbn"
-                    m = measure(fn, max(5, repeats // 3))
-                    rows.append(dict(base, impl=label, threads=1, **m,
-                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
-                    log(rows[-1])
+                np_int = np_int_fn(x, layer, caxis)
+                assert np.array_equal(np_int(), expect), "numpy integer path disagrees with fxbn"
                 for t in threads_list:
-                    settle()
-                    m = measure(lambda: layer.apply(x, axis=axis, out=y, threads=t), repeats)
-                    assert np.array_equal(y, expect)
-                    rows.append(dict(base, impl="fxbn", threads=t, **m,
-                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
-                    log(rows[-1])
-                    m = measure(lambda: layer.apply(x, axis=axis, threads=t), repeats)
-                    rows.append(dict(base, impl="fxbn_alloc", threads=t, **m,
-                                     gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9))
-                    log(rows[-1])
+                    fns = {}
+                    fns["fxbn"] = lambda t=t: layer.apply(x, axis=axis, out=y, threads=t)
+                    fns["fxbn_alloc"] = lambda t=t: layer.apply(x, axis=axis, threads=t)
+                    s3 = layer._shape3(x, axis)[2]
+                    x3, y3 = x.reshape(s3), y.reshape(s3)
+                    acc32 = bool(np.all(layer.accumulator_bits <= 32))
+                    fns["fxbn_kernel"] = lambda t=t: _core.apply_kernel(  # the kernel alone, no Python API layer
+                        x3, y3, layer.multiplier, layer.bias, layer._shift32, layer._lo, layer._hi,
+                        layer.out_range[0], layer.out_range[1], acc32, t)
                     dst = np.empty_like(x)
-                    m = measure(copy_fn(x, dst, t), repeats)
-                    rows.append(dict(base, impl="copy", threads=t, **m, gbps=2 * in_bytes / m["median_s"] / 1e9))
-                    log(rows[-1])
+                    fns["copy"] = copy_fn(x, dst, t)
+                    extra = {}
                     if use_torch and tin == "uint8" and tout == "uint8":
-                        settle()
                         fn, _ = torch_fn(x_nchw, params, t, channels_last=(layout == "NHWC"))
                         out = fn()
                         ours = expect if layout == "NCHW" else expect.transpose(0, 3, 1, 2)
-                        diff = out.int_repr().numpy() .astype(np.int16) - ours.astype(np.int16)
-                        m = measure(fn, repeats)
-                        settle()
-                        rows.append(dict(base, impl="torch", threads=t, **m,
-                                         gbps=(in_bytes + out_bytes) / m["median_s"] / 1e9,
-                                         max_abs_diff_vs_exact=int(np.abs(diff).max()),
-                                         frac_diff_vs_exact=float(np.mean(diff != 0))))
+                        diff = out.int_repr().numpy().astype(np.int16) - ours.astype(np.int16)
+                        extra["torch"] = dict(max_abs_diff_vs_exact=int(np.abs(diff).max()),
+                                              frac_diff_vs_exact=float(np.mean(diff != 0)))
+                        fns["torch"] = fn
+                    if t == threads_list[0]:  # NumPy is single-threaded: measured once per case, with the first t
+                        fns["np_float"] = np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float32, caxis)
+                        fns["np_float64"] = np_float_fn(x, a, b, qmin, qmax, layer.out_dtype, np.float64, caxis)
+                        fns["np_int"] = np_int
+                    settle()
+                    res = measure_group(fns, repeats, pause=_pause)
+                    settle()
+                    assert np.array_equal(y, expect)
+                    group += 1
+                    for impl, m in res.items():
+                        m["group"] = group
+                        moved = 2 * in_bytes if impl == "copy" else in_bytes + out_bytes
+                        thr = 1 if impl.startswith("np_") else t
+                        rows.append(dict(base, impl=impl, threads=thr, **m, gbps=moved / m["median_s"] / 1e9,
+                                         **extra.get(impl, {})))
                         log(rows[-1])
     return rows
 
@@ -351,8 +391,15 @@ def solver_cases(repeats, log):
 
     variants = [("verifier(core breakpoints + fixed-point breakpoints)", verify_core)]
     if certify is not None:
-        name, fn = certify
-        variants.append((name, lambda: [fn(layer) for layer in layers]))
+        name, cert = certify
+
+        def verify_certificate(cert=cert):
+            ok = True
+            for layer in layers:
+                layer._breakpoints.pop("core", None)  # no cache: recompute the reference every time
+                ok &= all(ch["proved"] for ch in cert(layer))
+            return ok
+        variants.append((name + " (reference breakpoints + certificate)", verify_certificate))
     for label, fn in variants:
         try:
             result = fn()
@@ -383,7 +430,7 @@ def find(rows, **kw):
 def summarize(rows, solver_rows, threads_list):
     lines, targets = [], []
     hdr = (f"{'case':<14}{'size':<7}{'layout':<7}{'thr':>4}{'fxbn us':>10}{'GB/s':>7}{'copy%':>7}{'alloc us':>10}"
-           f"{'torch us':>10}{'x torch':>8}{'npf32 us':>10}{'x npf32':>8}{'npf64 x':>8}{'npint x':>8}")
+           f"{'kern us':>9}{'torch us':>10}{'x torch':>8}{'npf32 us':>10}{'x npf32':>8}{'npf64 x':>8}{'npint x':>8}")
     lines.append(hdr)
     keys = []
     for r in rows:
@@ -398,23 +445,28 @@ def summarize(rows, solver_rows, threads_list):
         for t in threads_list:
             f = find(rows, impl="fxbn", threads=t, **sel)
             fa = find(rows, impl="fxbn_alloc", threads=t, **sel)
+            fk = find(rows, impl="fxbn_kernel", threads=t, **sel)
             cp = find(rows, impl="copy", threads=t, **sel)
             tr = find(rows, impl="torch", threads=t, **sel)
             fm = f["median_s"]
-            copy_pct = 100 * f["gbps"] / cp["gbps"]
-            x_torch = tr["median_s"] / fm if tr else None
-            x_npf = npf["median_s"] / fm
+            # copy moves 2 * in_bytes, fxbn in + out bytes: bandwidth ratio = time ratio * bytes ratio
+            copy_pct = 100 * ratio(cp, f) * (f["in_bytes"] + f["out_bytes"]) / (2 * f["in_bytes"])
+            x_torch = ratio(tr, f) if tr else None
+            x_npf = ratio(npf, f)
             lines.append(f"{case:<14}{size:<7}{layout:<7}{t:>4}{fm * 1e6:>10.1f}{f['gbps']:>7.2f}{copy_pct:>6.0f}%"
-                         f"{fa['median_s'] * 1e6:>10.1f}"
+                         f"{fa['median_s'] * 1e6:>10.1f}{fk['median_s'] * 1e6:>9.1f}"
                          f"{(tr['median_s'] * 1e6 if tr else float('nan')):>10.1f}"
                          f"{(x_torch if x_torch else float('nan')):>8.2f}{npf['median_s'] * 1e6:>10.1f}{x_npf:>8.2f}"
-                         f"{npf64['median_s'] / fm:>8.2f}{npi['median_s'] / fm:>8.2f}")
+                         f"{ratio(npf64, f):>8.2f}{ratio(npi, f):>8.2f}")
             if case == "uint8->uint8" and layout == "NCHW":
                 targets.append(dict(target=f"fxbn >= 3x torch, uint8 NCHW {size} t={t}",
                                     value=x_torch, met=(x_torch >= 3) if x_torch else None))
             if case == "int32->int8" and layout == "NCHW":
                 targets.append(dict(target=f"fxbn >= 8x numpy float32 path, int32->int8 {size} t={t}", value=x_npf,
                                     met=x_npf >= 8))
+                x64 = ratio(npf64, f)
+                targets.append(dict(target=f"fxbn >= 8x numpy float64 path (exact for int32), int32->int8 {size} t={t}",
+                                    value=x64, met=x64 >= 8))
             if size == "large":
                 targets.append(dict(target=f"fxbn >= 60% of copy bandwidth, {case} {layout} {size} t={t}",
                                     value=copy_pct / 100, met=copy_pct >= 60))
@@ -436,6 +488,7 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-solver", action="store_true")
     ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--isa", default=None, help="kernel instruction set (x86-64-v4+vbmi+vnni, x86-64-v4, avx2, baseline)")
     args = ap.parse_args()
     threads_list = [int(t) for t in args.threads.split(",")]
     shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
@@ -449,6 +502,8 @@ def main():
         if args.verbose:
             print({k: (round(v, 7) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
+    if args.isa:
+        _core.kernel_isa(args.isa)
     env = environment()
     print(f"fxbn benchmark  {env['date_utc']}  {env['cpu']}  cores={env['cores']}  python {env['python']}  "
           f"numpy {env['numpy']}  torch {env['torch']}  {env.get('gcc')}")
@@ -456,7 +511,10 @@ def main():
         print(f"fxbn kernel: {env['fxbn_kernel']}")
     rows = kernel_cases(shapes, threads_list, repeats, use_torch, log)
     solver_rows = [] if args.no_solver else solver_cases(3 if args.quick else 7, log)
+    env["loadavg_at_end"] = os.getloadavg()
     lines, targets = summarize(rows, solver_rows, threads_list)
+    print(f"load average (1 min) at start {env['loadavg_at_start'][0]:.2f}, at end {env['loadavg_at_end'][0]:.2f} "
+          f"on {env['cores']} cores (the machine is shared: 2-thread rows need an idle second core)")
     print("\n".join(lines))
     print()
     for r in solver_rows:

@@ -92,6 +92,8 @@ cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
                   int64_t inner, const KernelParams& p, int threads) except +raise_fxbn_error nogil
     int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
                                const int64_t* lo, const int64_t* hi) except +raise_fxbn_error nogil
+    const char* kernel_isa_cpp "fxbn::kernel_isa"()
+    bool set_kernel_isa(const char* name)
 
 
 cdef extern from "fxbn/errors.hpp" namespace "fxbn":

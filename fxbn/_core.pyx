@@ -4,6 +4,7 @@ import numpy as np
 
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libcpp.string cimport string
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
 
 from fxbn.errors import InfeasibleError
 
@@ -144,14 +145,47 @@ def breakpoints_fixed_point(const int64_t[::1] multiplier, const int64_t[::1] bi
     return T, ok
 
 
+# (kind, itemsize) -> DType: dtype.kind and dtype.itemsize are cheap attributes (dtype.name is computed per call).
+_KIND_SIZE = {("i", 1): DType.int8, ("u", 1): DType.uint8, ("i", 2): DType.int16, ("u", 2): DType.uint16,
+              ("i", 4): DType.int32}
+
+
+cdef DType _dtype_of(object arr, Py_ssize_t* itemsize) except *:
+    dt = arr.dtype
+    itemsize[0] = dt.itemsize
+    try:
+        return _KIND_SIZE[(dt.kind, itemsize[0])]
+    except KeyError:
+        raise ValueError(f"unsupported dtype {dt}") from None
+
+
+cdef int _get_buffer(object arr, Py_buffer* view, int flags, int64_t nbytes, str name) except -1:
+    """A C-contiguous buffer of at least nbytes (cheaper than a memoryview cast on every call)."""
+    PyObject_GetBuffer(arr, view, flags)
+    if view.len < nbytes:
+        PyBuffer_Release(view)
+        raise ValueError(f"{name} holds {view.len} bytes, the shape needs {nbytes}")
+    return 0
+
+
 def apply_kernel(x, y, const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
                  const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, bint acc32,
                  int threads):
     """x, y: C-contiguous arrays of shape (outer, channels, inner).  Returns -1 or the flat index of the first
-    input outside its channel's range."""
-    cdef DType tin = _DTYPE[x.dtype.name]
-    cdef DType tout = _DTYPE[y.dtype.name]
-    cdef int64_t outer = x.shape[0], channels = x.shape[1], inner = x.shape[2]
+    input outside its channel's range.  The GIL is released while the kernel runs."""
+    cdef Py_ssize_t in_size, out_size
+    cdef DType tin = _dtype_of(x, &in_size)
+    cdef DType tout = _dtype_of(y, &out_size)
+    shape = x.shape
+    cdef int64_t outer = shape[0], channels = shape[1], inner = shape[2]
+    if y.shape != shape:
+        raise ValueError(f"y has shape {y.shape}, x has {shape}")
+    if multiplier.shape[0] < channels or bias.shape[0] < channels or shift.shape[0] < channels \
+            or lo.shape[0] < channels or hi.shape[0] < channels:
+        raise ValueError(f"parameter arrays are shorter than the {channels} channels")
+    cdef int64_t count = outer * channels * inner
+    if count == 0:
+        return -1
     cdef KernelParams p
     p.multiplier = &multiplier[0]
     p.bias = &bias[0]
@@ -162,28 +196,50 @@ def apply_kernel(x, y, const int64_t[::1] multiplier, const int64_t[::1] bias, c
     p.qmax = qmax
     p.acc32 = acc32
     cdef int64_t bad
-    if x.size == 0:
-        return -1
-    x_view = memoryview(x)
-    y_view = memoryview(y)
-    cdef const unsigned char[::1] xv = x_view.cast("B")
-    cdef unsigned char[::1] yv = y_view.cast("B")
-    with nogil:
-        bad = apply(tin, &xv[0], tout, &yv[0], outer, channels, inner, p, threads)
+    cdef Py_buffer xb, yb
+    _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
+    try:
+        _get_buffer(y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, count * out_size, "y")
+        try:
+            with nogil:
+                bad = apply(tin, xb.buf, tout, yb.buf, outer, channels, inner, p, threads)
+        finally:
+            PyBuffer_Release(&yb)
+    finally:
+        PyBuffer_Release(&xb)
     return bad
 
 
 def check_range(x, const int64_t[::1] lo, const int64_t[::1] hi):
     """-1, or the flat index of the first element of the (outer, channels, inner) array x outside its range."""
-    cdef DType tin = _DTYPE[x.dtype.name]
-    cdef int64_t outer = x.shape[0], channels = x.shape[1], inner = x.shape[2]
-    cdef int64_t bad
-    if x.size == 0:
+    cdef Py_ssize_t in_size
+    cdef DType tin = _dtype_of(x, &in_size)
+    shape = x.shape
+    cdef int64_t outer = shape[0], channels = shape[1], inner = shape[2]
+    if lo.shape[0] < channels or hi.shape[0] < channels:
+        raise ValueError(f"range arrays are shorter than the {channels} channels")
+    cdef int64_t count = outer * channels * inner
+    if count == 0:
         return -1
-    cdef const unsigned char[::1] xv = memoryview(x).cast("B")
-    with nogil:
-        bad = first_out_of_range(tin, &xv[0], outer, channels, inner, &lo[0], &hi[0])
+    cdef int64_t bad
+    cdef Py_buffer xb
+    _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
+    try:
+        with nogil:
+            bad = first_out_of_range(tin, xb.buf, outer, channels, inner, &lo[0], &hi[0])
+    finally:
+        PyBuffer_Release(&xb)
     return bad
+
+
+def kernel_isa(name=None):
+    """The instruction set the kernel loops use ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2" or "baseline"); with a
+    name ("auto" for the best available) select it first (process-wide), raising ValueError when this CPU or build
+    lacks it.  For tests and benchmarks; the environment variable FXBN_ISA sets the initial choice."""
+    if name is not None:
+        if not set_kernel_isa(name.encode()):
+            raise ValueError(f"kernel ISA {name!r} is unknown or not supported on this CPU")
+    return kernel_isa_cpp().decode()
 
 
 def affine_exact_sign(double a, double b, int64_t x, int64_t twice_t):

@@ -27,6 +27,7 @@ DTYPE_RANGES = {
     "int32": (-(2 ** 31), 2 ** 31 - 1),
 }
 IN_DTYPES = ("int8", "uint8", "int16", "int32")
+_IN_DTYPE_SET = frozenset(np.dtype(d) for d in IN_DTYPES)
 OUT_DTYPES = ("int8", "uint8", "int16", "uint16")
 _AFFINE_KEYS = ("a", "b")
 _BN_FLOAT_KEYS = ("gamma", "beta", "mean", "var", "eps", "in_scale", "out_scale")
@@ -316,6 +317,7 @@ class FixedPointBN:
         self._lo = np.ascontiguousarray(self.in_range[:, 0])
         self._hi = np.ascontiguousarray(self.in_range[:, 1])
         self._shift32 = self.shift.astype(np.int32)
+        self._acc32 = bool(np.all(self.accumulator_bits <= 32))
         self._breakpoints = {}
 
     def _widths(self):
@@ -354,7 +356,7 @@ class FixedPointBN:
     # ------------------------------------------------------------------ apply
     def _shape3(self, x, axis):
         x = np.asarray(x)
-        if x.dtype.name not in IN_DTYPES:
+        if x.dtype not in _IN_DTYPE_SET:
             raise ValueError(f"x has dtype {x.dtype}; expected one of {', '.join(IN_DTYPES)} "
                              "(integer inputs; convert explicitly)")
         if x.ndim == 0:
@@ -364,8 +366,8 @@ class FixedPointBN:
         axis %= x.ndim
         if x.shape[axis] != self.channels:
             raise ValueError(f"x has {x.shape[axis]} entries on axis {axis}, the layer has {self.channels} channels")
-        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-        inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+        outer = math.prod(x.shape[:axis])
+        inner = math.prod(x.shape[axis + 1:])
         return x, axis, (outer, self.channels, inner)
 
     def _range_error(self, x, axis, flat):
@@ -406,9 +408,8 @@ class FixedPointBN:
             if bad >= 0:
                 raise self._range_error(xc, axis, bad)
             y = out
-        acc32 = bool(np.all(self.accumulator_bits <= 32))
         bad = _core.apply_kernel(x3, y.reshape(shape3), self.multiplier, self.bias, self._shift32, self._lo,
-                                 self._hi, self.out_range[0], self.out_range[1], acc32,
+                                 self._hi, self.out_range[0], self.out_range[1], self._acc32,
                                  0 if threads is None else int(threads))
         if bad >= 0:
             raise self._range_error(xc, axis, bad)

@@ -1,12 +1,44 @@
 #include "kernel.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <numeric>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+// Runtime dispatch.  Every hot loop is an always-inline template, instantiated inside thin wrappers compiled for
+// x86-64-v4 (AVX-512 F/BW/CD/DQ/VL), AVX2 and the baseline, plus hand-written AVX-512 bodies for the paths the
+// compiler does not do well (byte-table lookup with VBMI, vpdpwssd with VNNI, vpmuldq for 32x32->64 products).
+// A function-pointer table picks one body per call from the ISA chosen once at start-up (CPU detection, FXBN_ISA)
+// or by set_kernel_isa: what GCC's target_clones does, with the choice made explicit so that the tests can run
+// every body on one machine.  Other compilers and architectures (or -DFXBN_NO_DISPATCH) get the baseline only.
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FXBN_NO_DISPATCH)
+#define FXBN_X86_DISPATCH 1
+#define FXBN_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define FXBN_TARGET_AVX2 __attribute__((target("avx2")))
+#define FXBN_TARGET_VBMI __attribute__((target("arch=x86-64-v4,avx512vbmi,avx512vnni")))
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized (their _mm512_undefined_* helpers); not our code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#define FXBN_X86_DISPATCH 0
+#endif
+
+#if defined(__GNUC__)
+#define FXBN_INLINE __attribute__((always_inline)) inline
+#else
+#define FXBN_INLINE inline
 #endif
 
 namespace fxbn {
@@ -18,63 +50,662 @@ static_assert(static_cast<int64_t>(0xFFFFFFFFFFFFFFFFull) == -1, "two's compleme
 
 namespace {
 
-template <class Acc>
-struct ChannelConst {
-  Acc a, b, lo, hi;
-  int s;
+// ------------------------------------------------------------------------------------------------ ISA selection
+// vbmi: x86-64-v4 plus AVX512-VBMI and AVX512-VNNI (Ice Lake and later): 8-bit -> 8-bit rows become a 256-entry
+// byte-permute table lookup; channel-last 8/16-bit inputs with 16-bit multipliers use one vpdpwssd for A*x + B.
+enum class Isa : int { baseline = 0, avx2 = 1, v4 = 2, vbmi = 3 };
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::vbmi: return "x86-64-v4+vbmi+vnni";
+    case Isa::v4: return "x86-64-v4";
+    case Isa::avx2: return "avx2";
+    case Isa::baseline: break;
+  }
+  return "baseline";
+}
+
+bool cpu_has(Isa isa) {
+#if FXBN_X86_DISPATCH
+  if (isa == Isa::vbmi) {
+    return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512vbmi") &&
+           __builtin_cpu_supports("avx512vnni");
+  }
+  if (isa == Isa::v4) return __builtin_cpu_supports("x86-64-v4");
+  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2");
+#endif
+  return isa == Isa::baseline;
+}
+
+Isa best_isa() {
+  if (cpu_has(Isa::vbmi)) return Isa::vbmi;
+  if (cpu_has(Isa::v4)) return Isa::v4;
+  if (cpu_has(Isa::avx2)) return Isa::avx2;
+  return Isa::baseline;
+}
+
+bool parse_isa(const char* name, Isa* out) {
+  if (name == nullptr) return false;
+  if (std::strcmp(name, "auto") == 0) {
+    *out = best_isa();
+    return true;
+  }
+  for (Isa isa : {Isa::vbmi, Isa::v4, Isa::avx2, Isa::baseline}) {
+    if (std::strcmp(name, isa_name(isa)) == 0) {
+      if (!cpu_has(isa)) return false;
+      *out = isa;
+      return true;
+    }
+  }
+  return false;
+}
+
+Isa initial_isa() {
+  Isa isa = best_isa();
+  parse_isa(std::getenv("FXBN_ISA"), &isa);  // unknown or unsupported names leave the best one
+  return isa;
+}
+
+std::atomic<int>& isa_slot() {
+  static std::atomic<int> slot{static_cast<int>(initial_isa())};
+  return slot;
+}
+
+Isa current_isa() { return static_cast<Isa>(isa_slot().load(std::memory_order_relaxed)); }
+
+// ------------------------------------------------------------------------------------------------ the arithmetic
+// mul32: 32-bit accumulator.  widen: 64-bit accumulator, multiplier fits int32 (32x32->64 multiply, exact).
+// mul64: 64-bit accumulator and multiplier.
+enum class Mul : int { mul32 = 0, widen = 1, mul64 = 2 };
+
+template <Mul M>
+struct MulTypes {
+  using Acc = int64_t;
+  using Coef = int32_t;
+};
+template <>
+struct MulTypes<Mul::mul32> {
+  using Acc = int32_t;
+  using Coef = int32_t;
+};
+template <>
+struct MulTypes<Mul::mul64> {
+  using Acc = int64_t;
+  using Coef = int64_t;
 };
 
-// One element: wrap-free unsigned multiply-add (the solver proves in-range results fit Acc), arithmetic shift, clamp.
-template <class Acc, class In>
-inline Acc fixed_point(In v, Acc a, Acc b, int s, Acc qmin, Acc qmax) {
+// One element, branch-free: wrap-free unsigned multiply-add (the solver proves that in-range results fit Acc; out of
+// range they wrap harmlessly and are reported), arithmetic shift, clamp (min/max).
+template <Mul M, class In>
+FXBN_INLINE typename MulTypes<M>::Acc fixed_point(In v, typename MulTypes<M>::Coef a, typename MulTypes<M>::Acc b,
+                                                  typename MulTypes<M>::Acc s, typename MulTypes<M>::Acc qmin,
+                                                  typename MulTypes<M>::Acc qmax) {
+  using Acc = typename MulTypes<M>::Acc;
   using U = typename std::make_unsigned<Acc>::type;
-  const Acc acc = static_cast<Acc>(static_cast<U>(a) * static_cast<U>(static_cast<Acc>(v)) + static_cast<U>(b));
+  U prod;
+  if constexpr (M == Mul::widen) {
+    prod = static_cast<U>(static_cast<int64_t>(a) * static_cast<int64_t>(v));  // |a|, |v| <= 2^31: exact
+  } else {
+    prod = static_cast<U>(a) * static_cast<U>(static_cast<Acc>(v));
+  }
+  const Acc acc = static_cast<Acc>(prod + static_cast<U>(b));
   const Acc q = acc >> s;
-  return std::min(std::max(q, qmin), qmax);
+  const Acc lo = q < qmin ? qmin : q;
+  return lo > qmax ? qmax : lo;
 }
 
-// Rows of `inner` elements sharing one channel (NCHW, (N, C) with inner == 1 handled by the next function).
-template <class Acc, class In, class Out>
-bool row_same_channel(const In* __restrict x, Out* __restrict y, int64_t n, const ChannelConst<Acc>& k, Acc qmin,
-                      Acc qmax) {
-  bool bad = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const Acc v = static_cast<Acc>(x[i]);
-    bad |= (v < k.lo) | (v > k.hi);
-    y[i] = static_cast<Out>(fixed_point<Acc>(x[i], k.a, k.b, k.s, qmin, qmax));
+// Everything one call needs, type-erased so that one function-pointer type serves every instantiation.
+struct Job {
+  const void* x;
+  void* y;
+  int64_t channels, inner;  // by-row mode: the channel of element i is (i / inner) % channels
+  int64_t period;           // periodic mode: element i uses table entry i % period
+  const void* a;            // Coef[]: per channel (by-row) or per period entry (periodic)
+  const void* b;            // Acc[]
+  const void* s;            // Acc[]
+  const void* lo;           // In[]
+  const void* hi;           // In[]
+  int64_t qmin, qmax;
+  const void* s32 = nullptr;  // widen_periodic: int32 shift - 32 per entry (b is then stored even/odd split)
+};
+
+using ChunkFn = bool (*)(const Job&, int64_t, int64_t);
+
+// By-row mode (inner >= kMinRow): one channel per row of `inner` elements; scalars a, b, s hoisted; the range
+// check is a min/max of the row on the input type (two narrow SIMD ops per vector), compared once per row, and
+// compiled out when every channel accepts the whole input type.
+template <Mul M, class In, class Out, bool Check = true>
+struct ByRow {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    using Acc = typename MulTypes<M>::Acc;
+    using Coef = typename MulTypes<M>::Coef;
+    const In* const xs = static_cast<const In*>(j.x);
+    Out* const ys = static_cast<Out*>(j.y);
+    const Coef* const A = static_cast<const Coef*>(j.a);
+    const Acc* const B = static_cast<const Acc*>(j.b);
+    const Acc* const S = static_cast<const Acc*>(j.s);
+    const In* const LO = static_cast<const In*>(j.lo);
+    const In* const HI = static_cast<const In*>(j.hi);
+    const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.inner;
+      const int64_t off = pos - r * j.inner;
+      const int64_t n = std::min(j.inner - off, end - pos);
+      const int64_t c = r % j.channels;
+      const In* __restrict x = xs + pos;
+      Out* __restrict y = ys + pos;
+      const Coef a = A[c];
+      const Acc b = B[c], s = S[c];
+      if constexpr (Check) {
+        In mn = std::numeric_limits<In>::max(), mx = std::numeric_limits<In>::min();
+        for (int64_t i = 0; i < n; ++i) {
+          const In v = x[i];
+          mn = v < mn ? v : mn;
+          mx = v > mx ? v : mx;
+          y[i] = static_cast<Out>(fixed_point<M, In>(v, a, b, s, qmin, qmax));
+        }
+        if ((mn < LO[c]) | (mx > HI[c])) return true;
+      } else {
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<Out>(fixed_point<M, In>(x[i], a, b, s, qmin, qmax));
+      }
+      pos += n;
+    }
+    return false;
   }
-  return bad;
-}
+};
 
-// One row over all channels (channel-last layouts: NHWC, (N, C)).
-template <class Acc, class In, class Out>
-bool row_all_channels(const In* __restrict x, Out* __restrict y, int64_t channels, const Acc* __restrict a,
-                      const Acc* __restrict b, const int32_t* __restrict s, const Acc* __restrict lo,
-                      const Acc* __restrict hi, Acc qmin, Acc qmax) {
-  bool bad = false;
-  for (int64_t c = 0; c < channels; ++c) {
-    const Acc v = static_cast<Acc>(x[c]);
-    bad |= (v < lo[c]) | (v > hi[c]);
-    y[c] = static_cast<Out>(fixed_point<Acc>(x[c], a[c], b[c], s[c], qmin, qmax));
+// Periodic mode (channel-last layouts and short rows): per-element tables of one period (a multiple of
+// channels * inner, at least kMinPeriod long); the range check is a flag OR-ed per element when any channel's range
+// is narrower than the input type, else compiled out.
+template <Mul M, class In, class Out, bool Check>
+struct Periodic {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    using Acc = typename MulTypes<M>::Acc;
+    using Coef = typename MulTypes<M>::Coef;
+    const In* const xs = static_cast<const In*>(j.x);
+    Out* const ys = static_cast<Out*>(j.y);
+    const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.period;
+      const int64_t off = pos - r * j.period;
+      const int64_t n = std::min(j.period - off, end - pos);
+      const In* __restrict x = xs + pos;
+      Out* __restrict y = ys + pos;
+      const Coef* __restrict a = static_cast<const Coef*>(j.a) + off;
+      const Acc* __restrict b = static_cast<const Acc*>(j.b) + off;
+      const Acc* __restrict s = static_cast<const Acc*>(j.s) + off;
+      const In* __restrict lo = static_cast<const In*>(j.lo) + off;
+      const In* __restrict hi = static_cast<const In*>(j.hi) + off;
+      if constexpr (Check) {
+        unsigned bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const In v = x[i];
+          bad |= static_cast<unsigned>((v < lo[i]) | (v > hi[i]));
+          y[i] = static_cast<Out>(fixed_point<M, In>(v, a[i], b[i], s[i], qmin, qmax));
+        }
+        if (bad) return true;
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          y[i] = static_cast<Out>(fixed_point<M, In>(x[i], a[i], b[i], s[i], qmin, qmax));
+        }
+      }
+      pos += n;
+    }
+    return false;
   }
-  return bad;
+};
+
+// Range check only, by rows of `inner` elements (min/max per row).
+template <class In>
+struct CheckByRow {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    const In* const xs = static_cast<const In*>(j.x);
+    const In* const LO = static_cast<const In*>(j.lo);
+    const In* const HI = static_cast<const In*>(j.hi);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.inner;
+      const int64_t off = pos - r * j.inner;
+      const int64_t n = std::min(j.inner - off, end - pos);
+      const int64_t c = r % j.channels;
+      const In* __restrict x = xs + pos;
+      In mn = std::numeric_limits<In>::max(), mx = std::numeric_limits<In>::min();
+      for (int64_t i = 0; i < n; ++i) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
+      }
+      if ((mn < LO[c]) | (mx > HI[c])) return true;
+      pos += n;
+    }
+    return false;
+  }
+};
+
+// Range check only, periodic tables.
+template <class In>
+struct CheckPeriodic {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    const In* const xs = static_cast<const In*>(j.x);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.period;
+      const int64_t off = pos - r * j.period;
+      const int64_t n = std::min(j.period - off, end - pos);
+      const In* __restrict x = xs + pos;
+      const In* __restrict lo = static_cast<const In*>(j.lo) + off;
+      const In* __restrict hi = static_cast<const In*>(j.hi) + off;
+      unsigned bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad |= static_cast<unsigned>((x[i] < lo[i]) | (x[i] > hi[i]));
+      if (bad) return true;
+      pos += n;
+    }
+    return false;
+  }
+};
+
+// The three compiled bodies of each loop.
+template <class K>
+bool body_baseline(const Job& j, int64_t begin, int64_t end) {
+  return K::run(j, begin, end);
+}
+#if FXBN_X86_DISPATCH
+template <class K>
+FXBN_TARGET_AVX2 bool body_avx2(const Job& j, int64_t begin, int64_t end) {
+  return K::run(j, begin, end);
+}
+template <class K>
+FXBN_TARGET_V4 bool body_v4(const Job& j, int64_t begin, int64_t end) {
+  return K::run(j, begin, end);
+}
+#endif
+
+template <class K>
+ChunkFn pick(Isa isa) {
+#if FXBN_X86_DISPATCH
+  if (isa == Isa::v4 || isa == Isa::vbmi) return &body_v4<K>;
+  if (isa == Isa::avx2) return &body_avx2<K>;
+#else
+  (void)isa;
+#endif
+  return &body_baseline<K>;
 }
 
-int thread_count(int threads, int64_t work) {
+#if FXBN_X86_DISPATCH
+// ------------------------------------------------------------------------------------------------ AVX-512 bodies
+// Rows of at least kLutRow 8-bit inputs with 8-bit outputs: the row's map is tabulated for all 256 inputs (with the
+// same fixed_point arithmetic), then applied with two 128-entry byte permutes and a blend per 64 elements.
+constexpr int64_t kLutRow = 512;
+
+template <Mul M, class In, class Out>
+FXBN_TARGET_VBMI bool lut_rows(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(In) == 1 && sizeof(Out) == 1, "byte tables");
+  using Acc = typename MulTypes<M>::Acc;
+  using Coef = typename MulTypes<M>::Coef;
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const Coef* const A = static_cast<const Coef*>(j.a);
+  const Acc* const B = static_cast<const Acc*>(j.b);
+  const Acc* const S = static_cast<const Acc*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+  alignas(64) uint8_t table[256];
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    if (n < kLutRow) {
+      if (ByRow<M, In, Out>::run(j, pos, pos + n)) return true;
+      pos += n;
+      continue;
+    }
+    const int64_t c = r % j.channels;
+    const Coef a = A[c];
+    const Acc b = B[c], s = S[c];
+    for (int u = 0; u < 256; ++u) {  // table[u]: the output for the input whose byte is u
+      const In v = static_cast<In>(static_cast<uint8_t>(u));
+      table[u] = static_cast<uint8_t>(static_cast<Out>(fixed_point<M, In>(v, a, b, s, qmin, qmax)));
+    }
+    const __m512i t0 = _mm512_load_si512(table), t1 = _mm512_load_si512(table + 64);
+    const __m512i t2 = _mm512_load_si512(table + 128), t3 = _mm512_load_si512(table + 192);
+    const uint8_t* x = reinterpret_cast<const uint8_t*>(xs + pos);
+    uint8_t* y = reinterpret_cast<uint8_t*>(ys + pos);
+    __m512i mn = _mm512_set1_epi8(static_cast<char>(std::numeric_limits<In>::max()));
+    __m512i mx = _mm512_set1_epi8(static_cast<char>(std::numeric_limits<In>::min()));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(x + i);
+      if constexpr (std::is_signed<In>::value) {
+        mn = _mm512_min_epi8(mn, v);
+        mx = _mm512_max_epi8(mx, v);
+      } else {
+        mn = _mm512_min_epu8(mn, v);
+        mx = _mm512_max_epu8(mx, v);
+      }
+      const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1);  // entries 0..127 (bit 6 picks t0 / t1)
+      const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3);  // entries 128..255
+      _mm512_storeu_si512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+    if (i < n) {  // tail: a masked load (lanes past the end repeat x[i], which keeps min/max honest) and store
+      const __mmask64 k = _cvtu64_mask64(~uint64_t{0} >> (64 - (n - i)));
+      const __m512i v = _mm512_mask_loadu_epi8(_mm512_set1_epi8(static_cast<char>(x[i])), k, x + i);
+      if constexpr (std::is_signed<In>::value) {
+        mn = _mm512_min_epi8(mn, v);
+        mx = _mm512_max_epi8(mx, v);
+      } else {
+        mn = _mm512_min_epu8(mn, v);
+        mx = _mm512_max_epu8(mx, v);
+      }
+      const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1);
+      const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3);
+      _mm512_mask_storeu_epi8(y + i, k, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+    bool bad;
+    if constexpr (std::is_signed<In>::value) {
+      bad = (_mm512_cmplt_epi8_mask(mn, _mm512_set1_epi8(static_cast<char>(LO[c]))) |
+             _mm512_cmpgt_epi8_mask(mx, _mm512_set1_epi8(static_cast<char>(HI[c])))) != 0;
+    } else {
+      bad = (_mm512_cmplt_epu8_mask(mn, _mm512_set1_epi8(static_cast<char>(LO[c]))) |
+             _mm512_cmpgt_epu8_mask(mx, _mm512_set1_epi8(static_cast<char>(HI[c])))) != 0;
+    }
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// 16 inputs widened to int32 lanes.
+template <class In>
+FXBN_TARGET_V4 FXBN_INLINE __m512i load16(const In* p) {
+  if constexpr (std::is_same<In, int8_t>::value) {
+    return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, uint8_t>::value) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, int16_t>::value) {
+    return _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else {
+    static_assert(std::is_same<In, int32_t>::value, "input type");
+    return _mm512_loadu_si512(p);
+  }
+}
+
+// 16 int32 lanes (already clamped to the output range) narrowed and stored.
+template <class Out>
+FXBN_TARGET_V4 FXBN_INLINE void store16(Out* p, __m512i v) {
+  if constexpr (sizeof(Out) == 1) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v));
+  } else if constexpr (sizeof(Out) == 2) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
+  } else {
+    _mm512_storeu_si512(p, v);
+  }
+}
+
+// The 64-bit accumulator with a 32-bit multiplier: two 32x32->64 multiplies (vpmuldq, one uop each, where the
+// compiler would sign-extend and use the 3-uop vpmullq) for the even and odd lanes of 16 inputs.  With s >= 32 the
+// floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes.
+template <class In, class Out, bool Check>
+FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const B = static_cast<const int64_t*>(j.b);
+  const int64_t* const S = static_cast<const int64_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const __m512i qmin32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmin));
+  const __m512i qmax32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmax));
+  const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    const int64_t c = r % j.channels;
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    const __m512i av = _mm512_set1_epi64(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
+    const __m512i bv = _mm512_set1_epi64(B[c]);
+    const int64_t s = S[c];
+    __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+    __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+    int64_t i = 0;
+    if (s >= 32) {
+      const __m128i cnt = _mm_cvtsi64_si128(s - 32);
+      for (; i + 16 <= n; i += 16) {
+        const __m512i v = load16(x + i);
+        if constexpr (Check) {
+          mn = _mm512_min_epi32(mn, v);
+          mx = _mm512_max_epi32(mx, v);
+        }
+        const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), bv);
+        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), av), bv);
+        // high halves in lane order: even products' high dword moved down, odd products' high dword in place
+        __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+        h = _mm512_sra_epi32(h, cnt);
+        h = _mm512_min_epi32(_mm512_max_epi32(h, qmin32), qmax32);
+        store16(y + i, h);
+      }
+    } else {
+      const __m128i cnt = _mm_cvtsi64_si128(s);
+      for (; i + 16 <= n; i += 16) {
+        const __m512i v = load16(x + i);
+        if constexpr (Check) {
+          mn = _mm512_min_epi32(mn, v);
+          mx = _mm512_max_epi32(mx, v);
+        }
+        __m512i pe = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(v, av), bv), cnt);
+        __m512i po = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), av), bv), cnt);
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, qmin64), qmax64);
+        store16(y + i, _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
+      }
+    }
+    bool bad = false;
+    if constexpr (Check) bad = (_mm512_reduce_min_epi32(mn) < LO[c]) | (_mm512_reduce_max_epi32(mx) > HI[c]);
+    if (i < n) bad |= ByRow<Mul::widen, In, Out, Check>::run(j, pos + i, pos + n);  // tail (< 16 elements)
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// Periodic tables (channel-last layouts) with the 64-bit accumulator and a 32-bit multiplier: vpmuldq on even and
+// odd lanes (one uop each, where the compiler sign-extends and uses the 3-uop vpmullq).  High (every shift >= 32):
+// the high dwords are floor(P / 2^32), then per-lane 32-bit shifts and clamps; otherwise per-lane 64-bit shifts and
+// clamps.  Tables: a and lo/hi per entry; b (and s when !High) split per 16-entry block into even then odd entries;
+// s32 = s - 32 per entry when High.
+template <class In, class Out, bool Check, bool High>
+FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int64_t* const Ss = static_cast<const int64_t*>(j.s);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;  // a multiple of 16 (see period_of)
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const int64_t e = off + i;
+      const __m512i v = load16(x + i);
+      if constexpr (Check) {
+        bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+      }
+      const __m512i av = _mm512_loadu_si512(A + e);
+      __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), _mm512_loadu_si512(Bs + e));
+      __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(av, 32)),
+                                    _mm512_loadu_si512(Bs + e + 8));
+      if constexpr (High) {
+        // high halves in lane order: even products' high dword moved down, odd products' high dword in place
+        __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+        h = _mm512_srav_epi32(h, _mm512_loadu_si512(S + e));
+        h = _mm512_min_epi32(_mm512_max_epi32(h, qmin32), qmax32);
+        store16(y + i, h);
+      } else {
+        pe = _mm512_srav_epi64(pe, _mm512_loadu_si512(Ss + e));
+        po = _mm512_srav_epi64(po, _mm512_loadu_si512(Ss + e + 8));
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, qmin64), qmax64);
+        store16(y + i, _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
+      }
+    }
+    for (; i < n; ++i) {  // tail (< 16 elements, only at the very end of the tensor)
+      const int64_t e = off + i;
+      const int64_t k = e & 15;
+      const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
+      const In v = x[i];
+      if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[e]) * static_cast<int64_t>(v));
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      if constexpr (High) {
+        const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
+        y[i] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+      } else {
+        const int64_t q = acc >> Ss[bi];
+        y[i] = static_cast<Out>(std::min(std::max(q, j.qmin), j.qmax));
+      }
+    }
+    if (Check && bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// Periodic tables, 32-bit accumulator, 8/16-bit inputs and every |A| < 2^15: A*x + B is one vpdpwssd (B plus the
+// dot product of the 16-bit pairs (x, *) and (A, 0)).  Tables: a = A & 0xFFFF, b, s as int32; lo/hi per entry.
+template <class In, class Out, bool Check>
+FXBN_TARGET_VBMI bool dp_periodic(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(In) <= 2, "16-bit pairs");
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int32_t* const B = static_cast<const int32_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const int64_t e = off + i;
+      const __m512i v = load16(x + i);
+      if constexpr (Check) {
+        bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+      }
+      __m512i acc = _mm512_dpwssd_epi32(_mm512_loadu_si512(B + e), v, _mm512_loadu_si512(A + e));
+      acc = _mm512_srav_epi32(acc, _mm512_loadu_si512(S + e));
+      acc = _mm512_min_epi32(_mm512_max_epi32(acc, qmin32), qmax32);
+      store16(y + i, acc);
+    }
+    for (; i < n; ++i) {  // tail (< 16 elements)
+      const int64_t e = off + i;
+      const In v = x[i];
+      if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
+      const int32_t a16 = static_cast<int16_t>(static_cast<uint16_t>(A[e]));
+      const uint32_t acc = static_cast<uint32_t>(a16 * static_cast<int32_t>(v)) + static_cast<uint32_t>(B[e]);
+      const int32_t q = static_cast<int32_t>(acc) >> S[e];
+      y[i] = static_cast<Out>(std::min(std::max(q, qmin), qmax));
+    }
+    if (Check && bad) return true;
+    pos += n;
+  }
+  return false;
+}
+#endif
+
+// Per-row kernel for this ISA: the table lookup (8-bit -> 8-bit, VBMI), the vpmuldq body (widen, AVX-512), or the
+// compiler-vectorized ByRow.
+template <Mul M, class In, class Out>
+ChunkFn pick_rows(Isa isa, bool check) {
+#if FXBN_X86_DISPATCH
+  if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
+    if (isa == Isa::vbmi) return &lut_rows<M, In, Out>;
+  }
+  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+    if (isa == Isa::v4 || isa == Isa::vbmi) return check ? &widen_rows<In, Out, true> : &widen_rows<In, Out, false>;
+  }
+#endif
+  return check ? pick<ByRow<M, In, Out, true>>(isa) : pick<ByRow<M, In, Out, false>>(isa);
+}
+
+// ------------------------------------------------------------------------------------------------ driving
+constexpr int64_t kMinRow = 64;       // rows shorter than this go through the periodic tables
+constexpr int64_t kMinPeriod = 1024;  // periodic tables are repeated to at least this many entries
+constexpr int64_t kMaxPeriod = int64_t{1} << 18;  // table entries (~22 bytes each) per call, at most
+// Bytes (read + written) per thread below which a second thread costs more than it saves (thread wake-up is
+// ~10-50 us here, a 1 MB pass ~50 us).
+constexpr int64_t kBytesPerThread = int64_t{1} << 20;
+
+int thread_count(int threads, int64_t bytes) {
 #ifdef _OPENMP
-  int n = threads > 0 ? threads : omp_get_max_threads();
-  // below ~64K elements a second thread costs more than it saves
-  const int64_t by_work = std::max<int64_t>(1, work / 65536);
-  return static_cast<int>(std::min<int64_t>(n, by_work));
+  const int n = threads > 0 ? threads : omp_get_max_threads();
+  const int64_t by_work = std::max<int64_t>(1, bytes / kBytesPerThread);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, by_work)));
 #else
   (void)threads;
-  (void)work;
+  (void)bytes;
   return 1;
 #endif
 }
 
+// Splits [0, total) into one contiguous, 64-element aligned chunk per thread.
+bool run_chunks(ChunkFn fn, const Job& j, int64_t total, int nt) {
+  if (nt <= 1) return fn(j, 0, total);
+  bool bad = false;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(| : bad)
+  {
+    const int64_t t = omp_get_thread_num(), m = omp_get_num_threads();
+    const int64_t chunk = ((total + m - 1) / m + 63) / 64 * 64;
+    const int64_t b = std::min(total, t * chunk), e = std::min(total, b + chunk);
+    if (b < e) bad |= fn(j, b, e);
+  }
+#else
+  bad = fn(j, 0, total);
+#endif
+  return bad;
+}
+
 template <class In>
-int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, const int64_t* lo, const int64_t* hi) {
+bool needs_check(const int64_t* lo, const int64_t* hi, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    if (lo[c] > std::numeric_limits<In>::min() || hi[c] < std::numeric_limits<In>::max()) return true;
+  }
+  return false;
+}
+
+// The period of the periodic tables: a multiple of channels * inner of at least kMinPeriod entries.
+// (A multiple of 64 when that stays below kMaxPeriod: with 64-aligned chunks, SIMD blocks then start at table
+// offsets that are multiples of 16.)
+int64_t period_of(int64_t channels, int64_t inner) {
+  const int64_t base = channels * inner;
+  const int64_t aligned = base / std::gcd(base, int64_t{64}) * 64;
+  const int64_t unit = aligned <= kMaxPeriod ? aligned : base;
+  const int64_t reps = std::max<int64_t>(1, (kMinPeriod + unit - 1) / unit);
+  return unit * reps;
+}
+
+bool use_rows(int64_t channels, int64_t inner) { return inner >= kMinRow || channels * inner > kMaxPeriod; }
+
+// First offending flat index, exact and serial (only after a chunk reported a violation, or for check_range).
+template <class In>
+int64_t first_bad_scalar(const In* x, int64_t outer, int64_t channels, int64_t inner, const int64_t* lo,
+                         const int64_t* hi) {
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < channels; ++c) {
       const In* row = x + (o * channels + c) * inner;
@@ -87,55 +718,160 @@ int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, c
   return -1;
 }
 
-template <class Acc, class In, class Out>
+template <class In>
+int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, const int64_t* lo, const int64_t* hi) {
+  if (outer * channels * inner == 0 || !needs_check<In>(lo, hi, channels)) return -1;
+  std::vector<In> lo_t, hi_t;
+  Job j{};
+  j.x = x;
+  j.channels = channels;
+  j.inner = inner;
+  ChunkFn fn;
+  if (use_rows(channels, inner)) {
+    lo_t.resize(static_cast<size_t>(channels));
+    hi_t.resize(lo_t.size());
+    for (int64_t c = 0; c < channels; ++c) {
+      lo_t[static_cast<size_t>(c)] = static_cast<In>(lo[c]);  // in_range lies within In (checked by the caller)
+      hi_t[static_cast<size_t>(c)] = static_cast<In>(hi[c]);
+    }
+    fn = pick<CheckByRow<In>>(current_isa());
+    j.period = 0;
+  } else {
+    j.period = channels * inner;
+    lo_t.resize(static_cast<size_t>(j.period));
+    hi_t.resize(lo_t.size());
+    for (int64_t e = 0; e < j.period; ++e) {
+      lo_t[static_cast<size_t>(e)] = static_cast<In>(lo[e / inner]);
+      hi_t[static_cast<size_t>(e)] = static_cast<In>(hi[e / inner]);
+    }
+    fn = pick<CheckPeriodic<In>>(current_isa());
+  }
+  j.lo = lo_t.data();
+  j.hi = hi_t.data();
+  // Blocks in order: the first block with a violation holds the first offending element.
+  const int64_t total = outer * channels * inner;
+  const int64_t block = std::max<int64_t>(j.period > 0 ? j.period : inner, 1 << 16);
+  for (int64_t b = 0; b < total; b += block) {
+    const int64_t e = std::min(total, b + block);
+    if (fn(j, b, e)) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t c = (i / inner) % channels;
+        const int64_t v = x[i];
+        if (v < lo[c] || v > hi[c]) return i;
+      }
+      return first_bad_scalar(x, outer, channels, inner, lo, hi);  // not reached
+    }
+  }
+  return -1;
+}
+
+template <Mul M, class In, class Out>
 int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
                     int threads) {
+  using Acc = typename MulTypes<M>::Acc;
+  using Coef = typename MulTypes<M>::Coef;
   const int max_shift = static_cast<int>(sizeof(Acc) * 8 - 1);
   // |acc| < 2^(w-1) makes acc >> (w-1) equal to floor(acc / 2^s) for every s >= w-1
-  std::vector<Acc> a(static_cast<size_t>(channels)), b(a.size()), lo(a.size()), hi(a.size());
-  std::vector<int32_t> s(a.size());
-  for (int64_t c = 0; c < channels; ++c) {
-    a[static_cast<size_t>(c)] = static_cast<Acc>(p.multiplier[c]);
-    b[static_cast<size_t>(c)] = static_cast<Acc>(p.bias[c]);
-    s[static_cast<size_t>(c)] = std::min(p.shift[c], max_shift);
-    lo[static_cast<size_t>(c)] = static_cast<Acc>(p.lo[c]);  // in_range lies within int32 (checked by the caller)
-    hi[static_cast<size_t>(c)] = static_cast<Acc>(p.hi[c]);
-  }
-  const Acc qmin = static_cast<Acc>(p.qmin), qmax = static_cast<Acc>(p.qmax);
-  bool bad = false;
-  const int nt = thread_count(threads, outer * channels * inner);
-  if (inner == 1) {
-#pragma omp parallel for schedule(static) num_threads(nt) reduction(| : bad)
-    for (int64_t o = 0; o < outer; ++o) {
-      bad |= row_all_channels<Acc, In, Out>(x + o * channels, y + o * channels, channels, a.data(), b.data(),
-                                            s.data(), lo.data(), hi.data(), qmin, qmax);
-    }
-  } else {
-    const int64_t rows = outer * channels;
-#pragma omp parallel for schedule(static) num_threads(nt) reduction(| : bad)
-    for (int64_t r = 0; r < rows; ++r) {
-      const size_t c = static_cast<size_t>(r % channels);
-      const ChannelConst<Acc> k{a[c], b[c], lo[c], hi[c], s[c]};
-      bad |= row_same_channel<Acc, In, Out>(x + r * inner, y + r * inner, inner, k, qmin, qmax);
+  const bool check = needs_check<In>(p.lo, p.hi, channels);
+  const bool rows = use_rows(channels, inner);
+  const int64_t n = rows ? channels : period_of(channels, inner);
+  const int64_t per = rows ? 1 : inner;  // table entry e belongs to channel (e / per) % channels
+  std::vector<Coef> a(static_cast<size_t>(n));
+  std::vector<Acc> b(a.size()), s(a.size());
+  std::vector<In> lo(a.size()), hi(a.size());
+  // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
+  const int64_t base = channels * per;
+  for (int64_t c = 0, e = 0; c < channels; ++c) {
+    const Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
+    const Acc bc = static_cast<Acc>(p.bias[c]);
+    const Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+    const In loc = static_cast<In>(p.lo[c]);  // in_range lies within In (checked by the caller)
+    const In hic = static_cast<In>(p.hi[c]);
+    for (int64_t i = 0; i < per; ++i, ++e) {
+      const size_t k = static_cast<size_t>(e);
+      a[k] = ac;
+      b[k] = bc;
+      s[k] = sc;
+      lo[k] = loc;
+      hi[k] = hic;
     }
   }
+  for (int64_t e = base; e < n; e += base) {
+    std::copy_n(a.begin(), base, a.begin() + e);
+    std::copy_n(b.begin(), base, b.begin() + e);
+    std::copy_n(s.begin(), base, s.begin() + e);
+    std::copy_n(lo.begin(), base, lo.begin() + e);
+    std::copy_n(hi.begin(), base, hi.begin() + e);
+  }
+  Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
+  const Isa isa = current_isa();
+  ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check)
+                    : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
+#if FXBN_X86_DISPATCH
+  std::vector<int32_t> s32;
+  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+    if (!rows && (isa == Isa::v4 || isa == Isa::vbmi) && n % 64 == 0) {
+      const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
+      const auto split = [](std::vector<Acc>& t) {  // per 16-entry block: even entries first, then odd ones
+        for (size_t blk = 0; blk < t.size(); blk += 16) {
+          Acc tmp[16];
+          for (size_t k = 0; k < 16; ++k) tmp[(k & 1 ? 8 : 0) + (k >> 1)] = t[blk + k];
+          std::copy_n(tmp, 16, t.begin() + static_cast<std::ptrdiff_t>(blk));
+        }
+      };
+      split(b);
+      if (high) {
+        s32.resize(s.size());
+        for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
+        j.s32 = s32.data();
+        fn = check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
+      } else {
+        split(s);
+        fn = check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
+      }
+    }
+  }
+  if constexpr (M == Mul::mul32 && sizeof(In) <= 2 && sizeof(Out) <= 4) {
+    const bool a16 = std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
+    if (!rows && isa == Isa::vbmi && a16) {
+      for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
+      fn = check ? &dp_periodic<In, Out, true> : &dp_periodic<In, Out, false>;
+    }
+  }
+#endif
+  const int64_t total = outer * channels * inner;
+  const int nt = thread_count(threads, total * static_cast<int64_t>(sizeof(In) + sizeof(Out)));
+  const bool bad = run_chunks(fn, j, total, nt);
   return bad ? first_bad(x, outer, channels, inner, p.lo, p.hi) : -1;
+}
+
+bool multipliers_fit_int32(const int64_t* m, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    if (m[c] < std::numeric_limits<int32_t>::min() || m[c] > std::numeric_limits<int32_t>::max()) return false;
+  }
+  return true;
+}
+
+template <class In, class Out>
+int64_t apply_mul(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
+                  int threads) {
+  if (p.acc32) return apply_typed<Mul::mul32, In, Out>(x, y, outer, channels, inner, p, threads);
+  if (multipliers_fit_int32(p.multiplier, channels)) {
+    return apply_typed<Mul::widen, In, Out>(x, y, outer, channels, inner, p, threads);
+  }
+  return apply_typed<Mul::mul64, In, Out>(x, y, outer, channels, inner, p, threads);
 }
 
 template <class In>
 int64_t apply_in(const In* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
                  const KernelParams& p, int threads) {
-#define FXBN_OUT(T)                                                                                          \
-  return p.acc32 ? apply_typed<int32_t, In, T>(x, static_cast<T*>(y), outer, channels, inner, p, threads) \
-                 : apply_typed<int64_t, In, T>(x, static_cast<T*>(y), outer, channels, inner, p, threads)
   switch (out_type) {
-    case DType::int8: FXBN_OUT(int8_t);
-    case DType::uint8: FXBN_OUT(uint8_t);
-    case DType::int16: FXBN_OUT(int16_t);
-    case DType::uint16: FXBN_OUT(uint16_t);
-    case DType::int32: FXBN_OUT(int32_t);
+    case DType::int8: return apply_mul(x, static_cast<int8_t*>(y), outer, channels, inner, p, threads);
+    case DType::uint8: return apply_mul(x, static_cast<uint8_t*>(y), outer, channels, inner, p, threads);
+    case DType::int16: return apply_mul(x, static_cast<int16_t*>(y), outer, channels, inner, p, threads);
+    case DType::uint16: return apply_mul(x, static_cast<uint16_t*>(y), outer, channels, inner, p, threads);
+    case DType::int32: return apply_mul(x, static_cast<int32_t*>(y), outer, channels, inner, p, threads);
   }
-#undef FXBN_OUT
   throw std::invalid_argument("unsupported output dtype");
 }
 
@@ -143,6 +879,7 @@ int64_t apply_in(const In* x, DType out_type, void* y, int64_t outer, int64_t ch
 
 int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
               const KernelParams& p, int threads) {
+  if (outer <= 0 || channels <= 0 || inner <= 0) return -1;
   switch (in_type) {
     case DType::int8: return apply_in(static_cast<const int8_t*>(x), out_type, y, outer, channels, inner, p, threads);
     case DType::uint8: return apply_in(static_cast<const uint8_t*>(x), out_type, y, outer, channels, inner, p, threads);
@@ -155,6 +892,7 @@ int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t out
 
 int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
                            const int64_t* lo, const int64_t* hi) {
+  if (outer <= 0 || channels <= 0 || inner <= 0) return -1;
   switch (in_type) {
     case DType::int8: return first_bad(static_cast<const int8_t*>(x), outer, channels, inner, lo, hi);
     case DType::uint8: return first_bad(static_cast<const uint8_t*>(x), outer, channels, inner, lo, hi);
@@ -163,6 +901,15 @@ int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t 
     case DType::uint16: break;
   }
   throw std::invalid_argument("unsupported input dtype (int8, uint8, int16, int32)");
+}
+
+const char* kernel_isa() { return isa_name(current_isa()); }
+
+bool set_kernel_isa(const char* name) {
+  Isa isa;
+  if (!parse_isa(name, &isa)) return false;
+  isa_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace fxbn

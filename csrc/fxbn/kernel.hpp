@@ -1,8 +1,13 @@
 // y = clamp((A[c]*x + B[c]) >> s[c], qmin, qmax) over a contiguous (outer, channels, inner) array.
 //
 // The solver guarantees that A*x, A*x + B and B fit the accumulator for every x in [lo[c], hi[c]]; the kernel checks
-// that range in the same pass (branch-free: a flag is OR-ed) and reports the first offending element instead of
-// returning unproven outputs.  With acc32 the accumulator is 32 bits (twice the SIMD lanes of 64).
+// that range in the same pass (branch-free: a min/max or a flag is OR-ed per row) and reports the first offending
+// element instead of returning unproven outputs.  With acc32 the accumulator is 32 bits (twice the SIMD lanes of 64);
+// on the 64-bit path a multiplier that fits 32 bits uses a widening 32x32->64 multiply.
+//
+// The loops are plain C++ that the compiler vectorizes; each is compiled three times (x86-64-v4 = AVX-512,
+// AVX2, and the baseline) and the best one the CPU supports is picked at run time (other architectures and
+// compilers: the baseline only).
 #pragma once
 
 #include <cstdint>
@@ -22,12 +27,21 @@ struct KernelParams {
 };
 
 // Returns -1 when every element is in range, else the flat (row-major) index of the first element outside its
-// channel's [lo, hi].  threads <= 0 means all available.  Not all outputs are written when an element is out of range.
+// channel's [lo, hi].  threads <= 0 means all available; small tensors run on one thread whatever is asked.
+// Not all outputs are written when an element is out of range.
 int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
               const KernelParams& p, int threads);
 
 // Range check only (no output): same return value as apply.
 int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
                            const int64_t* lo, const int64_t* hi);
+
+// The instruction set the kernel loops run with: "x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2" or "baseline".
+const char* kernel_isa();
+
+// Select the kernel loops by name (as kernel_isa names them, or "auto" for the best the CPU supports).
+// Returns false (and changes nothing) when the name is unknown or the CPU lacks it.  For tests and benchmarks; the
+// environment variable FXBN_ISA sets the initial choice the same way.
+bool set_kernel_isa(const char* name);
 
 }  // namespace fxbn

@@ -1,0 +1,373 @@
+"""The kernel gives identical results on every code path.
+
+Every path is compared with the exact reference (layer.reference(x, engine="core")) and with a plain NumPy int64
+evaluation of clamp((A*x + B) >> s, qmin, qmax):
+  * each input dtype (int8, uint8, int16, int32) x each output dtype (int8, uint8, int16, uint16);
+  * channel-first rows (NCHW, inner >= 64: per-row kernel), short rows and channel-last layouts (NHWC, (N, C):
+    periodic-table kernel), with lengths that leave SIMD tails (1, 7, 63, 65, 1023);
+  * the 32-bit accumulator, the 64-bit accumulator with a 32-bit multiplier (widening multiply) and with a 64-bit
+    multiplier (the same map scaled by 2^k: (A*2^k, B*2^k, s+k));
+  * every instruction set the CPU supports (x86-64-v4 / AVX2 / baseline bodies, selected with _core.kernel_isa);
+  * 1 and 2 threads (tensors big enough for the kernel to split them), non-contiguous inputs, out=;
+  * out-of-range inputs: the first offending index and value are named; with out= the output is untouched.
+test_mutations_are_caught shows that the comparisons can fail: a raw kernel call with one parameter off by one is
+detected on every path.
+"""
+import zlib
+
+import numpy as np
+import pytest
+
+import fxbn
+from fxbn import _core
+from fxbn.api import DTYPE_RANGES, FixedPointBN
+from fxbn.errors import InfeasibleError
+
+IN_DTYPES = ("int8", "uint8", "int16", "int32")
+OUT_DTYPES = ("int8", "uint8", "int16", "uint16")
+LENGTHS = (1, 7, 63, 65, 1023)
+
+
+def _available_isas():
+    before = _core.kernel_isa()
+    found = []
+    for name in ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "baseline"):
+        try:
+            _core.kernel_isa(name)
+            found.append(name)
+        except ValueError:
+            pass
+    _core.kernel_isa(before)
+    return found
+
+
+ISAS = _available_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = _core.kernel_isa()
+    _core.kernel_isa(request.param)
+    yield request.param
+    _core.kernel_isa(before)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def expected(layer, x, axis=1):
+    """clamp((A*x + B) >> s, qmin, qmax) in NumPy int64 (the solver proves every intermediate fits 64 bits)."""
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = -1
+    A = layer.multiplier.reshape(shape)
+    B = layer.bias.reshape(shape)
+    s = layer.shift.reshape(shape)
+    acc = x.astype(np.int64) * A + B
+    return np.clip(acc >> s, *layer.out_range).astype(layer.out_dtype)
+
+
+def make_layer(tin, tout, channels, rng, acc_bits=64, in_range=None):
+    """A per-channel affine layer whose outputs cover the output range (some saturate, most do not)."""
+    lo, hi = in_range if in_range is not None else DTYPE_RANGES[tin]
+    qmin, qmax = DTYPE_RANGES[tout]
+    span = (qmax - qmin) / (hi - lo)
+    a = span * rng.uniform(0.6, 1.6, channels) * rng.choice([-1.0, 1.0], channels)
+    center = (qmin + qmax) / 2
+    b = center - a * (lo + hi) / 2 + rng.uniform(-0.1, 0.1, channels) * (qmax - qmin)
+    a = a.astype(np.float32).astype(np.float64)  # float32 parameters, as real models have: 64-bit solutions exist
+    b = b.astype(np.float32).astype(np.float64)
+    rng_arg = None if in_range is None else (np.full(channels, lo), np.full(channels, hi))
+    return fxbn.from_affine(a, b, in_range=rng_arg, in_dtype=tin, out_dtype=tout, rounding="half_up",
+                            acc_bits=acc_bits)
+
+
+def scaled(layer, k):
+    """The same map with (A*2^k, B*2^k, s+k): a 64-bit multiplier for the same outputs."""
+    return FixedPointBN(layer.multiplier << k, layer.bias << k, layer.shift + k, layer.in_range, layer.out_range,
+                        layer.rounding, layer.source, layer.out_dtype, layer.in_dtype)
+
+
+def inputs(layer, shape, axis, rng):
+    """Random inputs inside each channel's range, with both range ends present."""
+    lo = layer.in_range[:, 0]
+    hi = layer.in_range[:, 1]
+    bshape = [1] * len(shape)
+    bshape[axis % len(shape)] = -1
+    u = rng.random(shape)
+    x = np.floor(lo.reshape(bshape) + u * (hi - lo + 1).reshape(bshape)).astype(np.int64)
+    x = np.clip(x, lo.reshape(bshape), hi.reshape(bshape))
+    # put each channel's two range ends somewhere
+    idx = [slice(None)] * len(shape)
+    for c in range(min(layer.channels, shape[axis % len(shape)])):
+        idx[axis % len(shape)] = c
+        sub = x[tuple(idx)].reshape(-1)
+        if sub.size:
+            sub[0] = lo[c]
+            sub[-1] = hi[c]
+        x[tuple(idx)] = sub.reshape(x[tuple(idx)].shape)
+    return x.astype(layer.in_dtype)
+
+
+def shape3(x, axis):
+    axis %= x.ndim
+    return (int(np.prod(x.shape[:axis], dtype=np.int64)), x.shape[axis], int(np.prod(x.shape[axis + 1:],
+                                                                                          dtype=np.int64)))
+
+
+def raw(layer, x, axis=1, acc32=None, threads=1, multiplier=None, bias=None, shift=None):
+    """A direct kernel call (optionally with a forced accumulator path or mutated parameters); returns (y, bad)."""
+    xc = np.ascontiguousarray(x)
+    y = np.empty(xc.shape, layer.out_dtype)
+    s3 = shape3(xc, axis)
+    if acc32 is None:
+        acc32 = bool(np.all(layer.accumulator_bits <= 32))
+    bad = _core.apply_kernel(xc.reshape(s3), y.reshape(s3),
+                             layer.multiplier if multiplier is None else multiplier,
+                             layer.bias if bias is None else bias,
+                             layer._shift32 if shift is None else shift,
+                             layer._lo, layer._hi, layer.out_range[0], layer.out_range[1], acc32, threads)
+    return y, bad
+
+
+def layouts(channels, length):
+    """(shape, axis) for NCHW with inner = length, NHWC with length positions, and (N, C)."""
+    return [((2, channels, length), 1),
+            ((2, length, channels), -1),
+            ((length, channels), -1)]
+
+
+def variants(tin, tout, rng, channels=3):
+    """(label, layer, acc32) for every accumulator path that this dtype pair can take."""
+    out = []
+    base = make_layer(tin, tout, channels, rng)
+    fits32 = bool(np.all(base.accumulator_bits <= 32))
+    multiplier_fits32 = bool(np.all(np.abs(base.multiplier) < 2 ** 31))
+    assert multiplier_fits32
+    out.append(("acc64/widen", base, False))
+    if fits32:
+        out.append(("acc32", base, True))
+    else:
+        narrow = None
+        for in_range in ((-3000, 3000), (-300, 300), (0, 100)):
+            lo = max(in_range[0], DTYPE_RANGES[tin][0])
+            try:
+                narrow = make_layer(tin, tout, channels, rng, acc_bits=32, in_range=(lo, in_range[1]))
+                break
+            except InfeasibleError:
+                continue
+        if narrow is not None:
+            out.append(("acc32(narrow range)", narrow, True))
+    headroom = 62 - int(base.accumulator_bits.max())
+    k = min(headroom, 62 - int(base.shift.max()), 40)
+    if k > 0 and int(np.abs(base.multiplier).max()) << k >= 2 ** 31:
+        big = scaled(base, k)
+        assert np.all(big.accumulator_bits <= 64)
+        out.append(("acc64/mul64", big, False))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- every path
+@pytest.mark.parametrize("tout", OUT_DTYPES)
+@pytest.mark.parametrize("tin", IN_DTYPES)
+def test_every_path_matches_reference(isa, tin, tout):
+    rng = np.random.default_rng(zlib.crc32(f"{tin}->{tout}".encode()))
+    labels = set()
+    for label, layer, acc32 in variants(tin, tout, rng):
+        labels.add(label.split("(")[0])
+        for length in LENGTHS:
+            for shape, axis in layouts(layer.channels, length):
+                x = inputs(layer, shape, axis, rng)
+                want = expected(layer, x, axis)
+                ref = layer.reference(x, axis=axis, engine="core")
+                assert np.array_equal(want, ref), (label, shape)  # the formula is the exact map
+                y, bad = raw(layer, x, axis, acc32=acc32)
+                assert bad == -1
+                assert np.array_equal(y, want), (isa, label, shape, axis)
+                got = layer.apply(x, axis=axis)
+                assert got.dtype == layer.out_dtype and np.array_equal(got, want), (isa, label, shape)
+    assert {"acc64/widen"} <= labels
+    if tin != "int32" or tout in ("int8", "uint8"):
+        assert "acc32" in labels, (tin, tout, labels)
+
+
+def test_acc32_and_mul64_paths_are_reached():
+    """The variants used above do exercise all three arithmetic paths."""
+    rng = np.random.default_rng(1)
+    for tin in IN_DTYPES:
+        labels = {v[0].split("(")[0] for v in variants(tin, "int8", rng)}
+        assert {"acc32", "acc64/widen"} <= labels, (tin, labels)
+        if tin != "int32":
+            assert "acc64/mul64" in labels, (tin, labels)
+
+
+@pytest.mark.parametrize("tin,tout", [("uint8", "uint8"), ("int8", "int8"), ("int32", "int8"), ("int16", "int16"),
+                                      ("int32", "uint16")])
+def test_many_channels_channel_last(isa, tin, tout):
+    rng = np.random.default_rng(7)
+    layer = make_layer(tin, tout, 70, rng)
+    for shape in ((5, 70), (3, 2, 3, 70)):
+        x = inputs(layer, shape, -1, rng)
+        assert np.array_equal(layer.apply(x, axis=-1), expected(layer, x, -1))
+    x = inputs(layer, (3, 70, 2), 1, rng)  # inner 2: periodic tables with inner > 1
+    assert np.array_equal(layer.apply(x, axis=1), expected(layer, x, 1))
+    assert np.array_equal(layer.apply(x, axis=1), layer.reference(x, axis=1, engine="core"))
+
+
+# ---------------------------------------------------------------------------------------------- threads
+BIG = [("uint8", "uint8", (1, 3, 1_200_001), 1), ("uint8", "uint8", (400_003, 3), -1),
+       ("int32", "int8", (2, 3, 300_007), 1), ("int32", "int8", (300_007, 2), -1),
+       ("int16", "int16", (1, 5, 250_001), 1), ("int8", "uint16", (350_001, 2), -1)]
+
+
+@pytest.mark.parametrize("tin,tout,shape,axis", BIG)
+def test_two_threads_match_one(tin, tout, shape, axis):
+    """Tensors of >= 2 MB, so that the kernel does split them between two threads (odd sizes: uneven chunks)."""
+    rng = np.random.default_rng(3)
+    layer = make_layer(tin, tout, shape[axis], rng)
+    x = inputs(layer, shape, axis, rng)
+    want = expected(layer, x, axis)
+    for threads in (1, 2, 0):
+        assert np.array_equal(layer.apply(x, axis=axis, threads=threads), want), threads
+    assert np.array_equal(layer.reference(x, axis=axis, engine="core"), want)
+    if np.all(layer.accumulator_bits <= 32):
+        y, bad = raw(layer, x, axis, acc32=False, threads=2)
+        assert bad == -1 and np.array_equal(y, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_out_of_range_first_index_with_threads(threads):
+    rng = np.random.default_rng(4)
+    for shape, axis in (((1, 2, 1_100_001), 1), ((550_001, 2), -1)):
+        layer = make_layer("uint8", "uint8", 2, rng, in_range=(10, 200))
+        x = inputs(layer, shape, axis, rng)
+        n = x.size
+        for positions in ([n - 1], [n // 2 + 17, n - 5], [3, n - 1], [n // 2 - 1, n // 2 + 1], [0]):
+            xb = x.copy()
+            flat = xb.reshape(-1)
+            for p in positions:
+                flat[p] = 255 if p % 2 else 0
+            y, bad = raw(layer, xb, axis, threads=threads)
+            assert bad == positions[0], (shape, positions, bad)
+            assert _core.check_range(xb.reshape(shape3(xb, axis)), layer._lo, layer._hi) == positions[0]
+
+
+# ---------------------------------------------------------------------------------------------- API behaviour
+def test_non_contiguous_inputs(isa):
+    rng = np.random.default_rng(5)
+    for tin, tout in (("uint8", "uint8"), ("int32", "int8"), ("int16", "uint16")):
+        layer = make_layer(tin, tout, 4, rng)
+        base = inputs(layer, (2, 4, 9, 22), 1, rng)
+        for x, axis in ((base[:, :, :, ::2], 1), (base[:, :, ::-1, 1:20:3], 1),
+                        (base.transpose(0, 2, 3, 1), -1), (base.transpose(0, 2, 3, 1)[:, ::2], 3)):
+            assert not x.flags.c_contiguous
+            assert np.array_equal(layer.apply(x, axis=axis), expected(layer, x, axis))
+            assert np.array_equal(layer.apply(x, axis=axis), layer.reference(x, axis=axis, engine="core"))
+
+
+def test_out_argument(isa):
+    rng = np.random.default_rng(6)
+    for tin, tout, shape, axis in (("int8", "int8", (2, 3, 65), 1), ("int32", "uint8", (7, 3), -1)):
+        layer = make_layer(tin, tout, 3, rng)
+        x = inputs(layer, shape, axis, rng)
+        out = np.full(shape, 7, layer.out_dtype)
+        res = layer.apply(x, axis=axis, out=out)
+        assert res is out and np.array_equal(out, expected(layer, x, axis))
+        with pytest.raises(ValueError):
+            layer.apply(x, axis=axis, out=np.empty(shape, np.int32))
+
+
+@pytest.mark.parametrize("tin", IN_DTYPES)
+def test_out_of_range_is_reported(isa, tin):
+    rng = np.random.default_rng(8)
+    dlo, dhi = DTYPE_RANGES[tin]
+    lo, hi = (dlo + 3, dhi - 3) if tin != "int32" else (-5000, 5000)
+    layer = make_layer(tin, "int8", 3, rng, in_range=(lo, hi))
+    for shape, axis in (((2, 3, 1023), 1), ((2, 3, 7), 1), ((65, 3), -1), ((2, 5, 7, 3), -1)):
+        x = inputs(layer, shape, axis, rng)
+        n = x.size
+        for p, value in ((n - 1, hi + 1), (n // 2, lo - 1), (0, dlo), (n - 2, dhi)):
+            xb = x.copy()
+            xb.reshape(-1)[p] = value
+            if p != n - 1:
+                xb.reshape(-1)[n - 1] = dhi  # a later offender too: the first one is named
+            idx = np.unravel_index(p, shape)
+            where = f"x[{', '.join(str(int(i)) for i in idx)}] = {value} "
+            with pytest.raises(ValueError) as e:
+                layer.apply(xb, axis=axis)
+            assert where in str(e.value), (str(e.value), where)
+            out = np.full(shape, 42, np.int8)
+            with pytest.raises(ValueError) as e:
+                layer.apply(xb, axis=axis, out=out)
+            assert where in str(e.value)
+            assert np.all(out == 42), "out= must be left untouched on error"
+            _, bad = raw(layer, xb, axis)
+            assert bad == p
+            _, bad = raw(layer, xb, axis, acc32=False)
+            assert bad == p
+
+
+# ---------------------------------------------------------------------------------------------- the tests can fail
+@pytest.mark.parametrize("tin,tout", [("uint8", "uint8"), ("int8", "int16"), ("int16", "int8"), ("int32", "int8"),
+                                      ("int32", "uint16")])
+def test_mutations_are_caught(isa, tin, tout):
+    """A raw kernel call with one channel's bias, multiplier or shift off by one differs from the reference on every
+    path (so the comparisons above can fail), and an out-of-range element is never missed."""
+    rng = np.random.default_rng(9)
+    for label, layer, acc32 in variants(tin, tout, rng):
+        for length in (65, 1023):
+            for shape, axis in layouts(layer.channels, length):
+                x = inputs(layer, shape, axis, rng)
+                want = layer.reference(x, axis=axis, engine="core")
+                c = 1
+                s = int(layer.shift[c])
+                mutations = {
+                    "bias": dict(bias=layer.bias + np.where(np.arange(layer.channels) == c, 1 << s, 0)),
+                    "multiplier": dict(multiplier=layer.multiplier + np.where(np.arange(layer.channels) == c,
+                                                                              layer.multiplier[c] // 4 or 1, 0)),
+                    "shift": dict(shift=layer._shift32 + np.where(np.arange(layer.channels) == c, 1, 0)
+                                  .astype(np.int32)),
+                }
+                for name, kw in mutations.items():
+                    y, _ = raw(layer, x, axis, acc32=acc32, **kw)
+                    assert not np.array_equal(y, want), (isa, label, shape, name, "mutation not detected")
+                y, _ = raw(layer, x, axis, acc32=acc32)
+                assert np.array_equal(y, want)
+
+
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("int32", "uint8"), ("int16", "int8"), ("int16", "uint8")])
+def test_widening_paths_all_shifts_at_least_32(isa, tin, tout):
+    """The AVX-512 widening bodies take floor(P / 2^32) first when every shift is >= 32: the same map scaled to
+    shifts >= 32 (and a multiplier that still fits 32 bits), channel-first and channel-last, in range and not."""
+    rng = np.random.default_rng(11)
+    lo, hi = (-20000, 20000) if tin == "int32" else DTYPE_RANGES[tin]
+    base = make_layer(tin, tout, 5, rng, in_range=(lo + 1, hi - 1))
+    k = 32 - int(base.shift.min())
+    assert k > 0
+    layer = scaled(base, k)
+    assert np.all(layer.shift >= 32) and np.all(np.abs(layer.multiplier) < 2 ** 31), layer
+    for shape, axis in (((3, 5, 1023), 1), ((2, 5, 65), 1), ((1023, 5), -1), ((3, 7, 5), -1), ((1, 5), -1)):
+        x = inputs(layer, shape, axis, rng)
+        want = base.reference(x, axis=axis, engine="core")
+        assert np.array_equal(expected(layer, x, axis), want)
+        y, bad = raw(layer, x, axis, acc32=False)
+        assert bad == -1 and np.array_equal(y, want), (isa, shape)
+        assert np.array_equal(layer.apply(x, axis=axis), want)
+        xb = x.copy()
+        p = x.size - 1 - x.size // 3
+        xb.reshape(-1)[p] = lo
+        _, bad = raw(layer, xb, axis, acc32=False)
+        assert bad == p
+        y, _ = raw(layer, x, axis, acc32=False, bias=layer.bias + (np.int64(1) << layer.shift))
+        assert not np.array_equal(y, want)
+
+
+def test_short_rows_beyond_the_table_limit(isa):
+    """channels * inner above the periodic-table limit (2^18 entries) with rows shorter than 64: the per-row kernel
+    takes over (rows of 32 and 1 elements)."""
+    rng = np.random.default_rng(12)
+    layer = make_layer("int8", "int8", 9000, rng, in_range=(-100, 100))
+    for shape, axis in (((1, 9000, 32), 1), ((2, 9000, 31), 1)):
+        x = inputs(layer, shape, axis, rng)
+        assert np.array_equal(layer.apply(x, axis=axis), expected(layer, x, axis))
+        xb = x.copy()
+        xb.reshape(-1)[x.size - 40] = 101
+        _, bad = raw(layer, xb, axis)
+        assert bad == x.size - 40
