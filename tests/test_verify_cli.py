@@ -109,3 +109,19 @@ def test_bound_option(layers, tmp_path):
 def test_demo_runs_and_proves():
     r = cli("--demo", "--method", "breakpoints")
     assert r.returncode == 0 and r.stdout.count("PROVED") >= 6
+
+
+def test_directory_with_other_json_files(layers, tmp_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps({"network": "resnet20", "layers": []}))      # an experiments record
+    fxbn.load(str(layers / "good.json")).save(d / "layer.json")
+    r = cli("--method", "breakpoints", str(d))
+    assert r.returncode == 0 and "PROVED" in r.stdout and "skipping" in r.stderr and "results.json" in r.stderr
+    fxbn.load(str(layers / "bad.npz")).save(d / "z_bad.npz")
+    assert cli("--method", "breakpoints", str(d)).returncode == 1
+    only = tmp_path / "only_results"
+    only.mkdir()
+    (only / "results.json").write_text("{}")
+    assert cli("--method", "breakpoints", str(only)).returncode == 64
+    assert cli("--method", "breakpoints", str(only / "results.json")).returncode == 64

@@ -1,7 +1,8 @@
 """verify: proofs that fxbn layers are exact for every input of their range.
 
 - :mod:`verify.breakpoints`: breakpoint certificate (exact integer comparison at every level boundary), exact max
-  error / mismatch count of any monotone map, shift-minimality certificate.
+  error / mismatch count of any monotone map, shift-minimality certificate judged against the recorded
+  ``layer.solve_options`` (common shift, acc_bits / max_multiplier_bits limits, decided exactly).
 - :mod:`verify.smt`: z3 proof per channel on the concrete numbers, with the exact reference encoded from the
   layer's source parameters (QF_LIA; QF_NIA for the batchnorm square root, by squares).
 - :mod:`verify.lemmas`: datapath lemmas in QF_BV at the kernel's widths.

@@ -53,8 +53,19 @@ def _collect(paths):
             files = [path]
         else:
             raise ValueError(f"{path}: no such file or directory")
+        found = 0
         for f in files:
-            out.append((os.path.splitext(os.path.basename(f))[0], fxbn.load(f)))
+            try:
+                layer = fxbn.load(f)
+            except (ValueError, KeyError) as e:
+                if f == path:                  # a file named explicitly must be a layer
+                    raise ValueError(f"{f}: {e}") from None
+                print(f"python -m verify: skipping {f}: not a saved FixedPointBN ({e})", file=sys.stderr)
+                continue
+            out.append((os.path.splitext(os.path.basename(f))[0], layer))
+            found += 1
+        if not found:
+            raise ValueError(f"{path}: no saved FixedPointBN layers among {len(files)} .json/.npz file(s)")
     return out
 
 
@@ -99,6 +110,8 @@ def _details(rec):
         if p.get("minimal_shift") is False:
             lines.append(f"    channel {p['channel']}: shift is not minimal: (A, B, s) = "
                          f"{tuple(p['smaller_parameters'])} is exact")
+    if rec.get("minimality") == "REFUTED" and rec.get("minimality_reason"):
+        lines.append(f"    shift minimality: {rec['minimality_reason']}")
     return lines
 
 

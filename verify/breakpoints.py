@@ -36,16 +36,42 @@ def check_reference_breakpoints(direction, T, lo_m, hi_m):
     """Raise RuntimeError unless every row of T is non-decreasing within [lo', hi' + 1]."""
     if T.shape[1] == 0:
         return
-    bad = (T < lo_m[:, None]) | (T > hi_m[:, None] + 1)
-    bad[:, 1:] |= T[:, 1:] < T[:, :-1]
+    # non-decreasing rows are inside [lo', hi' + 1] iff their first and last entries are
+    bad = (T[:, 0] < lo_m) | (T[:, -1] > hi_m + 1)
+    if T.shape[1] > 1:
+        bad |= (T[:, 1:] < T[:, :-1]).any(axis=1)
     if bad.any():
-        c = int(np.flatnonzero(bad.any(axis=1))[0])
+        c = int(np.flatnonzero(bad)[0])
         raise RuntimeError(f"reference breakpoints of channel {c} are not a non-decreasing step function within "
                            f"[{lo_m[c]}, {hi_m[c] + 1}]: {T[c].tolist()[:8]}...")
 
 
+_CHUNK = 1024          # channels per block: the (block, levels) int64 temporaries stay in cache
+
+
+def _certify_decreasing(layer, idx, T, lo_m, hi_m, sign):
+    """(failed, witness) for channels idx whose fixed-point slope in x' is negative: equal iff both maps are the
+    same constant, decided at the two ends."""
+    qmin, _ = layer.out_range
+    ends = np.stack([lo_m[idx], hi_m[idx]], axis=1)
+    x = ends * sign[idx, None]
+    f_ends = np.clip((layer.multiplier[idx, None] * x + layer.bias[idx, None]) >> layer.shift[idx, None],
+                     *layer.out_range)
+    y_ends = qmin + (T[idx][:, None, :] <= ends[:, :, None]).sum(axis=2)
+    witness = np.where(f_ends[:, 0] != y_ends[:, 0], ends[:, 0], ends[:, 1]) * sign[idx]
+    failed = (f_ends != y_ends).any(axis=1) | (f_ends[:, 0] != f_ends[:, 1])
+    return failed, witness
+
+
 def certify(layer, engine="core"):
     """Breakpoint certificate for every channel.
+
+    For a non-decreasing f' (A' = A*d >= 0) and every level k in (qmin, qmax]: f'(T(k)) >= k when T(k) <= hi', and
+    f'(T(k) - 1) < k when T(k) > lo'.  As k lies in (qmin, qmax] the clamp never decides these comparisons, so they
+    are floor((A'*x' + B) / 2^s) >= k on the unclamped value; A'*(T - 1) + B is computed as (A'*T + B) - A' in
+    wrapping int64, exact whenever the true value fits 64 bits, which FixedPointBN guarantees over in_range (the
+    out-of-range values T = hi' + 1 and T - 1 = lo' - 1 are masked out).  Blocks of channels, no Python loop
+    per channel.
 
     Parameters
     ----------
@@ -68,27 +94,43 @@ def certify(layer, engine="core"):
     C, K = T.shape
     sign = np.where(d < 0, -1, 1)
     slope = layer.multiplier * sign                      # A' = A*d: the slope of f in x'
-    k = np.arange(qmin + 1, qmax + 1, dtype=np.int64)[None, :]
-    upper = T <= hi_m[:, None]
-    lower = T > lo_m[:, None]
-    at_T = _fixed_at(layer, np.where(upper, T, lo_m[:, None]), sign)
-    below_T = _fixed_at(layer, np.where(lower, T - 1, lo_m[:, None]), sign)
-    fail_up = upper & (at_T < k)
-    fail_low = lower & (below_T >= k)
-    # decreasing f': equal iff both constant and equal, decided at the ends
-    ends = np.stack([lo_m, hi_m], axis=1)
-    f_ends = _fixed_at(layer, ends, sign)
-    y_ends = qmin + (T[:, None, :] <= ends[:, :, None]).sum(axis=2)
-    dec_witness = np.where(f_ends[:, 0] != y_ends[:, 0], ends[:, 0], ends[:, 1]) * sign
-    dec_fail = (f_ends != y_ends).any(axis=1) | (f_ends[:, 0] != f_ends[:, 1])
-    any_up, any_low = fail_up.any(axis=1), fail_low.any(axis=1)
-    first_up = T[np.arange(C), fail_up.argmax(axis=1)] if K else np.zeros(C, np.int64)
-    first_low = T[np.arange(C), fail_low.argmax(axis=1)] - 1 if K else np.zeros(C, np.int64)
-    inc_witness = np.where(any_up, first_up, first_low) * sign
-    decreasing = slope < 0
-    failed = np.where(decreasing, dec_fail, any_up | any_low)
-    witness = np.where(decreasing, dec_witness, inc_witness)
-    checks = np.where(decreasing, 2, upper.sum(axis=1) + lower.sum(axis=1))
+    bias, shift = layer.bias, layer.shift
+    failed = np.zeros(C, bool)
+    witness = np.zeros(C, np.int64)
+    checks = np.zeros(C, np.int64)
+    if K:
+        k = np.arange(qmin + 1, qmax + 1, dtype=np.int64)
+        rows = np.arange(min(C, _CHUNK))
+        with np.errstate(over="ignore"):
+            for start in range(0, C, _CHUNK):
+                sl = slice(start, min(C, start + _CHUNK))
+                Tb = T[sl]
+                a = slope[sl, None]
+                s = shift[sl, None]
+                upper = Tb <= hi_m[sl, None]
+                lower = Tb > lo_m[sl, None]
+                acc = Tb * a
+                acc += bias[sl, None]                    # A'*T + B
+                q = acc >> s
+                fail_up = q < k
+                fail_up &= upper
+                acc -= a                                 # A'*(T - 1) + B
+                acc >>= s
+                fail_low = acc >= k
+                fail_low &= lower
+                any_up, any_low = fail_up.any(axis=1), fail_low.any(axis=1)
+                failed[sl] = any_up | any_low
+                checks[sl] = np.count_nonzero(upper, axis=1) + np.count_nonzero(lower, axis=1)
+                bad = np.flatnonzero(failed[sl])
+                if bad.size:
+                    r = rows[:Tb.shape[0]]
+                    first_up = Tb[r, fail_up.argmax(axis=1)]
+                    first_low = Tb[r, fail_low.argmax(axis=1)] - 1
+                    witness[sl] = np.where(any_up, first_up, first_low) * sign[sl]
+    decreasing = np.flatnonzero(slope < 0)
+    if decreasing.size:
+        failed[decreasing], witness[decreasing] = _certify_decreasing(layer, decreasing, T, lo_m, hi_m, sign)
+        checks[decreasing] = 2
     return [{"proved": not f, "witness": int(w) if f else None, "checks": int(n)}
             for f, w, n in zip(failed.tolist(), witness.tolist(), checks.tolist())]
 
@@ -169,22 +211,74 @@ def _constraints(Tc, k, lo_m, hi_m, s):
     return low, up
 
 
-def feasible_at(Tc, qmin, qmax, lo_m, hi_m, s):
+def limit_constraints(lo_m, hi_m, sign, acc_bits=None, max_multiplier_bits=None):
+    """The width limits of fxbn's solver as constraints on (A', B) in mirrored coordinates, or None.
+
+    The solver requires signed_bits(A) <= max_multiplier_bits (A = sign*A') and that A*lo, A*hi, A*lo + B,
+    A*hi + B and B all fit acc_bits signed bits (the extremes over [lo, hi] of the linear maps A*x, A*x + B).
+    The A*x + B and B conditions are further points of the same form as the exactness constraints (B is A'*0 + B);
+    the A*x conditions and the multiplier width bound A' to an interval.
+
+    Returns
+    -------
+    dict or None
+        ``low``, ``up`` (extra (x', bound) points: A'*x' + B >= bound / <= bound), ``a_min``, ``a_max`` (None:
+        unbounded), ``acc_bits``, ``max_multiplier_bits``; None when neither limit is given.
+    """
+    if acc_bits is None and max_multiplier_bits is None:
+        return None
+    low, up, a_min, a_max = [], [], 0, None
+    if acc_bits is not None:
+        w_lo, w_hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        for x in sorted({lo_m, hi_m, 0}):
+            low.append((x, w_lo))
+            up.append((x, w_hi))
+        for x in (lo_m, hi_m):                      # w_lo <= A'*x <= w_hi
+            if x > 0:
+                hi_b, lo_b = w_hi // x, _ceil_div(w_lo, x)
+            elif x < 0:
+                hi_b, lo_b = w_lo // x, _ceil_div(w_hi, x)
+            else:
+                continue
+            a_max = hi_b if a_max is None else min(a_max, hi_b)
+            a_min = max(a_min, lo_b)
+    if max_multiplier_bits is not None and max_multiplier_bits < 64:
+        m = int(max_multiplier_bits)
+        top = (1 << (m - 1)) if sign < 0 else (1 << (m - 1)) - 1      # A = sign*A' in [-2^(m-1), 2^(m-1) - 1]
+        a_max = top if a_max is None else min(a_max, top)
+    return {"low": low, "up": up, "a_min": a_min, "a_max": a_max, "acc_bits": acc_bits,
+            "max_multiplier_bits": max_multiplier_bits}
+
+
+def feasible_at(Tc, qmin, qmax, lo_m, hi_m, s, limits=None):
     """Exact feasibility of fixed-point parameters at shift s for one channel (mirrored coordinates).
+
+    With `limits` (:func:`limit_constraints`) only parameters within the solver's width limits count.  The
+    feasible A' form the integer interval cut out by every (lower i, upper j) pair, A'*(xj - xi) <= Uj - Li
+    (integers: for integer A' the bias interval [max_i(Li - A'*xi), min_j(Uj - A'*xj)] has integer ends), and the
+    limits' A' interval; only hull vertices can bind.
 
     Returns
     -------
     (bool, detail)
         (True, (A', B)) with a smallest feasible slope A' >= 0 in x' and its smallest B; or (False, certificate):
-        two constraints whose A-bounds cross (``{"A_at_most": (value, pair), "A_at_least": (value, pair)}``),
-        or one pair at the same input that is contradictory (``{"pair": ...}``).
+        two constraints whose A-bounds cross (``{"A_at_most": (value, pair), "A_at_least": (value, pair)}``; a
+        pair is the string "limits" when the bound comes from the width limits), or one pair at the same input
+        that is contradictory (``{"pair": ...}``).
     """
     k = range(qmin + 1, qmax + 1)
     low, up = _constraints(Tc, k, lo_m, hi_m, s)
-    # exact bounds on A from every (lower i, upper j) pair: A*(xj - xi) <= Uj - Li
     a_max, a_min = None, (0, None)              # A' >= 0: a negative slope cannot reproduce a non-decreasing map
+    if limits is not None:
+        low, up = low + limits["low"], up + limits["up"]
+        if limits["a_min"] > 0:
+            a_min = (limits["a_min"], "limits")
+        if limits["a_max"] is not None:
+            a_max = (limits["a_max"], "limits")
+    # exact bounds on A from every (lower i, upper j) pair: A*(xj - xi) <= Uj - Li
+    hull_up = _hull_up(up)                      # once, not per lower vertex
     for xi, Li in _hull_low(low):
-        for xj, Uj in _hull_up(up):
+        for xj, Uj in hull_up:
             dx, dv = xj - xi, Uj - Li
             if dx > 0:
                 bound = dv // dx
@@ -231,28 +325,99 @@ def _envelope(pts, upper):
     return hull
 
 
+UNCONSTRAINED = "unconstrained (no (A, B) at shift - 1)"
+LIMITS_AWARE = "limits-aware (no (A, B) within acc_bits / max_multiplier_bits at shift - 1, decided exactly)"
+
+
+def solve_limits(layer):
+    """(acc_bits, max_multiplier_bits) recorded in layer.solve_options, (None, None) for hand-built layers."""
+    opts = getattr(layer, "solve_options", None) or {}
+    acc = opts.get("acc_bits")
+    mb = opts.get("max_multiplier_bits")
+    return (None if acc is None else int(acc)), (None if mb is None else int(mb))
+
+
 def minimality(layer, engine="core"):
     """Per channel with s > 0: is the shift minimal, i.e. are the (A, B) constraints at s - 1 infeasible?
+
+    The layer's ``solve_options`` are honoured: with acc_bits / max_multiplier_bits recorded, a shift above the
+    unconstrained minimum is minimal iff no exact parameters *within those limits* exist at s - 1 (decided exactly,
+    :func:`limit_constraints`); the unconstrained verdict is reported alongside.
 
     Returns
     -------
     list of dict
-        ``minimal`` (bool or None when s == 0), ``certificate`` (crossing constraints) or ``smaller`` ((A, B) that
-        works at s - 1, in original coordinates).
+        ``minimal`` (bool or None when s == 0), ``method`` (UNCONSTRAINED or LIMITS_AWARE), ``certificate``
+        (crossing constraints) or ``smaller`` ((A, B, s - 1) that works at s - 1, within the limits if any, in
+        original coordinates); ``unconstrained_smaller`` when only the limits exclude a smaller shift.
     """
     d, T = layer.reference_breakpoints(engine)
     qmin, qmax = layer.out_range
     lo_m, hi_m = _mirror(layer, np.asarray(d, np.int64))
+    acc_bits, mult_bits = solve_limits(layer)
+    shifts = layer.shift.tolist()
     out = []
     for c in range(layer.channels):
-        s = int(layer.shift[c])
+        s = shifts[c]
         if s == 0:
             out.append({"minimal": None})
             continue
-        ok, detail = feasible_at(T[c], qmin, qmax, int(lo_m[c]), int(hi_m[c]), s - 1)
-        if ok:
-            A, B = detail
-            out.append({"minimal": False, "smaller": (A * (-1 if d[c] < 0 else 1), B, s - 1)})
+        sign = -1 if d[c] < 0 else 1
+        lo_c, hi_c = int(lo_m[c]), int(hi_m[c])
+        ok, detail = feasible_at(T[c], qmin, qmax, lo_c, hi_c, s - 1)
+        if not ok:
+            out.append({"minimal": True, "method": UNCONSTRAINED, "certificate": detail})
+            continue
+        smaller = (detail[0] * sign, detail[1], s - 1)
+        limits = limit_constraints(lo_c, hi_c, sign, acc_bits, mult_bits)
+        if limits is None:
+            out.append({"minimal": False, "method": UNCONSTRAINED, "smaller": smaller})
+            continue
+        ok_l, detail_l = feasible_at(T[c], qmin, qmax, lo_c, hi_c, s - 1, limits)
+        if ok_l:
+            out.append({"minimal": False, "method": LIMITS_AWARE, "smaller": (detail_l[0] * sign, detail_l[1], s - 1)})
         else:
-            out.append({"minimal": True, "certificate": detail})
+            out.append({"minimal": True, "method": LIMITS_AWARE, "certificate": detail_l,
+                        "unconstrained_smaller": smaller})
     return out
+
+
+def layer_minimality(layer, mins):
+    """The layer-level minimality verdict from :func:`minimality`'s per-channel results and layer.solve_options.
+
+    Per-channel shifts: every shift s > 0 must be minimal.  common_shift (as recorded in solve_options, never
+    inferred from equal shifts): all shifts must be equal, and some channel must be infeasible at S - 1 (within
+    the limits, if any), i.e. S is the largest per-channel minimal shift, or more only where the limits force it.
+
+    Returns
+    -------
+    dict
+        ``proved`` (bool), ``common_shift`` (bool), ``binding`` (channels that need the common shift), ``reason``.
+    """
+    opts = getattr(layer, "solve_options", None) or {}
+    common = bool(opts.get("common_shift"))
+    acc_bits, mult_bits = solve_limits(layer)
+    out = {"common_shift": common, "limits": {"acc_bits": acc_bits, "max_multiplier_bits": mult_bits}}
+    over = []
+    if acc_bits is not None:
+        over += [("accumulator_bits", c) for c in np.flatnonzero(layer.accumulator_bits > acc_bits).tolist()]
+    if mult_bits is not None:
+        over += [("multiplier_bits", c) for c in np.flatnonzero(layer.multiplier_bits > mult_bits).tolist()]
+    if over:
+        what, c = over[0]
+        return dict(out, proved=False, reason=f"channel {c}: {what} exceeds the recorded solve limit")
+    if common:
+        shifts = set(layer.shift.tolist())
+        if len(shifts) > 1:
+            return dict(out, proved=False, reason=f"solve_options.common_shift, but the shifts differ: "
+                                                  f"{sorted(shifts)}")
+        S = shifts.pop()
+        binding = [c for c, m in enumerate(mins) if m["minimal"]]
+        if S == 0 or binding:
+            return dict(out, proved=True, binding=binding, reason=None if S == 0 else
+                        f"common shift {S}: channel(s) {binding[:8]} have no exact parameters at {S - 1}")
+        return dict(out, proved=False, binding=[], reason=f"common shift {S} is not minimal: every channel has "
+                                                          f"exact parameters at {S - 1}"
+                    + (" within the limits" if acc_bits is not None or mult_bits is not None else ""))
+    bad = [c for c, m in enumerate(mins) if m["minimal"] is False]
+    return dict(out, proved=not bad, reason=None if not bad else f"channel(s) {bad[:8]}: shift is not minimal")

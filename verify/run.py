@@ -79,7 +79,7 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
               "out_range": list(layer.out_range), "bound": int(bound), "method": method, "seconds": {},
               "claims": [f"for every channel and every integer x in its in_range: |clamp((A*x + B) >> s, qmin, qmax)"
                          f" - clamp(R(v(x)), qmin, qmax)| <= {int(bound)}, R = {layer.rounding}, v exact"]
-              + (["every shift s > 0 is minimal: no (A, B) is exact at s - 1"] if minimality and bound == 0 else [])}
+              + ([_minimality_claim(layer)] if minimality and bound == 0 else [])}
     per = [{"channel": c} for c in range(layer.channels)]
     witnesses = {}
     if method in ("breakpoints", "both"):
@@ -132,18 +132,27 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
     if minimality and bound == 0:
         t0 = time.perf_counter()
         mins = breakpoints.minimality(layer, engine)
+        summary = breakpoints.layer_minimality(layer, mins)
         record["seconds"]["minimality"] = time.perf_counter() - t0
-        common = layer.channels > 1 and len(set(layer.shift.tolist())) == 1
+        common = summary["common_shift"]
         for c, m in enumerate(mins):
-            per[c]["minimal_shift"] = m["minimal"]
+            if common and m["minimal"] is False:
+                per[c]["minimal_shift"] = None                # not the binding channel of the common shift
+                per[c]["common_shift_not_binding"] = True
+            else:
+                per[c]["minimal_shift"] = m["minimal"]
+            if m["minimal"] is not None:
+                per[c]["minimality_method"] = m["method"]
             if m["minimal"] is False:
                 per[c]["smaller_parameters"] = list(m["smaller"])
             elif m["minimal"]:
                 per[c]["minimality_certificate"] = _jsonable(m["certificate"])
-        flags = [m["minimal"] for m in mins if m["minimal"] is not None]
-        # a common shift is minimal when some channel needs it
-        record["minimality"] = (PROVED if (any(flags) if common else all(flags)) or not flags else REFUTED)
+                if "unconstrained_smaller" in m:
+                    per[c]["unconstrained_smaller_parameters"] = list(m["unconstrained_smaller"])
+        record["minimality"] = PROVED if summary["proved"] else REFUTED
+        record["minimality_reason"] = summary["reason"]
         record["common_shift"] = common
+        record["solve_options"] = dict(getattr(layer, "solve_options", None) or {})
     record["refutations"] = [_refutation(layer, c, x) for c, x in sorted(witnesses.items())]
     record["per_channel"] = per
     verdicts = {p["verdict"] for p in per}
@@ -152,6 +161,16 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         record["verdict"] = REFUTED
     record["max_error"] = max((p.get("max_error", 0) or 0) for p in per) if method != "z3" else None
     return record
+
+
+def _minimality_claim(layer):
+    opts = getattr(layer, "solve_options", None) or {}
+    acc, mb = breakpoints.solve_limits(layer)
+    within = "" if acc is None and mb is None else \
+        f" within the recorded limits (acc_bits={acc}, max_multiplier_bits={mb})"
+    if opts.get("common_shift"):
+        return f"the common shift S is minimal: some channel has no exact (A, B){within} at S - 1"
+    return f"every shift s > 0 is minimal: no (A, B){within} is exact at s - 1"
 
 
 def _jsonable(obj):

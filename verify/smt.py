@@ -7,7 +7,9 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
   fxbn.reference.level_threshold: v >= t or v > t, t = k or k - 1/2, strictness by rounding and the parity/sign
   of k.  Then f - y > d  <=>  f - d > qmin and not R(v) >= f - d,  and  y - f > d  <=>  f + d + 1 <= qmax and
   R(v) >= f + d + 1.
-- affine form: v = a*x + b with a, b scaled by a common power of two to integers (QF_LIA).
+- affine form: v = a*x + b with a, b scaled by a common power of two to integers (QF_LIA).  The per-level
+  split runs as one SMT-LIB2 script per channel (:func:`affine_level_script`: constants precomputed, no q
+  variable, one z3 call); a non-unsat answer is re-derived through the Python API for the witness.
 - batchnorm form: v >= t  <=>  P >= c*sqrt(r) with P = gamma*(in_scale*(x - zin) - mean),
   c = (t - zout)*out_scale - beta, r = var + eps, decided by the signs of P and c and a comparison of P^2 with
   c^2*r, all scaled to integers (QF_NIA); the square root never appears.
@@ -170,8 +172,125 @@ def level_split(layer, c, bound=0):
     return common, parts, x, logic
 
 
-def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None):
-    """prove_channel with the query split by output level (one incremental solver, one check per level)."""
+def _num(v):
+    """An SMT-LIB2 integer literal."""
+    return str(v) if v >= 0 else f"(- {-v})"
+
+
+def affine_level_script(layer, c, bound=0, timeout_ms=None, rlimit=None, group=16):
+    """(SMT-LIB2 text, [levels]) of the affine channel's query, split by fixed-point output level, as one script.
+
+    Every constant is precomputed with Python integers; the script states the semantics, z3 decides them:
+    x in [lo, hi]; acc = A*x + B; f(x) = v  <=>  2^s*v <= acc (v > qmin) and acc < 2^s*(v + 1) (v < qmax), the
+    clamp folded into the one-sided ends; V = 2*v(x)*2^e = 2*ia*x + 2*ib (a, b scaled to integers) and
+    R(v) >= k  <=>  V >= t(k), with t(k) = 2*k*2^e (floor) or (2k - 1)*2^e, plus 1 where the tie must go down
+    (half_even at odd k, half_away at k <= 0): for integers, V > t  <=>  V >= t + 1.  The first check states that
+    f leaves [f(lo), f(hi)] nowhere in range (the split is exhaustive); then (push)(assert)(check-sat)(pop) for
+    the disjunction over `group` consecutive output levels v of: f = v and (R(v(x)) < v - d  or
+    R(v(x)) >= v + d + 1).  Expected: unsat for every check.  No q variable: with the level fixed, each disjunct
+    is linear in x alone.  ``levels`` lists, per check, None (the exhaustiveness check) or its output levels."""
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    src = exact.channel_source(layer, c)
+    (ia, ib), e = exact.common_scale(src["a"], src["b"])
+    D = 1 << e
+    rounding = layer.rounding
+    S = 1 << s
+    d = int(bound)
+    n = _num
+    opts = f"(set-option :timeout {int(timeout_ms) if timeout_ms else 4294967295})"      # options outlive (reset)
+    opts += "" if not rlimit else f"(set-option :rlimit {int(rlimit)})"
+
+    def cond(k):                                         # R(v) >= k for a constant level k
+        if rounding == "floor":
+            return f"(>= V {n(2 * k * D)})"
+        t2 = (2 * k - 1) * D
+        return f"(>= V {n(t2 + 1 if _strict_const(k, rounding) else t2)})"
+
+    f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
+    outside = ([f"(< acc {n(S * f_lo)})"] if f_lo > qmin else []) + \
+        ([f"(>= acc {n(S * (f_hi + 1))})"] if f_hi < qmax else [])
+    blocks = ["(push 1)(assert " + (outside[0] if len(outside) == 1 else f"(or {' '.join(outside)})")
+              + ")(check-sat)(pop 1)\n" if outside else "(push 1)(assert false)(check-sat)(pop 1)\n"]
+    levels = [None]
+    cases = []
+    for v in range(f_lo, f_hi + 1):
+        bad = []
+        if v - d > qmin:
+            bad.append(f"(not {cond(v - d)})")
+        if v + d + 1 <= qmax:
+            bad.append(cond(v + d + 1))
+        if not bad:
+            continue
+        at = ([f"(<= {n(S * v)} acc)"] if v > qmin else []) + ([f"(< acc {n(S * (v + 1))})"] if v < qmax else [])
+        cases.append((v, f"(and {' '.join(at + [bad[0] if len(bad) == 1 else f'(or {chr(32).join(bad)})'])})"))
+    for i in range(0, len(cases), group):          # `group` levels per check: fewer checks, same query
+        part = cases[i:i + group]
+        body = part[0][1] if len(part) == 1 else f"(or {' '.join(b for _, b in part)})"
+        blocks.append(f"(push 1)(assert {body})(check-sat)(pop 1)\n")
+        levels.append([v for v, _ in part])
+    head = (f"(set-logic QF_LIA){opts}(declare-const x Int)(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))"
+            f"(define-fun acc () Int (+ (* {n(A)} x) {n(B)}))(define-fun V () Int (+ (* {n(2 * ia)} x) {n(2 * ib)}))\n")
+    return head + "".join(blocks), levels
+
+
+_CTX = None
+
+
+def _eval_script(text):
+    """Run an SMT-LIB2 script in this process's scratch z3 context (reset first); the check-sat answers."""
+    global _CTX
+    z3 = z3mod()
+    if _CTX is None:
+        _CTX = z3.Context()
+    try:
+        out = z3.Z3_eval_smtlib2_string(_CTX.ref(), "(reset)" + text)
+    except z3.Z3Exception as e:                 # any error (e.g. a canceled push) voids every answer
+        out = "(error " + str(e)[:200]
+    if "(error" in out:
+        _CTX = None                             # options and spent resources outlive (reset): start afresh
+        return ["error", out[:200]]
+    return out.split()
+
+
+def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None, fast=True):
+    """prove_channel with the query split by output level.
+
+    Affine channels (fast=True, no rlimit) run :func:`affine_level_script` in one z3 call; anything but unsat for
+    every check (sat, unknown, an error) is re-derived with the Python API (one incremental solver, one check per
+    level), which gives the witness or the reason.
+    Batchnorm channels always use the API (QF_NIA, squares)."""
+    if fast and layer.source["form"] == "affine" and not rlimit:      # rlimit: the API's per-solver semantics
+        t_build = time.perf_counter()
+        text, levels = affine_level_script(layer, c, bound, timeout_ms, rlimit)
+        if smt2_path is not None:
+            with open(smt2_path, "w") as fh:
+                fh.write(f"; fxbn channel {c}: first check: f leaves [f(lo), f(hi)]; then one check per group of "
+                         f"fixed-point output levels; sat iff some x in range has |f(x) - y(x)| > {bound}; expected: "
+                         f"unsat for every check\n" + text)
+        t0 = time.perf_counter()
+        answers = _eval_script(text)
+        seconds = time.perf_counter() - t0
+        if answers == ["unsat"] * len(levels):
+            return {"status": "proved", "logic": "QF_LIA", "checks": len(levels), "seconds": seconds,
+                    "build_seconds": t0 - t_build, "encoding": "affine-script"}
+        if answers and answers[0] == "sat":
+            return {"status": "unknown", "logic": "QF_LIA", "checks": len(levels), "seconds": seconds,
+                    "build_seconds": t0 - t_build, "reason": "the level split is not exhaustive (f leaves "
+                                                             "[f(lo), f(hi)]): encoding error"}
+        out = prove_channel_split(layer, c, bound, timeout_ms, rlimit, None, fast=False)
+        out["seconds"] += seconds
+        out["build_seconds"] += t0 - t_build
+        first = next((i for i, a in enumerate(answers) if a != "unsat"), None)
+        if out["status"] == "proved" and first is not None:
+            out.update(status="unknown", reason=f"level {levels[first]}: the script answered "
+                                                f"{answers[first]!r}, the API unsat")
+        return out
+    return _prove_split_api(layer, c, bound, timeout_ms, rlimit, smt2_path)
+
+
+def _prove_split_api(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None):
+    """The level split through the Python API: one incremental solver, one check per level."""
     z3 = z3mod()
     t_build = time.perf_counter()
     common, parts, x, logic = level_split(layer, c, bound)
