@@ -23,7 +23,7 @@ import numpy as np
 from fxbn.api import DTYPE_RANGES, from_batchnorm
 
 __all__ = ["ActivationQuant", "calibrate", "quantize_weights", "accumulator_bounds", "range_bits", "BatchNormParams",
-           "bn_params", "fold_conv_bias", "conv_bn_layer", "state_dict_conv_bn_pairs", "keras_conv_bn_pairs",
+           "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer", "state_dict_conv_bn_pairs", "keras_conv_bn_pairs",
            "from_named_arrays", "from_torch"]
 
 
@@ -205,21 +205,28 @@ def bn_params(arrays, prefix, eps, style="torch"):
     return BatchNormParams(*(np.asarray(arrays[n]) for n in names), eps=float(eps))
 
 
-def fold_conv_bias(bn, conv_bias):
-    """BN(x + bias) as BN'(x) with mean' = mean - bias, exactly; None if some difference is not a float64.
+def fold_conv_bias(bn, conv_bias, exact=True):
+    """BN(x + bias) as BN'(x) with mean' = mean - bias in float64.
 
     The accumulator then carries no bias term, so the exact bound of the BN input stays that of the weights.
+    With exact=True, None when some difference is not a float64 (then BN' is not the same real map); with
+    exact=False the rounded fold is returned (relative error <= 2^-53 in mean'; the reference is that of BN').
     """
     mean = np.asarray(bn.mean, np.float64) - np.asarray(conv_bias, np.float64)
-    for m, m0, c in zip(mean.tolist(), np.asarray(bn.mean, np.float64).tolist(),
-                        np.asarray(conv_bias, np.float64).tolist()):
-        if Fraction(m) != Fraction(m0) - Fraction(c):
-            return None
+    if exact and not fold_is_exact(bn, conv_bias):
+        return None
     return BatchNormParams(bn.gamma, bn.beta, mean, bn.var, bn.eps)
 
 
+def fold_is_exact(bn, conv_bias):
+    """Whether float64(mean - bias) equals mean - bias exactly for every channel."""
+    mean = np.asarray(bn.mean, np.float64) - np.asarray(conv_bias, np.float64)
+    return all(Fraction(m) == Fraction(m0) - Fraction(c) for m, m0, c in
+               zip(mean.tolist(), np.asarray(bn.mean, np.float64).tolist(), np.asarray(conv_bias, np.float64).tolist()))
+
+
 def conv_bn_layer(bn, w_q, w_scale, act_in, act_out, *, relu=False, axis=0, padded=True, rounding="half_up",
-                  conv_bias=None, **solver_options):
+                  conv_bias=None, exact_bias_fold=True, **solver_options):
     """One FixedPointBN for Conv/Linear (quantized weights) -> BN (-> ReLU / ReLU6) with exact accumulator bounds.
 
     Parameters
@@ -232,7 +239,8 @@ def conv_bn_layer(bn, w_q, w_scale, act_in, act_out, *, relu=False, axis=0, padd
         Quantization of the BN (+ activation) output; only scale, zero point and dtype are used.
     relu : False, True or "relu6"
     conv_bias : array_like, optional
-        Float conv bias, folded exactly into the BN mean (ValueError if that is not exact).
+        Float conv bias, folded into the BN mean: exactly (ValueError if that is impossible) or, with
+        exact_bias_fold=False, rounded to float64 (see :func:`fold_conv_bias`).
     solver_options
         Passed on to :func:`fxbn.from_batchnorm` (e.g. max_multiplier_bits, acc_bits, common_shift).
 
@@ -242,9 +250,9 @@ def conv_bn_layer(bn, w_q, w_scale, act_in, act_out, *, relu=False, axis=0, padd
         in_dtype int32, in_range the exact accumulator bound, in_scale = act_in.scale * w_scale.
     """
     if conv_bias is not None:
-        folded = fold_conv_bias(bn, conv_bias)
+        folded = fold_conv_bias(bn, conv_bias, exact=exact_bias_fold)
         if folded is None:
-            raise ValueError("conv bias cannot be folded exactly into the BN mean")
+            raise ValueError("conv bias cannot be folded exactly into the BN mean (pass exact_bias_fold=False)")
         bn = folded
     bounds = accumulator_bounds(w_q, act_in, axis=axis, padded=padded)
     lo32, hi32 = DTYPE_RANGES["int32"]
