@@ -108,40 +108,11 @@ def _batchnorm_level(z3, src, x, lo, hi, rounding, fresh, defs):
     return cond, "QF_NIA"
 
 
-def channel_assertions(layer, c, bound=0):
-    """(assertions, x, logic) of the query 'some x in range has |f(x) - y(x)| > bound' for channel c."""
+def _channel_query(layer, c):
+    """Shared pieces of a channel's query: (z3, x, q, A, B, s, lo, hi, level condition, definitions, logic, the
+    datapath facts lo <= x <= hi and 2^s*q <= A*x + B < 2^s*(q + 1))."""
     z3 = z3mod()
     A, B, s, lo, hi = exact.channel_params(layer, c)
-    qmin, qmax = layer.out_range
-    src = exact.channel_source(layer, c)
-    x, q, f = z3.Ints("x q f")
-    counter = iter(range(1 << 30))
-
-    def fresh(name):
-        return z3.Int(f"{name}{next(counter)}")
-
-    defs = []
-    if src["form"] == "affine":
-        cond, logic = _affine_level(z3, src, x, layer.rounding)
-    else:
-        cond, logic = _batchnorm_level(z3, src, x, lo, hi, layer.rounding, fresh, defs)
-    acc = A * x + B
-    scale = 1 << s
-    d = int(bound)
-    facts = [x >= lo, x <= hi, scale * q <= acc, acc < scale * (q + 1),
-             f == z3.If(q < qmin, qmin, z3.If(q > qmax, qmax, q)), f >= qmin, f <= qmax]
-    violation = z3.Or(z3.And(f - d > qmin, z3.Not(cond(f - d))), z3.And(f + d + 1 <= qmax, cond(f + d + 1)))
-    return facts + defs + [violation], x, logic
-
-
-def level_split(layer, c, bound=0):
-    """(common assertions, [(level, assertions)], x, logic): the query split by the fixed-point output level.
-
-    Over the x where f(x) = v the reference level k = v - d or v + d + 1 is a constant, so the batchnorm squares
-    are quadratic in x alone; the split is exhaustive (every level f attains in range is listed)."""
-    z3 = z3mod()
-    A, B, s, lo, hi = exact.channel_params(layer, c)
-    qmin, qmax = layer.out_range
     src = exact.channel_source(layer, c)
     x, q = z3.Ints("x q")
     counter = iter(range(1 << 30))
@@ -154,9 +125,30 @@ def level_split(layer, c, bound=0):
         cond, logic = _affine_level(z3, src, x, layer.rounding)
     else:
         cond, logic = _batchnorm_level(z3, src, x, lo, hi, layer.rounding, fresh, defs)
-    acc = A * x + B
-    scale = 1 << s
-    common = [x >= lo, x <= hi, scale * q <= acc, acc < scale * (q + 1)] + defs
+    acc, scale = A * x + B, 1 << s
+    facts = [x >= lo, x <= hi, scale * q <= acc, acc < scale * (q + 1)]
+    return z3, x, q, (A, B, s, lo, hi), cond, defs, logic, facts
+
+
+def channel_assertions(layer, c, bound=0):
+    """(assertions, x, logic) of the query 'some x in range has |f(x) - y(x)| > bound' for channel c."""
+    z3, x, q, _, cond, defs, logic, facts = _channel_query(layer, c)
+    qmin, qmax = layer.out_range
+    f = z3.Int("f")
+    d = int(bound)
+    facts = facts + [f == z3.If(q < qmin, qmin, z3.If(q > qmax, qmax, q)), f >= qmin, f <= qmax]
+    violation = z3.Or(z3.And(f - d > qmin, z3.Not(cond(f - d))), z3.And(f + d + 1 <= qmax, cond(f + d + 1)))
+    return facts + defs + [violation], x, logic
+
+
+def level_split(layer, c, bound=0):
+    """(common assertions, [(level, assertions)], x, logic): the query split by the fixed-point output level.
+
+    Over the x where f(x) = v the reference level k = v - d or v + d + 1 is a constant, so the batchnorm squares
+    are quadratic in x alone; the split is exhaustive (every level f attains in range is listed)."""
+    z3, x, q, (A, B, s, lo, hi), cond, defs, logic, facts = _channel_query(layer, c)
+    qmin, qmax = layer.out_range
+    common = facts + defs
     f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
     d = int(bound)
     parts = []
