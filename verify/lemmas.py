@@ -23,6 +23,18 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
 
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
 the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow output type.
+
+SIMD bodies (``SIMD_LEMMAS``, named after the kernel function; each states SIMD result == clamp(floor((A*x + B) / 2^s))
+under the checks the kernel makes before picking the body, plus the solver's accumulator bound; wrong variants in
+``SIMD_WRONG``, each refuted):
+
+- ``lut_rows``: VBMI 8-bit -> 8-bit rows, 256-entry table applied with two vpermt2b and a bit-7 blend; the raw byte
+  is the index (no bias of 128).  Proved symbolically for all 256 inputs; ``lut_index_map`` also checks the index
+  mapping exhaustively.
+- ``widen_rows_high`` / ``widen_periodic_high``: vpmuldq (sext64(low32(a)) * sext64(low32(x))) + vpaddq, then for
+  s in [32, 63] the high dwords, vpsrad/vpsravd by s - 32 and a 32-bit clamp.
+- ``widen_rows_low`` / ``widen_periodic_low``: vpmuldq + vpaddq, vpsraq/vpsravq by s, 64-bit clamp, low dwords.
+- ``dp_periodic``: VNNI vpdpwssd with the pair (A, 0) (A in (-2^15, 2^15)): B + x_lo*a_lo + x_hi*a_hi mod 2^32.
 """
 import time
 
@@ -154,6 +166,282 @@ LEMMAS = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ SIMD bodies
+# One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel.cpp, each
+# stating that the SIMD result equals the mathematics clamp(floor((A*x + B) / 2^s), qmin, qmax) -- computed on exact
+# integers of width W = (multiplier bits) + (input bits) + 2, where the arithmetic shift is floor division -- under
+# the preconditions the kernel checks before it picks that body, plus the solver's accumulator bound (the exact
+# A*x + B lies in Acc's range, which the scalar lemmas rely on too).  Instruction semantics are modelled at their real
+# widths.  ``wrong`` is False, True (the first variant of SIMD_WRONG[name]) or a variant name from SIMD_WRONG[name].
+
+SIMD_WRONG = {
+    "lut_rows": ("bias128", "blend_swapped"),
+    "widen_rows_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "qminmax_not_int32"),
+    "widen_rows_low": ("zero_extend", "missing_fit_check", "odd_lane_shifted_a"),
+    "widen_periodic_high": ("logical_shift", "missing_s_ge_32", "zero_extend"),
+    "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift"),
+    "dp_periodic": ("zero_extend", "missing_a16_check", "unmasked_a"),
+}
+
+
+def _variant(name, wrong):
+    if wrong is True:
+        return SIMD_WRONG[name][0]
+    if wrong and wrong not in SIMD_WRONG[name]:
+        raise ValueError(f"{name}: unknown wrong variant {wrong!r} (one of {SIMD_WRONG[name]})")
+    return wrong or None
+
+
+def _math(z3, A, x, x_signed, B, s, qmin, qmax, w):
+    """(fits, y): the solver's bound (exact A*x + B within w bits) and clamp(floor((A*x + B) / 2^s)) on W-bit
+    integers (A, B, qmin, qmax signed; s unsigned, at most 63)."""
+    W = max(A.size(), w) + x.size() + 2
+    E = _ext(z3, A, W) * _ext(z3, x, W, x_signed) + _ext(z3, B, W)
+    fits = z3.And(E >= -(1 << (w - 1)), E < (1 << (w - 1)))
+    q = E >> _ext(z3, s, W, False)
+    lo, hi = _ext(z3, qmin, W), _ext(z3, qmax, W)
+    return fits, z3.If(q < lo, lo, z3.If(q > hi, hi, q))
+
+
+def _math_sum(z3, P, B, s, qmin, qmax, w):
+    """_math for an exact product P (a w-bit integer): (P + B within w bits, clamp(floor((P + B) / 2^s)))."""
+    W = w + 2
+    E = _ext(z3, P, W) + _ext(z3, B, W)
+    fits = z3.And(E >= -(1 << (w - 1)), E < (1 << (w - 1)))
+    q = E >> _ext(z3, s, W, False)
+    lo, hi = _ext(z3, qmin, W), _ext(z3, qmax, W)
+    return fits, z3.If(q < lo, lo, z3.If(q > hi, hi, q))
+
+
+def _clamp(z3, q, lo, hi):
+    """_mm512_min_epi*(_mm512_max_epi*(q, lo), hi), signed."""
+    m = z3.If(q > lo, q, lo)
+    return z3.If(m < hi, m, hi)
+
+
+def _fits_signed(z3, v, bits):
+    return v == z3.SignExt(v.size() - bits, z3.Extract(bits - 1, 0, v))
+
+
+def _same(z3, y_simd, y_math):
+    return _ext(z3, y_simd, y_math.size()) == y_math
+
+
+def lut_rows(in_dtype, w, wrong=False):
+    """lut_rows (VBMI, 8-bit input and 8-bit output, rows of >= kLutRow; any accumulator: mul32, widen, mul64).
+
+    The row's table is built as table[u] = (uint8)(Out)fixed_point((In)(uint8)u) for every u in [0, 256) and applied
+    with lo = vpermt2b(t0, v, t1), hi = vpermt2b(t2, v, t3), y = blend(movepi8_mask(v), lo, hi): vpermt2b reads bits
+    0..5 of each index byte and bit 6 picks the second table; the blend picks hi where bit 7 is set.  So the entry used
+    for input byte v is idx = bit7*128 + bit6*64 + (v & 63), and the table is indexed by the raw byte (no bias of 128):
+    the entry was computed from (In)(uint8)idx, which must equal x.  Proved symbolically for all 256 inputs (x is an
+    8-bit variable) and all A, B, s, qmin, qmax at the real accumulator width w, for both Out = int8 and uint8 ([qmin,
+    qmax] within Out's range); the table contents are the scalar fixed_point applied to the (symbolic) index, which is
+    the loop that builds it.  ``lut_index_map`` checks the index mapping exhaustively as well.
+    Wrong: ``bias128`` (table built from u - 128, the biased mapping, while indexed by the raw byte);
+    ``blend_swapped`` (the blend picks lo where bit 7 is set)."""
+    z3 = z3mod()
+    bad = _variant("lut_rows", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    assert bits == 8, "lut_rows: 8-bit inputs"
+    A, B, s, qmin, qmax = z3.BitVecs("A B s qmin qmax", w)
+    xi = z3.BitVec("x", 8)
+    byte = xi                                                       # _mm512_loadu_si512: the raw bytes
+    b7, b6, pos = z3.Extract(7, 7, byte), z3.Extract(6, 6, byte), z3.Extract(5, 0, byte)
+    lo_idx = z3.Concat(z3.BitVecVal(0, 1), b6, pos)                 # vpermt2b(t0, v, t1): table[0..127]
+    hi_idx = z3.Concat(z3.BitVecVal(1, 1), b6, pos)                 # vpermt2b(t2, v, t3): table[128..255]
+    pick_hi = b7 == 1                                               # _mm512_movepi8_mask(v)
+    if bad == "blend_swapped":
+        pick_hi = z3.Not(pick_hi)
+    idx = z3.If(pick_hi, hi_idx, lo_idx)
+    v = idx - 128 if bad == "bias128" else idx                      # (In)(uint8)u: the same bits
+    # Three claims, proved separately: (1) the entry looked up for x was computed from x itself ((In)(uint8)idx == x);
+    # (2) every entry, table[u] = (uint8)(Out)fixed_point((In)(uint8)u), read back as Out is the mathematics for the
+    # input (In)(uint8)u: (2a) the wrapping multiply-add is the exact A*u + B modulo 2^w, which is A*u + B itself
+    # under the solver's bound (a value within w bits is the sign extension of its low w bits), (2b) for every
+    # accumulator value the shift, clamp and byte round trip give clamp(floor(acc / 2^s)).  Together: the lookup for
+    # x is clamp(floor((A*x + B) / 2^s)).
+    index_claim = _ext(z3, v, w, signed) == _ext(z3, xi, w, signed)
+    acc = A * _ext(z3, xi, w, signed) + B                           # fixed_point: wrapping multiply-add
+    W = w + 8 + 2
+    exact = _ext(z3, A, W) * _ext(z3, xi, W, signed) + _ext(z3, B, W)
+    acc_claim = z3.Extract(w - 1, 0, exact) == acc                  # (2a) acc = A*u + B mod 2^w, and an exact E
+    E = z3.BitVec("E", W)                                           # within w bits is its low w bits sign-extended
+    fit_claim = z3.Implies(z3.And(E >= -(1 << (w - 1)), E < (1 << (w - 1))),
+                           _ext(z3, z3.Extract(w - 1, 0, E), W) == E)
+    ACC = z3.BitVec("acc", w)                                       # (2b) for every accumulator value
+    q = _clamp(z3, ACC >> s, qmin, qmax)                            # arithmetic shift, clamp
+    entry = z3.Extract(7, 0, q)                                     # (uint8)(Out)
+    _, y_math = _math_sum(z3, ACC, z3.BitVecVal(0, w), s, qmin, qmax, w)
+    claims = []
+    for out_signed, lo_t, hi_t in ((True, -128, 127), (False, 0, 255)):
+        pre = z3.And(qmin <= qmax, qmin >= lo_t, qmax <= hi_t)
+        y = _ext(z3, entry, y_math.size(), out_signed)              # the stored byte read as Out
+        claims.append(z3.Implies(pre, y == y_math))
+    stage_claim = z3.Implies(z3.ULE(s, w - 1), z3.And(*claims))     # s = min(shift, w - 1) in the tables
+    return [index_claim, acc_claim, fit_claim, stage_claim], {"A": A, "B": B, "s": s, "qmin": qmin, "qmax": qmax,
+                                                              "x": xi, "acc": ACC, "E": E}
+
+
+def lut_index_map(in_dtype):
+    """Exhaustive check (all 256 bytes, plain Python) of the lut_rows index mapping: the vpermt2b + blend entry index
+    is the input's raw byte, and the table-building loop's (In)(uint8)u recovers x.  Returns the list of failures."""
+    bits, signed = IN_BITS[in_dtype]
+    assert bits == 8
+    fails = []
+    for x in (range(-128, 128) if signed else range(256)):
+        byte = x & 0xFF
+        lo = ((byte >> 6) & 1) * 64 + (byte & 63)                   # vpermt2b over t0 | t1
+        idx = (128 + lo) if byte & 0x80 else lo                     # blend on bit 7 with vpermt2b over t2 | t3
+        v = (idx - 256 if idx >= 128 else idx) if signed else idx   # (In)(uint8)idx
+        if idx != byte or v != x:
+            fails.append((x, idx, v))
+    return fails
+
+
+def _mul_epi32(z3, a, b, bad):
+    """vpmuldq (_mm512_mul_epi32): sext64(low32(a)) * sext64(low32(b)) per 64-bit lane (zero_extend: vpmuludq)."""
+    ext = z3.ZeroExt if bad == "zero_extend" else z3.SignExt
+    return ext(32, z3.Extract(31, 0, a)) * ext(32, z3.Extract(31, 0, b))
+
+
+def _widen(in_dtype, wrong, rows, high):
+    """Shared model of widen_rows / widen_periodic for one 64-bit lane pair (elements e = even, o = odd)."""
+    name = f"widen_{'rows' if rows else 'periodic'}_{'high' if high else 'low'}"
+    z3 = z3mod()
+    bad = _variant(name, wrong)
+    bits, signed = IN_BITS[in_dtype]
+    qmin, qmax = z3.BitVecs("qmin qmax", 64)
+    xe, xo = z3.BitVec("x_even", bits), z3.BitVec("x_odd", bits)
+    fitcheck = bad != "missing_fit_check"                           # multipliers_fit_int32: then the int64
+    mult = lambda n: (z3.SignExt(32, z3.BitVec(n, 32)) if fitcheck  # noqa: E731  multiplier is sext64 of an int32
+                      else z3.BitVec(n, 64))
+    if rows:                                                        # one channel per row: a, b, s hoisted
+        Me = Mo = mult("A")                                         # the int64 multiplier p.multiplier[c]
+        Be = Bo = z3.BitVec("B", 64)
+        se = so = z3.BitVec("s", 64)
+        variables = {"A": Me, "B": Be, "s": se}
+    else:                                                           # per-entry tables
+        Me, Mo = mult("A_even"), mult("A_odd")
+        Be, Bo = z3.BitVecs("B_even B_odd", 64)
+        se, so = z3.BitVecs("s_even s_odd", 64)
+        variables = {"A_even": Me, "A_odd": Mo, "B_even": Be, "B_odd": Bo, "s_even": se, "s_odd": so}
+    variables.update({"qmin": qmin, "qmax": qmax, "x_even": xe, "x_odd": xo})
+    pre = [qmin <= qmax]
+    if bad != "qminmax_not_int32":                                  # sizeof(Out) <= 4, [qmin, qmax] within Out
+        pre += [_fits_signed(z3, qmin, 32), _fits_signed(z3, qmax, 32)]
+    s_lo = 0 if (not high or bad == "missing_s_ge_32") else 32
+    for s in {se, so} if not rows else (se,):                       # s = min(shift, 63); high: s >= 32 (checked)
+        pre += [z3.UGE(s, s_lo), z3.ULE(s, 63)]
+    Ae, Ao = z3.Extract(31, 0, Me), z3.Extract(31, 0, Mo)           # Coef = int32
+    x32 = lambda v: _ext(z3, v, 32, signed)  # noqa: E731          # load16: cvtepi8/cvtepu8/cvtepi16_epi32 or load
+    v = z3.Concat(x32(xo), x32(xe))                                 # int32 lanes 2k (low) and 2k+1 (high)
+    if rows:
+        av = z3.SignExt(32, Ae)                                     # _mm512_set1_epi64(A[c]): int32 -> int64
+        av_odd = z3.LShR(av, 32) if bad == "odd_lane_shifted_a" else av
+    else:
+        av = z3.Concat(Ao, Ae)                                      # _mm512_loadu_si512(A + e): int32 entries
+        av_odd = z3.LShR(av, 32)
+    # Two claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
+    # (1) the vpmuldq product is the exact integer A*x (sign-extended to W bits);
+    # (2) for every 64-bit product P, the vpaddq + shift + clamp + narrowing stage is clamp(floor((P + B) / 2^s)).
+    claims = []
+    shr = z3.LShR if bad == "logical_shift" else (lambda a, c: a >> c)
+    lq, hq = z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax)       # _mm512_set1_epi32((int32_t)qmin)
+    lanes = (("even", v, av, Me, xe, Be, se), ("odd", z3.LShR(v, 32), av_odd, Mo, xo, Bo, so))  # srli_epi64(v, 32)
+    for lane, vl, al, M, x, B, s in lanes:
+        prod = _mul_epi32(z3, vl, al, bad)                          # vpmuldq
+        W = max(64, (32 if fitcheck else 64) + bits + 2)             # wide enough for the exact product
+        exact = _ext(z3, M, W) * _ext(z3, x, W, signed)
+        claims.append(z3.Implies(z3.And(*pre), _ext(z3, prod, W) == exact))
+        P = z3.BitVec(f"P_{lane}", 64)
+        variables[f"P_{lane}"] = P
+        p = P + B                                                   # vpaddq (mod 2^64)
+        if high:
+            h = z3.Extract(63, 32, p)                               # blend(srli_epi64(pe, 32), po): high dwords
+            cnt = s - 32                                            # rows: _mm_cvtsi64_si128(s - 32) (64-bit count)
+            if rows:                                                # vpsrad: counts > 31 fill with the sign
+                c32 = z3.If(z3.UGT(cnt, 31), z3.BitVecVal(31, 32), z3.Extract(31, 0, cnt))
+            else:                                                   # s32 = (int32)(s - 32); vpsravd: same rule
+                c32 = z3.Extract(31, 0, cnt)
+                c32 = z3.If(z3.UGT(c32, 31), z3.BitVecVal(31, 32), c32)
+            y = _clamp(z3, shr(h, c32), lq, hq)                     # 32-bit clamp; the lane is stored narrowed
+        else:
+            q = _clamp(z3, shr(p, z3.If(z3.UGT(s, 63), z3.BitVecVal(63, 64), s)), qmin, qmax)  # vpsraq/vpsravq
+            y = z3.Extract(31, 0, q)                                # blend(pe, slli_epi64(po, 32)): low dwords
+        fits, y_math = _math_sum(z3, P, B, s, qmin, qmax, 64)
+        claims.append(z3.Implies(z3.And(fits, *pre), _same(z3, y, y_math)))
+    return claims, variables                                        # one claim per lane, proved separately
+
+
+def widen_rows_high(in_dtype, w=64, wrong=False):
+    """widen_rows with s >= 32 (AVX-512 v4/vbmi, 64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, by-row):
+    P = vpmuldq(x, A) + B per even/odd lane, the high dwords gathered by a blend, vpsrad by s - 32, 32-bit clamp:
+    (acc >> s) == ((acc >> 32) >> (s - 32)) for s in [32, 63] (the tables hold min(shift, 63)), clamp after.
+    Wrong: ``logical_shift`` (vpsrld), ``missing_s_ge_32`` (the trick for s < 32: count s - 32 wraps, vpsrad fills
+    with the sign), ``zero_extend`` (vpmuludq), ``qminmax_not_int32`` (the 32-bit clamp without sizeof(Out) <= 4)."""
+    return _widen(in_dtype, wrong, rows=True, high=True)
+
+
+def widen_rows_low(in_dtype, w=64, wrong=False):
+    """widen_rows with s < 32 (same path preconditions): vpmuldq + vpaddq, vpsraq by s, 64-bit clamp, low dwords
+    stored (proved for every s in [0, 63]).  Wrong: ``zero_extend`` (vpmuludq), ``missing_fit_check`` (multiplier
+    beyond int32: vpmuldq reads its low 32 bits), ``odd_lane_shifted_a`` (the odd product with srli_epi64(av, 32),
+    which is right for the periodic table layout but reads A's sign bits for a broadcast A)."""
+    return _widen(in_dtype, wrong, rows=True, high=False)
+
+
+def widen_periodic_high(in_dtype, w=64, wrong=False):
+    """widen_periodic<High=true> (v4/vbmi, widen, sizeof(Out) <= 4, periodic tables with period % 64 == 0, every
+    s >= 32): per-entry A (odd entries via srli_epi64(av, 32)), B split even/odd, vpsravd by s32 = s - 32, 32-bit
+    clamp.  Wrong: ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    return _widen(in_dtype, wrong, rows=False, high=True)
+
+
+def widen_periodic_low(in_dtype, w=64, wrong=False):
+    """widen_periodic<High=false> (same, some s < 32): vpmuldq + vpaddq, vpsravq by per-entry s, 64-bit clamp, low
+    dwords.  Wrong: ``zero_extend``, ``missing_fit_check``, ``logical_shift`` (vpsrlvq)."""
+    return _widen(in_dtype, wrong, rows=False, high=False)
+
+
+def dp_periodic(in_dtype, w=32, wrong=False):
+    """dp_periodic (VBMI+VNNI, 32-bit accumulator, 8/16-bit input, sizeof(Out) <= 4, periodic tables, every table A
+    in (-32768, 32768)): the A table holds (uint16)A, i.e. the 16-bit pair (A, 0); x is widened to an int32 lane
+    (cvtepi8/cvtepu8/cvtepi16_epi32), read by vpdpwssd as the pair (lo16, hi16):
+    acc = B + sext32(x_lo * a_lo) + sext32(x_hi * a_hi) (mod 2^32, non-saturating), then vpsravd by s (<= 31) and a
+    32-bit clamp.  Wrong: ``zero_extend`` (unsigned 16-bit words), ``missing_a16_check`` (|A| >= 2^15 allowed),
+    ``unmasked_a`` (the table keeps sign-extended A, so a_hi = -1 for A < 0 and x_hi (= -1 for x < 0) leaks in)."""
+    z3 = z3mod()
+    bad = _variant("dp_periodic", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    assert bits <= 16, "dp_periodic: 8/16-bit inputs"
+    A, B, s, qmin, qmax = z3.BitVecs("A B s qmin qmax", 32)         # A: the (low 32 bits of the) multiplier
+    xi = z3.BitVec("x", bits)
+    xl = _ext(z3, xi, 32, signed)                                   # load16
+    al = A if bad == "unmasked_a" else z3.ZeroExt(16, z3.Extract(15, 0, A))  # (Coef)(uint16_t)A
+    ext = z3.ZeroExt if bad == "zero_extend" else z3.SignExt
+    word = lambda v, k: ext(16, z3.Extract(16 * k + 15, 16 * k, v))  # noqa: E731
+    acc = B + word(xl, 0) * word(al, 0) + word(xl, 1) * word(al, 1)  # vpdpwssd, int32 wrap
+    y = _clamp(z3, acc >> s, qmin, qmax)                            # vpsravd (s <= 31), min/max_epi32
+    fits, y_math = _math(z3, A, xi, signed, B, s, qmin, qmax, 32)
+    pre = [fits, z3.ULE(s, 31), qmin <= qmax]
+    if bad != "missing_a16_check":
+        pre += [A > -32768, A < 32768]
+    return z3.Implies(z3.And(*pre), _same(z3, y, y_math)), {"A": A, "B": B, "s": s, "qmin": qmin, "qmax": qmax,
+                                                            "x": xi}
+
+
+# name -> (builder, logic, accumulator widths, input types): the kernel path each covers.
+SIMD_LEMMAS = {
+    "lut_rows": (lut_rows, "QF_BV", (32, 64), ("int8", "uint8")),
+    "widen_rows_high": (widen_rows_high, "QF_BV", (64,), ("int8", "uint8", "int16")),
+    "widen_rows_low": (widen_rows_low, "QF_BV", (64,), ("int8", "uint8", "int16")),
+    "widen_periodic_high": (widen_periodic_high, "QF_BV", (64,), ("int8", "uint8", "int16")),
+    "widen_periodic_low": (widen_periodic_low, "QF_BV", (64,), ("int8", "uint8", "int16")),
+    "dp_periodic": (dp_periodic, "QF_BV", (32,), ("int8", "uint8", "int16")),
+}
+
+
 def _signed(v):
     z3 = z3mod()
     val = v.as_long()
@@ -163,7 +451,9 @@ def _signed(v):
 
 
 def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, smt2_path=None):
-    """Prove (or refute) one lemma in one configuration.
+    """Prove (or refute) one lemma in one configuration.  ``name`` is a key of LEMMAS (scalar datapath) or of
+    SIMD_LEMMAS (a kernel SIMD body; ``wrong`` may then name a variant of SIMD_WRONG[name]).  A SIMD lemma may be a
+    list of claims (one per lane / stage), proved one solver call each; the timeout applies per call.
 
     Returns
     -------
@@ -172,34 +462,50 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
         values) when refuted, ``reason`` when unknown, ``seconds``, ``logic``.
     """
     z3 = z3mod()
-    build, logic = LEMMAS[name]
-    claim, variables = build(in_dtype, acc_bits, wrong)
-    solver = z3.Solver()             # the default strategy: faster than SolverFor on the multiplier lemma
-    solver.set("timeout", int(timeout_ms))
-    solver.add(z3.Not(claim))
-    if smt2_path is not None:
-        with open(smt2_path, "w") as fh:
-            fh.write(f"; fxbn lemma {name} in={in_dtype} acc=int{acc_bits}{' (wrong variant)' if wrong else ''}: "
-                     f"negated claim, expected: {'sat' if wrong else 'unsat'}\n(set-logic {logic})\n"
-                     + solver.to_smt2())
-    t0 = time.perf_counter()
-    r = solver.check()
+    build, logic = LEMMAS[name] if name in LEMMAS else SIMD_LEMMAS[name][:2]
+    claims, variables = build(in_dtype, acc_bits, wrong)
+    if not isinstance(claims, list):
+        claims = [claims]
     out = {"name": name, "config": f"in={in_dtype} acc=int{acc_bits}", "wrong": wrong, "logic": logic,
-           "seconds": time.perf_counter() - t0}
-    if r == z3.unsat:
-        out["status"] = "proved"
-    elif r == z3.sat:
-        model = solver.model()
-        out["status"] = "refuted"
-        out["counterexample"] = {k: _signed(model.eval(v, model_completion=True)) for k, v in variables.items()}
-    else:
-        out["status"] = "unknown"
-        out["reason"] = solver.reason_unknown()
+           "seconds": 0.0, "status": "proved"}
+    scripts = []
+    for k, claim in enumerate(claims):
+        solver = z3.Solver()             # the default strategy: faster than SolverFor on the multiplier lemma
+        solver.set("timeout", int(timeout_ms))
+        solver.add(z3.Not(claim))
+        if smt2_path is not None:
+            scripts.append(solver.to_smt2())
+        t0 = time.perf_counter()
+        r = solver.check()
+        out["seconds"] += time.perf_counter() - t0
+        if r == z3.sat:
+            model = solver.model()
+            out["status"] = "refuted"
+            out["counterexample"] = {k: _signed(model.eval(v, model_completion=True)) for k, v in variables.items()}
+            break
+        if r != z3.unsat:
+            out["status"] = "unknown"
+            out["reason"] = solver.reason_unknown()
+            if not wrong:
+                break
+    if smt2_path is not None:          # one file; several claims as (push)/(pop) scopes, one check-sat each
+        with open(smt2_path, "w") as fh:
+            fh.write(f"; fxbn lemma {name} in={in_dtype} acc=int{acc_bits}"
+                     f"{' (wrong variant)' if wrong is True else f' (wrong variant {wrong})' if wrong else ''}: negated claim"
+                     f"{f's ({len(scripts)} scopes)' if len(scripts) > 1 else ''}, expected: "
+                     f"{'sat' if wrong else 'unsat'}\n(set-logic {logic})\n")
+            if len(scripts) == 1:
+                fh.write(scripts[0])
+            else:
+                for text in scripts:
+                    fh.write("(push 1)\n" + text + "(pop 1)\n")
     return out
 
 
 def prove_all(in_dtypes=("int8", "uint8", "int16", "int32"), acc_bits=(32, 64), timeout_ms=30000, smt2_dir=None):
-    """Every lemma in every configuration (configuration-free lemmas once per accumulator width)."""
+    """Every lemma in every configuration (configuration-free lemmas once per accumulator width), then every SIMD
+    lemma for each requested input type and accumulator width its kernel path serves (SIMD_LEMMAS; widen with int32
+    inputs is left to an explicit ``prove(..., "int32", 64)``: 15-40 s, over the per-lemma budget)."""
     import os
 
     results = []
@@ -212,4 +518,9 @@ def prove_all(in_dtypes=("int8", "uint8", "int16", "int32"), acc_bits=(32, 64), 
                 if name not in ("multiply_add_truncates", "increment"):
                     res["config"] = f"acc=int{w}"
                 results.append(res)
+    for name, (_, _, widths, dtypes) in SIMD_LEMMAS.items():
+        for w in (w for w in acc_bits if w in widths):
+            for in_dtype in (d for d in in_dtypes if d in dtypes):
+                path = None if smt2_dir is None else os.path.join(smt2_dir, f"lemma.{name}.{in_dtype}.acc{w}.smt2")
+                results.append(prove(name, in_dtype, w, False, timeout_ms, path))
     return results
