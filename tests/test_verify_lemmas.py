@@ -60,8 +60,9 @@ def test_simd_wrong_variant_refuted(name, in_dtype, acc, variant):
     r = lemmas.prove(name, in_dtype, acc, wrong=variant, timeout_ms=20000)
     assert r["status"] == "refuted", r
     assert all(isinstance(v, int) for v in r["counterexample"].values())
-    assert any(v < 0 for v in r["counterexample"].values()) or variant in ("blend_swapped", "bias128",
-                                                                           "missing_fit_check")
+    if variant in ("zero_extend", "logical_shift"):
+        # these differ from the kernel only on negative values: the model must report them signed
+        assert any(v < 0 for v in r["counterexample"].values()), r
 
 
 def test_simd_lemmas_registered_for_the_cli():
