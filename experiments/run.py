@@ -47,10 +47,13 @@ def peer_schemes():
     return PEER_SCHEMES
 
 
-def peer_apply(scheme, layer, x):
-    from verify.audit import peer_apply as apply
+def peer_apply(scheme, layer, x, cache):
+    """verify.audit.peer_apply on channels-last x; the scheme's parameters are derived once per layer (in cache)."""
+    from verify import audit
 
-    return np.asarray(apply(scheme, layer, x, axis=-1))
+    if scheme not in cache:
+        cache[scheme] = audit.scheme_parameters(scheme, layer)
+    return np.asarray(audit.peer_apply(scheme, layer, x, axis=-1, params=cache[scheme]))
 
 
 # ---------------------------------------------------------------------------------------------- static layer table
@@ -134,7 +137,7 @@ class Counter:
         ref_layer = ref_out if len(layers) == 1 else qgraph.reference_fast(layer, acc)
         for scheme in self.schemes:
             try:
-                out = peer_apply(scheme, layer, acc)
+                out = peer_apply(scheme, layer, acc, self.graph.q[node.name].setdefault("peer_params", {}))
                 entry[scheme] += int(np.count_nonzero(out != ref_layer))
             except Exception as exc:  # a peer that cannot represent the layer is reported, not fatal
                 entry["errors"][scheme] = f"{type(exc).__name__}: {exc}"[:200]

@@ -319,6 +319,7 @@ class FixedPointBN:
         self._shift32 = self.shift.astype(np.int32)
         self._acc32 = bool(np.all(self.accumulator_bits <= 32))
         self._breakpoints = {}
+        self._covers_cache = {}
 
     def _widths(self):
         def bits(v):
@@ -370,6 +371,13 @@ class FixedPointBN:
         inner = math.prod(x.shape[axis + 1:])
         return x, axis, (outer, self.channels, inner)
 
+    def _covers(self, dtype):
+        """True when every channel's in_range contains every value of dtype (no input can be out of range)."""
+        if dtype not in self._covers_cache:
+            info = np.iinfo(dtype)
+            self._covers_cache[dtype] = bool(np.all(self._lo <= info.min) and np.all(self._hi >= info.max))
+        return self._covers_cache[dtype]
+
     def _range_error(self, x, axis, flat):
         idx = np.unravel_index(flat, x.shape)
         c = int(idx[axis])
@@ -404,9 +412,12 @@ class FixedPointBN:
             if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != self.out_dtype \
                     or not out.flags.c_contiguous or not out.flags.writeable:
                 raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape {x.shape}")
-            bad = _core.check_range(x3, self._lo, self._hi)
-            if bad >= 0:
-                raise self._range_error(xc, axis, bad)
+            # out is left untouched on error: check first (a read-only pass), unless every value of x's dtype is
+            # inside every channel's range; without out= the kernel checks in the same pass
+            if not self._covers(x.dtype):
+                bad = _core.check_range(x3, self._lo, self._hi)
+                if bad >= 0:
+                    raise self._range_error(xc, axis, bad)
             y = out
         bad = _core.apply_kernel(x3, y.reshape(shape3), self.multiplier, self.bias, self._shift32, self._lo,
                                  self._hi, self.out_range[0], self.out_range[1], self._acc32,

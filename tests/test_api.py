@@ -167,6 +167,21 @@ def test_out_of_range_input_is_reported():
         layer.reference(x)
 
 
+def test_out_range_check_skipped_only_when_the_dtype_cannot_leave_the_range():
+    # in_range = int8's range: int8 inputs need no check pass (cached per dtype), int16 inputs still do
+    layer = fxbn.from_affine([0.1, 0.2], [0.0, 0.0], in_range=[[-128, 127], [-128, 127]], in_dtype="int16")
+    x8 = np.arange(-128, 128, dtype=np.int8).reshape(-1, 2)
+    out8 = np.empty(x8.shape, np.int8)
+    assert np.array_equal(layer.apply(x8, axis=1, out=out8), layer.reference(x8, axis=1))
+    x16 = x8.astype(np.int16)
+    x16[5, 0] = 128
+    out16 = np.full(x16.shape, 9, np.int8)
+    with pytest.raises(ValueError, match=r"x\[5, 0\] = 128 is outside the in_range of channel 0"):
+        layer.apply(x16, axis=1, out=out16)
+    assert (out16 == 9).all()
+    assert layer._covers(np.dtype(np.int8)) and not layer._covers(np.dtype(np.int16))
+
+
 def test_bad_apply_arguments(layer3):
     with pytest.raises(ValueError, match="dtype float32"):
         layer3.apply(np.zeros((1, 3), np.float32))

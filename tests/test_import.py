@@ -194,3 +194,76 @@ def test_importers_doctests():
 
     result = doctest.testmod(importers)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _torch_cifar_resnet(torch, blocks):
+    """The akamaster CIFAR ResNet (option A shortcuts) as a plain nn.Module, for from_torch on a real network."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.pad = (planes - cin) // 2 if stride != 1 or cin != planes else None
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            s = x if self.pad is None else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+            return F.relu(h + s)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+            cin = 16
+            for stage, planes in enumerate((16, 32, 64), start=1):
+                layers = []
+                for i in range(blocks):
+                    layers.append(Block(cin, planes, 2 if stage > 1 and i == 0 else 1))
+                    cin = planes
+                setattr(self, f"layer{stage}", nn.Sequential(*layers))
+            self.linear = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = F.relu(self.bn1(self.conv1(x)))
+            x = self.layer3(self.layer2(self.layer1(x)))
+            return self.linear(x.mean(dim=(2, 3)))
+
+    return Net()
+
+
+def test_from_torch_real_resnet20_matches_npz_import():
+    """from_torch on the real ResNet-20 (torch module loaded with the shared state_dict) gives the same 19 layers as
+    the npz import, and the module is the real network: its float logits are those of the experiments' graph."""
+    torch = pytest.importorskip("torch")
+    path = needs_data("cifar10", "resnet20.npz")
+    arrays = dict(np.load(path))
+    model = _torch_cifar_resnet(torch, 3)
+    state = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    model.load_state_dict(state, strict=False)           # num_batches_tracked is not in the npz
+    model.eval()
+    pairs = importers.state_dict_conv_bn_pairs(arrays)
+    rng = np.random.default_rng(3)
+    act_in = {bn: importers.ActivationQuant(float(rng.uniform(0.01, 0.05)), -128 if bn != "bn1" else 0)
+              for _, bn in pairs}
+    act_out = {bn: importers.ActivationQuant(float(rng.uniform(0.02, 0.08)), -128) for _, bn in pairs}
+    from_module = importers.from_torch(model, act_in, act_out)
+    from_npz = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5)
+    assert sorted(from_module) == sorted(from_npz) and len(from_npz) == 19
+    for name, (layer, w_q, w_scale) in from_npz.items():
+        other, w_q2, w_scale2 = from_module[name]
+        assert np.array_equal(w_q, w_q2) and np.array_equal(w_scale, w_scale2), name
+        for attr in ("multiplier", "bias", "shift", "in_range"):
+            assert np.array_equal(getattr(layer, attr), getattr(other, attr)), (name, attr)
+    from experiments import data, nets
+
+    pixels, _ = data.cifar_lossless(DATA_DIR)
+    graph = nets.cifar_resnet(path)
+    ours = graph.forward_float(pixels[:4])
+    x = (pixels[:4].astype(np.float32) / 255 - np.float32(nets.CIFAR_MEAN)) / np.float32(nets.CIFAR_STD)
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+    assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-3)

@@ -109,3 +109,24 @@ def test_unknown_scheme_is_a_clear_error():
     layer = fxbn.from_affine([0.5], [0.0], in_dtype="int8", rounding="half_up")
     with pytest.raises(ValueError, match="unknown scheme"):
         audit.peer_apply("gemmlowp", layer, np.zeros((1, 1), np.int8))
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 15])
+def test_peer_apply_layout_and_blocking(monkeypatch, chunk):
+    """peer_apply works on cache-sized blocks with tiled parameters: NCHW, NHWC and every block boundary (a block
+    size that does not divide the rows) give what each channel gives on its own."""
+    rng = np.random.default_rng(7)
+    a = 10.0 ** rng.uniform(-4, -1, 5) * rng.choice([-1, 1], 5)
+    b = rng.uniform(-60, 60, 5)
+    layer = fxbn.from_affine(a, b, in_dtype="int16", rounding="half_even")
+    x = rng.integers(-(1 << 15), 1 << 15, (3, 5, 4, 6)).astype(np.int16)
+    monkeypatch.setattr(audit, "_CHUNK", chunk)
+    for scheme in audit.SCHEMES:
+        params = audit.scheme_parameters(scheme, layer)
+        nchw = audit.peer_apply(scheme, layer, x, axis=1, params=params)
+        nhwc = audit.peer_apply(scheme, layer, np.moveaxis(x, 1, -1), axis=-1)
+        assert np.array_equal(np.moveaxis(nchw, 1, -1), nhwc), scheme
+        for c in range(layer.channels):
+            col = x[:, c].reshape(-1, 1).astype(np.int64)
+            alone = audit._apply_channels(scheme, layer, params, col, [c])[:, 0]
+            assert np.array_equal(nchw[:, c].reshape(-1), alone), (scheme, c)

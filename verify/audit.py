@@ -35,6 +35,7 @@ from verify import breakpoints, exact
 SCHEMES = ("fxbn", "tflite_double", "tflite_single", "pytorch_fp32", "separate_scales", "fixed_bits_8",
            "fixed_bits_16")
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+_CHUNK = 1 << 15   # elements per block in peer_apply
 
 
 def _round_half_away(v):
@@ -77,36 +78,53 @@ def _sat32(v):
 
 
 def _srdhm(a, b):
-    """SaturatingRoundingDoublingHighMul on int64 arrays holding int32 values."""
-    overflow = (a == _I32_MIN) & (b == _I32_MIN)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    num = ab + nudge
-    high = np.where(num >= 0, num >> 31, -((-num) >> 31))        # C division truncates toward zero
-    return np.where(overflow, _I32_MAX, high)
+    """SaturatingRoundingDoublingHighMul on int64 arrays holding int32 values (a is consumed: overwritten)."""
+    overflow = (a == _I32_MIN) & (b == _I32_MIN) if np.any(np.asarray(b) == _I32_MIN) else None
+    a *= b                                                        # |a*b| <= 2^62
+    neg = a < 0
+    a += 1 << 30                                                  # nudge: 2^30, or 1 - 2^30 when a*b < 0
+    a -= neg * np.int64((1 << 31) - 1)
+    a += (a < 0) * np.int64((1 << 31) - 1)                        # C division truncates toward zero
+    a >>= 31
+    if overflow is not None:
+        a[overflow] = _I32_MAX
+    return a
 
 
 def _rounding_divide_by_pot(x, exponent):
+    """RoundingDivideByPOT (round half away from zero) of int64 x by 2^exponent, in place."""
+    if not np.any(exponent):
+        return x
     mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    above = (x & mask) > threshold
+    x >>= exponent
+    x += above
+    return x
 
 
 def _tflite_double(p, x, qmin, qmax):
-    acc = _sat32(x + p["bias"])
+    acc = x + p["bias"]
+    np.clip(acc, _I32_MIN, _I32_MAX, out=acc)
     left = np.maximum(p["shift"], 0)
-    right = np.maximum(-p["shift"], 0)
-    acc = _sat32(acc << left)
-    y = _rounding_divide_by_pot(_srdhm(acc, p["M"]), right)
-    return np.clip(y + p["offset"], qmin, qmax)
+    if np.any(left):
+        acc <<= left
+        np.clip(acc, _I32_MIN, _I32_MAX, out=acc)
+    y = _rounding_divide_by_pot(_srdhm(acc, p["M"]), np.maximum(-p["shift"], 0))
+    y += p["offset"]
+    return np.clip(y, qmin, qmax, out=y)
 
 
 def _tflite_single(p, x, qmin, qmax):
-    acc = _sat32(x + p["bias"])
+    acc = x + p["bias"]
+    np.clip(acc, _I32_MIN, _I32_MAX, out=acc)
     n = 31 - p["shift"]
-    y = _sat32((acc * p["M"] + (np.int64(1) << (n - 1))) >> n)
-    return np.clip(y + p["offset"], qmin, qmax)
+    acc *= p["M"]
+    acc += np.int64(1) << (n - 1)
+    acc >>= n
+    np.clip(acc, _I32_MIN, _I32_MAX, out=acc)
+    acc += p["offset"]
+    return np.clip(acc, qmin, qmax, out=acc)
 
 
 def _pytorch_params(layer):
@@ -126,10 +144,13 @@ def _pytorch_params(layer):
 
 
 def _pytorch(p, x, qmin, qmax):
-    xf = (x - p["zin"]).astype(np.float32)
-    v = (xf * p["alpha"]).astype(np.float32) + p["beta"]
-    n = np.rint(v.astype(np.float32)).astype(np.int64)            # lrintf: round half to even
-    return np.clip(n + p["zout"], qmin, qmax)
+    v = (x - p["zin"]).astype(np.float32)
+    v *= p["alpha"]                                                # float32 products and sums, not fused
+    v += p["beta"]
+    np.rint(v, out=v)                                              # lrintf: round half to even
+    n = v.astype(np.int64)
+    n += p["zout"]
+    return np.clip(n, qmin, qmax, out=n)
 
 
 def _mantissa16(v):
@@ -145,18 +166,19 @@ def _mantissa16(v):
 
 
 def _round_pow2(N, m, rounding):
-    """R(N / 2^m) for integer arrays N (int64 or object) and m >= 0, exactly."""
-    if m == 0:
+    """R(N / 2^m) for integer arrays N (int64 or object) and m >= 0 (an int, or int64 broadcasting with N), exactly."""
+    if np.ndim(m) == 0 and m == 0:
         return N
     q = N >> m
     r = N - (q << m)
-    half = 1 << (m - 1)
+    half = (np.int64(1) << m) >> 1 if np.ndim(m) else 1 << (m - 1)
+    shifted = np.asarray(m) > 0                                    # m == 0: nothing is rounded
     if rounding == "floor":
         return q
     if rounding == "half_up":
-        return q + (r >= half)
+        return q + ((r >= half) & shifted)
     up = (r > half)
-    tie = r == half
+    tie = (r == half) & shifted
     if rounding == "half_even":
         return q + (up | (tie & (q % 2 != 0)))
     return q + (up | (tie & (q >= 0)))       # half_away: a tie rounds up iff the value is positive
@@ -208,30 +230,52 @@ def scheme_parameters(scheme, layer):
     raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
 
 
-def _apply_channels(scheme, layer, params, x, channels):
-    """Outputs for x (int64, shape (n_c, m)) whose row i belongs to channel channels[i]."""
+def _apply_channels(scheme, layer, params, x, channels, tiles=None):
+    """Outputs for x (int64, shape (m, n_c)) whose column i belongs to channel channels[i].
+
+    The work is done on the flattened block with every per-channel parameter tiled to the block's length (tiles:
+    a cache shared by calls on blocks of at most as many rows): numpy's inner loops then run over the whole block.
+    """
     qmin, qmax = layer.out_range
     x = np.asarray(x, np.int64)
-    col = lambda v: np.asarray(v)[channels][:, None]  # noqa: E731
+    m, k = x.shape
+    x = x.reshape(-1)
+    tiles = {} if tiles is None else tiles
+
+    def col(key, v, per_channel=True):
+        """v (per layer channel, or per column when not per_channel) tiled to the flattened block."""
+        if key not in tiles or len(tiles[key]) < m * k:
+            tiles[key] = np.tile(np.asarray(v, np.int64 if not per_channel else None)[channels if per_channel
+                                                                                      else slice(None)], m)
+        return tiles[key][:m * k]
+
     if scheme in ("fxbn",) or scheme.startswith("fixed_bits_"):
-        return np.clip((col(params["A"]) * x + col(params["B"])) >> col(params["s"]), qmin, qmax)
-    if scheme in ("tflite_double", "tflite_single"):
-        p = {k: col(v) for k, v in params.items()}
-        return (_tflite_double if scheme == "tflite_double" else _tflite_single)(p, x, qmin, qmax)
-    if scheme == "pytorch_fp32":
-        p = {k: col(v) for k, v in params.items()}
-        return _pytorch(p, x, qmin, qmax)
-    out = np.empty(x.shape, np.int64)
-    for i, c in enumerate(channels):
-        ia, ib, m = params["rows"][c]
-        xs = x[i]
-        wide = max(abs(ia), 1).bit_length() + 33 > 62 or abs(ib).bit_length() > 61
-        N = (xs.astype(object) * ia + ib) if wide else xs * ia + ib
-        out[i] = np.clip(np.asarray(_round_pow2(N, m, layer.rounding)), qmin, qmax).astype(np.int64)
-    return out
+        y = x * col("A", params["A"])
+        y += col("B", params["B"])
+        y >>= col("s", params["s"])
+        y = np.clip(y, qmin, qmax, out=y)
+    elif scheme in ("tflite_double", "tflite_single"):
+        p = {name: col(name, v) for name, v in params.items()}
+        y = (_tflite_double if scheme == "tflite_double" else _tflite_single)(p, x, qmin, qmax)
+    elif scheme == "pytorch_fp32":
+        p = {name: col(name, v) for name, v in params.items()}
+        y = _pytorch(p, x, qmin, qmax)
+    else:
+        rows = [params["rows"][c] for c in channels]
+        # a channel is "wide" when A*x + B might leave int64 (|x| < 2^32): exact object arithmetic for it alone
+        wide = np.array([max(abs(ia), 1).bit_length() + 33 > 62 or abs(ib).bit_length() > 61
+                         for ia, ib, _ in rows], bool)
+        ia, ib, sh = (col(name, [r[j] if not w else 0 for r, w in zip(rows, wide)], per_channel=False)
+                      for j, name in enumerate("abm"))
+        y = np.clip(_round_pow2(x * ia + ib, sh, layer.rounding), qmin, qmax).reshape(m, k)
+        for i in np.flatnonzero(wide):
+            a_i, b_i, m_i = rows[i]
+            N = x.reshape(m, k)[:, i].astype(object) * a_i + b_i
+            y[:, i] = np.clip(np.asarray(_round_pow2(N, m_i, layer.rounding)), qmin, qmax).astype(np.int64)
+    return y.reshape(m, k)
 
 
-def peer_apply(scheme, layer, x, axis=1):
+def peer_apply(scheme, layer, x, axis=1, params=None):
     """Apply a peer scheme to an integer activation array whose `axis` holds the layer's channels.
 
     Parameters
@@ -242,6 +286,8 @@ def peer_apply(scheme, layer, x, axis=1):
         Supplies the real map (its source parameters), the output range and the rounding.
     x : ndarray of integers
     axis : int
+    params : dict, optional
+        ``scheme_parameters(scheme, layer)``, computed once by a caller that applies the same layer many times.
 
     Returns
     -------
@@ -253,10 +299,17 @@ def peer_apply(scheme, layer, x, axis=1):
     axis %= x.ndim
     if x.shape[axis] != layer.channels:
         raise ValueError(f"x has {x.shape[axis]} entries on axis {axis}, the layer has {layer.channels} channels")
-    params = scheme_parameters(scheme, layer)
-    moved = np.moveaxis(x, axis, 0).reshape(layer.channels, -1).astype(np.int64)
-    y = _apply_channels(scheme, layer, params, moved, np.arange(layer.channels))
-    return np.moveaxis(y.reshape(np.moveaxis(x, axis, 0).shape), 0, axis)
+    if params is None:
+        params = scheme_parameters(scheme, layer)
+    moved = np.moveaxis(x, axis, -1)                              # a view; no copy for channels-last input
+    flat = moved.reshape(-1, layer.channels)
+    y = np.empty(flat.shape, np.int64)
+    channels = np.arange(layer.channels)
+    step = max(1, _CHUNK // layer.channels)                       # blocks small enough to stay in cache
+    tiles = {}
+    for i in range(0, len(flat), step):
+        y[i:i + step] = _apply_channels(scheme, layer, params, flat[i:i + step].astype(np.int64), channels, tiles)
+    return np.moveaxis(y.reshape(moved.shape), -1, axis)
 
 
 def audit_layer(layer, schemes=SCHEMES, engine="core", enumerate_limit=1 << 16):
@@ -283,7 +336,7 @@ def audit_layer(layer, schemes=SCHEMES, engine="core", enumerate_limit=1 << 16):
 
             def g(xp, c=c, sign=sign):
                 xp = np.asarray(xp, np.int64)
-                return _apply_channels(scheme, layer, params, (xp * sign)[None, :], [c])[0]
+                return _apply_channels(scheme, layer, params, (xp * sign)[:, None], [c])[:, 0]
 
             if hi - lo + 1 <= enumerate_limit:
                 xp = np.arange(lo_m, hi_m + 1, dtype=np.int64)
