@@ -1,6 +1,26 @@
 """``python -m verify``: prove that fxbn layers are exact (or within a bound) for every input of their range.
 
-Exit codes: 0 all proved, 1 something refuted, 2 unknown / timeout, 64 usage error.
+PATHs are saved FixedPointBN layers (.json/.npz written by FixedPointBN.save, or directories of them) or model
+files, whose Conv/Linear -> BatchNorm pairs are built into one FixedPointBN per BN by fxbn.importers:
+
+- X.npz of named float arrays with PyTorch state_dict names (conv1.weight, bn1.running_mean, ...; pairs convK/bnK,
+  conv/bn and consecutive nn.Sequential entries);
+- X.npz with Keras <layer>/<weight> names and its topology X.model.json beside it (or the .model.json named;
+  without a topology the naming convention X_bn <-> X, as in Keras MobileNet);
+- X.pt / X.pth torch state_dicts (torch.load(weights_only=True); needs torch).
+
+A model file has no activation quantization: --activations FILE.json gives, per BN layer, the conv input's and the
+BN output's scale / zero_point / dtype / qmin / qmax (plus optional relu, eps, rounding; schema in verify/model.py).
+--write-activations-template OUT.json writes that file for the model's BN layers with null scales to fill in;
+`python -m experiments.activations NET --out FILE.json` writes it from the experiments' calibration. The layers
+built from a model then go through the same verification as saved layers, one line per BN layer (a BN followed by
+LeakyReLU gives two, BN and BN.leaky, whose maximum is the output, as in experiments/).
+
+    python -m verify MODEL.npz --write-activations-template acts.json      # then fill in its null fields
+    python -m verify MODEL.npz --activations acts.json --method breakpoints
+
+Exit codes: 0 all proved, 1 something refuted, 2 unknown / timeout, 64 usage error (including a model or
+activations file that cannot be used: the message names the BN layer and what is wrong).
 """
 import argparse
 import json
@@ -19,8 +39,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="python -m verify", description=__doc__.strip().splitlines()[0])
-    p.add_argument("paths", nargs="*", help="saved FixedPointBN files (.json/.npz) or directories of them")
+    doc = __doc__.strip().splitlines()
+    p = _Parser(prog="python -m verify", description=doc[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="\n".join(doc[2:]))
+    p.add_argument("paths", nargs="*", help="saved FixedPointBN files (.json/.npz) or directories of them, or model "
+                                            "files (.npz state_dict / Keras weights + X.model.json, .pt/.pth)")
+    p.add_argument("--activations", metavar="FILE.json",
+                   help="activation quantization of every BN layer of the model files (required with them)")
+    p.add_argument("--write-activations-template", metavar="OUT.json",
+                   help="write an activations file listing every BN pair of the model files (null scales to fill "
+                        "in) and exit")
+    p.add_argument("--eps", type=float, default=None,
+                   help="BN epsilon for model files (overrides the activations file; default: the Keras "
+                        "topology's, else PyTorch 1e-5 / Keras 1e-3)")
+    p.add_argument("--rounding", choices=("half_even", "half_up", "half_away", "floor"), default=None,
+                   help="rounding of the layers built from model files (overrides the activations file; "
+                        "default half_up)")
     p.add_argument("--demo", action="store_true", help="verify the built-in seeded layer set")
     p.add_argument("--method", choices=("breakpoints", "z3", "both"), default="both")
     p.add_argument("--bound", type=int, default=0, help="claim |fixed - reference| <= BOUND (default 0: exact)")
@@ -40,11 +74,20 @@ def build_parser():
     return p
 
 
-def _collect(paths):
+def _collect(paths, style=None):
+    """[(name, FixedPointBN) or verify.model.Model] in argument order."""
     import fxbn
+    from verify import model
 
     out = []
+    seen_models = set()
     for path in paths:
+        if os.path.isfile(path) and model.is_model_file(path):
+            m = model.load_model(path, style)
+            if os.path.abspath(m.path) not in seen_models:     # X.npz and X.model.json name the same model
+                seen_models.add(os.path.abspath(m.path))
+                out.append(m)
+            continue
         if os.path.isdir(path):
             files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith((".json", ".npz")))
             if not files:
@@ -60,13 +103,75 @@ def _collect(paths):
             except (ValueError, KeyError) as e:
                 if f == path:                  # a file named explicitly must be a layer
                     raise ValueError(f"{f}: {e}") from None
-                print(f"python -m verify: skipping {f}: not a saved FixedPointBN ({e})", file=sys.stderr)
+                hint = " (name model files explicitly)" if model.is_model_file(f) else ""
+                print(f"python -m verify: skipping {f}: not a saved FixedPointBN ({e}){hint}", file=sys.stderr)
                 continue
             out.append((os.path.splitext(os.path.basename(f))[0], layer))
             found += 1
         if not found:
             raise ValueError(f"{path}: no saved FixedPointBN layers among {len(files)} .json/.npz file(s)")
     return out
+
+
+def _some(names, n=8):
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def _model_layers(items, args):
+    """Replace the models among `items` by their layers; (layers, {name: model info}). ValueError: usage error."""
+    from verify import model
+
+    models = [i for i in items if isinstance(i, model.Model)]
+    for m in models:
+        for bn in m.skipped:
+            print(f"python -m verify: {m.path}: BN {bn!r} has no Conv/Linear paired with it: skipped",
+                  file=sys.stderr)
+    if args.write_activations_template:
+        if not models:
+            raise ValueError("--write-activations-template needs a model file among the PATHs")
+        text = json.dumps(model.activations_template(models), indent=1) + "\n"
+        if args.write_activations_template == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.write_activations_template, "w") as fh:
+                fh.write(text)
+        n = sum(len(m.pairs) for m in models)
+        print(f"python -m verify: wrote {args.write_activations_template}: {n} BN layer(s) of "
+              f"{', '.join(m.path for m in models)}; fill in the null scales and zero points", file=sys.stderr)
+        return None, None
+    if not models:
+        if args.activations:
+            raise ValueError("--activations is for model files, but no PATH is a model file")
+        return items, {}
+    bns = [bn for m in models for bn in m.bn_names()]
+    if not args.activations:
+        raise ValueError(f"model file {', '.join(m.path for m in models)} has no activation quantization: give "
+                         f"--activations FILE.json for its BN layers {_some(bns)}; write one with "
+                         "--write-activations-template OUT.json")
+    acts = args.activations_data
+    missing = model.uncovered(models, acts)
+    if missing:
+        raise ValueError(f"--activations {args.activations} does not cover BN layer(s) {_some(missing)} "
+                         f"({len(missing)} of {len(bns)}; see --write-activations-template)")
+    extra = sorted(set(acts["layers"]) - set(bns))
+    if extra:
+        print(f"python -m verify: --activations {args.activations}: no BN layer {_some(extra)} in the model "
+              "file(s): ignored", file=sys.stderr)
+    built = {}
+    for name, layer, meta in model.build_layers(models, acts, args.eps, args.rounding):
+        built.setdefault(meta["model"], []).append((name, layer, meta))
+    layers, info = [], {}
+    for item in items:
+        if isinstance(item, model.Model):
+            for name, layer, meta in built.get(item.path, []):
+                layers.append((name, layer))
+                info[name] = meta
+                if not meta["bias_fold_exact"]:
+                    print(f"python -m verify: {name}: conv bias folded into the BN mean with float64 rounding; "
+                          "the reference is that of the folded BN", file=sys.stderr)
+        else:
+            layers.append(item)
+    return layers, info
 
 
 class _Progress:
@@ -118,7 +223,7 @@ def _details(rec):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not args.paths and not args.demo and not args.lemmas:
-        print("python -m verify: error: give layer PATHs, --demo, or --lemmas", file=sys.stderr)
+        print("python -m verify: error: give layer or model PATHs, --demo, or --lemmas", file=sys.stderr)
         return EXIT_USAGE
     if args.jobs < 1 or args.timeout <= 0 or args.bound < 0:
         print("python -m verify: error: --jobs >= 1, --timeout > 0 and --bound >= 0 are required", file=sys.stderr)
@@ -132,10 +237,16 @@ def main(argv=None):
     from verify import run
 
     try:
-        layers = _collect(args.paths)
+        from verify import model
+
+        args.activations_data = model.load_activations(args.activations) if args.activations else None
+        style = (args.activations_data or {}).get("style")
+        layers, info = _model_layers(_collect(args.paths, style), args)
     except (ValueError, OSError) as e:
         print(f"python -m verify: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if layers is None:                      # --write-activations-template
+        return EXIT_PROVED
     if args.demo:
         from verify import demo
 
@@ -166,6 +277,8 @@ def main(argv=None):
         rec["parameters"] = [run.channel_record(layer, c) for c in range(layer.channels)]
         rec["accumulator_bits"] = int(layer.accumulator_bits.max())
         rec["multiplier_bits"] = int(layer.multiplier_bits.max())
+        if name in info:
+            rec["model"] = info[name]
         cert["layers"].append(rec)
         note(rec["verdict"])
         print(_line(rec))
