@@ -1,4 +1,6 @@
 """verify.lemmas: every datapath lemma is proved; each deliberately wrong variant is refuted with a signed witness."""
+import inspect
+
 import pytest
 
 pytest.importorskip("z3")
@@ -35,6 +37,20 @@ def test_int32_accumulator_overflow_counterexample():
     assert -(1 << 63) <= E < (1 << 63) and not -(1 << 31) <= E < (1 << 31)
 
 
+@pytest.mark.parametrize("in_dtype", sorted(lemmas.IN_BITS))
+@pytest.mark.parametrize("acc", [32, 64])
+def test_product_width_one_bit_short_counterexample(in_dtype, acc):
+    """The width the SIMD lemmas compute A*x on is the smallest exact one: one bit fewer overflows."""
+    bits, signed = lemmas.IN_BITS[in_dtype]
+    assert lemmas.prove("product_width", in_dtype, acc)["status"] == "proved"
+    r = lemmas.prove("product_width", in_dtype, acc, wrong=True)
+    assert r["status"] == "refuted", r
+    A, x = r["counterexample"]["A"], r["counterexample"]["x"]
+    assert (-(1 << (bits - 1)) <= x < (1 << (bits - 1))) if signed else (0 <= x < (1 << bits))
+    c = next(c for c in sorted({16, 32, acc}) if -(1 << (c - 1)) <= A < (1 << (c - 1)))
+    assert not -(1 << (c + bits - 2)) <= A * x < (1 << (c + bits - 2))
+
+
 def test_monotone_without_overflow_bound_counterexample():
     cex = lemmas.prove("monotone_increasing", "int8", 32, wrong=True)["counterexample"]
     wrap = lambda v: (v + (1 << 31)) % (1 << 32) - (1 << 31)  # noqa: E731
@@ -46,12 +62,24 @@ def test_monotone_without_overflow_bound_counterexample():
 # ------------------------------------------------------------------------------------------------ SIMD bodies
 SIMD_CONFIGS = [(name, in_dtype, w) for name, (_, _, widths, dtypes) in sorted(lemmas.SIMD_LEMMAS.items())
                 for in_dtype, w in [(dtypes[0], widths[0])]]
+SIMD_ALL = [(name, in_dtype, w) for name, (_, _, widths, dtypes) in sorted(lemmas.SIMD_LEMMAS.items())
+            for w in widths for in_dtype in dtypes]
+WIDEN = [n for n in sorted(lemmas.SIMD_LEMMAS) if n.startswith("widen_")]
 
 
-@pytest.mark.parametrize("name,in_dtype,acc", SIMD_CONFIGS)
+@pytest.mark.parametrize("name,in_dtype,acc", SIMD_ALL)
 def test_simd_lemma_proved(name, in_dtype, acc):
+    """Every configuration prove_all runs by default (widen with int32 inputs included) is proved, each well
+    inside the 10 s per-lemma budget (typically 0.1-0.3 s; the limit only catches an encoding that went slow)."""
     r = lemmas.prove(name, in_dtype, acc, timeout_ms=20000)
     assert r["status"] == "proved", r
+    assert r["seconds"] < 10, r
+
+
+def test_widen_int32_in_the_default_set():
+    for name in WIDEN:
+        assert "int32" in lemmas.SIMD_LEMMAS[name][3]
+    assert "int32" in inspect.signature(lemmas.prove_all).parameters["in_dtypes"].default
 
 
 @pytest.mark.parametrize("name,in_dtype,acc,variant", [(n, d, w, v) for n, d, w in SIMD_CONFIGS
@@ -63,6 +91,25 @@ def test_simd_wrong_variant_refuted(name, in_dtype, acc, variant):
     if variant in ("zero_extend", "logical_shift"):
         # these differ from the kernel only on negative values: the model must report them signed
         assert any(v < 0 for v in r["counterexample"].values()), r
+
+
+@pytest.mark.parametrize("name,variant", [(n, v) for n in WIDEN for v in lemmas.SIMD_WRONG[n]])
+def test_widen_int32_wrong_variant_refuted(name, variant):
+    r = lemmas.prove(name, "int32", 64, wrong=variant, timeout_ms=20000)
+    assert r["status"] == "refuted", r
+    assert all(isinstance(v, int) for v in r["counterexample"].values())
+
+
+def _s64(v):
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >> 63 else v
+
+
+def test_widen_int32_zero_extend_counterexample_is_a_wrong_product():
+    """vpmuludq (zero-extended dwords) on the reported int32 operands is not the exact product A*x."""
+    c = lemmas.prove("widen_rows_low", "int32", 64, wrong="zero_extend")["counterexample"]
+    assert -(1 << 31) <= c["A"] < (1 << 31)
+    assert any(_s64((c["A"] & 0xFFFFFFFF) * (c[x] & 0xFFFFFFFF)) != c["A"] * c[x] for x in ("x_even", "x_odd")), c
 
 
 def test_simd_lemmas_registered_for_the_cli():
@@ -84,9 +131,12 @@ def _kernel_dp(A, B, s, qmin, qmax, x):
     return min(max(acc >> s, qmin), qmax)
 
 
-def test_dp_zero_extend_counterexample_is_real():
-    r = lemmas.prove("dp_periodic", "int8", 32, wrong="zero_extend")
+@pytest.mark.parametrize("in_dtype", ["int8", "uint8", "int16"])
+def test_dp_zero_extend_counterexample_is_real(in_dtype):
+    r = lemmas.prove("dp_periodic", in_dtype, 32, wrong="zero_extend")
     c = r["counterexample"]
+    bits, signed = lemmas.IN_BITS[in_dtype]
+    assert (-(1 << (bits - 1)) <= c["x"] < (1 << (bits - 1))) if signed else (0 <= c["x"] < (1 << bits))
     assert -32768 < c["A"] < 32768 and 0 <= c["s"] <= 31 and c["qmin"] <= c["qmax"]
     exact = c["A"] * c["x"] + c["B"]
     assert -(1 << 31) <= exact < (1 << 31)
@@ -108,11 +158,12 @@ def test_widen_high_logical_shift_counterexample_is_real():
     raise AssertionError(c)
 
 
-def test_simd_multi_claim_smt2_replays(tmp_path):
+@pytest.mark.parametrize("in_dtype", ["int8", "int32"])
+def test_simd_multi_claim_smt2_replays(tmp_path, in_dtype):
     import z3
 
     path = tmp_path / "lemma.widen_rows_low.smt2"
-    assert lemmas.prove("widen_rows_low", "int8", 64, smt2_path=str(path))["status"] == "proved"
+    assert lemmas.prove("widen_rows_low", in_dtype, 64, smt2_path=str(path))["status"] == "proved"
     ctx = z3.Context()                                 # keep a reference: a temporary context is freed mid-call
     res = z3.Z3_eval_smtlib2_string(ctx.ref(), path.read_text()).split()
     assert res == ["unsat"] * 4, res

@@ -20,9 +20,13 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
   [qmin, qmax] lies in Out's range.
 - ``range_bound`` (QF_NIA, unbounded integers): if A*lo + B, A*hi + B and B fit w bits, A*x + B fits for every x in
   [lo, hi] -- the solver bounds the endpoints only.
+- ``product_width`` (QF_NIA, unbounded integers): a c-bit signed multiplier times an In value lies in the signed
+  range of c + bits(In) bits, for c = 16 (dp_periodic's |A| < 2^15), 32 (the widen multiplier) and w; so a product
+  computed on that many bits is the exact integer product.  The SIMD lemmas compute their exact A*x on that width.
 
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
-the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow output type.
+the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow
+output type, a product width one bit short.
 
 SIMD bodies (``SIMD_LEMMAS``, named after the kernel function; each states SIMD result == clamp(floor((A*x + B) / 2^s))
 under the checks the kernel makes before picking the body, plus the solver's accumulator bound; wrong variants in
@@ -34,6 +38,9 @@ under the checks the kernel makes before picking the body, plus the solver's acc
 - ``widen_rows_high`` / ``widen_periodic_high``: vpmuldq (sext64(low32(a)) * sext64(low32(x))) + vpaddq, then for
   s in [32, 63] the high dwords, vpsrad/vpsravd by s - 32 and a 32-bit clamp.
 - ``widen_rows_low`` / ``widen_periodic_low``: vpmuldq + vpaddq, vpsraq/vpsravq by s, 64-bit clamp, low dwords.
+  The widen lemmas hold for every In including int32: per lane, (1) the vpmuldq product is the exact A*x, computed
+  on max(64, 32 + bits) bits (exact by ``product_width``), and (2) the add/shift/clamp/narrow stage is
+  clamp(floor((P + B) / 2^s)) for every 64-bit P; no case split, every variable over its full range.
 - ``dp_periodic``: VNNI vpdpwssd with the pair (A, 0) (A in (-2^15, 2^15)): B + x_lo*a_lo + x_hi*a_hi mod 2^32.
 """
 import time
@@ -154,6 +161,24 @@ def range_bound(in_dtype, w, wrong=False):
     return z3.Implies(z3.And(*pre), fits(A * x + B)), {"A": A, "B": B, "x": x, "lo": lo, "hi": hi}
 
 
+def product_width(in_dtype, w, wrong=False):
+    """Claim (integers): for a multiplier A in [-2^(c-1), 2^(c-1)) and x in In's range, A*x lies in
+    [-2^(c+bits-1), 2^(c+bits-1)) for c = 16 (dp_periodic), 32 (the widen path's int32 multiplier, read by vpmuldq)
+    and c = w: a product evaluated on c + bits bits is exact (signed x, and unsigned x, whose magnitude is below
+    2^bits).  The SIMD lemmas rely on it to compute their exact A*x on no more bits than that.
+    wrong: one bit fewer (fails at A = -2^(c-1), x = In's minimum, resp. 2^bits - 1 for unsigned x)."""
+    z3 = z3mod()
+    bits, signed = IN_BITS[in_dtype]
+    A, x = z3.Ints("A x")
+    x_lo, x_hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    claims = []
+    for c in sorted({16, 32, w}):
+        W = c + bits - (1 if wrong else 0)
+        pre = z3.And(A >= -(1 << (c - 1)), A < (1 << (c - 1)), x >= x_lo, x <= x_hi)
+        claims.append(z3.Implies(pre, z3.And(A * x >= -(1 << (W - 1)), A * x < (1 << (W - 1)))))
+    return claims, {"A": A, "x": x}                                 # one query per c
+
+
 LEMMAS = {
     "multiply_add_truncates": (multiply_add_truncates, "QF_BV"),
     "fits_sign_extends": (fits_sign_extends, "QF_BV"),
@@ -163,13 +188,15 @@ LEMMAS = {
     "monotone_decreasing": (lambda i, w, wrong=False: monotone(i, w, wrong, decreasing=True), "QF_BV"),
     "clamp_cast": (clamp_cast, "QF_BV"),
     "range_bound": (range_bound, "QF_NIA"),
+    "product_width": (product_width, "QF_NIA"),
 }
 
 
 # ------------------------------------------------------------------------------------------------ SIMD bodies
 # One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel.cpp, each
 # stating that the SIMD result equals the mathematics clamp(floor((A*x + B) / 2^s), qmin, qmax) -- computed on exact
-# integers of width W = (multiplier bits) + (input bits) + 2, where the arithmetic shift is floor division -- under
+# integers: the product A*x on max(w, c + bits) bits for a c-bit multiplier and a bits-bit input, where it is exact
+# (``product_width``), the sum A*x + B two bits wider, and the arithmetic shift there is floor division -- under
 # the preconditions the kernel checks before it picks that body, plus the solver's accumulator bound (the exact
 # A*x + B lies in Acc's range, which the scalar lemmas rely on too).  Instruction semantics are modelled at their real
 # widths.  ``wrong`` is False, True (the first variant of SIMD_WRONG[name]) or a variant name from SIMD_WRONG[name].
@@ -192,20 +219,11 @@ def _variant(name, wrong):
     return wrong or None
 
 
-def _math(z3, A, x, x_signed, B, s, qmin, qmax, w):
-    """(fits, y): the solver's bound (exact A*x + B within w bits) and clamp(floor((A*x + B) / 2^s)) on W-bit
-    integers (A, B, qmin, qmax signed; s unsigned, at most 63)."""
-    W = max(A.size(), w) + x.size() + 2
-    E = _ext(z3, A, W) * _ext(z3, x, W, x_signed) + _ext(z3, B, W)
-    fits = z3.And(E >= -(1 << (w - 1)), E < (1 << (w - 1)))
-    q = E >> _ext(z3, s, W, False)
-    lo, hi = _ext(z3, qmin, W), _ext(z3, qmax, W)
-    return fits, z3.If(q < lo, lo, z3.If(q > hi, hi, q))
-
-
 def _math_sum(z3, P, B, s, qmin, qmax, w):
-    """_math for an exact product P (a w-bit integer): (P + B within w bits, clamp(floor((P + B) / 2^s)))."""
-    W = w + 2
+    """(fits, y) for an exact product P (a signed integer of P.size() >= w bits, computed by the caller on a width
+    where it is exact, see ``product_width``): the solver's bound (the exact P + B within w bits) and
+    clamp(floor((P + B) / 2^s)) on W = max(P.size(), w) + 2 bits (B, qmin, qmax signed; s unsigned, at most 63)."""
+    W = max(P.size(), w) + 2
     E = _ext(z3, P, W) + _ext(z3, B, W)
     fits = z3.And(E >= -(1 << (w - 1)), E < (1 << (w - 1)))
     q = E >> _ext(z3, s, W, False)
@@ -343,15 +361,21 @@ def _widen(in_dtype, wrong, rows, high):
         av = z3.Concat(Ao, Ae)                                      # _mm512_loadu_si512(A + e): int32 entries
         av_odd = z3.LShR(av, 32)
     # Two claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
-    # (1) the vpmuldq product is the exact integer A*x (sign-extended to W bits);
+    # (1) the vpmuldq product is the exact integer A*x, computed on W = max(64, c + bits) bits with c the multiplier's
+    #     width: a c-bit times a bits-bit product is exact on c + bits bits (``product_width``, QF_NIA), so no wider
+    #     W is needed.  With no slack bits the claim is a word-level identity (which dwords vpmuldq reads and how it
+    #     extends them) that z3's rewriter decides; on 66 bits z3 had to re-derive the width fact by bit-blasting a
+    #     32x32 multiplier against a 66-bit one, 3-25 s for int32 inputs;
     # (2) for every 64-bit product P, the vpaddq + shift + clamp + narrowing stage is clamp(floor((P + B) / 2^s)).
+    # (1) with P = the vpmuldq product, then (2), gives the lane's result == clamp(floor((A*x + B) / 2^s)) for every
+    # input: no case split, every variable ranges over its full width.
     claims = []
     shr = z3.LShR if bad == "logical_shift" else (lambda a, c: a >> c)
     lq, hq = z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax)       # _mm512_set1_epi32((int32_t)qmin)
     lanes = (("even", v, av, Me, xe, Be, se), ("odd", z3.LShR(v, 32), av_odd, Mo, xo, Bo, so))  # srli_epi64(v, 32)
     for lane, vl, al, M, x, B, s in lanes:
         prod = _mul_epi32(z3, vl, al, bad)                          # vpmuldq
-        W = max(64, (32 if fitcheck else 64) + bits + 2)             # wide enough for the exact product
+        W = max(64, (32 if fitcheck else 64) + bits)                # the exact product's width (product_width)
         exact = _ext(z3, M, W) * _ext(z3, x, W, signed)
         claims.append(z3.Implies(z3.And(*pre), _ext(z3, prod, W) == exact))
         P = z3.BitVec(f"P_{lane}", 64)
@@ -409,13 +433,21 @@ def dp_periodic(in_dtype, w=32, wrong=False):
     in (-32768, 32768)): the A table holds (uint16)A, i.e. the 16-bit pair (A, 0); x is widened to an int32 lane
     (cvtepi8/cvtepu8/cvtepi16_epi32), read by vpdpwssd as the pair (lo16, hi16):
     acc = B + sext32(x_lo * a_lo) + sext32(x_hi * a_hi) (mod 2^32, non-saturating), then vpsravd by s (<= 31) and a
-    32-bit clamp.  Wrong: ``zero_extend`` (unsigned 16-bit words), ``missing_a16_check`` (|A| >= 2^15 allowed),
+    32-bit clamp.  A ranges over exactly the values the check admits (sext32 of a 16-bit value other than -2^15), so
+    the exact A*x is computed on 16 + bits <= 32 bits (``product_width``) and the sum on 34: one end-to-end claim,
+    every variable over its full range.
+    Wrong: ``zero_extend`` (unsigned 16-bit words), ``missing_a16_check`` (|A| >= 2^15 allowed: any 32-bit A),
     ``unmasked_a`` (the table keeps sign-extended A, so a_hi = -1 for A < 0 and x_hi (= -1 for x < 0) leaks in)."""
     z3 = z3mod()
     bad = _variant("dp_periodic", wrong)
     bits, signed = IN_BITS[in_dtype]
     assert bits <= 16, "dp_periodic: 8/16-bit inputs"
-    A, B, s, qmin, qmax = z3.BitVecs("A B s qmin qmax", 32)         # A: the (low 32 bits of the) multiplier
+    B, s, qmin, qmax = z3.BitVecs("B s qmin qmax", 32)
+    if bad == "missing_a16_check":                                  # A: the (low 32 bits of the) multiplier, any
+        A, c, pre_a = z3.BitVec("A", 32), 32, []
+    else:                                                           # A in (-2^15, 2^15): the sign extension of a
+        a16 = z3.BitVec("A16", 16)                                  # 16-bit value other than -2^15 (every such A)
+        A, c, pre_a = z3.SignExt(16, a16), 16, [a16 != -(1 << 15)]
     xi = z3.BitVec("x", bits)
     xl = _ext(z3, xi, 32, signed)                                   # load16
     al = A if bad == "unmasked_a" else z3.ZeroExt(16, z3.Extract(15, 0, A))  # (Coef)(uint16_t)A
@@ -423,10 +455,9 @@ def dp_periodic(in_dtype, w=32, wrong=False):
     word = lambda v, k: ext(16, z3.Extract(16 * k + 15, 16 * k, v))  # noqa: E731
     acc = B + word(xl, 0) * word(al, 0) + word(xl, 1) * word(al, 1)  # vpdpwssd, int32 wrap
     y = _clamp(z3, acc >> s, qmin, qmax)                            # vpsravd (s <= 31), min/max_epi32
-    fits, y_math = _math(z3, A, xi, signed, B, s, qmin, qmax, 32)
-    pre = [fits, z3.ULE(s, 31), qmin <= qmax]
-    if bad != "missing_a16_check":
-        pre += [A > -32768, A < 32768]
+    Wp = max(32, c + bits)                                          # A*x is exact on c + bits bits (product_width)
+    fits, y_math = _math_sum(z3, _ext(z3, A, Wp) * _ext(z3, xi, Wp, signed), B, s, qmin, qmax, 32)
+    pre = [fits, z3.ULE(s, 31), qmin <= qmax] + pre_a
     return z3.Implies(z3.And(*pre), _same(z3, y, y_math)), {"A": A, "B": B, "s": s, "qmin": qmin, "qmax": qmax,
                                                             "x": xi}
 
@@ -434,20 +465,23 @@ def dp_periodic(in_dtype, w=32, wrong=False):
 # name -> (builder, logic, accumulator widths, input types): the kernel path each covers.
 SIMD_LEMMAS = {
     "lut_rows": (lut_rows, "QF_BV", (32, 64), ("int8", "uint8")),
-    "widen_rows_high": (widen_rows_high, "QF_BV", (64,), ("int8", "uint8", "int16")),
-    "widen_rows_low": (widen_rows_low, "QF_BV", (64,), ("int8", "uint8", "int16")),
-    "widen_periodic_high": (widen_periodic_high, "QF_BV", (64,), ("int8", "uint8", "int16")),
-    "widen_periodic_low": (widen_periodic_low, "QF_BV", (64,), ("int8", "uint8", "int16")),
+    "widen_rows_high": (widen_rows_high, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "widen_rows_low": (widen_rows_low, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "widen_periodic_high": (widen_periodic_high, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "widen_periodic_low": (widen_periodic_low, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "dp_periodic": (dp_periodic, "QF_BV", (32,), ("int8", "uint8", "int16")),
 }
 
 
-def _signed(v):
+def _signed(v, signed=True):
     z3 = z3mod()
     val = v.as_long()
-    if z3.is_bv_value(v) and val >= 1 << (v.size() - 1):
+    if signed and z3.is_bv_value(v) and val >= 1 << (v.size() - 1):
         val -= 1 << v.size()         # z3 prints bit-vectors unsigned
     return val
+
+
+INPUT_VARIABLES = ("x", "x_even", "x_odd")   # the input value(s) x, reported with In's signedness
 
 
 def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, smt2_path=None):
@@ -469,10 +503,14 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
     out = {"name": name, "config": f"in={in_dtype} acc=int{acc_bits}", "wrong": wrong, "logic": logic,
            "seconds": 0.0, "status": "proved"}
     scripts = []
-    for k, claim in enumerate(claims):
-        solver = z3.Solver()             # the default strategy: faster than SolverFor on the multiplier lemma
+    for claim in claims:
+        # Each query in a fresh context: z3's search depends on the internal ids of the terms, so in a shared context
+        # a query's time depends on what the process built before (a refutation of a wrong 32x32 product took 0.15 s
+        # or 12 s); translated into its own context it is the same query every time, in the CLI, tests or a script.
+        ctx = z3.Context()
+        solver = z3.Solver(ctx=ctx)      # the default strategy: faster than SolverFor on the multiplier lemma
         solver.set("timeout", int(timeout_ms))
-        solver.add(z3.Not(claim))
+        solver.add(z3.Not(claim).translate(ctx))
         if smt2_path is not None:
             scripts.append(solver.to_smt2())
         t0 = time.perf_counter()
@@ -481,7 +519,9 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
         if r == z3.sat:
             model = solver.model()
             out["status"] = "refuted"
-            out["counterexample"] = {k: _signed(model.eval(v, model_completion=True)) for k, v in variables.items()}
+            in_signed = IN_BITS[in_dtype][1]
+            out["counterexample"] = {k: _signed(model.eval(v.translate(ctx), model_completion=True),
+                                                in_signed or k not in INPUT_VARIABLES) for k, v in variables.items()}
             break
         if r != z3.unsat:
             out["status"] = "unknown"
@@ -504,18 +544,17 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
 
 def prove_all(in_dtypes=("int8", "uint8", "int16", "int32"), acc_bits=(32, 64), timeout_ms=30000, smt2_dir=None):
     """Every lemma in every configuration (configuration-free lemmas once per accumulator width), then every SIMD
-    lemma for each requested input type and accumulator width its kernel path serves (SIMD_LEMMAS; widen with int32
-    inputs is left to an explicit ``prove(..., "int32", 64)``: 15-40 s, over the per-lemma budget)."""
+    lemma for each requested input type and accumulator width its kernel path serves (SIMD_LEMMAS)."""
     import os
 
     results = []
     for w in acc_bits:
         for name in LEMMAS:
-            dtypes = in_dtypes if name in ("multiply_add_truncates", "increment") else in_dtypes[:1]
-            for in_dtype in dtypes:
+            per_dtype = name in ("multiply_add_truncates", "increment", "product_width")
+            for in_dtype in in_dtypes if per_dtype else in_dtypes[:1]:
                 path = None if smt2_dir is None else os.path.join(smt2_dir, f"lemma.{name}.{in_dtype}.acc{w}.smt2")
                 res = prove(name, in_dtype, w, False, timeout_ms, path)
-                if name not in ("multiply_add_truncates", "increment"):
+                if not per_dtype:
                     res["config"] = f"acc=int{w}"
                 results.append(res)
     for name, (_, _, widths, dtypes) in SIMD_LEMMAS.items():
