@@ -111,6 +111,9 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
             per[c]["z3"] = r["status"].upper()
             per[c]["z3_seconds"] = round(r["seconds"], 6)
             per[c]["z3_build_seconds"] = round(r.get("build_seconds", 0.0), 6)
+            for key in ("encoding", "logic", "checks", "bracket_bits", "refinements", "fallback_reason"):
+                if key in r:
+                    per[c][f"z3_{key}"] = r[key]
             if r["status"] == "refuted":
                 per[c]["z3_witness"] = r["witness"]
                 witnesses.setdefault(c, r["witness"])

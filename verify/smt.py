@@ -12,8 +12,14 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
   variable, one z3 call); a non-unsat answer is re-derived through the Python API for the witness.
 - batchnorm form: v >= t  <=>  P >= c*sqrt(r) with P = gamma*(in_scale*(x - zin) - mean),
   c = (t - zout)*out_scale - beta, r = var + eps, decided by the signs of P and c and a comparison of P^2 with
-  c^2*r, all scaled to integers (QF_NIA); the square root never appears.
+  c^2*r, all scaled to integers (QF_NIA); the square root never appears.  This exact encoding is the ground
+  truth (:func:`_prove_split_api`); the fast path (:func:`prove_batchnorm_bracket`) brackets sqrt(r) between
+  rationals L/2^p <= sqrt(r) <= H/2^p computed and checked with Python integers and runs one QF_LIA script
+  whose checks over-approximate the real violations (unsat for every check: proved); a sat check is settled by
+  evaluating its model exactly (a real violation: refuted), else by refining the bracket, else by the exact path.
 """
+import math
+import re
 import time
 from fractions import Fraction
 
@@ -70,22 +76,28 @@ def _affine_level(z3, src, x, rounding):
     return cond, "QF_LIA"
 
 
-def _batchnorm_level(z3, src, x, lo, hi, rounding, fresh, defs):
-    """cond(k) for the batchnorm form: P >= c*sqrt(r) by signs and squares, all integers.
-
-    The auxiliary integers P, c are defined by equations appended to `defs`, which must be asserted at top level
-    (cond(k) also appears negated)."""
+def _bn_integers(src, rounding):
+    """(ip1, ip0, ic1, ic0, nr, dr): R(v) >= k  <=>  ip1*x + ip0 >= (ic1*k + ic0)*sqrt(nr/dr) (> where the tie at
+    level k goes down), all Python integers: 2P = p1*x + p0 and 2c = c1*k + c0 (t = k - half/2) scaled by one
+    common power of two, r = var + eps = nr/dr in lowest terms."""
     F = Fraction
     g, beta, mean = F(src["gamma"]), F(src["beta"]), F(src["mean"])
     s_in, s_out = F(src["in_scale"]), F(src["out_scale"])
     zin, zout = src["in_zero_point"], src["out_zero_point"]
     r = F(src["var"]) + F(src["eps"])
     half = 0 if rounding == "floor" else 1
-    # 2P = p1*x + p0 and 2c = c1*k + c0 (t = k - half/2)
     p1, p0 = 2 * g * s_in, -2 * g * (s_in * zin + mean)
     c1, c0 = 2 * s_out, -half * s_out - 2 * zout * s_out - 2 * beta
     (ip1, ip0, ic1, ic0), _ = exact.common_scale(p1, p0, c1, c0)
-    nr, dr = r.numerator, r.denominator
+    return ip1, ip0, ic1, ic0, r.numerator, r.denominator
+
+
+def _batchnorm_level(z3, src, x, lo, hi, rounding, fresh, defs):
+    """cond(k) for the batchnorm form: P >= c*sqrt(r) by signs and squares, all integers.
+
+    The auxiliary integers P, c are defined by equations appended to `defs`, which must be asserted at top level
+    (cond(k) also appears negated)."""
+    ip1, ip0, ic1, ic0, nr, dr = _bn_integers(src, rounding)
     pv = fresh("P")
     defs.append(pv == ip1 * x + ip0)
     ends = sorted((ip1 * lo + ip0, ip1 * hi + ip0))
@@ -181,37 +193,53 @@ def affine_level_script(layer, c, bound=0, timeout_ms=None, rlimit=None, group=1
     the disjunction over `group` consecutive output levels v of: f = v and (R(v(x)) < v - d  or
     R(v(x)) >= v + d + 1).  Expected: unsat for every check.  No q variable: with the level fixed, each disjunct
     is linear in x alone.  ``levels`` lists, per check, None (the exhaustiveness check) or its output levels."""
-    A, B, s, lo, hi = exact.channel_params(layer, c)
-    qmin, qmax = layer.out_range
     src = exact.channel_source(layer, c)
     (ia, ib), e = exact.common_scale(src["a"], src["b"])
     D = 1 << e
     rounding = layer.rounding
+    n = _num
+
+    def conds(k):                                        # (R(v) < k, R(v) >= k) for a constant level k
+        if rounding == "floor":
+            t = 2 * k * D
+        else:
+            t2 = (2 * k - 1) * D
+            t = t2 + 1 if _strict_const(k, rounding) else t2
+        return f"(not (>= V {n(t)}))", f"(>= V {n(t)})"
+
+    return _split_script(layer, c, bound, timeout_ms, rlimit, group, "QF_LIA",
+                         f"(define-fun V () Int (+ (* {n(2 * ia)} x) {n(2 * ib)}))", conds)
+
+
+def _split_script(layer, c, bound, timeout_ms, rlimit, group, logic, define, conds, only=None, get_x=False):
+    """The level-split script shared by the affine and the batchnorm-bracket encodings.
+
+    ``conds(k)`` gives the SMT-LIB2 terms (violation below level k, violation at or above level k), i.e. relaxations
+    (or exact forms) of R(v(x)) < k and R(v(x)) >= k in the symbols x and those of ``define``.  ``only``: a list of
+    output levels to check (no exhaustiveness check) instead of every level f attains in range; ``get_x``: ask
+    for the model's x after each level check (only for checks known to be sat: else z3 reports an error)."""
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
     S = 1 << s
     d = int(bound)
     n = _num
     opts = f"(set-option :timeout {int(timeout_ms) if timeout_ms else 4294967295})"      # options outlive (reset)
     opts += "" if not rlimit else f"(set-option :rlimit {int(rlimit)})"
-
-    def cond(k):                                         # R(v) >= k for a constant level k
-        if rounding == "floor":
-            return f"(>= V {n(2 * k * D)})"
-        t2 = (2 * k - 1) * D
-        return f"(>= V {n(t2 + 1 if _strict_const(k, rounding) else t2)})"
-
     f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
-    outside = ([f"(< acc {n(S * f_lo)})"] if f_lo > qmin else []) + \
-        ([f"(>= acc {n(S * (f_hi + 1))})"] if f_hi < qmax else [])
-    blocks = ["(push 1)(assert " + (outside[0] if len(outside) == 1 else f"(or {' '.join(outside)})")
-              + ")(check-sat)(pop 1)\n" if outside else "(push 1)(assert false)(check-sat)(pop 1)\n"]
-    levels = [None]
+    blocks, levels = [], []
+    if only is None:
+        outside = ([f"(< acc {n(S * f_lo)})"] if f_lo > qmin else []) + \
+            ([f"(>= acc {n(S * (f_hi + 1))})"] if f_hi < qmax else [])
+        blocks.append("(push 1)(assert " + (outside[0] if len(outside) == 1 else f"(or {' '.join(outside)})")
+                      + ")(check-sat)(pop 1)\n" if outside else "(push 1)(assert false)(check-sat)(pop 1)\n")
+        levels.append(None)
     cases = []
-    for v in range(f_lo, f_hi + 1):
+    for v in (range(f_lo, f_hi + 1) if only is None else only):
         bad = []
         if v - d > qmin:
-            bad.append(f"(not {cond(v - d)})")
+            bad.append(conds(v - d)[0])
         if v + d + 1 <= qmax:
-            bad.append(cond(v + d + 1))
+            bad.append(conds(v + d + 1)[1])
         if not bad:
             continue
         at = ([f"(<= {n(S * v)} acc)"] if v > qmin else []) + ([f"(< acc {n(S * (v + 1))})"] if v < qmax else [])
@@ -219,18 +247,208 @@ def affine_level_script(layer, c, bound=0, timeout_ms=None, rlimit=None, group=1
     for i in range(0, len(cases), group):          # `group` levels per check: fewer checks, same query
         part = cases[i:i + group]
         body = part[0][1] if len(part) == 1 else f"(or {' '.join(b for _, b in part)})"
-        blocks.append(f"(push 1)(assert {body})(check-sat)(pop 1)\n")
+        blocks.append(f"(push 1)(assert {body})(check-sat){'(get-value (x))' if get_x else ''}(pop 1)\n")
         levels.append([v for v, _ in part])
-    head = (f"(set-logic QF_LIA){opts}(declare-const x Int)(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))"
-            f"(define-fun acc () Int (+ (* {n(A)} x) {n(B)}))(define-fun V () Int (+ (* {n(2 * ia)} x) {n(2 * ib)}))\n")
+    head = (f"(set-logic {logic}){opts}(declare-const x Int)(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))"
+            f"(define-fun acc () Int (+ (* {n(A)} x) {n(B)})){define}\n")
     return head + "".join(blocks), levels
+
+
+def sqrt_bracket(r, bits):
+    """(L, H) with L/2^bits <= sqrt(r) <= H/2^bits, exactly: L = floor(sqrt(r)*2^bits), H = ceil(...), so H - L <= 1
+    and L == H iff sqrt(r)*2^bits is an integer (r a perfect square of a dyadic and bits large enough).  Checked with
+    Python integers (L^2 <= r*4^bits <= H^2); never asserted in a script."""
+    r = Fraction(r)
+    nr, dr = r.numerator, r.denominator
+    if nr <= 0 or bits < 0:
+        raise ValueError(f"sqrt_bracket needs r > 0 and bits >= 0, got r={r}, bits={bits}")
+    scaled = nr << (2 * bits)                         # r*4^bits = scaled/dr
+    L = math.isqrt(scaled // dr)                      # floor(sqrt(floor(y))) == floor(sqrt(y))
+    H = L if L * L * dr == scaled else L + 1
+    if not (L * L * dr <= scaled <= H * H * dr and H - L <= 1):
+        raise AssertionError(f"sqrt bracket of {r} at {bits} bits is wrong: L={L}, H={H}")
+    return L, H
+
+
+def bracket_bits(layer, c, extra=64):
+    """Default precision of the batchnorm bracket: the bits of max|C(k)|/|p1| (the crossings' magnitude) plus
+    `extra`, and at least what makes a perfect-square r exact (sqrt(nr/2^m) = sqrt(nr)/2^(m/2))."""
+    ip1, _, ic1, ic0, nr, dr = _bn_integers(exact.channel_source(layer, c), layer.rounding)
+    qmin, qmax = layer.out_range
+    cmax = max(abs(ic1 * k + ic0) for k in (qmin, qmax + 1))
+    bits = max(0, cmax.bit_length() - abs(ip1).bit_length()) + int(extra)
+    if math.isqrt(nr) ** 2 == nr and math.isqrt(dr) ** 2 == dr:
+        bits = max(bits, (dr.bit_length() - 1) // 2 + 1)
+    return bits
+
+
+def batchnorm_bracket_script(layer, c, bound=0, timeout_ms=None, rlimit=None, group=16, bits=None, only=None,
+                             get_x=False):
+    """(SMT-LIB2 text, [levels], bracket) of a batchnorm channel's query, split by output level, in QF_LIA.
+
+    R(v(x)) >= k  <=>  P >= C(k)*sqrt(r)  (P > ... where the tie at k goes down), with P = ip1*x + ip0 and
+    C(k) = ic1*k + ic0 integers (:func:`_bn_integers`).  With sqrt(r) in [L/2^p, H/2^p] (:func:`sqrt_bracket`,
+    exact integers), W = C*sqrt(r)*2^p lies in [min(C*L, C*H), max(C*L, C*H)], so a real violation below level k
+    (P*2^p < W, or <= W) implies P*2^p < max(C*L, C*H) (or <=), and a real violation at or above k (P*2^p >= W, or
+    > W) implies P*2^p >= min(C*L, C*H) (or >); P is an integer, so P*2^p < K  <=>  P < ceil(K/2^p) and
+    P*2^p >= K  <=>  P >= ceil(K/2^p) (the script's constants stay the size of P's, whatever p).  The script
+    (structure of :func:`affine_level_script`) asserts these implied, linear conditions: every check
+    over-approximates the real violations of its levels, so unsat for every check proves the channel; a sat
+    answer may be an artefact of the bracket (exact when L == H, e.g. r = 1/4).  ``bits`` defaults to
+    :func:`bracket_bits`; ``only`` / ``get_x`` as in :func:`_split_script`.  ``bracket``: {"bits": p, "L": L,
+    "H": H, "r": (nr, dr), "C": (ic1, ic0)}."""
+    src = exact.channel_source(layer, c)
+    rounding = layer.rounding
+    ip1, ip0, ic1, ic0, nr, dr = _bn_integers(src, rounding)
+    p = bracket_bits(layer, c) if bits is None else int(bits)
+    L, H = sqrt_bracket(Fraction(nr, dr), p)
+    n = _num
+
+    def conds(k):
+        C = ic1 * k + ic0
+        wl, wh = sorted((C * L, C * H))
+        strict = _strict_const(k, rounding)
+        # P*2^p < K  <=>  P < ceil(K/2^p) and P*2^p >= K  <=>  P >= ceil(K/2^p), P an integer
+        below, above = -((-(wh + 1 if strict else wh)) >> p), -((-(wl + 1 if strict else wl)) >> p)
+        return f"(< P {n(below)})", f"(>= P {n(above)})"
+
+    text, levels = _split_script(layer, c, bound, timeout_ms, rlimit, group, "QF_LIA",
+                                 f"(define-fun P () Int (+ (* {n(ip1)} x) {n(ip0)}))", conds, only, get_x)
+    return text, levels, {"bits": p, "L": L, "H": H, "r": (nr, dr), "C": (ic1, ic0)}
+
+
+def _bracket_header(c, bound, bracket):
+    p, L, H, (nr, dr), (ic1, ic0) = bracket["bits"], bracket["L"], bracket["H"], bracket["r"], bracket["C"]
+    lines = [
+        f"fxbn channel {c}, batchnorm form: encoding batchnorm-bracket-script (QF_LIA), bracket of {p} bits.",
+        f"r = var + eps = {nr}/{dr};  sqrt(r) in [L/2^{p}, H/2^{p}] with L = {L}, H = {H}"
+        + (" (exact: L = H)" if L == H else "") + ",",
+        f"checked with exact integers in Python: L^2*{dr} <= {nr}*4^{p} <= H^2*{dr} (not asserted here: a false",
+        "ground assertion would make every check unsat).",
+        "The reference's level condition R(v(x)) >= k is P >= C(k)*sqrt(r) (> where the tie at k goes down), with",
+        f"P = ip1*x + ip0 (defined below) and C(k) = ic1*k + ic0 integers (ic1 = {ic1}, ic0 = {ic0}).",
+        "C*sqrt(r)*2^p lies between C*L and C*H, so a real violation below level k (P*2^p < C*sqrt(r)*2^p)",
+        "implies P*2^p < max(C*L, C*H), and one at or above level k implies P*2^p >= min(C*L, C*H) (strict:",
+        "<= and >, i.e. < K + 1 and >= K + 1); P is an integer, so P*2^p < K <=> P < ceil(K/2^p) and",
+        "P*2^p >= K <=> P >= ceil(K/2^p): the constants below.  Each check thus asserts conditions implied by the",
+        "real violations of its levels (an over-approximation), hence sound.",
+        "First check: f leaves [f(lo), f(hi)] (the split is exhaustive); then one check per group of fixed-point",
+        f"output levels, sat if some x in range may have |f(x) - y(x)| > {bound}.",
+        "Expected: unsat for every check, which proves the bound for every x in range (a sat answer may be an",
+        "artefact of the bracket: fxbn then evaluates the model exactly and refines the bracket).",
+    ]
+    return "".join(f"; {line}\n" for line in lines)
+
+
+_MODEL_X = re.compile(r"\(\(x\s+(?:\(-\s*(\d+)\)|(\d+))\)\)")
+
+
+def _bracket_model(layer, c, bound, timeout_ms, part, bits):
+    """x of a model of the bracket check over the levels `part` (known sat), or None."""
+    text, _, _ = batchnorm_bracket_script(layer, c, bound, timeout_ms, None, len(part), bits, part, get_x=True)
+    out, _ = _eval_raw(text)
+    if out is None or not out.split() or out.split()[0] != "sat":
+        return None
+    m = _MODEL_X.search(out)
+    if m is None:
+        return None
+    return -int(m.group(1)) if m.group(1) is not None else int(m.group(2))
+
+
+def prove_batchnorm_bracket(layer, c, bound=0, timeout_ms=10000, smt2_path=None, bits=None, refine_bits=64,
+                            rounds=3, group=16):
+    """Decide a batchnorm channel with :func:`batchnorm_bracket_script` (QF_LIA, one z3 call when it proves).
+
+    unsat for every check: proved.  A sat check: the model's x is evaluated exactly (fixed point vs
+    exact.reference_output); a real violation is the witness (refuted), otherwise the sat levels are re-checked
+    with `refine_bits` more bits, up to `rounds` times; anything still undecided (or an unknown / error answer)
+    falls back to the exact per-level QF_NIA path (:func:`_prove_split_api`), the ground truth."""
+    t_start = time.perf_counter()
+    solve = [0.0]
+
+    def run(text):
+        t0 = time.perf_counter()
+        answers = _eval_script(text)
+        solve[0] += time.perf_counter() - t0
+        return answers
+
+    text, levels, bracket = batchnorm_bracket_script(layer, c, bound, timeout_ms, None, group, bits)
+    first_bits = p = bracket["bits"]
+    answers = run(text)
+    out = {"status": "proved", "logic": "QF_LIA", "checks": len(levels), "encoding": "batchnorm-bracket-script",
+           "bracket_bits": p, "refinements": 0}
+
+    def finish():
+        if smt2_path is not None:
+            full, fb = (text, bracket) if p == first_bits else batchnorm_bracket_script(
+                layer, c, bound, timeout_ms, None, group, p)[::2]
+            with open(smt2_path, "w") as fh:
+                fh.write(_bracket_header(c, bound, fb) + full)
+        out["bracket_bits"] = p
+        out["seconds"] = solve[0]
+        out["build_seconds"] = time.perf_counter() - t_start - solve[0]
+        if out["status"] == "refuted":
+            _check_witness(layer, c, out["witness"], bound)
+        return out
+
+    A, B, s, _, _ = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    reason = None
+    if len(answers) != len(levels) or any(a not in ("sat", "unsat") for a in answers):
+        bad = next((i for i, a in enumerate(answers) if a not in ("sat", "unsat")), len(answers))
+        reason = f"the bracket script answered {answers[bad] if bad < len(answers) else 'too few answers'!r}"
+    elif answers[0] == "sat":
+        out.update(status="unknown", reason="the level split is not exhaustive (f leaves [f(lo), f(hi)]): "
+                                            "encoding error")
+        return finish()
+    else:
+        pending = [lv for lv, a in zip(levels[1:], answers[1:]) if a == "sat"]
+        for rnd in range(rounds + 1):
+            if not pending:
+                return finish()
+            artefacts = []
+            for part in pending:
+                t0 = time.perf_counter()
+                xv = _bracket_model(layer, c, bound, timeout_ms, part, p)
+                solve[0] += time.perf_counter() - t0
+                if xv is None:
+                    reason = f"output levels {part[0]}..{part[-1]}: no model from the bracket script"
+                    break
+                if abs(exact.fixed_output(A, B, s, xv, qmin, qmax) - exact.reference_output(layer, c, xv)) > bound:
+                    out.update(status="refuted", witness=xv)
+                    return finish()
+                artefacts += part
+            if reason is not None or rnd == rounds:
+                break
+            p += int(refine_bits)
+            out["refinements"] += 1
+            rtext, rlevels, _ = batchnorm_bracket_script(layer, c, bound, timeout_ms, None, group, p, artefacts)
+            answers = run(rtext)
+            out["checks"] += len(rlevels)
+            if len(answers) != len(rlevels) or any(a not in ("sat", "unsat") for a in answers):
+                reason = f"the refined bracket script ({p} bits) answered {answers[:1]!r}"
+                break
+            pending = [lv for lv, a in zip(rlevels, answers) if a == "sat"]
+        if reason is None:
+            lv = [v for part in pending for v in part]
+            reason = (f"{len(lv)} output levels ({lv[0]}..{lv[-1]}): sat, no real violation at the models, up to a "
+                      f"{p}-bit bracket")
+    res = _prove_split_api(layer, c, bound, timeout_ms, None, smt2_path)
+    res["encoding"] = "batchnorm-nia-api (bracket fallback)"
+    res["fallback_reason"] = reason
+    res["bracket_bits"] = p
+    res["refinements"] = out["refinements"]
+    res["checks"] += out["checks"]
+    res["seconds"] += solve[0]
+    res["build_seconds"] = time.perf_counter() - t_start - res["seconds"]
+    return res
 
 
 _CTX = None
 
 
-def _eval_script(text):
-    """Run an SMT-LIB2 script in this process's scratch z3 context (reset first); the check-sat answers."""
+def _eval_raw(text):
+    """Run an SMT-LIB2 script in this process's scratch z3 context (reset first); z3's output, None on any error."""
     global _CTX
     z3 = z3mod()
     if _CTX is None:
@@ -241,8 +459,14 @@ def _eval_script(text):
         out = "(error " + str(e)[:200]
     if "(error" in out:
         _CTX = None                             # options and spent resources outlive (reset): start afresh
-        return ["error", out[:200]]
-    return out.split()
+        return None, out[:200]
+    return out, None
+
+
+def _eval_script(text):
+    """Run an SMT-LIB2 script in this process's scratch z3 context (reset first); the check-sat answers."""
+    out, err = _eval_raw(text)
+    return ["error", err] if out is None else out.split()
 
 
 def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=None, fast=True):
@@ -251,7 +475,11 @@ def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_p
     Affine channels (fast=True, no rlimit) run :func:`affine_level_script` in one z3 call; anything but unsat for
     every check (sat, unknown, an error) is re-derived with the Python API (one incremental solver, one check per
     level), which gives the witness or the reason.
-    Batchnorm channels always use the API (QF_NIA, squares)."""
+    Batchnorm channels (fast=True, no rlimit) run :func:`prove_batchnorm_bracket` (QF_LIA script, the square
+    root bracketed by exact rationals; the exact QF_NIA API path as fallback).  With rlimit, or fast=False, both
+    forms use the API (one incremental solver, the rlimit's per-solver semantics)."""
+    if fast and layer.source["form"] != "affine" and not rlimit:
+        return prove_batchnorm_bracket(layer, c, bound, timeout_ms, smt2_path)
     if fast and layer.source["form"] == "affine" and not rlimit:      # rlimit: the API's per-solver semantics
         t_build = time.perf_counter()
         text, levels = affine_level_script(layer, c, bound, timeout_ms, rlimit)
@@ -298,7 +526,7 @@ def _prove_split_api(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path
                      + blocks)
     solver = make_solver(common, logic, timeout_ms, rlimit)
     t0 = time.perf_counter()
-    out = {"status": "proved", "logic": logic, "checks": len(parts)}
+    out = {"status": "proved", "logic": logic, "checks": len(parts), "encoding": "level-split-api"}
     for v, extra in parts:
         solver.push()
         solver.add(*extra)
