@@ -371,3 +371,58 @@ def test_short_rows_beyond_the_table_limit(isa):
         xb.reshape(-1)[x.size - 40] = 101
         _, bad = raw(layer, xb, axis)
         assert bad == x.size - 40
+
+
+def _fixed_layer(multiplier, bias, shift, in_range, out_range, tin, tout):
+    """A layer given by its integers (the outputs are compared with the int64 formula, not a real map)."""
+    c = len(multiplier)
+    source = {"form": "affine", "a": np.zeros(c), "b": np.zeros(c)}
+    return FixedPointBN(np.array(multiplier, np.int64), np.array(bias, np.int64), np.array(shift, np.int64),
+                        np.array([in_range] * c, np.int64), out_range, "half_up", source, tout, tin)
+
+
+def _active_inputs(layer, shape, axis, rng):
+    """int32 inputs of the layer's full range: half uniform, half where the output is not clamped (both ends
+    of the range included)."""
+    full = np.iinfo(np.int32)
+    x = rng.integers(full.min, full.max, shape, dtype=np.int64, endpoint=True)
+    bshape = [1] * len(shape)
+    bshape[axis % len(shape)] = -1
+    A, B, s = (v.astype(np.float64).reshape(bshape) for v in (layer.multiplier, layer.bias, layer.shift))
+    qmin, qmax = layer.out_range
+    y = rng.uniform(qmin - 2, qmax + 3, shape)                   # a target output, then the x that gives it
+    active = np.clip(np.round((y * 2.0 ** s - B) / A), full.min, full.max).astype(np.int64)
+    x = np.where(rng.random(shape) < 0.5, x, active + rng.integers(-2, 3, shape))
+    x = np.clip(x, full.min, full.max)
+    x.reshape(-1)[:2] = (full.min, full.max)
+    return x.astype(np.int32)
+
+
+@pytest.mark.parametrize("tout,out_range", [("int8", (-128, 127)), ("int8", (-100, 90)), ("uint8", (0, 255)),
+                                            ("int16", (-32768, 32767)), ("int16", (-5, 3000))])
+def test_widen_regimes(isa, tout, out_range):
+    """The 64-bit-accumulator bodies per channel regime: shifts < 32 rescaled to 32 ((A*2^k, B*2^k, 32) when A*2^k
+    fits int32 and the accumulator int64), shifts > 32 (a 32-bit shift after the high dword), shifts < 32 that cannot
+    be rescaled (the 64-bit shift path), negative multipliers, s = 0; with the saturating narrowing store (the
+    output range is the whole int8 / int16 range) and the min/max clamp; rows (NCHW) and periodic tables (NHWC)."""
+    rng = np.random.default_rng(21)
+    full = (-(1 << 31), (1 << 31) - 1)
+    mixed = ([3000, (1 << 20) + 1, 1 << 28, 1000, -5000, 1, 77, -(1 << 14)],          # rows: every regime
+             [-(1 << 40), 12345, 1 << 47, 3, 1 << 40, -7, 5 << 20, 1 << 30],
+             [20, 40, 20, 5, 31, 0, 24, 33])
+    rescalable = ([3000, (1 << 20) + 1, -5000, 70000, 1, -3, 1 << 17, 9],             # all high after rescaling
+                  [1 << 30, -(1 << 33), 5, -(1 << 40), 1 << 20, 0, 99, -1],
+                  [20, 40, 31, 26, 1, 2, 30, 32])
+    for A, B, s in (mixed, rescalable):
+        layer = _fixed_layer(A, B, s, full, out_range, "int32", tout)
+        assert np.all(layer.accumulator_bits <= 64) and np.all(np.abs(layer.multiplier) < 2 ** 31)
+        for shape, axis in (((2, 8, 1023), 1), ((3, 8, 65), 1), ((130, 8), -1), ((2, 33, 8), -1)):
+            x = _active_inputs(layer, shape, axis, rng)
+            want = expected(layer, x, axis)
+            inside = (want > out_range[0]) & (want < out_range[1])
+            assert inside.mean() > 0.25, inside.mean()                                # not just the clamps
+            y, bad = raw(layer, x, axis, acc32=False)
+            assert bad == -1 and np.array_equal(y, want), (isa, tout, out_range, shape)
+            # a bias off by 2^s moves every output that is not clamped: caught on this path too
+            y, _ = raw(layer, x, axis, acc32=False, bias=layer.bias + (np.int64(1) << layer.shift))
+            assert not np.array_equal(y, want)

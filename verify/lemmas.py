@@ -179,6 +179,40 @@ def product_width(in_dtype, w, wrong=False):
     return claims, {"A": A, "x": x}                                 # one query per c
 
 
+def rescale_to_high(in_dtype, w, wrong=False):
+    """Claim: for s in [1, w/2 - 1] and k = w/2 - s, if E * 2^k does not overflow w bits, then
+    (E * 2^k) >> (w/2) == E >> s.  The kernel (widen_to_high, w = 64) replaces (A, B, s < 32) by (A*2^k, B*2^k, 32)
+    when A*2^k fits int32 and (A*x + B)*2^k fits int64 at both ends of [lo, hi] (range_bound: then everywhere);
+    by product_width the new products are exact, so the new accumulator is E*2^k and this lemma gives the same
+    output.  wrong: k one too large (the shift by w/2 then divides by 2^(s - 1))."""
+    z3 = z3mod()
+    E, s = z3.BitVec("E", w), z3.BitVec("s", w)
+    half = w // 2
+    k = z3.BitVecVal(half, w) - s + (1 if wrong else 0)
+    scaled = E << k
+    pre = z3.And(z3.UGE(s, 1), z3.ULE(s, half - 1), (scaled >> k) == E)
+    return z3.Implies(pre, (scaled >> half) == (E >> s)), {"E": E, "s": s}
+
+
+def saturating_store(in_dtype, w, wrong=False):
+    """Claim: where [qmin, qmax] is a signed 8/16-bit output type's whole range, the widen bodies' saturating
+    narrowing (vpmovsdb / vpmovsdw: values above the type's maximum become the maximum, below its minimum the
+    minimum) stores the same bits as the min/max clamp followed by the truncating narrowing (vpmovdb / vpmovdw).
+    wrong: the unsigned saturation (vpmovusdb, which reads the lanes as unsigned) for a uint8 range [0, 255]."""
+    z3 = z3mod()
+    h = z3.BitVec("h", 32)
+    claims = []
+    for bits in (8, 16):
+        lo, hi = (0, (1 << bits) - 1) if wrong else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        if wrong:
+            sat = z3.If(z3.UGT(h, hi), z3.BitVecVal(hi, 32), h)                    # unsigned saturation
+        else:
+            sat = z3.If(h > hi, z3.BitVecVal(hi, 32), z3.If(h < lo, z3.BitVecVal(lo, 32), h))
+        clamp = _clamp(z3, h, z3.BitVecVal(lo, 32), z3.BitVecVal(hi, 32))
+        claims.append(z3.Extract(bits - 1, 0, sat) == z3.Extract(bits - 1, 0, clamp))
+    return z3.And(*claims), {"h": h}
+
+
 LEMMAS = {
     "multiply_add_truncates": (multiply_add_truncates, "QF_BV"),
     "fits_sign_extends": (fits_sign_extends, "QF_BV"),
@@ -189,6 +223,8 @@ LEMMAS = {
     "clamp_cast": (clamp_cast, "QF_BV"),
     "range_bound": (range_bound, "QF_NIA"),
     "product_width": (product_width, "QF_NIA"),
+    "rescale_to_high": (rescale_to_high, "QF_BV"),
+    "saturating_store": (saturating_store, "QF_BV"),
 }
 
 
@@ -354,12 +390,15 @@ def _widen(in_dtype, wrong, rows, high):
     Ae, Ao = z3.Extract(31, 0, Me), z3.Extract(31, 0, Mo)           # Coef = int32
     x32 = lambda v: _ext(z3, v, 32, signed)  # noqa: E731          # load16: cvtepi8/cvtepu8/cvtepi16_epi32 or load
     v = z3.Concat(x32(xo), x32(xe))                                 # int32 lanes 2k (low) and 2k+1 (high)
+    # the odd elements reach vpmuldq's low dword by vpshufd CDAB (a rotation by 32 in each qword) on the high paths,
+    # by srli_epi64(., 32) on the low paths
+    odd = (lambda t: z3.RotateLeft(t, 32)) if high else (lambda t: z3.LShR(t, 32))  # noqa: E731
     if rows:
         av = z3.SignExt(32, Ae)                                     # _mm512_set1_epi64(A[c]): int32 -> int64
         av_odd = z3.LShR(av, 32) if bad == "odd_lane_shifted_a" else av
     else:
         av = z3.Concat(Ao, Ae)                                      # _mm512_loadu_si512(A + e): int32 entries
-        av_odd = z3.LShR(av, 32)
+        av_odd = odd(av)
     # Two claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
     # (1) the vpmuldq product is the exact integer A*x, computed on W = max(64, c + bits) bits with c the multiplier's
     #     width: a c-bit times a bits-bit product is exact on c + bits bits (``product_width``, QF_NIA), so no wider
@@ -372,7 +411,7 @@ def _widen(in_dtype, wrong, rows, high):
     claims = []
     shr = z3.LShR if bad == "logical_shift" else (lambda a, c: a >> c)
     lq, hq = z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax)       # _mm512_set1_epi32((int32_t)qmin)
-    lanes = (("even", v, av, Me, xe, Be, se), ("odd", z3.LShR(v, 32), av_odd, Mo, xo, Bo, so))  # srli_epi64(v, 32)
+    lanes = (("even", v, av, Me, xe, Be, se), ("odd", odd(v), av_odd, Mo, xo, Bo, so))
     for lane, vl, al, M, x, B, s in lanes:
         prod = _mul_epi32(z3, vl, al, bad)                          # vpmuldq
         W = max(64, (32 if fitcheck else 64) + bits)                # the exact product's width (product_width)
@@ -382,14 +421,16 @@ def _widen(in_dtype, wrong, rows, high):
         variables[f"P_{lane}"] = P
         p = P + B                                                   # vpaddq (mod 2^64)
         if high:
-            h = z3.Extract(63, 32, p)                               # blend(srli_epi64(pe, 32), po): high dwords
+            h = z3.Extract(63, 32, p)                               # mask_shuffle(po, 0x5555, pe, CDAB): high dwords
             cnt = s - 32                                            # rows: _mm_cvtsi64_si128(s - 32) (64-bit count)
             if rows:                                                # vpsrad: counts > 31 fill with the sign
                 c32 = z3.If(z3.UGT(cnt, 31), z3.BitVecVal(31, 32), z3.Extract(31, 0, cnt))
             else:                                                   # s32 = (int32)(s - 32); vpsravd: same rule
                 c32 = z3.Extract(31, 0, cnt)
                 c32 = z3.If(z3.UGT(c32, 31), z3.BitVecVal(31, 32), c32)
-            y = _clamp(z3, shr(h, c32), lq, hq)                     # 32-bit clamp; the lane is stored narrowed
+            # rows skip vpsrad when s == 32 (a shift by 0); 32-bit clamp, or the saturating narrowing store where
+            # [qmin, qmax] is the output type's range (the same bits: ``saturating_store``)
+            y = _clamp(z3, shr(h, c32), lq, hq)
         else:
             q = _clamp(z3, shr(p, z3.If(z3.UGT(s, 63), z3.BitVecVal(63, 64), s)), qmin, qmax)  # vpsraq/vpsravq
             y = z3.Extract(31, 0, q)                                # blend(pe, slli_epi64(po, 32)): low dwords

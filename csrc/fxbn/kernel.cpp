@@ -439,10 +439,40 @@ FXBN_TARGET_V4 FXBN_INLINE void store16(Out* p, __m512i v) {
   }
 }
 
+// Clamp 16 int32 lanes to [qmin, qmax] and store them narrowed.  Sat: [qmin, qmax] is exactly Out's range (int8 or
+// int16), so the signed saturating narrowing (vpmovsdb / vpmovsdw) is that clamp and the min/max are dropped.
+template <class Out, bool Sat>
+FXBN_TARGET_V4 FXBN_INLINE void clamp_store16(Out* p, __m512i v, __m512i qmin32, __m512i qmax32) {
+  if constexpr (Sat) {
+    static_assert(std::is_signed<Out>::value && sizeof(Out) < 4, "saturating narrowing: int8 or int16 outputs");
+    (void)qmin32;
+    (void)qmax32;
+    if constexpr (sizeof(Out) == 1) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtsepi32_epi8(v));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtsepi32_epi16(v));
+    }
+  } else {
+    store16(p, _mm512_min_epi32(_mm512_max_epi32(v, qmin32), qmax32));
+  }
+}
+
+// Whether clamp_store16<Out, true> may be used: [qmin, qmax] is a signed 8/16-bit Out's whole range.
+template <class Out>
+bool saturating_store(int64_t qmin, int64_t qmax) {
+  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+    return qmin == std::numeric_limits<Out>::min() && qmax == std::numeric_limits<Out>::max();
+  } else {
+    (void)qmin;
+    (void)qmax;
+    return false;
+  }
+}
+
 // The 64-bit accumulator with a 32-bit multiplier: two 32x32->64 multiplies (vpmuldq, one uop each, where the
 // compiler would sign-extend and use the 3-uop vpmullq) for the even and odd lanes of 16 inputs.  With s >= 32 the
 // floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes.
-template <class In, class Out, bool Check>
+template <class In, class Out, bool Check, bool Sat>
 FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
@@ -475,13 +505,15 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
           mn = _mm512_min_epi32(mn, v);
           mx = _mm512_max_epi32(mx, v);
         }
+        // vpshufd swaps the dwords of each qword: vpmuldq then reads the odd elements (shuffles run on port 5,
+        // the multiplies and shifts on port 0)
         const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), bv);
-        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), av), bv);
-        // high halves in lane order: even products' high dword moved down, odd products' high dword in place
-        __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
-        h = _mm512_sra_epi32(h, cnt);
-        h = _mm512_min_epi32(_mm512_max_epi32(h, qmin32), qmax32);
-        store16(y + i, h);
+        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CDAB), av), bv);
+        // high halves in lane order: odd products' high dwords in place, even products' swapped down into the
+        // even lanes by a masked vpshufd
+        __m512i h = _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
+        if (s > 32) h = _mm512_sra_epi32(h, cnt);
+        clamp_store16<Out, Sat>(y + i, h, qmin32, qmax32);
       }
     } else {
       const __m128i cnt = _mm_cvtsi64_si128(s);
@@ -512,7 +544,7 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 // the high dwords are floor(P / 2^32), then per-lane 32-bit shifts and clamps; otherwise per-lane 64-bit shifts and
 // clamps.  Tables: a and lo/hi per entry; b (and s when !High) split per 16-entry block into even then odd entries;
 // s32 = s - 32 per entry when High.
-template <class In, class Out, bool Check, bool High>
+template <class In, class Out, bool Check, bool High, bool Sat = false>
 FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
@@ -541,15 +573,17 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
       }
       const __m512i av = _mm512_loadu_si512(A + e);
       __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), _mm512_loadu_si512(Bs + e));
-      __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(av, 32)),
-                                    _mm512_loadu_si512(Bs + e + 8));
       if constexpr (High) {
-        // high halves in lane order: even products' high dword moved down, odd products' high dword in place
-        __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+        // as widen_rows: vpshufd puts the odd elements (and the odd entries of A) where vpmuldq reads
+        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CDAB),
+                                                             _mm512_shuffle_epi32(av, _MM_PERM_CDAB)),
+                                            _mm512_loadu_si512(Bs + e + 8));
+        __m512i h = _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
         h = _mm512_srav_epi32(h, _mm512_loadu_si512(S + e));
-        h = _mm512_min_epi32(_mm512_max_epi32(h, qmin32), qmax32);
-        store16(y + i, h);
+        clamp_store16<Out, Sat>(y + i, h, qmin32, qmax32);
       } else {
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(av, 32)),
+                                      _mm512_loadu_si512(Bs + e + 8));
         pe = _mm512_srav_epi64(pe, _mm512_loadu_si512(Ss + e));
         po = _mm512_srav_epi64(po, _mm512_loadu_si512(Ss + e + 8));
         pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
@@ -631,13 +665,18 @@ FXBN_TARGET_VBMI bool dp_periodic(const Job& j, int64_t begin, int64_t end) {
 // Per-row kernel for this ISA: the table lookup (8-bit -> 8-bit, VBMI), the vpmuldq body (widen, AVX-512), or the
 // compiler-vectorized ByRow.
 template <Mul M, class In, class Out>
-ChunkFn pick_rows(Isa isa, bool check) {
+ChunkFn pick_rows(Isa isa, bool check, bool sat) {
 #if FXBN_X86_DISPATCH
   if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
     if (isa == Isa::vbmi) return &lut_rows<M, In, Out>;
   }
   if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
-    if (isa == Isa::v4 || isa == Isa::vbmi) return check ? &widen_rows<In, Out, true> : &widen_rows<In, Out, false>;
+    if (isa == Isa::v4 || isa == Isa::vbmi) {
+      if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+        if (sat) return check ? &widen_rows<In, Out, true, true> : &widen_rows<In, Out, false, true>;
+      }
+      return check ? &widen_rows<In, Out, true, false> : &widen_rows<In, Out, false, false>;
+    }
   }
 #endif
   return check ? pick<ByRow<M, In, Out, true>>(isa) : pick<ByRow<M, In, Out, false>>(isa);
@@ -765,6 +804,25 @@ int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, c
   return -1;
 }
 
+// (A*2^k*x + B*2^k) >> (s + k) == (A*x + B) >> s (floor of the same rational).  With k = 32 - s the widen bodies
+// take their high-dword path (one 32-bit shift and clamp per 16 lanes instead of two 64-bit ones) -- when A*2^k
+// still fits int32 and (A*x + B)*2^k, at both ends of [lo, hi] (it is affine in x), and B*2^k fit int64.
+// Otherwise the parameters are left as they are.
+inline void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int64_t lo, int64_t hi) {
+  if (s >= 32 || s < 1) return;  // s = 0 would need k = 32: A * 2^32 fits int32 only for A = 0
+  const int k = static_cast<int>(32 - s);
+  const int64_t lim_a = int64_t{1} << (31 - k);
+  if (a >= lim_a || a <= -lim_a) return;
+  const __int128 lim = static_cast<__int128>(1) << (63 - k);
+  const __int128 ends[3] = {static_cast<__int128>(a) * lo + b, static_cast<__int128>(a) * hi + b, b};
+  for (const __int128 v : ends) {
+    if (v >= lim || v < -lim) return;
+  }
+  a = static_cast<int32_t>(static_cast<int64_t>(a) * (int64_t{1} << k));
+  b = static_cast<int64_t>(static_cast<__int128>(b) * (static_cast<__int128>(1) << k));
+  s = 32;
+}
+
 template <Mul M, class In, class Out>
 int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
                     int threads) {
@@ -779,12 +837,18 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   std::vector<Coef> a(static_cast<size_t>(n));
   std::vector<Acc> b(a.size()), s(a.size());
   std::vector<In> lo(a.size()), hi(a.size());
+  const Isa isa = current_isa();
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
   for (int64_t c = 0, e = 0; c < channels; ++c) {
-    const Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
-    const Acc bc = static_cast<Acc>(p.bias[c]);
-    const Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+    Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
+    Acc bc = static_cast<Acc>(p.bias[c]);
+    Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+#if FXBN_X86_DISPATCH
+    if constexpr (M == Mul::widen) {
+      if (isa == Isa::v4 || isa == Isa::vbmi) widen_to_high(ac, bc, sc, p.lo[c], p.hi[c]);
+    }
+#endif
     const In loc = static_cast<In>(p.lo[c]);  // in_range lies within In (checked by the caller)
     const In hic = static_cast<In>(p.hi[c]);
     for (int64_t i = 0; i < per; ++i, ++e) {
@@ -804,8 +868,8 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     std::copy_n(hi.begin(), base, hi.begin() + e);
   }
   Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
-  const Isa isa = current_isa();
-  ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check)
+  const bool sat = saturating_store<Out>(p.qmin, p.qmax);
+  ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
                     : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
 #if FXBN_X86_DISPATCH
   std::vector<int32_t> s32;
@@ -825,6 +889,9 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
         for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
         j.s32 = s32.data();
         fn = check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
+        if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+          if (sat) fn = check ? &widen_periodic<In, Out, true, true, true> : &widen_periodic<In, Out, false, true, true>;
+        }
       } else {
         split(s);
         fn = check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
