@@ -73,10 +73,6 @@ def _tflite_params(layer):
             "offset": offset}
 
 
-def _sat32(v):
-    return np.clip(v, _I32_MIN, _I32_MAX)
-
-
 def _srdhm(a, b):
     """SaturatingRoundingDoublingHighMul on int64 arrays holding int32 values (a is consumed: overwritten)."""
     overflow = (a == _I32_MIN) & (b == _I32_MIN) if np.any(np.asarray(b) == _I32_MIN) else None
@@ -242,31 +238,35 @@ def _apply_channels(scheme, layer, params, x, channels, tiles=None):
     x = x.reshape(-1)
     tiles = {} if tiles is None else tiles
 
-    def col(key, v, per_channel=True):
-        """v (per layer channel, or per column when not per_channel) tiled to the flattened block."""
+    def col(key, per_column):
+        """One value per column of the block, tiled to the flattened block (cached under key)."""
         if key not in tiles or len(tiles[key]) < m * k:
-            tiles[key] = np.tile(np.asarray(v, np.int64 if not per_channel else None)[channels if per_channel
-                                                                                      else slice(None)], m)
+            tiles[key] = np.tile(np.asarray(per_column), m)
         return tiles[key][:m * k]
 
+    if scheme == "separate_scales":
+        p = None
+    else:
+        p = {name: col(name, np.asarray(v)[channels]) for name, v in params.items()}
     if scheme in ("fxbn",) or scheme.startswith("fixed_bits_"):
-        y = x * col("A", params["A"])
-        y += col("B", params["B"])
-        y >>= col("s", params["s"])
+        y = x * p["A"]
+        y += p["B"]
+        y >>= p["s"]
         y = np.clip(y, qmin, qmax, out=y)
     elif scheme in ("tflite_double", "tflite_single"):
-        p = {name: col(name, v) for name, v in params.items()}
         y = (_tflite_double if scheme == "tflite_double" else _tflite_single)(p, x, qmin, qmax)
     elif scheme == "pytorch_fp32":
-        p = {name: col(name, v) for name, v in params.items()}
         y = _pytorch(p, x, qmin, qmax)
     else:
-        rows = [params["rows"][c] for c in channels]
-        # a channel is "wide" when A*x + B might leave int64 (|x| < 2^32): exact object arithmetic for it alone
-        wide = np.array([max(abs(ia), 1).bit_length() + 33 > 62 or abs(ib).bit_length() > 61
-                         for ia, ib, _ in rows], bool)
-        ia, ib, sh = (col(name, [r[j] if not w else 0 for r, w in zip(rows, wide)], per_channel=False)
-                      for j, name in enumerate("abm"))
+        if "rows" not in tiles:                                    # per column, once per peer_apply call
+            rows = [params["rows"][c] for c in channels]
+            # "wide": A*x + B might leave int64 (|x| < 2^32): exact object arithmetic for that channel alone
+            wide = np.array([max(abs(ia), 1).bit_length() + 33 > 62 or abs(ib).bit_length() > 61
+                             for ia, ib, _ in rows], bool)
+            narrow = [np.array([r[j] if not w else 0 for r, w in zip(rows, wide)], np.int64) for j in range(3)]
+            tiles["rows"] = (rows, wide, narrow)
+        rows, wide, narrow = tiles["rows"]
+        ia, ib, sh = (col(name, v) for name, v in zip("abm", narrow))
         y = np.clip(_round_pow2(x * ia + ib, sh, layer.rounding), qmin, qmax).reshape(m, k)
         for i in np.flatnonzero(wide):
             a_i, b_i, m_i = rows[i]
