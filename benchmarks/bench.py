@@ -10,7 +10,7 @@ row are sampled round robin, so that their ratios compare runs made under the sa
 Rows (per shape, layout and thread count):
   fxbn        FixedPointBN.apply(x, axis, out=y, threads=t) (preallocated output, as np.copyto)
   fxbn_alloc  FixedPointBN.apply(x, axis, threads=t)         (allocates its output, as torch does)
-  fxbn_kernel _core.apply_kernel on the same arrays             (the kernel without the Python API layer)
+  fxbn_kernel _core.Kernel(...).run on the same arrays          (the kernel without the Python API layer)
   torch       torch.ops.quantized.batch_norm2d on the same uint8 bytes (quint8, NCHW and channels_last),
               torch.set_num_threads(t); skipped with a note when torch is absent
   np_float    x.astype(float32) -> *= a -> += b -> rint -> clip -> astype(out)  (NumPy, one thread)
@@ -340,12 +340,12 @@ def kernel_cases(shapes, threads_list, repeats, use_torch, log):
                     fns = {}
                     fns["fxbn"] = lambda t=t: layer.apply(x, axis=axis, out=y, threads=t)
                     fns["fxbn_alloc"] = lambda t=t: layer.apply(x, axis=axis, threads=t)
-                    s3 = layer._shape3(x, axis)[2]
-                    x3, y3 = x.reshape(s3), y.reshape(s3)
+                    outer, _, inner = layer._shape3(x, axis)[2]
                     acc32 = bool(np.all(layer.accumulator_bits <= 32))
-                    fns["fxbn_kernel"] = lambda t=t: _core.apply_kernel(  # the kernel alone, no Python API layer
-                        x3, y3, layer.multiplier, layer.bias, layer._shift32, layer._lo, layer._hi,
-                        layer.out_range[0], layer.out_range[1], acc32, t)
+                    kernel = _core.Kernel(layer.multiplier, layer.bias, layer._shift32, layer._lo, layer._hi,
+                                          layer.out_range[0], layer.out_range[1], acc32)
+                    fns["fxbn_kernel"] = lambda t=t, k=kernel: k.run(  # the kernel alone, no Python API layer
+                        x, y, outer, inner, t)
                     dst = np.empty_like(x)
                     fns["copy"] = copy_fn(x, dst, t)
                     extra = {}

@@ -168,46 +168,71 @@ cdef int _get_buffer(object arr, Py_buffer* view, int flags, int64_t nbytes, str
     return 0
 
 
-def apply_kernel(x, y, const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
-                 const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, bint acc32,
-                 int threads):
-    """x, y: C-contiguous arrays of shape (outer, channels, inner).  Returns -1 or the flat index of the first
-    input outside its channel's range.  The GIL is released while the kernel runs."""
-    cdef Py_ssize_t in_size, out_size
-    cdef DType tin = _dtype_of(x, &in_size)
-    cdef DType tout = _dtype_of(y, &out_size)
+cdef class Kernel:
+    """A layer's kernel parameters, validated once (multiplier, bias, lo, hi int64; shift int32; one entry per
+    channel).  run() then only takes the two buffers.  The arrays are kept referenced, not copied: they must not be
+    changed while the Kernel is in use."""
+    cdef KernelParams p
+    cdef readonly int64_t channels
+    cdef object arrays
+
+    def __cinit__(self, const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
+                  const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, bint acc32):
+        self.channels = multiplier.shape[0]
+        if bias.shape[0] != self.channels or shift.shape[0] != self.channels or lo.shape[0] != self.channels \
+                or hi.shape[0] != self.channels:
+            raise ValueError(f"parameter arrays differ in length from the {self.channels} multipliers")
+        self.arrays = (multiplier, bias, shift, lo, hi)
+        self.p.qmin = qmin
+        self.p.qmax = qmax
+        self.p.acc32 = acc32
+        if self.channels == 0:  # run() has nothing to do
+            return
+        self.p.multiplier = &multiplier[0]
+        self.p.bias = &bias[0]
+        self.p.shift = &shift[0]
+        self.p.lo = &lo[0]
+        self.p.hi = &hi[0]
+
+    def run(self, x, y, int64_t outer, int64_t inner, int threads):
+        """x, y: C-contiguous arrays of outer * channels * inner elements (any shape).  Returns -1 or the flat
+        index of the first input outside its channel's range.  The GIL is released while the kernel runs."""
+        cdef Py_ssize_t in_size, out_size
+        cdef DType tin = _dtype_of(x, &in_size)
+        cdef DType tout = _dtype_of(y, &out_size)
+        if outer < 0 or inner < 0:
+            raise ValueError(f"negative outer ({outer}) or inner ({inner}) size")
+        cdef int64_t count = outer * self.channels * inner
+        if count == 0:
+            return -1
+        cdef int64_t bad
+        cdef Py_buffer xb, yb
+        _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
+        try:
+            _get_buffer(y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, count * out_size, "y")
+            try:
+                with nogil:
+                    bad = apply(tin, xb.buf, tout, yb.buf, outer, self.channels, inner, self.p, threads)
+            finally:
+                PyBuffer_Release(&yb)
+        finally:
+            PyBuffer_Release(&xb)
+        return bad
+
+
+def apply_kernel(x, y, multiplier, bias, shift, lo, hi, int64_t qmin, int64_t qmax, bint acc32, int threads):
+    """x, y: C-contiguous arrays of shape (outer, channels, inner); the parameter arrays as for Kernel (their first
+    `channels` entries are used).  Returns -1 or the flat index of the first input outside its channel's range."""
     shape = x.shape
-    cdef int64_t outer = shape[0], channels = shape[1], inner = shape[2]
     if y.shape != shape:
         raise ValueError(f"y has shape {y.shape}, x has {shape}")
+    cdef int64_t channels = shape[1]
     if multiplier.shape[0] < channels or bias.shape[0] < channels or shift.shape[0] < channels \
             or lo.shape[0] < channels or hi.shape[0] < channels:
         raise ValueError(f"parameter arrays are shorter than the {channels} channels")
-    cdef int64_t count = outer * channels * inner
-    if count == 0:
-        return -1
-    cdef KernelParams p
-    p.multiplier = &multiplier[0]
-    p.bias = &bias[0]
-    p.shift = &shift[0]
-    p.lo = &lo[0]
-    p.hi = &hi[0]
-    p.qmin = qmin
-    p.qmax = qmax
-    p.acc32 = acc32
-    cdef int64_t bad
-    cdef Py_buffer xb, yb
-    _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
-    try:
-        _get_buffer(y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, count * out_size, "y")
-        try:
-            with nogil:
-                bad = apply(tin, xb.buf, tout, yb.buf, outer, channels, inner, p, threads)
-        finally:
-            PyBuffer_Release(&yb)
-    finally:
-        PyBuffer_Release(&xb)
-    return bad
+    kernel = Kernel(multiplier[:channels], bias[:channels], shift[:channels], lo[:channels], hi[:channels], qmin,
+                    qmax, acc32)
+    return kernel.run(x, y, shape[0], shape[2], threads)
 
 
 def check_range(x, const int64_t[::1] lo, const int64_t[::1] hi):

@@ -9,7 +9,6 @@
 True
 """
 from fractions import Fraction
-import math
 
 import numpy as np
 
@@ -318,6 +317,7 @@ class FixedPointBN:
         self._hi = np.ascontiguousarray(self.in_range[:, 1])
         self._shift32 = self.shift.astype(np.int32)
         self._acc32 = bool(np.all(self.accumulator_bits <= 32))
+        self._kernel = self._kernel_for = None  # built on first use (_run_kernel)
         self._breakpoints = {}
         self._covers_cache = {}
 
@@ -360,16 +360,22 @@ class FixedPointBN:
         if x.dtype not in _IN_DTYPE_SET:
             raise ValueError(f"x has dtype {x.dtype}; expected one of {', '.join(IN_DTYPES)} "
                              "(integer inputs; convert explicitly)")
-        if x.ndim == 0:
+        shape = x.shape
+        ndim = len(shape)
+        if ndim == 0:
             raise ValueError("x must have a channel axis")
-        if not -x.ndim <= axis < x.ndim:
-            raise ValueError(f"axis {axis} is out of bounds for x with {x.ndim} dimensions")
-        axis %= x.ndim
-        if x.shape[axis] != self.channels:
-            raise ValueError(f"x has {x.shape[axis]} entries on axis {axis}, the layer has {self.channels} channels")
-        outer = math.prod(x.shape[:axis])
-        inner = math.prod(x.shape[axis + 1:])
-        return x, axis, (outer, self.channels, inner)
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"axis {axis} is out of bounds for x with {ndim} dimensions")
+        axis %= ndim
+        channels = len(self.multiplier)
+        if shape[axis] != channels:
+            raise ValueError(f"x has {shape[axis]} entries on axis {axis}, the layer has {channels} channels")
+        outer = inner = 1
+        for d in shape[:axis]:
+            outer *= d
+        for d in shape[axis + 1:]:
+            inner *= d
+        return x, axis, (outer, channels, inner)
 
     def _covers(self, dtype):
         """True when every channel's in_range contains every value of dtype (no input can be out of range)."""
@@ -377,6 +383,20 @@ class FixedPointBN:
             info = np.iinfo(dtype)
             self._covers_cache[dtype] = bool(np.all(self._lo <= info.min) and np.all(self._hi >= info.max))
         return self._covers_cache[dtype]
+
+    def _run_kernel(self, x, y, outer, inner, threads):
+        # the parameters are bound once per (multiplier, bias) object pair: a layer whose arrays were replaced gets
+        # a new binding; in-place changes are seen anyway (the binding refers to the arrays)
+        if self._kernel is None or self._kernel_for[0] is not self.multiplier or self._kernel_for[1] is not self.bias:
+            self._kernel = _core.Kernel(self.multiplier, self.bias, self._shift32, self._lo, self._hi,
+                                        *self.out_range, self._acc32)
+            self._kernel_for = (self.multiplier, self.bias)
+        return self._kernel.run(x, y, outer, inner, 0 if threads is None else int(threads))
+
+    def __getstate__(self):  # copies and pickles rebind the kernel on first use
+        state = self.__dict__.copy()
+        state["_kernel"] = state["_kernel_for"] = None
+        return state
 
     def _range_error(self, x, axis, flat):
         idx = np.unravel_index(flat, x.shape)
@@ -403,9 +423,8 @@ class FixedPointBN:
         ValueError
             An input outside its channel's in_range (first offending index and value), or a bad shape/dtype.
         """
-        x, axis, shape3 = self._shape3(x, axis)
+        x, axis, (outer, _, inner) = self._shape3(x, axis)
         xc = np.ascontiguousarray(x)
-        x3 = xc.reshape(shape3)
         if out is None:
             y = np.empty(x.shape, self.out_dtype)
         else:
@@ -415,13 +434,11 @@ class FixedPointBN:
             # out is left untouched on error: check first (a read-only pass), unless every value of x's dtype is
             # inside every channel's range; without out= the kernel checks in the same pass
             if not self._covers(x.dtype):
-                bad = _core.check_range(x3, self._lo, self._hi)
+                bad = _core.check_range(xc.reshape(outer, self.channels, inner), self._lo, self._hi)
                 if bad >= 0:
                     raise self._range_error(xc, axis, bad)
             y = out
-        bad = _core.apply_kernel(x3, y.reshape(shape3), self.multiplier, self.bias, self._shift32, self._lo,
-                                 self._hi, self.out_range[0], self.out_range[1], self._acc32,
-                                 0 if threads is None else int(threads))
+        bad = self._run_kernel(xc, y, outer, inner, threads)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)
         return y

@@ -191,6 +191,26 @@ def test_bad_apply_arguments(layer3):
         layer3.apply(np.zeros((1, 3), np.int8), out=np.zeros((1, 3), np.int16))
 
 
+def test_kernel_binding_follows_the_layer_arrays(layer3):
+    """apply binds the parameters once (fxbn._core.Kernel); a layer whose multiplier or bias array was replaced
+    after a call, and copies and pickles of a layer that has run, use their own current arrays."""
+    import copy
+    import pickle
+
+    x = np.arange(-128, 127, dtype=np.int8)[:252].reshape(-1, 3)
+    y = layer3.apply(x)
+    for clone in (copy.deepcopy(layer3), pickle.loads(pickle.dumps(layer3)), copy.copy(layer3)):
+        assert np.array_equal(clone.apply(x), y)
+    changed = copy.copy(layer3)
+    changed.bias = changed.bias + (np.int64(1) << changed.shift)   # every unclamped output one level up
+    moved = changed.apply(x)
+    assert not np.array_equal(moved, y)
+    assert np.all(moved >= y)
+    assert np.array_equal(layer3.apply(x), y)                         # the original keeps its own binding
+    changed.multiplier = -changed.multiplier
+    assert not np.array_equal(changed.apply(x), moved)
+
+
 # ---------------------------------------------------------------- persistence
 @pytest.mark.parametrize("ext", [".json", ".npz"])
 def test_save_load_round_trip(tmp_path, layer3, ext):

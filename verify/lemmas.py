@@ -213,6 +213,48 @@ def saturating_store(in_dtype, w, wrong=False):
     return z3.And(*claims), {"h": h}
 
 
+def pack_narrow(in_dtype, w, wrong=False):
+    """Claim: pack_store64's narrowing of an int32 lane h to an 8-bit output -- vpackssdw (signed saturation to int16),
+    then vpacksswb (int8: signed saturation to int8) or vpackuswb (uint8: int16 saturated to [0, 255]), then a byte
+    min/max to [qmin, qmax] (compared as Out; dropped for int8 when [qmin, qmax] is int8's whole range) -- stores the
+    low byte of clamp(h, qmin, qmax), for every h and every qmin <= qmax within Out's range.  (The packs interleave
+    the elements of four vectors per 128-bit lane and one vpermd restores their order: data layout, checked by the
+    kernel path tests.)  wrong: uint8 packed with the signed vpacksswb."""
+    z3 = z3mod()
+    h = z3.BitVec("h", 32)
+    variables = {"h": h}
+
+    def sat(v, lo, hi, bits):                                       # signed saturation of v to [lo, hi], bits wide
+        return z3.If(v > hi, z3.BitVecVal(hi, bits), z3.If(v < lo, z3.BitVecVal(lo, bits),
+                                                           z3.Extract(bits - 1, 0, v)))
+
+    w16 = sat(h, -(1 << 15), (1 << 15) - 1, 16)                     # vpackssdw
+    claims = []
+    for out, sat_store in (("int8", True), ("int8", False), ("uint8", False)):
+        if sat_store:
+            qmin, qmax = z3.BitVecVal(-128, 32), z3.BitVecVal(127, 32)
+            pre = []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            lo, hi = (-128, 127) if out == "int8" else (0, 255)
+            pre = [qmin <= qmax, qmin >= lo, qmax <= hi]
+        if out == "int8" or wrong:
+            b = sat(w16, -128, 127, 8)                              # vpacksswb
+        else:
+            b = sat(w16, 0, 255, 8)                                 # vpackuswb: int16 in, [0, 255] out
+        if not sat_store:                                           # vpmaxsb/vpminsb or vpmaxub/vpminub
+            bl, bh = z3.Extract(7, 0, qmin), z3.Extract(7, 0, qmax)
+            if out == "int8":
+                b = z3.If(b > bl, b, bl)
+                b = z3.If(b < bh, b, bh)
+            else:
+                b = z3.If(z3.UGT(b, bl), b, bl)
+                b = z3.If(z3.ULT(b, bh), b, bh)
+        claims.append(z3.Implies(z3.And(*pre), b == z3.Extract(7, 0, _clamp(z3, h, qmin, qmax))))
+    return z3.And(*claims), variables
+
+
 LEMMAS = {
     "multiply_add_truncates": (multiply_add_truncates, "QF_BV"),
     "fits_sign_extends": (fits_sign_extends, "QF_BV"),
@@ -225,6 +267,7 @@ LEMMAS = {
     "product_width": (product_width, "QF_NIA"),
     "rescale_to_high": (rescale_to_high, "QF_BV"),
     "saturating_store": (saturating_store, "QF_BV"),
+    "pack_narrow": (pack_narrow, "QF_BV"),
 }
 
 
@@ -239,10 +282,11 @@ LEMMAS = {
 
 SIMD_WRONG = {
     "lut_rows": ("bias128", "blend_swapped"),
-    "widen_rows_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "qminmax_not_int32"),
+    "widen_rows_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "qminmax_not_int32",
+                        "odd_load_not_offset"),
     "widen_rows_low": ("zero_extend", "missing_fit_check", "odd_lane_shifted_a"),
-    "widen_periodic_high": ("logical_shift", "missing_s_ge_32", "zero_extend"),
-    "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift"),
+    "widen_periodic_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "odd_a_from_even_table"),
+    "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift", "odd_a_from_even_table"),
     "dp_periodic": ("zero_extend", "missing_a16_check", "unmasked_a"),
 }
 
@@ -390,15 +434,20 @@ def _widen(in_dtype, wrong, rows, high):
     Ae, Ao = z3.Extract(31, 0, Me), z3.Extract(31, 0, Mo)           # Coef = int32
     x32 = lambda v: _ext(z3, v, 32, signed)  # noqa: E731          # load16: cvtepi8/cvtepu8/cvtepi16_epi32 or load
     v = z3.Concat(x32(xo), x32(xe))                                 # int32 lanes 2k (low) and 2k+1 (high)
-    # the odd elements reach vpmuldq's low dword by vpshufd CDAB (a rotation by 32 in each qword) on the high paths,
-    # by srli_epi64(., 32) on the low paths
-    odd = (lambda t: z3.RotateLeft(t, 32)) if high else (lambda t: z3.LShR(t, 32))  # noqa: E731
+    # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
+    # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
+    if rows and high:
+        x_next = z3.BitVec("x_next", bits)
+        variables["x_next"] = x_next
+        vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next), x32(xo))
+    else:
+        vo = z3.LShR(v, 32)
     if rows:
         av = z3.SignExt(32, Ae)                                     # _mm512_set1_epi64(A[c]): int32 -> int64
         av_odd = z3.LShR(av, 32) if bad == "odd_lane_shifted_a" else av
-    else:
-        av = z3.Concat(Ao, Ae)                                      # _mm512_loadu_si512(A + e): int32 entries
-        av_odd = odd(av)
+    else:                                                           # the int64 table of sign-extended A, split per
+        av = z3.SignExt(32, Ae)                                     # 16 entries into even then odd entries: two
+        av_odd = av if bad == "odd_a_from_even_table" else z3.SignExt(32, Ao)  # aligned loads
     # Two claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
     # (1) the vpmuldq product is the exact integer A*x, computed on W = max(64, c + bits) bits with c the multiplier's
     #     width: a c-bit times a bits-bit product is exact on c + bits bits (``product_width``, QF_NIA), so no wider
@@ -411,7 +460,7 @@ def _widen(in_dtype, wrong, rows, high):
     claims = []
     shr = z3.LShR if bad == "logical_shift" else (lambda a, c: a >> c)
     lq, hq = z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax)       # _mm512_set1_epi32((int32_t)qmin)
-    lanes = (("even", v, av, Me, xe, Be, se), ("odd", odd(v), av_odd, Mo, xo, Bo, so))
+    lanes = (("even", v, av, Me, xe, Be, se), ("odd", vo, av_odd, Mo, xo, Bo, so))
     for lane, vl, al, M, x, B, s in lanes:
         prod = _mul_epi32(z3, vl, al, bad)                          # vpmuldq
         W = max(64, (32 if fitcheck else 64) + bits)                # the exact product's width (product_width)
@@ -421,7 +470,7 @@ def _widen(in_dtype, wrong, rows, high):
         variables[f"P_{lane}"] = P
         p = P + B                                                   # vpaddq (mod 2^64)
         if high:
-            h = z3.Extract(63, 32, p)                               # mask_shuffle(po, 0x5555, pe, CDAB): high dwords
+            h = z3.Extract(63, 32, p)                               # high_dwords: mask_shuffle(po, 0x5555, pe, CDAB)
             cnt = s - 32                                            # rows: _mm_cvtsi64_si128(s - 32) (64-bit count)
             if rows:                                                # vpsrad: counts > 31 fill with the sign
                 c32 = z3.If(z3.UGT(cnt, 31), z3.BitVecVal(31, 32), z3.Extract(31, 0, cnt))
@@ -429,7 +478,8 @@ def _widen(in_dtype, wrong, rows, high):
                 c32 = z3.Extract(31, 0, cnt)
                 c32 = z3.If(z3.UGT(c32, 31), z3.BitVecVal(31, 32), c32)
             # rows skip vpsrad when s == 32 (a shift by 0); 32-bit clamp, or the saturating narrowing store where
-            # [qmin, qmax] is the output type's range (the same bits: ``saturating_store``)
+            # [qmin, qmax] is the output type's range (the same bits: ``saturating_store``), or for 8-bit outputs
+            # the packs of pack_store64 (the same bits: ``pack_narrow``)
             y = _clamp(z3, shr(h, c32), lq, hq)
         else:
             q = _clamp(z3, shr(p, z3.If(z3.UGT(s, 63), z3.BitVecVal(63, 64), s)), qmin, qmax)  # vpsraq/vpsravq
@@ -441,10 +491,12 @@ def _widen(in_dtype, wrong, rows, high):
 
 def widen_rows_high(in_dtype, w=64, wrong=False):
     """widen_rows with s >= 32 (AVX-512 v4/vbmi, 64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, by-row):
-    P = vpmuldq(x, A) + B per even/odd lane, the high dwords gathered by a blend, vpsrad by s - 32, 32-bit clamp:
-    (acc >> s) == ((acc >> 32) >> (s - 32)) for s in [32, 63] (the tables hold min(shift, 63)), clamp after.
+    P = vpmuldq(x, A) + B per even/odd lane (the odd elements from the load at x + 1), the high dwords gathered by a
+    masked vpshufd, vpsrad by s - 32, 32-bit clamp: (acc >> s) == ((acc >> 32) >> (s - 32)) for s in [32, 63] (the
+    tables hold min(shift, 63)), clamp after.
     Wrong: ``logical_shift`` (vpsrld), ``missing_s_ge_32`` (the trick for s < 32: count s - 32 wraps, vpsrad fills
-    with the sign), ``zero_extend`` (vpmuludq), ``qminmax_not_int32`` (the 32-bit clamp without sizeof(Out) <= 4)."""
+    with the sign), ``zero_extend`` (vpmuludq), ``qminmax_not_int32`` (the 32-bit clamp without sizeof(Out) <= 4),
+    ``odd_load_not_offset`` (the odd product from the same load as the even one)."""
     return _widen(in_dtype, wrong, rows=True, high=True)
 
 
@@ -458,14 +510,15 @@ def widen_rows_low(in_dtype, w=64, wrong=False):
 
 def widen_periodic_high(in_dtype, w=64, wrong=False):
     """widen_periodic<High=true> (v4/vbmi, widen, sizeof(Out) <= 4, periodic tables with period % 64 == 0, every
-    s >= 32): per-entry A (odd entries via srli_epi64(av, 32)), B split even/odd, vpsravd by s32 = s - 32, 32-bit
-    clamp.  Wrong: ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    s >= 32): A (sign-extended to int64) and B split even/odd per 16 entries, odd inputs by srli_epi64(v, 32), vpsravd
+    by s32 = s - 32, 32-bit clamp.  Wrong: ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
+    ``odd_a_from_even_table`` (the odd product with the even entries of A)."""
     return _widen(in_dtype, wrong, rows=False, high=True)
 
 
 def widen_periodic_low(in_dtype, w=64, wrong=False):
     """widen_periodic<High=false> (same, some s < 32): vpmuldq + vpaddq, vpsravq by per-entry s, 64-bit clamp, low
-    dwords.  Wrong: ``zero_extend``, ``missing_fit_check``, ``logical_shift`` (vpsrlvq)."""
+    dwords.  Wrong: ``zero_extend``, ``missing_fit_check``, ``logical_shift`` (vpsrlvq), ``odd_a_from_even_table``."""
     return _widen(in_dtype, wrong, rows=False, high=False)
 
 
@@ -522,7 +575,7 @@ def _signed(v, signed=True):
     return val
 
 
-INPUT_VARIABLES = ("x", "x_even", "x_odd")   # the input value(s) x, reported with In's signedness
+INPUT_VARIABLES = ("x", "x_even", "x_odd", "x_next")   # the input value(s) x, reported with In's signedness
 
 
 def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, smt2_path=None):

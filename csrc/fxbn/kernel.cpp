@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -154,6 +155,24 @@ FXBN_INLINE typename MulTypes<M>::Acc fixed_point(In v, typename MulTypes<M>::Co
   return lo > qmax ? qmax : lo;
 }
 
+// Tables of per-channel or per-entry parameters, 64-byte aligned: the AVX-512 bodies load whole vectors of them at
+// offsets that are multiples of 16 entries, which then never split a cache line.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+template <class T>
+using Table = std::vector<T, Aligned64<T>>;
+
 // Everything one call needs, type-erased so that one function-pointer type serves every instantiation.
 struct Job {
   const void* x;
@@ -167,6 +186,7 @@ struct Job {
   const void* hi;           // In[]
   int64_t qmin, qmax;
   const void* s32 = nullptr;  // widen_periodic: int32 shift - 32 per entry (b is then stored even/odd split)
+  int64_t total = 0;          // elements in the tensor (widen_rows reads one element past a block, never past it)
 };
 
 using ChunkFn = bool (*)(const Job&, int64_t, int64_t);
@@ -457,6 +477,30 @@ FXBN_TARGET_V4 FXBN_INLINE void clamp_store16(Out* p, __m512i v, __m512i qmin32,
   }
 }
 
+// 64 int32 lanes (h0 holds elements 0-15, h1 16-31, ...) clamped to [qmin, qmax] and stored as 8-bit Out: vpackssdw
+// and vpacksswb / vpackuswb saturate to int16 and then to Out's range (a clamp to Out's range, as a clamp to a
+// wider range followed by one to a narrower is), vpermd restores the element order the 128-bit-lane packs
+// interleave, and a byte min/max (dropped when Sat) narrows to [qmin, qmax].  4 shuffle uops per 64 outputs where
+// four vpmovsdb take 8.
+template <class Out, bool Sat>
+FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m512i h2, __m512i h3, __m512i qmin8,
+                                             __m512i qmax8) {
+  static_assert(sizeof(Out) == 1, "8-bit outputs");
+  // after the packs, dword 4L + k of the vector holds elements 4L..4L+3 of h_k (L: the 128-bit lane)
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i w01 = _mm512_packs_epi32(h0, h1), w23 = _mm512_packs_epi32(h2, h3);
+  __m512i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w01, w23));
+    if constexpr (!Sat) v = _mm512_min_epi8(_mm512_max_epi8(v, qmin8), qmax8);
+  } else {
+    static_assert(!Sat, "saturating store: signed outputs");
+    v = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
+    v = _mm512_min_epu8(_mm512_max_epu8(v, qmin8), qmax8);
+  }
+  _mm512_storeu_si512(p, v);
+}
+
 // Whether clamp_store16<Out, true> may be used: [qmin, qmax] is a signed 8/16-bit Out's whole range.
 template <class Out>
 bool saturating_store(int64_t qmin, int64_t qmax) {
@@ -469,9 +513,22 @@ bool saturating_store(int64_t qmin, int64_t qmax) {
   }
 }
 
+// High dwords floor(P / 2^32) of P = A*x + B for 16 inputs: vpmuldq (32x32->64, reading the low dword of each
+// qword) on the even elements v and on the odd ones vo, vpaddq, then a masked vpshufd swaps the even products' high
+// dwords down into the even lanes.  vo holds the odd elements in its low dwords: vpsrlq(v, 32) (port 0, where vpshufd
+// would add to the shuffles on port 5), or in widen_rows a second, unaligned load one element further on (the load
+// ports have room: 8% faster than vpsrlq there, none in widen_periodic, which loads five table vectors).
+FXBN_TARGET_V4 FXBN_INLINE __m512i high_dwords(__m512i v, __m512i vo, __m512i a_even, __m512i a_odd, __m512i b_even,
+                                               __m512i b_odd) {
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, a_even), b_even);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(vo, a_odd), b_odd);
+  return _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
+}
+
 // The 64-bit accumulator with a 32-bit multiplier: two 32x32->64 multiplies (vpmuldq, one uop each, where the
 // compiler would sign-extend and use the 3-uop vpmullq) for the even and odd lanes of 16 inputs.  With s >= 32 the
-// floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes.
+// floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes, and
+// 8-bit outputs are packed 64 at a time (pack_store64).
 template <class In, class Out, bool Check, bool Sat>
 FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
@@ -483,6 +540,8 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const HI = static_cast<const In*>(j.hi);
   const __m512i qmin32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmin));
   const __m512i qmax32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmax));
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(j.qmin));
+  const __m512i qmax8 = _mm512_set1_epi8(static_cast<char>(j.qmax));
   const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
   for (int64_t pos = begin; pos < end;) {
     const int64_t r = pos / j.inner;
@@ -499,22 +558,24 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     int64_t i = 0;
     if (s >= 32) {
       const __m128i cnt = _mm_cvtsi64_si128(s - 32);
-      for (; i + 16 <= n; i += 16) {
-        const __m512i v = load16(x + i);
+      // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to ByRow
+      const int64_t lim = std::min(n, j.total - pos - 1);
+      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+        const __m512i v = load16(x + k);
         if constexpr (Check) {
           mn = _mm512_min_epi32(mn, v);
           mx = _mm512_max_epi32(mx, v);
         }
-        // vpshufd swaps the dwords of each qword: vpmuldq then reads the odd elements (shuffles run on port 5,
-        // the multiplies and shifts on port 0)
-        const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), bv);
-        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CDAB), av), bv);
-        // high halves in lane order: odd products' high dwords in place, even products' swapped down into the
-        // even lanes by a masked vpshufd
-        __m512i h = _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
-        if (s > 32) h = _mm512_sra_epi32(h, cnt);
-        clamp_store16<Out, Sat>(y + i, h, qmin32, qmax32);
+        const __m512i h = high_dwords(v, load16(x + k + 1), av, av, bv, bv);
+        return s > 32 ? _mm512_sra_epi32(h, cnt) : h;
+      };
+      if constexpr (sizeof(Out) == 1) {
+        for (; i + 64 <= lim; i += 64) {
+          const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
+          pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
+        }
       }
+      for (; i + 16 <= lim; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
     } else {
       const __m128i cnt = _mm_cvtsi64_si128(s);
       for (; i + 16 <= n; i += 16) {
@@ -542,13 +603,14 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 // Periodic tables (channel-last layouts) with the 64-bit accumulator and a 32-bit multiplier: vpmuldq on even and
 // odd lanes (one uop each, where the compiler sign-extends and uses the 3-uop vpmullq).  High (every shift >= 32):
 // the high dwords are floor(P / 2^32), then per-lane 32-bit shifts and clamps; otherwise per-lane 64-bit shifts and
-// clamps.  Tables: a and lo/hi per entry; b (and s when !High) split per 16-entry block into even then odd entries;
-// s32 = s - 32 per entry when High.
+// clamps.  Tables (64-byte aligned): lo/hi per entry; a (as int64), b and (when !High) s split per 16-entry block into
+// even then odd entries, so that each vpmuldq operand is one aligned load; s32 = s - 32 per entry when High.  The
+// odd inputs come from vpsrlq, as in widen_rows.
 template <class In, class Out, bool Check, bool High, bool Sat = false>
 FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
-  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const As = static_cast<const int64_t*>(j.a);
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);
   const int64_t* const Ss = static_cast<const int64_t*>(j.s);
   const int32_t* const S = static_cast<const int32_t*>(j.s32);
@@ -556,6 +618,7 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   const In* const HI = static_cast<const In*>(j.hi);
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(qmin)), qmax8 = _mm512_set1_epi8(static_cast<char>(qmax));
   const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
   for (int64_t pos = begin; pos < end;) {
     const int64_t r = pos / j.period;
@@ -565,27 +628,37 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
     Out* y = ys + pos;
     __mmask16 bad = 0;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-      const int64_t e = off + i;
-      const __m512i v = load16(x + i);
-      if constexpr (Check) {
-        bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+    if constexpr (High) {
+      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+        const int64_t e = off + k;
+        const __m512i v = load16(x + k);
+        if constexpr (Check) {
+          bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+        }
+        const __m512i h = high_dwords(v, _mm512_srli_epi64(v, 32), _mm512_load_si512(As + e),
+                                      _mm512_load_si512(As + e + 8), _mm512_load_si512(Bs + e),
+                                      _mm512_load_si512(Bs + e + 8));
+        return _mm512_srav_epi32(h, _mm512_load_si512(S + e));
+      };
+      if constexpr (sizeof(Out) == 1) {
+        for (; i + 64 <= n; i += 64) {
+          const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
+          pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
+        }
       }
-      const __m512i av = _mm512_loadu_si512(A + e);
-      __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, av), _mm512_loadu_si512(Bs + e));
-      if constexpr (High) {
-        // as widen_rows: vpshufd puts the odd elements (and the odd entries of A) where vpmuldq reads
-        const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CDAB),
-                                                             _mm512_shuffle_epi32(av, _MM_PERM_CDAB)),
-                                            _mm512_loadu_si512(Bs + e + 8));
-        __m512i h = _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
-        h = _mm512_srav_epi32(h, _mm512_loadu_si512(S + e));
-        clamp_store16<Out, Sat>(y + i, h, qmin32, qmax32);
-      } else {
-        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(av, 32)),
-                                      _mm512_loadu_si512(Bs + e + 8));
-        pe = _mm512_srav_epi64(pe, _mm512_loadu_si512(Ss + e));
-        po = _mm512_srav_epi64(po, _mm512_loadu_si512(Ss + e + 8));
+      for (; i + 16 <= n; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+    } else {
+      for (; i + 16 <= n; i += 16) {
+        const int64_t e = off + i;
+        const __m512i v = load16(x + i);
+        if constexpr (Check) {
+          bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+        }
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, _mm512_load_si512(As + e)), _mm512_load_si512(Bs + e));
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_load_si512(As + e + 8)),
+                                      _mm512_load_si512(Bs + e + 8));
+        pe = _mm512_srav_epi64(pe, _mm512_load_si512(Ss + e));
+        po = _mm512_srav_epi64(po, _mm512_load_si512(Ss + e + 8));
         pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
         po = _mm512_min_epi64(_mm512_max_epi64(po, qmin64), qmax64);
         store16(y + i, _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
@@ -597,7 +670,7 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
       const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
       const In v = x[i];
       if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
-      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[e]) * static_cast<int64_t>(v));
+      const uint64_t prod = static_cast<uint64_t>(As[bi] * static_cast<int64_t>(v));
       const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
       if constexpr (High) {
         const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
@@ -834,9 +907,9 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const bool rows = use_rows(channels, inner);
   const int64_t n = rows ? channels : period_of(channels, inner);
   const int64_t per = rows ? 1 : inner;  // table entry e belongs to channel (e / per) % channels
-  std::vector<Coef> a(static_cast<size_t>(n));
-  std::vector<Acc> b(a.size()), s(a.size());
-  std::vector<In> lo(a.size()), hi(a.size());
+  Table<Coef> a(static_cast<size_t>(n));
+  Table<Acc> b(a.size()), s(a.size());
+  Table<In> lo(a.size()), hi(a.size());
   const Isa isa = current_isa();
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
@@ -868,15 +941,17 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     std::copy_n(hi.begin(), base, hi.begin() + e);
   }
   Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
+  j.total = outer * channels * inner;
   const bool sat = saturating_store<Out>(p.qmin, p.qmax);
   ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
                     : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
 #if FXBN_X86_DISPATCH
-  std::vector<int32_t> s32;
+  Table<int32_t> s32;
+  Table<int64_t> a64;
   if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
     if (!rows && (isa == Isa::v4 || isa == Isa::vbmi) && n % 64 == 0) {
       const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
-      const auto split = [](std::vector<Acc>& t) {  // per 16-entry block: even entries first, then odd ones
+      const auto split = [](Table<int64_t>& t) {  // per 16-entry block: even entries first, then odd ones
         for (size_t blk = 0; blk < t.size(); blk += 16) {
           Acc tmp[16];
           for (size_t k = 0; k < 16; ++k) tmp[(k & 1 ? 8 : 0) + (k >> 1)] = t[blk + k];
@@ -884,13 +959,18 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
         }
       };
       split(b);
+      a64.assign(a.begin(), a.end());  // sign-extended: vpmuldq reads the low dword of each qword
+      split(a64);
+      j.a = a64.data();
       if (high) {
         s32.resize(s.size());
         for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
         j.s32 = s32.data();
         fn = check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
         if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
-          if (sat) fn = check ? &widen_periodic<In, Out, true, true, true> : &widen_periodic<In, Out, false, true, true>;
+          if (sat) {
+            fn = check ? &widen_periodic<In, Out, true, true, true> : &widen_periodic<In, Out, false, true, true>;
+          }
         }
       } else {
         split(s);
