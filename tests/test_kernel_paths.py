@@ -426,3 +426,61 @@ def test_widen_regimes(isa, tout, out_range):
             # a bias off by 2^s moves every output that is not clamped: caught on this path too
             y, _ = raw(layer, x, axis, acc32=False, bias=layer.bias + (np.int64(1) << layer.shift))
             assert not np.array_equal(y, want)
+
+
+GUARD_SCRIPT = r"""
+import ctypes, mmap, sys
+import numpy as np
+import fxbn
+from fxbn import _core
+
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+PAGE = mmap.PAGESIZE
+keep = []
+
+
+def guarded(shape, dtype):
+    # an array whose last byte is the last byte before a PROT_NONE page: any read or write past it faults
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = (nbytes + PAGE - 1) // PAGE + 1
+    m = mmap.mmap(-1, pages * PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    assert libc.mprotect(base + (pages - 1) * PAGE, PAGE, 0) == 0
+    keep.append(m)
+    return np.frombuffer(m, dtype, int(np.prod(shape)), (pages - 1) * PAGE - nbytes).reshape(shape)
+
+
+rng = np.random.default_rng(5)
+layers = [fxbn.from_affine(10.0 ** rng.uniform(-4, -2, 8), rng.uniform(-50, 50, 8), in_dtype="int32")]
+for tin, tout in (("int8", "int8"), ("uint8", "uint8"), ("int16", "int16"), ("int8", "int16")):
+    layers.append(fxbn.from_batchnorm(rng.uniform(0.5, 2, 8), rng.uniform(-1, 1, 8), rng.uniform(-1, 1, 8),
+                                      rng.uniform(0.5, 2, 8), 1e-5, in_scale=0.02, out_scale=0.05,
+                                      in_dtype=tin, out_dtype=tout))
+shapes = [((2, 8, 64), 1), ((1, 8, 48), 1), ((3, 8, 1024), 1), ((64, 8), -1), ((100, 8), -1), ((8, 8, 8), -1)]
+runs = 0
+for isa in sys.argv[1:]:
+    _core.kernel_isa(isa)
+    for layer in layers:
+        info = np.iinfo(layer.in_dtype)
+        lo, hi = max(info.min, -(1 << 20)), min(info.max, 1 << 20)
+        for shape, axis in shapes:
+            x = guarded(shape, layer.in_dtype)
+            x[...] = rng.integers(lo, hi + 1, shape)
+            y = guarded(shape, layer.out_dtype)
+            layer.apply(x, axis=axis, out=y, threads=1)
+            assert np.array_equal(y, layer.apply(np.array(x), axis=axis)), (isa, layer.in_dtype, shape)
+            runs += 1
+print("ok", runs)
+"""
+
+
+def test_no_access_past_the_arrays():
+    """Inputs and outputs that end right before an inaccessible page, on every ISA body, 8/16/32-bit inputs, rows
+    whose length is a multiple of 16 and 64 (the SIMD blocks end exactly at the end of the tensor) and periodic
+    tables: a read or write past either array is a segfault of the child process, not a silent pass."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, *ISAS], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])

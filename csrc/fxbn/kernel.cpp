@@ -321,6 +321,18 @@ struct CheckPeriodic {
   }
 };
 
+// Whether the AVX-512 bodies' saturating narrowing (clamp_store16<Out, true>) may be used: [qmin, qmax] is a signed 8/16-bit Out's whole range.
+template <class Out>
+bool saturating_store(int64_t qmin, int64_t qmax) {
+  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+    return qmin == std::numeric_limits<Out>::min() && qmax == std::numeric_limits<Out>::max();
+  } else {
+    (void)qmin;
+    (void)qmax;
+    return false;
+  }
+}
+
 // The three compiled bodies of each loop.
 template <class K>
 bool body_baseline(const Job& j, int64_t begin, int64_t end) {
@@ -499,18 +511,6 @@ FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m
     v = _mm512_min_epu8(_mm512_max_epu8(v, qmin8), qmax8);
   }
   _mm512_storeu_si512(p, v);
-}
-
-// Whether clamp_store16<Out, true> may be used: [qmin, qmax] is a signed 8/16-bit Out's whole range.
-template <class Out>
-bool saturating_store(int64_t qmin, int64_t qmax) {
-  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
-    return qmin == std::numeric_limits<Out>::min() && qmax == std::numeric_limits<Out>::max();
-  } else {
-    (void)qmin;
-    (void)qmax;
-    return false;
-  }
 }
 
 // High dwords floor(P / 2^32) of P = A*x + B for 16 inputs: vpmuldq (32x32->64, reading the low dword of each
@@ -751,6 +751,8 @@ ChunkFn pick_rows(Isa isa, bool check, bool sat) {
       return check ? &widen_rows<In, Out, true, false> : &widen_rows<In, Out, false, false>;
     }
   }
+#else
+  (void)sat;
 #endif
   return check ? pick<ByRow<M, In, Out, true>>(isa) : pick<ByRow<M, In, Out, false>>(isa);
 }
