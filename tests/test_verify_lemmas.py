@@ -106,10 +106,20 @@ def _s64(v):
 
 
 def test_widen_int32_zero_extend_counterexample_is_a_wrong_product():
-    """vpmuludq (zero-extended dwords) on the reported int32 operands is not the exact product A*x."""
+    """vpmuludq (zero-extended dwords) on the reported operands (A and the dword X vpmuldq reads, x * 2^xk) is not
+    the exact product A*X."""
     c = lemmas.prove("widen_rows_low", "int32", 64, wrong="zero_extend")["counterexample"]
     assert -(1 << 31) <= c["A"] < (1 << 31)
-    assert any(_s64((c["A"] & 0xFFFFFFFF) * (c[x] & 0xFFFFFFFF)) != c["A"] * c[x] for x in ("x_even", "x_odd")), c
+    assert any(_s64((c["A"] & 0xFFFFFFFF) * (c[x] & 0xFFFFFFFF)) != c["A"] * c[x] for x in ("X_even", "X_odd")), c
+
+
+@pytest.mark.parametrize("name", ["widen_rows_high", "widen_periodic_high", "widen_periodic_low"])
+def test_input_shift_past_headroom_counterexample_overflows(name):
+    """Scaling int16 inputs by 2^17 (one past the kernel's limit): the reported x * 2^xk leaves int32."""
+    c = lemmas.prove(name, "int16", 64, wrong="input_shift_past_headroom")["counterexample"]
+    pairs = [("x_even", "xk" if "xk" in c else "xk_even"), ("x_odd", "xk" if "xk" in c else "xk_odd")]
+    assert any(not -(1 << 31) <= c[x] * 2 ** c[k] < (1 << 31) for x, k in pairs), c
+    assert max(c[k] for _, k in pairs) == 17, c
 
 
 def test_simd_lemmas_registered_for_the_cli():
@@ -166,4 +176,4 @@ def test_simd_multi_claim_smt2_replays(tmp_path, in_dtype):
     assert lemmas.prove("widen_rows_low", in_dtype, 64, smt2_path=str(path))["status"] == "proved"
     ctx = z3.Context()                                 # keep a reference: a temporary context is freed mid-call
     res = z3.Z3_eval_smtlib2_string(ctx.ref(), path.read_text()).split()
-    assert res == ["unsat"] * 4, res
+    assert res == ["unsat"] * 6, res              # per lane: the dword read, the product, the stage

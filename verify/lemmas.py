@@ -182,8 +182,10 @@ def product_width(in_dtype, w, wrong=False):
 def rescale_to_high(in_dtype, w, wrong=False):
     """Claim: for s in [1, w/2 - 1] and k = w/2 - s, if E * 2^k does not overflow w bits, then
     (E * 2^k) >> (w/2) == E >> s.  The kernel (widen_to_high, w = 64) replaces (A, B, s < 32) by (A*2^k, B*2^k, 32)
-    when A*2^k fits int32 and (A*x + B)*2^k fits int64 at both ends of [lo, hi] (range_bound: then everywhere);
-    by product_width the new products are exact, so the new accumulator is E*2^k and this lemma gives the same
+    when A*2^k fits int32, or else, for 8/16-bit inputs in widen_rows/widen_periodic, keeps A and scales the input:
+    (A, x*2^k, B*2^k, 32) when x*2^k fits int32 for every x of the input type -- in both cases when (A*x + B)*2^k
+    fits int64 at both ends of [lo, hi] (range_bound: then everywhere).  By product_width and the SIMD lemmas' dword
+    claim the new products are exact, so the new accumulator is E*2^k either way and this lemma gives the same
     output.  wrong: k one too large (the shift by w/2 then divides by 2^(s - 1))."""
     z3 = z3mod()
     E, s = z3.BitVec("E", w), z3.BitVec("s", w)
@@ -283,10 +285,12 @@ LEMMAS = {
 SIMD_WRONG = {
     "lut_rows": ("bias128", "blend_swapped"),
     "widen_rows_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "qminmax_not_int32",
-                        "odd_load_not_offset"),
+                        "odd_load_not_offset", "input_shift_past_headroom"),
     "widen_rows_low": ("zero_extend", "missing_fit_check", "odd_lane_shifted_a"),
-    "widen_periodic_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "odd_a_from_even_table"),
-    "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift", "odd_a_from_even_table"),
+    "widen_periodic_high": ("logical_shift", "missing_s_ge_32", "zero_extend", "odd_a_from_even_table",
+                            "input_shift_past_headroom"),
+    "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift", "odd_a_from_even_table",
+                           "input_shift_past_headroom"),
     "dp_periodic": ("zero_extend", "missing_a16_check", "unmasked_a"),
 }
 
@@ -432,14 +436,29 @@ def _widen(in_dtype, wrong, rows, high):
     for s in {se, so} if not rows else (se,):                       # s = min(shift, 63); high: s >= 32 (checked)
         pre += [z3.UGE(s, s_lo), z3.ULE(s, 63)]
     Ae, Ao = z3.Extract(31, 0, Me), z3.Extract(31, 0, Mo)           # Coef = int32
-    x32 = lambda v: _ext(z3, v, 32, signed)  # noqa: E731          # load16: cvtepi8/cvtepu8/cvtepi16_epi32 or load
-    v = z3.Concat(x32(xo), x32(xe))                                 # int32 lanes 2k (low) and 2k+1 (high)
+    # widen_rows (s >= 32) and widen_periodic scale 8/16-bit inputs by 2^xk (vpsllvd; xk = 32 - s where A*2^xk
+    # would overflow int32, ``rescale_to_high`` holds for either scaling) with xk <= max_input_shift<In>: x*2^xk
+    # fits int32.  Int32 inputs are never scaled (limit 0); xk = 0 is the unscaled case.
+    limit = 32 - bits - (0 if signed else 1) if bits < 32 else 0
+    if bad == "input_shift_past_headroom":
+        limit += 1
+    if rows and not high:
+        ke = ko = z3.BitVecVal(0, 32)
+    elif rows:
+        ke = ko = z3.BitVec("xk", 32)
+        variables["xk"] = ke
+    else:
+        ke, ko = z3.BitVecs("xk_even xk_odd", 32)
+        variables.update({"xk_even": ke, "xk_odd": ko})
+    pre += [z3.ULE(ke, limit), z3.ULE(ko, limit)]
+    x32 = lambda v, k: _ext(z3, v, 32, signed) << k  # noqa: E731     # load16 (cvtepi8/cvtepu8/cvtepi16_epi32), vpsllvd
+    v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
     if rows and high:
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
-        vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next), x32(xo))
+        vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next, ko), x32(xo, ko))
     else:
         vo = z3.LShR(v, 32)
     if rows:
@@ -448,24 +467,33 @@ def _widen(in_dtype, wrong, rows, high):
     else:                                                           # the int64 table of sign-extended A, split per
         av = z3.SignExt(32, Ae)                                     # 16 entries into even then odd entries: two
         av_odd = av if bad == "odd_a_from_even_table" else z3.SignExt(32, Ao)  # aligned loads
-    # Two claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
-    # (1) the vpmuldq product is the exact integer A*x, computed on W = max(64, c + bits) bits with c the multiplier's
-    #     width: a c-bit times a bits-bit product is exact on c + bits bits (``product_width``, QF_NIA), so no wider
-    #     W is needed.  With no slack bits the claim is a word-level identity (which dwords vpmuldq reads and how it
-    #     extends them) that z3's rewriter decides; on 66 bits z3 had to re-derive the width fact by bit-blasting a
-    #     32x32 multiplier against a 66-bit one, 3-25 s for int32 inputs;
+    # Three claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
+    # (1a) the dword vpmuldq reads is exactly x * 2^xk (extensions and shifts only);
+    # (1b) for every such dword X, the vpmuldq product is the exact integer A*X, computed on W = max(64, c + 32) bits
+    #      with c the multiplier's width: exact there (``product_width``, QF_NIA), so no wider W is needed.  With no
+    #      slack bits the claim is a word-level identity (which dwords vpmuldq reads and how it extends them) that
+    #      z3's rewriter decides; on 66 bits z3 re-derived the width fact by bit-blasting a 32x32 multiplier against
+    #      a 66-bit one (3-25 s), and with the input shift inside the product claim it did not finish in 30 s;
     # (2) for every 64-bit product P, the vpaddq + shift + clamp + narrowing stage is clamp(floor((P + B) / 2^s)).
-    # (1) with P = the vpmuldq product, then (2), gives the lane's result == clamp(floor((A*x + B) / 2^s)) for every
-    # input: no case split, every variable ranges over its full width.
+    # (1a), (1b) with P = the vpmuldq product, then (2), give the lane's result == clamp(floor((A*x*2^xk + B) / 2^s))
+    # for every input: no case split, every variable over its full width (``rescale_to_high`` then relates the
+    # scaled parameters to the layer's).
     claims = []
     shr = z3.LShR if bad == "logical_shift" else (lambda a, c: a >> c)
     lq, hq = z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax)       # _mm512_set1_epi32((int32_t)qmin)
-    lanes = (("even", v, av, Me, xe, Be, se), ("odd", vo, av_odd, Mo, xo, Bo, so))
-    for lane, vl, al, M, x, B, s in lanes:
-        prod = _mul_epi32(z3, vl, al, bad)                          # vpmuldq
-        W = max(64, (32 if fitcheck else 64) + bits)                # the exact product's width (product_width)
-        exact = _ext(z3, M, W) * _ext(z3, x, W, signed)
-        claims.append(z3.Implies(z3.And(*pre), _ext(z3, prod, W) == exact))
+    lanes = (("even", v, av, Me, xe, Be, se, ke), ("odd", vo, av_odd, Mo, xo, Bo, so, ko))
+    for lane, vl, al, M, x, B, s, k in lanes:
+        # (1a) the dword vpmuldq reads from the lane is exactly x * 2^xk (load16's extension, vpsllvd, the odd-lane
+        #      load or shift): shifts and extensions only, no multiplier
+        X = z3.Extract(31, 0, vl)
+        claims.append(z3.Implies(z3.And(*pre), z3.SignExt(32, X) == _ext(z3, x, 64, signed) << z3.ZeroExt(32, k)))
+        # (1b) for every dword Xf in that place, vpmuldq gives the exact A * Xf (a 32-bit multiplier or, without the
+        #      fit check, a 64-bit one: exact on c + 32 bits, ``product_width``); with (1a), the exact A * x * 2^xk
+        Xf = z3.BitVec(f"X_{lane}", 32)
+        variables[f"X_{lane}"] = Xf
+        prod = _mul_epi32(z3, z3.Concat(z3.Extract(63, 32, vl), Xf), al, bad)  # vpmuldq
+        W = max(64, (32 if fitcheck else 64) + 32)
+        claims.append(z3.Implies(z3.And(*pre), _ext(z3, prod, W) == _ext(z3, M, W) * _ext(z3, Xf, W)))
         P = z3.BitVec(f"P_{lane}", 64)
         variables[f"P_{lane}"] = P
         p = P + B                                                   # vpaddq (mod 2^64)

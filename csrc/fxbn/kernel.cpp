@@ -187,7 +187,14 @@ struct Job {
   int64_t qmin, qmax;
   const void* s32 = nullptr;  // widen_periodic: int32 shift - 32 per entry (b is then stored even/odd split)
   int64_t total = 0;          // elements in the tensor (widen_rows reads one element past a block, never past it)
+  const void* xk = nullptr;   // widen bodies, 8/16-bit inputs: int32 input shift per channel (rows) or entry
 };
+
+// A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
+template <class In>
+FXBN_INLINE int64_t fixed_point_xk(In v, int32_t xk, int32_t a, int64_t b, int64_t s, int64_t qmin, int64_t qmax) {
+  return fixed_point<Mul::widen, int32_t>(static_cast<int32_t>(v) * (int32_t{1} << xk), a, b, s, qmin, qmax);
+}
 
 using ChunkFn = bool (*)(const Job&, int64_t, int64_t);
 
@@ -321,7 +328,8 @@ struct CheckPeriodic {
   }
 };
 
-// Whether the AVX-512 bodies' saturating narrowing (clamp_store16<Out, true>) may be used: [qmin, qmax] is a signed 8/16-bit Out's whole range.
+// Whether the AVX-512 bodies' saturating narrowing (clamp_store16<Out, true>) may be used: [qmin, qmax] is a signed
+// 8/16-bit Out's whole range.
 template <class Out>
 bool saturating_store(int64_t qmin, int64_t qmax) {
   if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
@@ -536,6 +544,7 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const int32_t* const A = static_cast<const int32_t*>(j.a);
   const int64_t* const B = static_cast<const int64_t*>(j.b);
   const int64_t* const S = static_cast<const int64_t*>(j.s);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const __m512i qmin32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmin));
@@ -553,20 +562,28 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     const __m512i av = _mm512_set1_epi64(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
     const __m512i bv = _mm512_set1_epi64(B[c]);
     const int64_t s = S[c];
+    const int32_t xk = XK[c];
     __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
     __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
     int64_t i = 0;
     if (s >= 32) {
       const __m128i cnt = _mm_cvtsi64_si128(s - 32);
-      // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to ByRow
+      const __m512i xkv = _mm512_set1_epi32(xk);
+      // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to the scalar tail
       const int64_t lim = std::min(n, j.total - pos - 1);
       const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
-        const __m512i v = load16(x + k);
+        __m512i v = load16(x + k);
         if constexpr (Check) {
           mn = _mm512_min_epi32(mn, v);
           mx = _mm512_max_epi32(mx, v);
         }
-        const __m512i h = high_dwords(v, load16(x + k + 1), av, av, bv, bv);
+        __m512i h;
+        if constexpr (sizeof(In) == 4) {
+          h = high_dwords(v, load16(x + k + 1), av, av, bv, bv);
+        } else {  // x * 2^xk (vpsllvd), then the odd elements by vpsrlq: a reload would need another widening
+          v = _mm512_sllv_epi32(v, xkv);
+          h = high_dwords(v, _mm512_srli_epi64(v, 32), av, av, bv, bv);
+        }
         return s > 32 ? _mm512_sra_epi32(h, cnt) : h;
       };
       if constexpr (sizeof(Out) == 1) {
@@ -593,7 +610,11 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     }
     bool bad = false;
     if constexpr (Check) bad = (_mm512_reduce_min_epi32(mn) < LO[c]) | (_mm512_reduce_max_epi32(mx) > HI[c]);
-    if (i < n) bad |= ByRow<Mul::widen, In, Out, Check>::run(j, pos + i, pos + n);  // tail (< 16 elements)
+    for (; i < n; ++i) {  // tail (< 16 elements; < 32 at the end of the tensor)
+      const In v = x[i];
+      if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
+      y[i] = static_cast<Out>(fixed_point_xk(v, xk, A[c], B[c], s, j.qmin, j.qmax));
+    }
     if (bad) return true;
     pos += n;
   }
@@ -614,6 +635,7 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);
   const int64_t* const Ss = static_cast<const int64_t*>(j.s);
   const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
@@ -631,10 +653,11 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
     if constexpr (High) {
       const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
         const int64_t e = off + k;
-        const __m512i v = load16(x + k);
+        __m512i v = load16(x + k);
         if constexpr (Check) {
           bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
         }
+        if constexpr (sizeof(In) < 4) v = _mm512_sllv_epi32(v, _mm512_load_si512(XK + e));  // x * 2^xk
         const __m512i h = high_dwords(v, _mm512_srli_epi64(v, 32), _mm512_load_si512(As + e),
                                       _mm512_load_si512(As + e + 8), _mm512_load_si512(Bs + e),
                                       _mm512_load_si512(Bs + e + 8));
@@ -650,10 +673,11 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
     } else {
       for (; i + 16 <= n; i += 16) {
         const int64_t e = off + i;
-        const __m512i v = load16(x + i);
+        __m512i v = load16(x + i);
         if constexpr (Check) {
           bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
         }
+        if constexpr (sizeof(In) < 4) v = _mm512_sllv_epi32(v, _mm512_load_si512(XK + e));  // x * 2^xk
         __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, _mm512_load_si512(As + e)), _mm512_load_si512(Bs + e));
         __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_load_si512(As + e + 8)),
                                       _mm512_load_si512(Bs + e + 8));
@@ -670,7 +694,8 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
       const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
       const In v = x[i];
       if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
-      const uint64_t prod = static_cast<uint64_t>(As[bi] * static_cast<int64_t>(v));
+      const int64_t xv = static_cast<int64_t>(v) * (int64_t{1} << XK[e]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(As[bi] * xv);
       const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
       if constexpr (High) {
         const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
@@ -879,21 +904,39 @@ int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, c
   return -1;
 }
 
+// The largest k with x * 2^k inside int32 for every x of In (0 for int32 inputs).
+template <class In>
+constexpr int max_input_shift() {
+  if constexpr (sizeof(In) >= 4) {
+    return 0;
+  } else {
+    return 32 - 8 * static_cast<int>(sizeof(In)) - (std::is_signed<In>::value ? 0 : 1);
+  }
+}
+
 // (A*2^k*x + B*2^k) >> (s + k) == (A*x + B) >> s (floor of the same rational).  With k = 32 - s the widen bodies
-// take their high-dword path (one 32-bit shift and clamp per 16 lanes instead of two 64-bit ones) -- when A*2^k
-// still fits int32 and (A*x + B)*2^k, at both ends of [lo, hi] (it is affine in x), and B*2^k fit int64.
-// Otherwise the parameters are left as they are.
-inline void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int64_t lo, int64_t hi) {
+// take their high-dword path (one 32-bit shift and clamp per 16 lanes instead of two 64-bit ones) -- when
+// (A*x + B)*2^k, at both ends of [lo, hi] (it is affine in x), and B*2^k fit int64, and either A*2^k still fits
+// int32 (then A is scaled) or, where the body applies it (xshift), x*2^k fits int32 for every x of In (then the
+// input is: xk = k, A unchanged).  Otherwise the parameters are left as they are (xk = 0).
+template <class In>
+void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, int64_t hi, bool xshift) {
+  xk = 0;
   if (s >= 32 || s < 1) return;  // s = 0 would need k = 32: A * 2^32 fits int32 only for A = 0
   const int k = static_cast<int>(32 - s);
   const int64_t lim_a = int64_t{1} << (31 - k);
-  if (a >= lim_a || a <= -lim_a) return;
+  const bool scale_a = a < lim_a && a > -lim_a;
+  if (!scale_a && !(xshift && k <= max_input_shift<In>())) return;
   const __int128 lim = static_cast<__int128>(1) << (63 - k);
   const __int128 ends[3] = {static_cast<__int128>(a) * lo + b, static_cast<__int128>(a) * hi + b, b};
   for (const __int128 v : ends) {
     if (v >= lim || v < -lim) return;
   }
-  a = static_cast<int32_t>(static_cast<int64_t>(a) * (int64_t{1} << k));
+  if (scale_a) {
+    a = static_cast<int32_t>(static_cast<int64_t>(a) * (int64_t{1} << k));
+  } else {
+    xk = k;
+  }
   b = static_cast<int64_t>(static_cast<__int128>(b) * (static_cast<__int128>(1) << k));
   s = 32;
 }
@@ -912,17 +955,24 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   Table<Coef> a(static_cast<size_t>(n));
   Table<Acc> b(a.size()), s(a.size());
   Table<In> lo(a.size()), hi(a.size());
+  Table<int32_t> xk(a.size());
   const Isa isa = current_isa();
+  // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
+  const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
+  const bool xshift = !lut && (rows || n % 64 == 0);
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
   for (int64_t c = 0, e = 0; c < channels; ++c) {
     Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
     Acc bc = static_cast<Acc>(p.bias[c]);
     Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+    int32_t kc = 0;
 #if FXBN_X86_DISPATCH
     if constexpr (M == Mul::widen) {
-      if (isa == Isa::v4 || isa == Isa::vbmi) widen_to_high(ac, bc, sc, p.lo[c], p.hi[c]);
+      if (isa == Isa::v4 || isa == Isa::vbmi) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
     }
+#else
+    (void)xshift;
 #endif
     const In loc = static_cast<In>(p.lo[c]);  // in_range lies within In (checked by the caller)
     const In hic = static_cast<In>(p.hi[c]);
@@ -933,6 +983,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
       s[k] = sc;
       lo[k] = loc;
       hi[k] = hic;
+      xk[k] = kc;
     }
   }
   for (int64_t e = base; e < n; e += base) {
@@ -941,9 +992,11 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     std::copy_n(s.begin(), base, s.begin() + e);
     std::copy_n(lo.begin(), base, lo.begin() + e);
     std::copy_n(hi.begin(), base, hi.begin() + e);
+    std::copy_n(xk.begin(), base, xk.begin() + e);
   }
   Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
   j.total = outer * channels * inner;
+  j.xk = xk.data();
   const bool sat = saturating_store<Out>(p.qmin, p.qmax);
   ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
                     : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
