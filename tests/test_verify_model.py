@@ -238,7 +238,7 @@ def test_activations_bound_the_inputs_that_are_proved(files):
 def test_resnet20_with_experiments_calibration(tmp_path):
     path = DATA_DIR / "cifar10" / "resnet20.npz"
     if not path.exists() or not (DATA_DIR / "cifar10" / "lossless").is_dir():
-        pytest.skip("shared data not found")
+        pytest.skip(f"shared data not found: {path.parent}")
     from experiments import activations as exp_acts, data, nets
 
     pixels, _ = data.cifar_lossless(DATA_DIR)
@@ -273,7 +273,7 @@ def test_keras_npz_with_topology(tmp_path):
     """Keras names + X.model.json: the pairs, activations and epsilons come from the topology (Darknet-tiny)."""
     path = DATA_DIR / "imagenet" / "darknet_tiny.npz"
     if not path.exists():
-        pytest.skip("shared data not found")
+        pytest.skip(f"shared data not found: {path}")
     m = vmodel.load_model(path)
     assert m.style == "keras" and m.topology.endswith("darknet_tiny.model.json") and len(m.pairs) == 15
     t = vmodel.activations_template([m])

@@ -533,6 +533,21 @@ FXBN_TARGET_V4 FXBN_INLINE __m512i high_dwords(__m512i v, __m512i vo, __m512i a_
   return _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
 }
 
+// Stores elements [i, n) (whole blocks of 16) from high16(k), the clamp-ready int32 lanes of elements k..k+15: 64 at
+// a time for 8-bit outputs (pack_store64), then 16 at a time.  Returns the first element not stored.
+template <class Out, bool Sat, class High16>
+FXBN_TARGET_V4 FXBN_INLINE int64_t store_high(Out* y, int64_t i, int64_t n, const High16& high16, __m512i qmin8,
+                                              __m512i qmax8, __m512i qmin32, __m512i qmax32) {
+  if constexpr (sizeof(Out) == 1) {
+    for (; i + 64 <= n; i += 64) {
+      const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
+      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
+    }
+  }
+  for (; i + 16 <= n; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+  return i;
+}
+
 // The 64-bit accumulator with a 32-bit multiplier: two 32x32->64 multiplies (vpmuldq, one uop each, where the
 // compiler would sign-extend and use the 3-uop vpmullq) for the even and odd lanes of 16 inputs.  With s >= 32 the
 // floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes, and
@@ -586,13 +601,7 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         }
         return s > 32 ? _mm512_sra_epi32(h, cnt) : h;
       };
-      if constexpr (sizeof(Out) == 1) {
-        for (; i + 64 <= lim; i += 64) {
-          const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
-          pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
-        }
-      }
-      for (; i + 16 <= lim; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32);
     } else {
       const __m128i cnt = _mm_cvtsi64_si128(s);
       for (; i + 16 <= n; i += 16) {
@@ -663,13 +672,7 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
                                       _mm512_load_si512(Bs + e + 8));
         return _mm512_srav_epi32(h, _mm512_load_si512(S + e));
       };
-      if constexpr (sizeof(Out) == 1) {
-        for (; i + 64 <= n; i += 64) {
-          const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
-          pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
-        }
-      }
-      for (; i + 16 <= n; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+      i = store_high<Out, Sat>(y, i, n, high16, qmin8, qmax8, qmin32, qmax32);
     } else {
       for (; i + 16 <= n; i += 16) {
         const int64_t e = off + i;
@@ -955,7 +958,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   Table<Coef> a(static_cast<size_t>(n));
   Table<Acc> b(a.size()), s(a.size());
   Table<In> lo(a.size()), hi(a.size());
-  Table<int32_t> xk(a.size());
+  Table<int32_t> xk(M == Mul::widen ? a.size() : 0);  // input shifts: widen bodies only
   const Isa isa = current_isa();
   // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
   const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
@@ -983,7 +986,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
       s[k] = sc;
       lo[k] = loc;
       hi[k] = hic;
-      xk[k] = kc;
+      if constexpr (M == Mul::widen) xk[k] = kc;
     }
   }
   for (int64_t e = base; e < n; e += base) {
@@ -992,7 +995,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     std::copy_n(s.begin(), base, s.begin() + e);
     std::copy_n(lo.begin(), base, lo.begin() + e);
     std::copy_n(hi.begin(), base, hi.begin() + e);
-    std::copy_n(xk.begin(), base, xk.begin() + e);
+    if constexpr (M == Mul::widen) std::copy_n(xk.begin(), base, xk.begin() + e);
   }
   Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
   j.total = outer * channels * inner;
