@@ -873,7 +873,7 @@ int64_t first_bad(const In* x, int64_t outer, int64_t channels, int64_t inner, c
     lo_t.resize(static_cast<size_t>(channels));
     hi_t.resize(lo_t.size());
     for (int64_t c = 0; c < channels; ++c) {
-      lo_t[static_cast<size_t>(c)] = static_cast<In>(lo[c]);  // in_range lies within In (checked by the caller)
+      lo_t[static_cast<size_t>(c)] = static_cast<In>(lo[c]);  // within In: the entry points clip [lo, hi] to In
       hi_t[static_cast<size_t>(c)] = static_cast<In>(hi[c]);
     }
     fn = pick<CheckByRow<In>>(current_isa());
@@ -977,7 +977,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
 #else
     (void)xshift;
 #endif
-    const In loc = static_cast<In>(p.lo[c]);  // in_range lies within In (checked by the caller)
+    const In loc = static_cast<In>(p.lo[c]);  // within In: the entry points clip [lo, hi] to In
     const In hic = static_cast<In>(p.hi[c]);
     for (int64_t i = 0; i < per; ++i, ++e) {
       const size_t k = static_cast<size_t>(e);
@@ -1047,7 +1047,11 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const int64_t total = outer * channels * inner;
   const int nt = thread_count(threads, total * static_cast<int64_t>(sizeof(In) + sizeof(Out)));
   const bool bad = run_chunks(fn, j, total, nt);
-  return bad ? first_bad(x, outer, channels, inner, p.lo, p.hi) : -1;
+  if (!bad) return -1;
+  const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
+  if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "
+                                        "did not find (outputs are not trusted)");
+  return first;
 }
 
 bool multipliers_fit_int32(const int64_t* m, int64_t channels) {
@@ -1082,14 +1086,55 @@ int64_t apply_in(const In* x, DType out_type, void* y, int64_t outer, int64_t ch
 
 }  // namespace
 
+namespace {
+
+// The channel ranges the SIMD bodies see are In-typed: a layer declared for another input type may have bounds that
+// In cannot hold.  Each [lo, hi] is intersected with In's range (the same set of accepted inputs); a channel whose
+// range misses In entirely accepts no element, and then the exact int64 scan names the first offending one.
+template <class In>
+struct InRanges {
+  std::vector<int64_t> lo, hi;
+  bool empty_channel = false;
+  InRanges(const int64_t* l, const int64_t* h, int64_t channels)
+      : lo(static_cast<size_t>(channels)), hi(static_cast<size_t>(channels)) {
+    constexpr int64_t tmin = std::numeric_limits<In>::min(), tmax = std::numeric_limits<In>::max();
+    for (size_t c = 0; c < lo.size(); ++c) {
+      lo[c] = std::max(l[c], tmin);
+      hi[c] = std::min(h[c], tmax);
+      empty_channel |= lo[c] > hi[c];
+    }
+  }
+};
+
+template <class In>
+int64_t apply_clipped(const In* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
+                      const KernelParams& p, int threads) {
+  const InRanges<In> r(p.lo, p.hi, channels);
+  if (r.empty_channel) return first_bad_scalar(x, outer, channels, inner, p.lo, p.hi);
+  KernelParams q = p;
+  q.lo = r.lo.data();
+  q.hi = r.hi.data();
+  return apply_in(x, out_type, y, outer, channels, inner, q, threads);
+}
+
+template <class In>
+int64_t check_clipped(const In* x, int64_t outer, int64_t channels, int64_t inner, const int64_t* lo,
+                      const int64_t* hi) {
+  const InRanges<In> r(lo, hi, channels);
+  if (r.empty_channel) return first_bad_scalar(x, outer, channels, inner, lo, hi);
+  return first_bad(x, outer, channels, inner, r.lo.data(), r.hi.data());
+}
+
+}  // namespace
+
 int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
               const KernelParams& p, int threads) {
   if (outer <= 0 || channels <= 0 || inner <= 0) return -1;
   switch (in_type) {
-    case DType::int8: return apply_in(static_cast<const int8_t*>(x), out_type, y, outer, channels, inner, p, threads);
-    case DType::uint8: return apply_in(static_cast<const uint8_t*>(x), out_type, y, outer, channels, inner, p, threads);
-    case DType::int16: return apply_in(static_cast<const int16_t*>(x), out_type, y, outer, channels, inner, p, threads);
-    case DType::int32: return apply_in(static_cast<const int32_t*>(x), out_type, y, outer, channels, inner, p, threads);
+    case DType::int8: return apply_clipped(static_cast<const int8_t*>(x), out_type, y, outer, channels, inner, p, threads);
+    case DType::uint8: return apply_clipped(static_cast<const uint8_t*>(x), out_type, y, outer, channels, inner, p, threads);
+    case DType::int16: return apply_clipped(static_cast<const int16_t*>(x), out_type, y, outer, channels, inner, p, threads);
+    case DType::int32: return apply_clipped(static_cast<const int32_t*>(x), out_type, y, outer, channels, inner, p, threads);
     case DType::uint16: break;
   }
   throw std::invalid_argument("unsupported input dtype (int8, uint8, int16, int32)");
@@ -1099,10 +1144,10 @@ int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t 
                            const int64_t* lo, const int64_t* hi) {
   if (outer <= 0 || channels <= 0 || inner <= 0) return -1;
   switch (in_type) {
-    case DType::int8: return first_bad(static_cast<const int8_t*>(x), outer, channels, inner, lo, hi);
-    case DType::uint8: return first_bad(static_cast<const uint8_t*>(x), outer, channels, inner, lo, hi);
-    case DType::int16: return first_bad(static_cast<const int16_t*>(x), outer, channels, inner, lo, hi);
-    case DType::int32: return first_bad(static_cast<const int32_t*>(x), outer, channels, inner, lo, hi);
+    case DType::int8: return check_clipped(static_cast<const int8_t*>(x), outer, channels, inner, lo, hi);
+    case DType::uint8: return check_clipped(static_cast<const uint8_t*>(x), outer, channels, inner, lo, hi);
+    case DType::int16: return check_clipped(static_cast<const int16_t*>(x), outer, channels, inner, lo, hi);
+    case DType::int32: return check_clipped(static_cast<const int32_t*>(x), outer, channels, inner, lo, hi);
     case DType::uint16: break;
   }
   throw std::invalid_argument("unsupported input dtype (int8, uint8, int16, int32)");
