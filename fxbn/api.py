@@ -114,7 +114,7 @@ def _channel_ints(name, value, lo=INT64_MIN, hi=INT64_MAX):
             if not np.isfinite(v) or v != int(v):
                 raise ValueError(f"{_where(name, arr, i)} is {v!r}: expected an integer")
             v = int(v)
-        elif isinstance(v, (bool, np.bool_)) and arr.dtype.kind != "b" or not isinstance(v, (int, np.integer)):
+        elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise ValueError(f"{_where(name, arr, i)} is {v!r}: expected an integer")
         v = int(v)
         if not lo <= v <= hi:
@@ -455,6 +455,9 @@ def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_
 class FixedPointBN:
     """Per-channel y = clamp((multiplier*x + bias) >> shift, qmin, qmax), exact for every x in in_range.
 
+    Immutable: every attribute is a read-only property (arrays are read-only); use :meth:`replace` for a modified
+    copy.  The constructor validates every field but not exactness (see :meth:`check_exact` and :func:`load`).
+
     Attributes
     ----------
     multiplier, bias, shift : ndarray of int64
@@ -677,12 +680,14 @@ class FixedPointBN:
         Parameters
         ----------
         x : ndarray of int8, uint8, int16 or int32
+            Any of the four, whatever the layer's in_dtype: every value is checked against its channel's in_range.
         axis : int
             Channel axis (1 for NCHW, -1 for NHWC and (N, C)).
         out : ndarray, optional
-            C-contiguous output of x's shape and the layer's out_dtype; left untouched on error.
+            C-contiguous output of x's shape and the layer's out_dtype; left untouched on error.  It may overlap x
+            (then the result goes through a temporary).
         threads : int, optional
-            Threads to use (default: all).
+            Threads to use (None or 0: all; at most 1024).
 
         Raises
         ------

@@ -108,7 +108,7 @@ def _collect(paths, style=None):
                 layer = fxbn.load(f, check=False)     # validated; exactness is what verify decides
             except ValueError as e:
                 if f == path:                  # a file named explicitly must be a layer
-                    raise ValueError(f"{f}: {e}") from None
+                    raise ValueError(str(e) if str(e).startswith(f) else f"{f}: {e}") from None
                 hint = " (name model files explicitly)" if model.is_model_file(f) else ""
                 print(f"python -m verify: skipping {f}: not a saved FixedPointBN ({e}){hint}", file=sys.stderr)
                 continue
