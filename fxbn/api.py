@@ -243,14 +243,19 @@ def _check_source(source, n):
         arr.flags.writeable = False
         out[k] = arr
     if form == "batchnorm":
-        for k in ("in_scale", "out_scale"):
-            bad = np.flatnonzero(out[k] <= 0)
-            if bad.size:
-                raise ValueError(f"source.{k} of channel {bad[0]} is {out[k][bad[0]]}: scales must be positive")
-        for c in range(n):
-            if Fraction(float(out["var"][c])) + Fraction(float(out["eps"][c])) <= 0:
-                raise ValueError(f"var + eps of channel {c} is not positive")
+        _check_batchnorm_values(out, "source.")
     return MappingProxyType(out)
+
+
+def _check_batchnorm_values(p, prefix=""):
+    """Positive scales and var + eps > 0 (exactly), per channel."""
+    for name in ("in_scale", "out_scale"):
+        bad = np.flatnonzero(p[name] <= 0)
+        if bad.size:
+            raise ValueError(f"{prefix}{name} of channel {bad[0]} is {p[name][bad[0]]}: scales must be positive")
+    for c in range(p["var"].shape[0]):
+        if Fraction(float(p["var"][c])) + Fraction(float(p["eps"][c])) <= 0:
+            raise ValueError(f"var + eps of channel {c} is not positive (var={p['var'][c]!r}, eps={p['eps'][c]!r})")
 
 
 def _record_ints(name, value, pairs=False):
@@ -434,13 +439,7 @@ def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_
     named.update({k: _channel_ints(k, v, *ZERO_POINT_RANGE)
                   for k, v in zip(_BN_INT_KEYS, (in_zero_point, out_zero_point))})
     channels, p = _broadcast(named)
-    for name in ("in_scale", "out_scale"):
-        bad = np.flatnonzero(p[name] <= 0)
-        if bad.size:
-            raise ValueError(f"{name} of channel {bad[0]} is {p[name][bad[0]]}: scales must be positive")
-    for c in range(channels):
-        if Fraction(float(p["var"][c])) + Fraction(float(p["eps"][c])) <= 0:
-            raise ValueError(f"var + eps of channel {c} is not positive (var={p['var'][c]!r}, eps={p['eps'][c]!r})")
+    _check_batchnorm_values(p)
     lo, hi = _in_range(in_range, in_dtype, channels)
     qmin, qmax = _out_range(out_dtype, out_range, relu, p["out_zero_point"], p["out_scale"], rounding)
     acc_bits, max_multiplier_bits = _limits(acc_bits, max_multiplier_bits)
