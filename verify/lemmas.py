@@ -1,6 +1,6 @@
 """Datapath lemmas: the C++ kernel's arithmetic is the mathematics the certificates and z3 proofs talk about.
 
-The kernel (csrc/fxbn/kernel.cpp) computes, in an Acc = int32 or int64 register, for an input of type In:
+The kernel (csrc/fxbn/kernel*.cpp) computes, in an Acc = int32 or int64 register, for an input of type In:
 
     acc = (Acc)((U)A * (U)(Acc)x + (U)B)        wrapping unsigned multiply-add, U = unsigned Acc
     q   = acc >> min(s, w - 1)                  arithmetic shift, w = bits of Acc
@@ -274,7 +274,7 @@ LEMMAS = {
 
 
 # ------------------------------------------------------------------------------------------------ SIMD bodies
-# One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel.cpp, each
+# One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel_<isa>.cpp, each
 # stating that the SIMD result equals the mathematics clamp(floor((A*x + B) / 2^s), qmin, qmax) -- computed on exact
 # integers: the product A*x on max(w, c + bits) bits for a c-bit multiplier and a bits-bit input, where it is exact
 # (``product_width``), the sum A*x + B two bits wider, and the arithmetic shift there is floor division -- under
