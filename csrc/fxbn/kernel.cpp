@@ -18,7 +18,7 @@
 // Runtime dispatch.  Every hot loop is an always-inline template (kernel_impl.hpp), instantiated inside thin wrappers
 // compiled for x86-64-v4 (AVX-512 F/BW/CD/DQ/VL), AVX2 and the baseline, plus hand-written bodies for the paths the
 // compiler does not do well, one file per instruction set: kernel_avx512.cpp (byte-table lookup with VBMI, vpdpwssd
-// with VNNI, vpmuldq for 32x32->64 products).
+// with VNNI, vpmuldq for 32x32->64 products) and kernel_avx2.cpp (vpmuldq, vpmaddwd, pack narrowing).
 // A function-pointer table picks one body per call from the ISA chosen once at start-up (CPU detection, FXBN_ISA)
 // or by set_kernel_isa: what GCC's target_clones does, with the choice made explicit so that the tests can run
 // every body on one machine.  Other compilers and architectures (or -DFXBN_NO_DISPATCH) get the baseline only.
@@ -190,6 +190,9 @@ ChunkFn pick_rows(Isa isa, bool check, bool sat) {
 #if FXBN_X86_DISPATCH
   if (isa == Isa::v4 || isa == Isa::vbmi) {
     if (ChunkFn fn = avx512_rows<M, In, Out>(isa == Isa::vbmi, check, sat)) return fn;
+  }
+  if (isa == Isa::avx2) {
+    if (ChunkFn fn = avx2_rows<M, In, Out>(check, sat)) return fn;
   }
 #else
   (void)sat;
@@ -374,7 +377,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const Isa isa = current_isa();
   // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
   const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
-  const bool xshift = !lut && (rows || n % 64 == 0);
+  const bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
   for (int64_t c = 0, e = 0; c < channels; ++c) {
@@ -384,7 +387,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     int32_t kc = 0;
 #if FXBN_X86_DISPATCH
     if constexpr (M == Mul::widen) {
-      if (isa == Isa::v4 || isa == Isa::vbmi) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
+      if (isa != Isa::baseline) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
     }
 #else
     (void)xshift;

@@ -226,6 +226,9 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
 // Periodic tables, mul32, 8/16-bit inputs, every |A| < 2^15 (vbmi+vnni: vpdpwssd).
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check);
+// kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
+template <Mul M, class In, class Out>
+ChunkFn avx2_rows(bool check, bool sat);
 #endif
 
 }  // namespace detail
