@@ -453,6 +453,16 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
       fn = avx512_dp_periodic<In, Out>(check);
     }
   }
+  if constexpr (M == Mul::mul32 && sizeof(Out) <= 4) {
+    if (!rows && isa == Isa::avx2) {
+      const bool madd =
+          sizeof(In) <= 2 && std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
+      if (madd) {
+        for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
+      }
+      fn = avx2_mul32_periodic<In, Out>(check, madd);
+    }
+  }
 #endif
   const int64_t total = outer * channels * inner;
   const int nt = thread_count(threads, total * static_cast<int64_t>(sizeof(In) + sizeof(Out)));

@@ -1,12 +1,13 @@
-// The hand-written AVX2 bodies (by rows): what the compiler does poorly without AVX-512.
+// The hand-written AVX2 bodies: what the compiler does poorly without AVX-512.
 //   mul32_rows  32-bit accumulator: vpmaddwd with the pair (A, 0) where |A| < 2^15 and the input is 8/16-bit (one
 //               uop, where vpmulld is two on most AVX2 cores), else vpmulld; vpsrad; the narrowing packs.
+//   mul32_periodic  the same with per-entry tables (channel-last layouts), vpsravd.
 //   widen_rows  64-bit accumulator, 32-bit multiplier, s >= 32: vpmuldq on the even and odd lanes (AVX2 has no
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
-// output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows; -DFXBN_NO_DISPATCH and non-x86
+// output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows and avx2_mul32_periodic; -DFXBN_NO_DISPATCH and non-x86
 // builds compile this file to nothing.  The arithmetic of each body is a QF_BV lemma in verify/lemmas.py
 // (avx2_mul32_rows, avx2_widen_rows, avx2_pack_narrow).
 #include "kernel_impl.hpp"
@@ -227,6 +228,53 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
+// 32-bit accumulator, periodic tables (channel-last layouts): per-entry A, B, s (int32) and lo, hi (In); the
+// arithmetic of mul32_rows with per-lane operands (Madd: every table A is stored as (uint16)A, the pair (A, 0), for
+// vpmaddwd; vpsravd by the per-entry s), the range check a per-lane compare OR-ed into one mask.
+template <class In, class Out, bool Check, bool Madd>
+FXBN_TARGET_AVX2 bool mul32_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int32_t* const B = static_cast<const int32_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __m256i bad = _mm256_setzero_si256();
+    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+      const int64_t e = off + k;
+      const __m256i v = load8(x + k);
+      if constexpr (Check) {
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + e), v),
+                                                   _mm256_cmpgt_epi32(v, load8(HI + e))));
+      }
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + e));
+      const __m256i prod = Madd ? _mm256_madd_epi16(v, av) : _mm256_mullo_epi32(v, av);
+      const __m256i acc = _mm256_add_epi32(prod, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + e)));
+      return _mm256_srav_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(S + e)));
+    };
+    int64_t i = store_lanes<Out, false>(y, 0, n, lanes8, q);
+    bool flag = Check && !_mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const int64_t e = off + i;
+      const In v = x[i];
+      if constexpr (Check) flag |= (v < LO[e]) | (v > HI[e]);
+      const int32_t a = Madd ? static_cast<int16_t>(static_cast<uint16_t>(A[e])) : A[e];
+      y[i] = static_cast<Out>(fixed_point<Mul::mul32, In>(v, a, B[e], S[e], j.qmin, j.qmax));
+    }
+    if (flag) return true;
+    pos += n;
+  }
+  return false;
+}
+
 }  // namespace
 
 template <Mul M, class In, class Out>
@@ -246,9 +294,20 @@ ChunkFn avx2_rows(bool check, bool sat) {
   return nullptr;
 }
 
+template <class In, class Out>
+ChunkFn avx2_mul32_periodic(bool check, bool madd) {
+  if constexpr (sizeof(In) <= 2) {
+    if (madd) return check ? &mul32_periodic<In, Out, true, true> : &mul32_periodic<In, Out, false, true>;
+  }
+  return check ? &mul32_periodic<In, Out, true, false> : &mul32_periodic<In, Out, false, false>;
+}
+
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
+#define FXBN_PERIODIC(X, In, Out) template ChunkFn avx2_mul32_periodic<In, Out>(bool, bool);
 FXBN_FOR_MUL_IN_OUT(FXBN_ROWS)
+FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 #undef FXBN_ROWS
+#undef FXBN_PERIODIC
 
 }  // namespace detail
 }  // namespace fxbn

@@ -229,6 +229,9 @@ ChunkFn avx512_dp_periodic(bool check);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
 template <Mul M, class In, class Out>
 ChunkFn avx2_rows(bool check, bool sat);
+// Periodic tables, mul32, sizeof(Out) <= 4; madd (8/16-bit inputs, tables hold (uint16)A): vpmaddwd, else vpmulld.
+template <class In, class Out>
+ChunkFn avx2_mul32_periodic(bool check, bool madd);
 #endif
 
 }  // namespace detail
