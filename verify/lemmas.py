@@ -42,6 +42,15 @@ under the checks the kernel makes before picking the body, plus the solver's acc
   on max(64, 32 + bits) bits (exact by ``product_width``), and (2) the add/shift/clamp/narrow stage is
   clamp(floor((P + B) / 2^s)) for every 64-bit P; no case split, every variable over its full range.
 - ``dp_periodic``: VNNI vpdpwssd with the pair (A, 0) (A in (-2^15, 2^15)): B + x_lo*a_lo + x_hi*a_hi mod 2^32.
+
+AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
+
+- ``avx2_mul32_rows`` (mul32_rows and mul32_periodic): vpmaddwd with the pair (A, 0) for 8/16-bit inputs and
+  |A| < 2^15, else vpmulld; vpaddd; vpsrad / vpsravd; 32-bit clamp.
+- ``avx2_widen_rows``: the widen_rows_high lane claims with the odd elements by vpsrlq, plus the high-dword gather
+  vpshufd 0xF5 + vpblendd 0xAA on a 128-bit lane.
+- ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
+  min/max) element by element with each instruction's 128-bit-lane structure.
 """
 import time
 
