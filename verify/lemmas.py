@@ -48,7 +48,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_mul32_rows`` (mul32_rows and mul32_periodic): vpmaddwd with the pair (A, 0) for 8/16-bit inputs and
   |A| < 2^15, else vpmulld; vpaddd; vpsrad / vpsravd; 32-bit clamp.
 - ``avx2_widen_rows``: the widen_rows_high lane claims with the odd elements by vpsrlq, plus the high-dword gather
-  vpshufd 0xF5 + vpblendd 0xAA on a 128-bit lane.
+  vpshufd 0xF5 + vpblendd 0xAA on a 128-bit lane; ``avx2_widen_periodic``: the same with the per-entry tables of
+  widen_periodic_high (vpsravd by s - 32).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 """
@@ -304,6 +305,8 @@ SIMD_WRONG = {
     "avx2_mul32_rows": ("zero_extend", "madd_unchecked_a", "madd_sign_extended_a", "logical_shift"),
     "avx2_widen_rows": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32", "zero_extend",
                         "input_shift_past_headroom"),
+    "avx2_widen_periodic": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32",
+                            "zero_extend", "odd_a_from_even_table"),
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
 }
 
@@ -613,6 +616,31 @@ def _blendd(z3, a, b, imm):
     return z3.Concat(*[pick(b if (imm >> i) & 1 else a, i) for i in reversed(range(4))])
 
 
+def _avx2_widen(name, in_dtype, wrong, rows):
+    """avx2 widen_rows / widen_periodic: the _widen lane claims plus the vpshufd 0xF5 + vpblendd 0xAA gather."""
+    z3 = z3mod()
+    bad = _variant(name, wrong)
+    lane_bad = bad if bad not in ("shuffle_low_dwords", "blend_swapped") else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=rows, high=True, name=name)
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    imm_s = 0xA0 if bad == "shuffle_low_dwords" else 0xF5
+    imm_b = 0x5 if bad == "blend_swapped" else 0xA
+    h = _blendd(z3, _pshufd(z3, z3.Concat(pe1, pe0), imm_s), z3.Concat(po1, po0), imm_b)
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    claims.append(h == z3.Concat(hi(po1), hi(pe1), hi(po0), hi(pe0)))   # elements 3, 2, 1, 0 (high to low dword)
+    return claims, variables
+
+
+def avx2_widen_periodic(in_dtype, w=64, wrong=False):
+    """AVX2 widen_periodic (64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, periodic tables with
+    period % 64 == 0, every s >= 32): per-entry A (sign-extended int64, even entries then odd ones per 16-entry block:
+    the even and odd products read different table entries), B likewise, vpsravd by s32 = s - 32; the lane claims of
+    ``widen_periodic_high`` plus the gather of ``avx2_widen_rows``.  Wrong: ``shuffle_low_dwords``,
+    ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``odd_a_from_even_table``."""
+    return _avx2_widen("avx2_widen_periodic", in_dtype, wrong, rows=False)
+
+
 def avx2_widen_rows(in_dtype, w=64, wrong=False):
     """AVX2 widen_rows (64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, by rows; rows with s < 32 take the
     portable loop): x * 2^xk by vpsllvd, the odd elements by vpsrlq 32, P = vpmuldq(x, A) + B per 64-bit lane,
@@ -622,18 +650,7 @@ def avx2_widen_rows(in_dtype, w=64, wrong=False):
     products, every bit symbolic).  The narrowing store is ``avx2_pack_narrow``.
     Wrong: ``shuffle_low_dwords`` (vpshufd 0xA0: the even products' low dwords), ``blend_swapped`` (vpblendd 0x55),
     ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``input_shift_past_headroom``."""
-    z3 = z3mod()
-    bad = _variant("avx2_widen_rows", wrong)
-    lane_bad = bad if bad not in ("shuffle_low_dwords", "blend_swapped") else None
-    claims, variables = _widen(in_dtype, lane_bad, rows=True, high=True, name="avx2_widen_rows")
-    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
-    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
-    imm_s = 0xA0 if bad == "shuffle_low_dwords" else 0xF5
-    imm_b = 0x5 if bad == "blend_swapped" else 0xA
-    h = _blendd(z3, _pshufd(z3, z3.Concat(pe1, pe0), imm_s), z3.Concat(po1, po0), imm_b)
-    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
-    claims.append(h == z3.Concat(hi(po1), hi(pe1), hi(po0), hi(pe0)))   # elements 3, 2, 1, 0 (high to low dword)
-    return claims, variables
+    return _avx2_widen("avx2_widen_rows", in_dtype, wrong, rows=True)
 
 
 def avx2_mul32_rows(in_dtype, w=32, wrong=False):
@@ -758,6 +775,7 @@ SIMD_LEMMAS = {
     "dp_periodic": (dp_periodic, "QF_BV", (32,), ("int8", "uint8", "int16")),
     "avx2_mul32_rows": (avx2_mul32_rows, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
 }
 

@@ -422,8 +422,9 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   Table<int32_t> s32;
   Table<int64_t> a64;
   if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
-    if (!rows && (isa == Isa::v4 || isa == Isa::vbmi) && n % 64 == 0) {
-      const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
+    const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
+    // AVX2: the high path only (no 64-bit shift or min/max); its tables need no input shift (xshift is off there)
+    if (!rows && (isa == Isa::v4 || isa == Isa::vbmi || (isa == Isa::avx2 && high)) && n % 64 == 0) {
       const auto split = [](Table<int64_t>& t) {  // per 16-entry block: even entries first, then odd ones
         for (size_t blk = 0; blk < t.size(); blk += 16) {
           Acc tmp[16];
@@ -439,7 +440,8 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
         s32.resize(s.size());
         for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
         j.s32 = s32.data();
-        fn = avx512_widen_periodic<In, Out>(check, true, sat);
+        fn = isa == Isa::avx2 ? avx2_widen_periodic<In, Out>(check, sat)
+                              : avx512_widen_periodic<In, Out>(check, true, sat);
       } else {
         split(s);
         fn = avx512_widen_periodic<In, Out>(check, false, sat);

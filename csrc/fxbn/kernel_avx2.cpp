@@ -2,14 +2,16 @@
 //   mul32_rows  32-bit accumulator: vpmaddwd with the pair (A, 0) where |A| < 2^15 and the input is 8/16-bit (one
 //               uop, where vpmulld is two on most AVX2 cores), else vpmulld; vpsrad; the narrowing packs.
 //   mul32_periodic  the same with per-entry tables (channel-last layouts), vpsravd.
+//   widen_periodic  widen_rows' arithmetic with per-entry tables when every s >= 32 (vpsravd by s - 32).
 //   widen_rows  64-bit accumulator, 32-bit multiplier, s >= 32: vpmuldq on the even and odd lanes (AVX2 has no
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
-// output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows and avx2_mul32_periodic; -DFXBN_NO_DISPATCH and non-x86
-// builds compile this file to nothing.  The arithmetic of each body is a QF_BV lemma in verify/lemmas.py
-// (avx2_mul32_rows, avx2_widen_rows, avx2_pack_narrow).
+// output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
+// avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
+// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_periodic,
+// avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #if FXBN_X86_DISPATCH
@@ -89,6 +91,8 @@ FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_lanes(Out* y, int64_t i, int64_t n, c
   }
   return i;
 }
+
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i ld(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_min(__m256i v) {
   __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -275,6 +279,64 @@ FXBN_TARGET_AVX2 bool mul32_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
+// 64-bit accumulator, 32-bit multiplier, periodic tables, every s >= 32: the widen_rows arithmetic with per-entry
+// operands in the table layout of the AVX-512 widen_periodic (apply_typed builds it): per 16-entry block, A (as
+// int64) and B hold the even entries then the odd ones, so the even lanes of elements 0-7 of a block read qwords
+// 0-3, of elements 8-15 qwords 4-7, and the odd lanes qwords 8-11 and 12-15; s32 = s - 32 per entry (vpsravd).
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int64_t* const As = static_cast<const int64_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;  // a multiple of 16 (see period_of)
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __m256i bad = _mm256_setzero_si256();
+    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+      const int64_t e = off + k;                  // a multiple of 8
+      const int64_t ev = (e & ~int64_t{15}) + (e & 8) / 2;  // the block's even entries for these 8 elements
+      __m256i v = load8(x + k);
+      if constexpr (Check) {
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + e), v),
+                                                   _mm256_cmpgt_epi32(v, load8(HI + e))));
+      }
+      if constexpr (sizeof(In) < 4) v = _mm256_sllv_epi32(v, ld(XK + e));
+      const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, ld(As + ev)), ld(Bs + ev));
+      const __m256i vo = _mm256_srli_epi64(v, 32);
+      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, ld(As + ev + 8)), ld(Bs + ev + 8));
+      const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+      return _mm256_srav_epi32(h, ld(S + e));
+    };
+    int64_t i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    bool flag = Check && !_mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const int64_t e = off + i;
+      const int64_t k = e & 15;
+      const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
+      const In v = x[i];
+      if constexpr (Check) flag |= (v < LO[e]) | (v > HI[e]);
+      const int64_t xv = static_cast<int64_t>(v) * (int64_t{1} << XK[e]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(As[bi] * xv);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
+      y[i] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+    if (flag) return true;
+    pos += n;
+  }
+  return false;
+}
+
 }  // namespace
 
 template <Mul M, class In, class Out>
@@ -302,8 +364,18 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd) {
   return check ? &mul32_periodic<In, Out, true, false> : &mul32_periodic<In, Out, false, false>;
 }
 
+template <class In, class Out>
+ChunkFn avx2_widen_periodic(bool check, bool sat) {
+  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+    if (sat) return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
+  }
+  (void)sat;
+  return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
+}
+
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
-#define FXBN_PERIODIC(X, In, Out) template ChunkFn avx2_mul32_periodic<In, Out>(bool, bool);
+#define FXBN_PERIODIC(X, In, Out) \
+  template ChunkFn avx2_mul32_periodic<In, Out>(bool, bool); template ChunkFn avx2_widen_periodic<In, Out>(bool, bool);
 FXBN_FOR_MUL_IN_OUT(FXBN_ROWS)
 FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 #undef FXBN_ROWS

@@ -232,6 +232,9 @@ ChunkFn avx2_rows(bool check, bool sat);
 // Periodic tables, mul32, sizeof(Out) <= 4; madd (8/16-bit inputs, tables hold (uint16)A): vpmaddwd, else vpmulld.
 template <class In, class Out>
 ChunkFn avx2_mul32_periodic(bool check, bool madd);
+// Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
+template <class In, class Out>
+ChunkFn avx2_widen_periodic(bool check, bool sat);
 #endif
 
 }  // namespace detail
