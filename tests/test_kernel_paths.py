@@ -519,3 +519,66 @@ def test_no_access_past_the_arrays():
 
     res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, *ISAS], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
+
+
+# ---------------------------------------------------------------------------------------------- AVX2 bodies
+# (label, tin, tout, multiplier, bias, shift, in_range, out_range, acc32): each reaches one hand-written AVX2 body of
+# csrc/fxbn/kernel_avx2.cpp (by rows for inner >= 64, periodic tables otherwise).
+AVX2_CASES = [
+    ("mul32 vpmaddwd uint8", "uint8", "uint8", [300, -700, 1], [5000, 180000, -3], [9, 10, 0], (0, 255), (0, 255),
+     True),
+    ("mul32 vpmaddwd int8 sat", "int8", "int8", [-32767, 32767, 5], [100, -7, 0], [8, 9, 0], (-128, 127),
+     (-128, 127), True),
+    ("mul32 vpmaddwd int16", "int16", "int8", [301, -29999, 3], [7, 123456, -9], [11, 20, 6], (-32768, 32767),
+     (-100, 90), True),
+    ("mul32 vpmulld int16", "int16", "int16", [70000, -40000, 32768], [5, -17, 1 << 20], [15, 14, 16],
+     (-20000, 20000), (-32768, 32767), True),
+    ("mul32 vpmulld int8 uint16", "int8", "uint16", [1 << 20, -(1 << 18), 40000], [1 << 27, 1 << 26, 12345],
+     [13, 11, 4], (-128, 127), (0, 65535), True),
+    ("mul32 int32", "int32", "int8", [1000, -3, 50], [123, -45678, 9], [12, 3, 8], (-(1 << 20), 1 << 20),
+     (-128, 127), True),
+    ("mul32 int32 out", "uint8", "int32", [123456, -7, 1], [-5, 3, 1 << 30], [3, 0, 2], (0, 255),
+     (-(1 << 31), (1 << 31) - 1), True),
+    ("widen s >= 32", "int32", "int8", [(1 << 25) + 7, -(1 << 24) - 3, 99999], [1 << 40, -(1 << 39) + 5, 3],
+     [40, 39, 26], (-(1 << 31), (1 << 31) - 1), (-128, 127), False),
+    ("widen s >= 32 uint8 out", "int32", "uint8", [(1 << 30) + 1, -(1 << 29), 1 << 20], [1 << 45, 1 << 44, 0],
+     [45, 44, 35], (-(1 << 31), (1 << 31) - 1), (0, 255), False),
+    ("widen s < 32", "int32", "int16", [(1 << 30) + 3, -(1 << 30) - 5, (1 << 31) - 1], [7, -9, 1 << 33],
+     [31, 30, 31], (-(1 << 31), (1 << 31) - 1), (-32768, 32767), False),
+    ("widen input shift", "int16", "int8", [(1 << 30) + 11, -(1 << 29) - 1, 3 << 28], [1 << 30, -(1 << 29), 5],
+     [29, 28, 31], (-32768, 32767), (-128, 127), False),
+]
+AVX2_SHAPES = [((2, 3, 64), 1), ((1, 3, 95), 1), ((2, 3, 3141), 1), ((7, 3), -1), ((33, 3), -1), ((3, 5, 3), -1),
+               ((2, 41, 3), -1)]
+
+
+@pytest.mark.skipif("avx2" not in ISAS, reason="the CPU has no AVX2")
+@pytest.mark.parametrize("case", AVX2_CASES, ids=[c[0] for c in AVX2_CASES])
+def test_avx2_bodies(case):
+    """Each hand-written AVX2 body (kernel_isa("avx2")) against the exact int64 formula: rows of 64 (whole pack
+    blocks), 95 and 3141 (tails of every length class), channel-last tables, 1 and 2 threads (a tensor large enough to
+    be split), and the first out-of-range element named."""
+    label, tin, tout, m, b, s, in_range, out_range, acc32 = case
+    before = _core.kernel_isa()
+    _core.kernel_isa("avx2")
+    try:
+        layer = _fixed_layer(m, b, s, in_range, out_range, tin, tout)
+        rng = np.random.default_rng(zlib.crc32(label.encode()))
+        for shape, axis in AVX2_SHAPES + [((4, 3, 120011), 1)]:
+            if tin == "int32" and not acc32 and in_range[0] == -(1 << 31):
+                x = _active_inputs(layer, shape, axis, rng)
+            else:
+                x = inputs(layer, shape, axis, rng)
+            for threads in (1, 2):
+                y, bad = raw(layer, x, axis, acc32=acc32, threads=threads)
+                assert bad == -1, (label, shape, threads)
+                np.testing.assert_array_equal(y, expected(layer, x, axis), err_msg=f"{label} {shape} t={threads}")
+            if in_range != DTYPE_RANGES[tin]:
+                xb = x.copy()
+                flat = xb.reshape(-1)
+                k = flat.size * 2 // 3
+                flat[k] = in_range[1] + 1
+                _, bad = raw(layer, xb, axis, acc32=acc32)
+                assert bad == k, (label, shape, bad, k)
+    finally:
+        _core.kernel_isa(before)

@@ -1,6 +1,6 @@
 """Datapath lemmas: the C++ kernel's arithmetic is the mathematics the certificates and z3 proofs talk about.
 
-The kernel (csrc/fxbn/kernel.cpp) computes, in an Acc = int32 or int64 register, for an input of type In:
+The kernel (csrc/fxbn/kernel*.cpp) computes, in an Acc = int32 or int64 register, for an input of type In:
 
     acc = (Acc)((U)A * (U)(Acc)x + (U)B)        wrapping unsigned multiply-add, U = unsigned Acc
     q   = acc >> min(s, w - 1)                  arithmetic shift, w = bits of Acc
@@ -42,6 +42,16 @@ under the checks the kernel makes before picking the body, plus the solver's acc
   on max(64, 32 + bits) bits (exact by ``product_width``), and (2) the add/shift/clamp/narrow stage is
   clamp(floor((P + B) / 2^s)) for every 64-bit P; no case split, every variable over its full range.
 - ``dp_periodic``: VNNI vpdpwssd with the pair (A, 0) (A in (-2^15, 2^15)): B + x_lo*a_lo + x_hi*a_hi mod 2^32.
+
+AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
+
+- ``avx2_mul32_rows`` (mul32_rows and mul32_periodic): vpmaddwd with the pair (A, 0) for 8/16-bit inputs and
+  |A| < 2^15, else vpmulld; vpaddd; vpsrad / vpsravd; 32-bit clamp.
+- ``avx2_widen_rows``: the widen_rows_high lane claims with the odd elements by vpsrlq, plus the high-dword gather
+  vpshufd 0xF5 + vpblendd 0xAA on a 128-bit lane; ``avx2_widen_periodic``: the same with the per-entry tables of
+  widen_periodic_high (vpsravd by s - 32).
+- ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
+  min/max) element by element with each instruction's 128-bit-lane structure.
 """
 import time
 
@@ -274,7 +284,7 @@ LEMMAS = {
 
 
 # ------------------------------------------------------------------------------------------------ SIMD bodies
-# One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel.cpp, each
+# One lemma per distinct arithmetic formulation of the hand-written AVX-512 bodies in csrc/fxbn/kernel_<isa>.cpp, each
 # stating that the SIMD result equals the mathematics clamp(floor((A*x + B) / 2^s), qmin, qmax) -- computed on exact
 # integers: the product A*x on max(w, c + bits) bits for a c-bit multiplier and a bits-bit input, where it is exact
 # (``product_width``), the sum A*x + B two bits wider, and the arithmetic shift there is floor division -- under
@@ -292,6 +302,12 @@ SIMD_WRONG = {
     "widen_periodic_low": ("zero_extend", "missing_fit_check", "logical_shift", "odd_a_from_even_table",
                            "input_shift_past_headroom"),
     "dp_periodic": ("zero_extend", "missing_a16_check", "unmasked_a"),
+    "avx2_mul32_rows": ("zero_extend", "madd_unchecked_a", "madd_sign_extended_a", "logical_shift"),
+    "avx2_widen_rows": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32", "zero_extend",
+                        "input_shift_past_headroom"),
+    "avx2_widen_periodic": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32",
+                            "zero_extend", "odd_a_from_even_table"),
+    "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
 }
 
 
@@ -407,9 +423,10 @@ def _mul_epi32(z3, a, b, bad):
     return ext(32, z3.Extract(31, 0, a)) * ext(32, z3.Extract(31, 0, b))
 
 
-def _widen(in_dtype, wrong, rows, high):
-    """Shared model of widen_rows / widen_periodic for one 64-bit lane pair (elements e = even, o = odd)."""
-    name = f"widen_{'rows' if rows else 'periodic'}_{'high' if high else 'low'}"
+def _widen(in_dtype, wrong, rows, high, name=None):
+    """Shared model of widen_rows / widen_periodic (AVX-512) and avx2 widen_rows for one 64-bit lane pair (elements
+    e = even, o = odd)."""
+    name = name or f"widen_{'rows' if rows else 'periodic'}_{'high' if high else 'low'}"
     z3 = z3mod()
     bad = _variant(name, wrong)
     bits, signed = IN_BITS[in_dtype]
@@ -455,7 +472,7 @@ def _widen(in_dtype, wrong, rows, high):
     v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
-    if rows and high:
+    if rows and high and name == "widen_rows_high":
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
         vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next, ko), x32(xo, ko))
@@ -584,6 +601,170 @@ def dp_periodic(in_dtype, w=32, wrong=False):
                                                             "x": xi}
 
 
+# ------------------------------------------------------------------------------------------------ AVX2 bodies
+# csrc/fxbn/kernel_avx2.cpp, picked when the kernel ISA is "avx2" (tests: _core.kernel_isa("avx2")).
+
+def _pshufd(z3, v, imm):
+    """vpshufd on one 128-bit lane: dword i of the result is dword (imm >> 2i) & 3 of v."""
+    d = [z3.Extract(32 * k + 31, 32 * k, v) for k in range(4)]
+    return z3.Concat(*[d[(imm >> (2 * i)) & 3] for i in reversed(range(4))])
+
+
+def _blendd(z3, a, b, imm):
+    """vpblendd on one 128-bit lane (imm's low 4 bits): dword i from b where bit i is set, else from a."""
+    pick = lambda v, k: z3.Extract(32 * k + 31, 32 * k, v)  # noqa: E731
+    return z3.Concat(*[pick(b if (imm >> i) & 1 else a, i) for i in reversed(range(4))])
+
+
+def _avx2_widen(name, in_dtype, wrong, rows):
+    """avx2 widen_rows / widen_periodic: the _widen lane claims plus the vpshufd 0xF5 + vpblendd 0xAA gather."""
+    z3 = z3mod()
+    bad = _variant(name, wrong)
+    lane_bad = bad if bad not in ("shuffle_low_dwords", "blend_swapped") else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=rows, high=True, name=name)
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    imm_s = 0xA0 if bad == "shuffle_low_dwords" else 0xF5
+    imm_b = 0x5 if bad == "blend_swapped" else 0xA
+    h = _blendd(z3, _pshufd(z3, z3.Concat(pe1, pe0), imm_s), z3.Concat(po1, po0), imm_b)
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    claims.append(h == z3.Concat(hi(po1), hi(pe1), hi(po0), hi(pe0)))   # elements 3, 2, 1, 0 (high to low dword)
+    return claims, variables
+
+
+def avx2_widen_periodic(in_dtype, w=64, wrong=False):
+    """AVX2 widen_periodic (64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, periodic tables with
+    period % 64 == 0, every s >= 32): per-entry A (sign-extended int64, even entries then odd ones per 16-entry block:
+    the even and odd products read different table entries), B likewise, vpsravd by s32 = s - 32; the lane claims of
+    ``widen_periodic_high`` plus the gather of ``avx2_widen_rows``.  Wrong: ``shuffle_low_dwords``,
+    ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``odd_a_from_even_table``."""
+    return _avx2_widen("avx2_widen_periodic", in_dtype, wrong, rows=False)
+
+
+def avx2_widen_rows(in_dtype, w=64, wrong=False):
+    """AVX2 widen_rows (64-bit accumulator, multipliers_fit_int32, sizeof(Out) <= 4, by rows; rows with s < 32 take the
+    portable loop): x * 2^xk by vpsllvd, the odd elements by vpsrlq 32, P = vpmuldq(x, A) + B per 64-bit lane,
+    vpsrad by s - 32 of the high dwords, 32-bit clamp -- the per-lane claims of ``widen_rows_high`` with the AVX2
+    odd-lane source -- plus the gather of the high dwords: vpshufd 0xF5 on the even products then vpblendd 0xAA with
+    the odd ones puts floor(P / 2^32) of element k in dword k (modelled on a 128-bit lane: two even and two odd
+    products, every bit symbolic).  The narrowing store is ``avx2_pack_narrow``.
+    Wrong: ``shuffle_low_dwords`` (vpshufd 0xA0: the even products' low dwords), ``blend_swapped`` (vpblendd 0x55),
+    ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``input_shift_past_headroom``."""
+    return _avx2_widen("avx2_widen_rows", in_dtype, wrong, rows=True)
+
+
+def avx2_mul32_rows(in_dtype, w=32, wrong=False):
+    """AVX2 mul32_rows / mul32_periodic (32-bit accumulator, sizeof(Out) <= 4; per lane, so by-row broadcasts and
+    per-entry tables alike): acc = vpmaddwd(x, (A, 0)) + B for 8/16-bit inputs when A in (-2^15, 2^15) (the table or
+    broadcast holds (uint16)A), else vpmulld(x, A) + B (mod 2^32); vpsrad / vpsravd by s <= 31; 32-bit clamp.
+    Claims, proved separately: (1) per multiply path, acc is the exact A*x + B modulo 2^32 (vpmaddwd: each int32
+    lane read as the signed 16-bit pair (lo, hi), lo*a_lo + hi*a_hi); (2) for every exact E within 32 bits (the
+    solver's accumulator bound), the shift and clamp of its low 32 bits is clamp(floor(E / 2^s)).  The narrowing
+    store is ``avx2_pack_narrow``.
+    Wrong: ``zero_extend`` (vpmovzx for a signed input), ``madd_unchecked_a`` (vpmaddwd for any A: only its low 16
+    bits count), ``madd_sign_extended_a`` (the pair (A, -1) for A < 0: hi * -1 leaks in), ``logical_shift``
+    (vpsrld)."""
+    z3 = z3mod()
+    bad = _variant("avx2_mul32_rows", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    B, s, qmin, qmax = z3.BitVecs("B s qmin qmax", 32)
+    xi = z3.BitVec("x", bits)
+    variables = {"B": B, "s": s, "qmin": qmin, "qmax": qmax, "x": xi}
+    xl = _ext(z3, xi, 32, signed and bad != "zero_extend")               # load8: vpmovsx / vpmovzx
+    W = 32 + max(bits, 16) + 2
+    exact = lambda A: _ext(z3, A, W) * _ext(z3, xi, W, signed) + _ext(z3, B, W)  # noqa: E731
+    claims = []
+    A = z3.BitVec("A", 32)                                               # vpmulld: any int32 multiplier
+    variables["A"] = A
+    claims.append(z3.Extract(31, 0, exact(A)) == xl * A + B)
+    if bits <= 16:                                                       # vpmaddwd with the pair (A, 0)
+        if bad == "madd_unchecked_a":
+            Am, pre = z3.BitVec("A_madd", 32), []
+        else:
+            a16 = z3.BitVec("A16", 16)
+            Am, pre = z3.SignExt(16, a16), [a16 != -(1 << 15)]
+        variables["A_madd"] = Am
+        al = Am if bad == "madd_sign_extended_a" else z3.ZeroExt(16, z3.Extract(15, 0, Am))
+        word = lambda v, k: z3.SignExt(16, z3.Extract(16 * k + 15, 16 * k, v))  # noqa: E731
+        madd = word(xl, 0) * word(al, 0) + word(xl, 1) * word(al, 1)
+        claims.append(z3.Implies(z3.And(*pre), z3.Extract(31, 0, exact(Am)) == madd + B))
+    E = z3.BitVec("E", W)                                                # (2) every exact value within 32 bits
+    variables["E"] = E
+    fits, y_math = _math_sum(z3, E, z3.BitVecVal(0, 32), s, qmin, qmax, 32)
+    acc = z3.Extract(31, 0, E)
+    q = z3.LShR(acc, s) if bad == "logical_shift" else acc >> s
+    y = _clamp(z3, q, qmin, qmax)
+    claims.append(z3.Implies(z3.And(fits, z3.ULE(s, 31), qmin <= qmax), _same(z3, y, y_math)))
+    return claims, variables
+
+
+def _sat(z3, v, lo, hi, bits):
+    """Saturation of the signed value v to [lo, hi], stored on `bits` bits (vpackssdw/vpacksswb: signed bounds;
+    vpackusdw/vpackuswb: [0, 2^bits - 1])."""
+    return z3.If(v > hi, z3.BitVecVal(hi, bits), z3.If(v < lo, z3.BitVecVal(lo, bits), z3.Extract(bits - 1, 0, v)))
+
+
+def avx2_pack_narrow(in_dtype, w=32, wrong=False):
+    """AVX2 store_lanes: int32 lanes h (elements 0..31, four vectors of 8) clamped to [qmin, qmax] and narrowed.
+    8-bit Out: w01 = vpackssdw(h0, h1), w23 = vpackssdw(h2, h3) (per 128-bit lane: 4 dwords of the first operand
+    then 4 of the second), vpacksswb / vpackuswb(w01, w23) (per lane: 8 words of each), vpermd (0,4,1,5,2,6,3,7),
+    byte min/max (dropped for int8 with [qmin, qmax] = [-128, 127]).  16-bit Out: vpackssdw / vpackusdw(h0, h1),
+    vpermq 0xD8, word min/max (dropped for int16 with its whole range).  Modelled element by element with the lane
+    structure of each instruction; claim: output element i is the low bits of clamp(h_i, qmin, qmax) for every
+    h_i and every qmin <= qmax within Out's range.
+    Wrong: ``no_permute`` (the vpermd / vpermq left out), ``uint8_signed_pack`` (uint8 packed with vpacksswb)."""
+    z3 = z3mod()
+    bad = _variant("avx2_pack_narrow", wrong)
+    h = [z3.BitVec(f"h{i}", 32) for i in range(32)]
+    variables = {f"h{i}": h[i] for i in range(32)}
+
+    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
+        n = len(a) // 2
+        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+
+    claims = []
+    for out, bits, signed, full in (("int8", 8, True, True), ("int8", 8, True, False), ("uint8", 8, False, False),
+                                    ("int16", 16, True, True), ("int16", 16, True, False),
+                                    ("uint16", 16, False, False)):
+        lo_t, hi_t = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if full:
+            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        if bits == 8:
+            ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+            w01, w23 = packs(h[0:8], h[8:16], ws), packs(h[16:24], h[24:32], ws)
+            if signed or bad == "uint8_signed_pack":
+                bs = lambda v: _sat(z3, v, -128, 127, 8)  # noqa: E731  vpacksswb
+            else:
+                bs = lambda v: _sat(z3, v, 0, 255, 8)  # noqa: E731  vpackuswb
+            packed = packs(w01, w23, bs)                                  # 32 bytes
+            order = list(range(8)) if bad == "no_permute" else [0, 4, 1, 5, 2, 6, 3, 7]
+            elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd: dword i <- dword order[i]
+            count = 32
+        else:
+            sat = ((lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)) if signed  # vpackssdw
+                   else (lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16)))            # vpackusdw
+            packed = packs(h[0:8], h[8:16], sat)                          # 16 words
+            order = [0, 1, 2, 3] if bad == "no_permute" else [0, 2, 1, 3]  # vpermq 0xD8
+            elems = [wd for qd in order for wd in packed[4 * qd:4 * qd + 4]]
+            count = 16
+        lb, hb = z3.Extract(bits - 1, 0, qmin), z3.Extract(bits - 1, 0, qmax)
+        for i in range(count):
+            e = elems[i]
+            if not full:                                                  # vpmax/vpmin, signed or unsigned
+                if signed:
+                    e = z3.If(e > lb, e, lb)
+                    e = z3.If(e < hb, e, hb)
+                else:
+                    e = z3.If(z3.UGT(e, lb), e, lb)
+                    e = z3.If(z3.ULT(e, hb), e, hb)
+            claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(bits - 1, 0, _clamp(z3, h[i], qmin, qmax))))
+    return claims, variables                                        # one claim per output element (fast so)
+
+
 # name -> (builder, logic, accumulator widths, input types): the kernel path each covers.
 SIMD_LEMMAS = {
     "lut_rows": (lut_rows, "QF_BV", (32, 64), ("int8", "uint8")),
@@ -592,6 +773,10 @@ SIMD_LEMMAS = {
     "widen_periodic_high": (widen_periodic_high, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "widen_periodic_low": (widen_periodic_low, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "dp_periodic": (dp_periodic, "QF_BV", (32,), ("int8", "uint8", "int16")),
+    "avx2_mul32_rows": (avx2_mul32_rows, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
 }
 
 

@@ -1,0 +1,387 @@
+// The hand-written AVX2 bodies: what the compiler does poorly without AVX-512.
+//   mul32_rows  32-bit accumulator: vpmaddwd with the pair (A, 0) where |A| < 2^15 and the input is 8/16-bit (one
+//               uop, where vpmulld is two on most AVX2 cores), else vpmulld; vpsrad; the narrowing packs.
+//   mul32_periodic  the same with per-entry tables (channel-last layouts), vpsravd.
+//   widen_periodic  widen_rows' arithmetic with per-entry tables when every s >= 32 (vpsravd by s - 32).
+//   widen_rows  64-bit accumulator, 32-bit multiplier, s >= 32: vpmuldq on the even and odd lanes (AVX2 has no
+//               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
+//               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
+// Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
+// (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
+// output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
+// avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
+// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_periodic,
+// avx2_pack_narrow).
+#include "kernel_impl.hpp"
+
+#if FXBN_X86_DISPATCH
+
+namespace fxbn {
+namespace detail {
+namespace {
+
+// 8 inputs widened to int32 lanes (reads exactly 8 elements).
+template <class In>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i load8(const In* p) {
+  if constexpr (std::is_same<In, int8_t>::value) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, uint8_t>::value) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, int16_t>::value) {
+    return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else {
+    static_assert(std::is_same<In, int32_t>::value, "input type");
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+}
+
+// Clamp bounds broadcast at every width the stores use.
+struct Bounds {
+  __m256i q32lo, q32hi, q16lo, q16hi, q8lo, q8hi;
+};
+
+FXBN_TARGET_AVX2 FXBN_INLINE Bounds bounds(int64_t qmin, int64_t qmax) {
+  return {_mm256_set1_epi32(static_cast<int32_t>(qmin)), _mm256_set1_epi32(static_cast<int32_t>(qmax)),
+          _mm256_set1_epi16(static_cast<int16_t>(qmin)), _mm256_set1_epi16(static_cast<int16_t>(qmax)),
+          _mm256_set1_epi8(static_cast<char>(qmin)), _mm256_set1_epi8(static_cast<char>(qmax))};
+}
+
+// Stores elements [i, n) in whole blocks from lanes8(k), the int32 lanes (before the clamp) of elements k..k+7:
+// 8-bit Out 32 at a time (vpackssdw, vpacksswb / vpackuswb, vpermd restoring the order the per-128-bit-lane packs
+// interleave, byte min/max), 16-bit Out 16 at a time (vpackssdw / vpackusdw, vpermq, word min/max), int32 8 at a
+// time (dword min/max).  The packs saturate to Out's range, which a clamp to [qmin, qmax] within it then narrows
+// (``avx2_pack_narrow``).  Sat: [qmin, qmax] is signed Out's whole range, the min/max are dropped.  Returns the first
+// element not stored.
+template <class Out, bool Sat, class Lanes8>
+FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_lanes(Out* y, int64_t i, int64_t n, const Lanes8& lanes8, const Bounds& q) {
+  if constexpr (sizeof(Out) == 1) {
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; i + 32 <= n; i += 32) {
+      const __m256i h0 = lanes8(i), h1 = lanes8(i + 8), h2 = lanes8(i + 16), h3 = lanes8(i + 24);
+      const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
+      __m256i v;
+      if constexpr (std::is_signed<Out>::value) {
+        v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+        if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
+      } else {
+        v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
+        v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+    }
+  } else if constexpr (sizeof(Out) == 2) {
+    for (; i + 16 <= n; i += 16) {
+      const __m256i h0 = lanes8(i), h1 = lanes8(i + 8);
+      __m256i v;
+      if constexpr (std::is_signed<Out>::value) {
+        v = _mm256_permute4x64_epi64(_mm256_packs_epi32(h0, h1), 0xD8);
+        if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+      } else {
+        v = _mm256_permute4x64_epi64(_mm256_packus_epi32(h0, h1), 0xD8);
+        v = _mm256_min_epu16(_mm256_max_epu16(v, q.q16lo), q.q16hi);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+    }
+  } else {
+    static_assert(sizeof(Out) == 4, "output type");
+    for (; i + 8 <= n; i += 8) {
+      const __m256i v = _mm256_min_epi32(_mm256_max_epi32(lanes8(i), q.q32lo), q.q32hi);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+    }
+  }
+  return i;
+}
+
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i ld(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_min(__m256i v) {
+  __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0xB1));
+  return _mm_cvtsi128_si32(m);
+}
+
+FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_max(__m256i v) {
+  __m128i m = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1));
+  return _mm_cvtsi128_si32(m);
+}
+
+// 32-bit accumulator by rows: acc = A*x + B (mod 2^32), vpsrad by s (<= 31), clamp.  vpmaddwd reads each int32 lane
+// as the 16-bit pair (lo, hi) and sums lo*a_lo + hi*a_hi: with the pair (A, 0) that is lo*A, the exact x*A for an
+// 8/16-bit input (hi is the sign extension of lo and is multiplied by 0) -- the dp_periodic arithmetic.
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_AVX2 bool mul32_rows(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int32_t* const B = static_cast<const int32_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    const int64_t c = r % j.channels;
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    const int32_t a = A[c];
+    const __m256i bv = _mm256_set1_epi32(B[c]);
+    const __m128i cnt = _mm_cvtsi32_si128(S[c]);
+    __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+    __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+    int64_t i;
+    if (sizeof(In) <= 2 && a > -32768 && a < 32768) {
+      const __m256i av = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(a)));  // the pair (A, 0)
+      const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+        const __m256i v = load8(x + k);
+        if constexpr (Check) {
+          mn = _mm256_min_epi32(mn, v);
+          mx = _mm256_max_epi32(mx, v);
+        }
+        return _mm256_sra_epi32(_mm256_add_epi32(_mm256_madd_epi16(v, av), bv), cnt);
+      };
+      i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    } else {
+      const __m256i av = _mm256_set1_epi32(a);
+      const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+        const __m256i v = load8(x + k);
+        if constexpr (Check) {
+          mn = _mm256_min_epi32(mn, v);
+          mx = _mm256_max_epi32(mx, v);
+        }
+        return _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(v, av), bv), cnt);
+      };
+      i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    }
+    bool bad = false;
+    if constexpr (Check) bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const In v = x[i];
+      if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
+      y[i] = static_cast<Out>(fixed_point<Mul::mul32, In>(v, a, B[c], S[c], j.qmin, j.qmax));
+    }
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// 64-bit accumulator, 32-bit multiplier, by rows.  Rows with s >= 32 (after widen_to_high, which also sets the input
+// shift xk): x * 2^xk (vpsllvd), P = vpmuldq(x, A) + B on the even lanes and on the odd ones (vpsrlq by 32 brings
+// them to the low dwords vpmuldq reads), floor(P / 2^32) is P's high dword: vpshufd 0xF5 moves the even products'
+// high dwords down, vpblendd 0xAA takes the odd products' in place; then vpsrad by s - 32 ((P >> 32) >> (s - 32) is
+// P >> s) and the 32-bit clamp of the store.  Rows with s < 32 run the portable loop (AVX2 has no 64-bit arithmetic
+// shift or min/max).
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const B = static_cast<const int64_t*>(j.b);
+  const int64_t* const S = static_cast<const int64_t*>(j.s);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    const int64_t c = r % j.channels;
+    const int64_t s = S[c];
+    if (s < 32) {  // xk is 0 here (widen_to_high sets s = 32 whenever it scales)
+      if (ByRow<Mul::widen, In, Out, Check>::run(j, pos, pos + n)) return true;
+      pos += n;
+      continue;
+    }
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    const __m256i av = _mm256_set1_epi64x(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
+    const __m256i bv = _mm256_set1_epi64x(B[c]);
+    const __m256i xkv = _mm256_set1_epi32(XK[c]);
+    const __m128i cnt = _mm_cvtsi64_si128(s - 32);
+    __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+    __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+      __m256i v = load8(x + k);
+      if constexpr (Check) {
+        mn = _mm256_min_epi32(mn, v);
+        mx = _mm256_max_epi32(mx, v);
+      }
+      if constexpr (sizeof(In) < 4) v = _mm256_sllv_epi32(v, xkv);
+      const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
+      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), av), bv);
+      const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+      return _mm256_sra_epi32(h, cnt);
+    };
+    int64_t i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    bool bad = false;
+    if constexpr (Check) bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const In v = x[i];
+      if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
+      y[i] = static_cast<Out>(fixed_point_xk(v, XK[c], A[c], B[c], s, j.qmin, j.qmax));
+    }
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// 32-bit accumulator, periodic tables (channel-last layouts): per-entry A, B, s (int32) and lo, hi (In); the
+// arithmetic of mul32_rows with per-lane operands (Madd: every table A is stored as (uint16)A, the pair (A, 0), for
+// vpmaddwd; vpsravd by the per-entry s), the range check a per-lane compare OR-ed into one mask.
+template <class In, class Out, bool Check, bool Madd>
+FXBN_TARGET_AVX2 bool mul32_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int32_t* const B = static_cast<const int32_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __m256i bad = _mm256_setzero_si256();
+    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+      const int64_t e = off + k;
+      const __m256i v = load8(x + k);
+      if constexpr (Check) {
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + e), v),
+                                                   _mm256_cmpgt_epi32(v, load8(HI + e))));
+      }
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + e));
+      const __m256i prod = Madd ? _mm256_madd_epi16(v, av) : _mm256_mullo_epi32(v, av);
+      const __m256i acc = _mm256_add_epi32(prod, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + e)));
+      return _mm256_srav_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(S + e)));
+    };
+    int64_t i = store_lanes<Out, false>(y, 0, n, lanes8, q);
+    bool flag = Check && !_mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const int64_t e = off + i;
+      const In v = x[i];
+      if constexpr (Check) flag |= (v < LO[e]) | (v > HI[e]);
+      const int32_t a = Madd ? static_cast<int16_t>(static_cast<uint16_t>(A[e])) : A[e];
+      y[i] = static_cast<Out>(fixed_point<Mul::mul32, In>(v, a, B[e], S[e], j.qmin, j.qmax));
+    }
+    if (flag) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// 64-bit accumulator, 32-bit multiplier, periodic tables, every s >= 32: the widen_rows arithmetic with per-entry
+// operands in the table layout of the AVX-512 widen_periodic (apply_typed builds it): per 16-entry block, A (as
+// int64) and B hold the even entries then the odd ones, so the even lanes of elements 0-7 of a block read qwords
+// 0-3, of elements 8-15 qwords 4-7, and the odd lanes qwords 8-11 and 12-15; s32 = s - 32 per entry (vpsravd).
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int64_t* const As = static_cast<const int64_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;  // a multiple of 16 (see period_of)
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __m256i bad = _mm256_setzero_si256();
+    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+      const int64_t e = off + k;                  // a multiple of 8
+      const int64_t ev = (e & ~int64_t{15}) + (e & 8) / 2;  // the block's even entries for these 8 elements
+      __m256i v = load8(x + k);
+      if constexpr (Check) {
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + e), v),
+                                                   _mm256_cmpgt_epi32(v, load8(HI + e))));
+      }
+      if constexpr (sizeof(In) < 4) v = _mm256_sllv_epi32(v, ld(XK + e));
+      const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, ld(As + ev)), ld(Bs + ev));
+      const __m256i vo = _mm256_srli_epi64(v, 32);
+      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, ld(As + ev + 8)), ld(Bs + ev + 8));
+      const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+      return _mm256_srav_epi32(h, ld(S + e));
+    };
+    int64_t i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    bool flag = Check && !_mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {  // tail (< 32 elements)
+      const int64_t e = off + i;
+      const int64_t k = e & 15;
+      const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
+      const In v = x[i];
+      if constexpr (Check) flag |= (v < LO[e]) | (v > HI[e]);
+      const int64_t xv = static_cast<int64_t>(v) * (int64_t{1} << XK[e]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(As[bi] * xv);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
+      y[i] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+    if (flag) return true;
+    pos += n;
+  }
+  return false;
+}
+
+}  // namespace
+
+template <Mul M, class In, class Out>
+ChunkFn avx2_rows(bool check, bool sat) {
+  if constexpr (M != Mul::mul64 && sizeof(Out) <= 4) {
+    constexpr bool can_sat = std::is_signed<Out>::value && sizeof(Out) < 4;
+    if constexpr (M == Mul::mul32) {
+      if (can_sat && sat) return check ? &mul32_rows<In, Out, true, can_sat> : &mul32_rows<In, Out, false, can_sat>;
+      return check ? &mul32_rows<In, Out, true, false> : &mul32_rows<In, Out, false, false>;
+    } else {
+      if (can_sat && sat) return check ? &widen_rows<In, Out, true, can_sat> : &widen_rows<In, Out, false, can_sat>;
+      return check ? &widen_rows<In, Out, true, false> : &widen_rows<In, Out, false, false>;
+    }
+  }
+  (void)check;
+  (void)sat;
+  return nullptr;
+}
+
+template <class In, class Out>
+ChunkFn avx2_mul32_periodic(bool check, bool madd) {
+  if constexpr (sizeof(In) <= 2) {
+    if (madd) return check ? &mul32_periodic<In, Out, true, true> : &mul32_periodic<In, Out, false, true>;
+  }
+  return check ? &mul32_periodic<In, Out, true, false> : &mul32_periodic<In, Out, false, false>;
+}
+
+template <class In, class Out>
+ChunkFn avx2_widen_periodic(bool check, bool sat) {
+  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+    if (sat) return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
+  }
+  (void)sat;
+  return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
+}
+
+#define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
+#define FXBN_PERIODIC(X, In, Out) \
+  template ChunkFn avx2_mul32_periodic<In, Out>(bool, bool); template ChunkFn avx2_widen_periodic<In, Out>(bool, bool);
+FXBN_FOR_MUL_IN_OUT(FXBN_ROWS)
+FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
+#undef FXBN_ROWS
+#undef FXBN_PERIODIC
+
+}  // namespace detail
+}  // namespace fxbn
+
+#endif  // FXBN_X86_DISPATCH

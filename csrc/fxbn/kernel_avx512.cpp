@@ -1,0 +1,452 @@
+// The hand-written AVX-512 bodies (x86-64-v4; VBMI and VNNI where named): the paths the compiler does not do well
+// (byte-table lookup with VBMI, vpdpwssd with VNNI, vpmuldq for 32x32->64 products).  Picked by kernel.cpp's dispatch
+// through the avx512_* functions at the end; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.
+#include "kernel_impl.hpp"
+
+#if FXBN_X86_DISPATCH
+
+namespace fxbn {
+namespace detail {
+namespace {
+
+// Rows of at least kLutRow 8-bit inputs with 8-bit outputs: the row's map is tabulated for all 256 inputs (with the
+// same fixed_point arithmetic), then applied with two 128-entry byte permutes and a blend per 64 elements.
+
+template <Mul M, class In, class Out>
+FXBN_TARGET_VBMI bool lut_rows(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(In) == 1 && sizeof(Out) == 1, "byte tables");
+  using Acc = typename MulTypes<M>::Acc;
+  using Coef = typename MulTypes<M>::Coef;
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const Coef* const A = static_cast<const Coef*>(j.a);
+  const Acc* const B = static_cast<const Acc*>(j.b);
+  const Acc* const S = static_cast<const Acc*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+  alignas(64) uint8_t table[256];
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    if (n < kLutRow) {
+      if (ByRow<M, In, Out>::run(j, pos, pos + n)) return true;
+      pos += n;
+      continue;
+    }
+    const int64_t c = r % j.channels;
+    const Coef a = A[c];
+    const Acc b = B[c], s = S[c];
+    for (int u = 0; u < 256; ++u) {  // table[u]: the output for the input whose byte is u
+      const In v = static_cast<In>(static_cast<uint8_t>(u));
+      table[u] = static_cast<uint8_t>(static_cast<Out>(fixed_point<M, In>(v, a, b, s, qmin, qmax)));
+    }
+    const __m512i t0 = _mm512_load_si512(table), t1 = _mm512_load_si512(table + 64);
+    const __m512i t2 = _mm512_load_si512(table + 128), t3 = _mm512_load_si512(table + 192);
+    const uint8_t* x = reinterpret_cast<const uint8_t*>(xs + pos);
+    uint8_t* y = reinterpret_cast<uint8_t*>(ys + pos);
+    __m512i mn = _mm512_set1_epi8(static_cast<char>(std::numeric_limits<In>::max()));
+    __m512i mx = _mm512_set1_epi8(static_cast<char>(std::numeric_limits<In>::min()));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(x + i);
+      if constexpr (std::is_signed<In>::value) {
+        mn = _mm512_min_epi8(mn, v);
+        mx = _mm512_max_epi8(mx, v);
+      } else {
+        mn = _mm512_min_epu8(mn, v);
+        mx = _mm512_max_epu8(mx, v);
+      }
+      const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1);  // entries 0..127 (bit 6 picks t0 / t1)
+      const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3);  // entries 128..255
+      _mm512_storeu_si512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+    if (i < n) {  // tail: a masked load (lanes past the end repeat x[i], which keeps min/max honest) and store
+      const __mmask64 k = _cvtu64_mask64(~uint64_t{0} >> (64 - (n - i)));
+      const __m512i v = _mm512_mask_loadu_epi8(_mm512_set1_epi8(static_cast<char>(x[i])), k, x + i);
+      if constexpr (std::is_signed<In>::value) {
+        mn = _mm512_min_epi8(mn, v);
+        mx = _mm512_max_epi8(mx, v);
+      } else {
+        mn = _mm512_min_epu8(mn, v);
+        mx = _mm512_max_epu8(mx, v);
+      }
+      const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1);
+      const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3);
+      _mm512_mask_storeu_epi8(y + i, k, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+    }
+    bool bad;
+    if constexpr (std::is_signed<In>::value) {
+      bad = (_mm512_cmplt_epi8_mask(mn, _mm512_set1_epi8(static_cast<char>(LO[c]))) |
+             _mm512_cmpgt_epi8_mask(mx, _mm512_set1_epi8(static_cast<char>(HI[c])))) != 0;
+    } else {
+      bad = (_mm512_cmplt_epu8_mask(mn, _mm512_set1_epi8(static_cast<char>(LO[c]))) |
+             _mm512_cmpgt_epu8_mask(mx, _mm512_set1_epi8(static_cast<char>(HI[c])))) != 0;
+    }
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// 16 inputs widened to int32 lanes.
+template <class In>
+FXBN_TARGET_V4 FXBN_INLINE __m512i load16(const In* p) {
+  if constexpr (std::is_same<In, int8_t>::value) {
+    return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, uint8_t>::value) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (std::is_same<In, int16_t>::value) {
+    return _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else {
+    static_assert(std::is_same<In, int32_t>::value, "input type");
+    return _mm512_loadu_si512(p);
+  }
+}
+
+// 16 int32 lanes (already clamped to the output range) narrowed and stored.
+template <class Out>
+FXBN_TARGET_V4 FXBN_INLINE void store16(Out* p, __m512i v) {
+  if constexpr (sizeof(Out) == 1) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v));
+  } else if constexpr (sizeof(Out) == 2) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
+  } else {
+    _mm512_storeu_si512(p, v);
+  }
+}
+
+// Clamp 16 int32 lanes to [qmin, qmax] and store them narrowed.  Sat: [qmin, qmax] is exactly Out's range (int8 or
+// int16), so the signed saturating narrowing (vpmovsdb / vpmovsdw) is that clamp and the min/max are dropped.
+template <class Out, bool Sat>
+FXBN_TARGET_V4 FXBN_INLINE void clamp_store16(Out* p, __m512i v, __m512i qmin32, __m512i qmax32) {
+  if constexpr (Sat) {
+    static_assert(std::is_signed<Out>::value && sizeof(Out) < 4, "saturating narrowing: int8 or int16 outputs");
+    (void)qmin32;
+    (void)qmax32;
+    if constexpr (sizeof(Out) == 1) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtsepi32_epi8(v));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtsepi32_epi16(v));
+    }
+  } else {
+    store16(p, _mm512_min_epi32(_mm512_max_epi32(v, qmin32), qmax32));
+  }
+}
+
+// 64 int32 lanes (h0 holds elements 0-15, h1 16-31, ...) clamped to [qmin, qmax] and stored as 8-bit Out: vpackssdw
+// and vpacksswb / vpackuswb saturate to int16 and then to Out's range (a clamp to Out's range, as a clamp to a
+// wider range followed by one to a narrower is), vpermd restores the element order the 128-bit-lane packs
+// interleave, and a byte min/max (dropped when Sat) narrows to [qmin, qmax].  4 shuffle uops per 64 outputs where
+// four vpmovsdb take 8.
+template <class Out, bool Sat>
+FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m512i h2, __m512i h3, __m512i qmin8,
+                                             __m512i qmax8) {
+  static_assert(sizeof(Out) == 1, "8-bit outputs");
+  // after the packs, dword 4L + k of the vector holds elements 4L..4L+3 of h_k (L: the 128-bit lane)
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i w01 = _mm512_packs_epi32(h0, h1), w23 = _mm512_packs_epi32(h2, h3);
+  __m512i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w01, w23));
+    if constexpr (!Sat) v = _mm512_min_epi8(_mm512_max_epi8(v, qmin8), qmax8);
+  } else {
+    static_assert(!Sat, "saturating store: signed outputs");
+    v = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
+    v = _mm512_min_epu8(_mm512_max_epu8(v, qmin8), qmax8);
+  }
+  _mm512_storeu_si512(p, v);
+}
+
+// High dwords floor(P / 2^32) of P = A*x + B for 16 inputs: vpmuldq (32x32->64, reading the low dword of each
+// qword) on the even elements v and on the odd ones vo, vpaddq, then a masked vpshufd swaps the even products' high
+// dwords down into the even lanes.  vo holds the odd elements in its low dwords: vpsrlq(v, 32) (port 0, where vpshufd
+// would add to the shuffles on port 5), or in widen_rows a second, unaligned load one element further on (the load
+// ports have room: 8% faster than vpsrlq there, none in widen_periodic, which loads five table vectors).
+FXBN_TARGET_V4 FXBN_INLINE __m512i high_dwords(__m512i v, __m512i vo, __m512i a_even, __m512i a_odd, __m512i b_even,
+                                               __m512i b_odd) {
+  const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, a_even), b_even);
+  const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(vo, a_odd), b_odd);
+  return _mm512_mask_shuffle_epi32(po, 0x5555, pe, _MM_PERM_CDAB);
+}
+
+// Stores elements [i, n) (whole blocks of 16) from high16(k), the clamp-ready int32 lanes of elements k..k+15: 64 at
+// a time for 8-bit outputs (pack_store64), then 16 at a time.  Returns the first element not stored.
+template <class Out, bool Sat, class High16>
+FXBN_TARGET_V4 FXBN_INLINE int64_t store_high(Out* y, int64_t i, int64_t n, const High16& high16, __m512i qmin8,
+                                              __m512i qmax8, __m512i qmin32, __m512i qmax32) {
+  if constexpr (sizeof(Out) == 1) {
+    for (; i + 64 <= n; i += 64) {
+      const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
+      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
+    }
+  }
+  for (; i + 16 <= n; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+  return i;
+}
+
+// The 64-bit accumulator with a 32-bit multiplier: two 32x32->64 multiplies (vpmuldq, one uop each, where the
+// compiler would sign-extend and use the 3-uop vpmullq) for the even and odd lanes of 16 inputs.  With s >= 32 the
+// floor division is taken as (P >> 32) >> (s - 32) (a floor of a floor), so shift and clamp run on 32-bit lanes, and
+// 8-bit outputs are packed 64 at a time (pack_store64).
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const B = static_cast<const int64_t*>(j.b);
+  const int64_t* const S = static_cast<const int64_t*>(j.s);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const __m512i qmin32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmin));
+  const __m512i qmax32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmax));
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(j.qmin));
+  const __m512i qmax8 = _mm512_set1_epi8(static_cast<char>(j.qmax));
+  const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.inner;
+    const int64_t off = pos - r * j.inner;
+    const int64_t n = std::min(j.inner - off, end - pos);
+    const int64_t c = r % j.channels;
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    const __m512i av = _mm512_set1_epi64(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
+    const __m512i bv = _mm512_set1_epi64(B[c]);
+    const int64_t s = S[c];
+    const int32_t xk = XK[c];
+    __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+    __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+    int64_t i = 0;
+    if (s >= 32) {
+      const __m128i cnt = _mm_cvtsi64_si128(s - 32);
+      const __m512i xkv = _mm512_set1_epi32(xk);
+      // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to the scalar tail
+      const int64_t lim = std::min(n, j.total - pos - 1);
+      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+        __m512i v = load16(x + k);
+        if constexpr (Check) {
+          mn = _mm512_min_epi32(mn, v);
+          mx = _mm512_max_epi32(mx, v);
+        }
+        __m512i h;
+        if constexpr (sizeof(In) == 4) {
+          h = high_dwords(v, load16(x + k + 1), av, av, bv, bv);
+        } else {  // x * 2^xk (vpsllvd), then the odd elements by vpsrlq: a reload would need another widening
+          v = _mm512_sllv_epi32(v, xkv);
+          h = high_dwords(v, _mm512_srli_epi64(v, 32), av, av, bv, bv);
+        }
+        return s > 32 ? _mm512_sra_epi32(h, cnt) : h;
+      };
+      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32);
+    } else {
+      const __m128i cnt = _mm_cvtsi64_si128(s);
+      for (; i + 16 <= n; i += 16) {
+        const __m512i v = load16(x + i);
+        if constexpr (Check) {
+          mn = _mm512_min_epi32(mn, v);
+          mx = _mm512_max_epi32(mx, v);
+        }
+        __m512i pe = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(v, av), bv), cnt);
+        __m512i po = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), av), bv), cnt);
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, qmin64), qmax64);
+        store16(y + i, _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
+      }
+    }
+    bool bad = false;
+    if constexpr (Check) bad = (_mm512_reduce_min_epi32(mn) < LO[c]) | (_mm512_reduce_max_epi32(mx) > HI[c]);
+    for (; i < n; ++i) {  // tail (< 16 elements; < 32 at the end of the tensor)
+      const In v = x[i];
+      if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
+      y[i] = static_cast<Out>(fixed_point_xk(v, xk, A[c], B[c], s, j.qmin, j.qmax));
+    }
+    if (bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// Periodic tables (channel-last layouts) with the 64-bit accumulator and a 32-bit multiplier: vpmuldq on even and
+// odd lanes (one uop each, where the compiler sign-extends and uses the 3-uop vpmullq).  High (every shift >= 32):
+// the high dwords are floor(P / 2^32), then per-lane 32-bit shifts and clamps; otherwise per-lane 64-bit shifts and
+// clamps.  Tables (64-byte aligned): lo/hi per entry; a (as int64), b and (when !High) s split per 16-entry block into
+// even then odd entries, so that each vpmuldq operand is one aligned load; s32 = s - 32 per entry when High.  The
+// odd inputs come from vpsrlq, as in widen_rows.
+template <class In, class Out, bool Check, bool High, bool Sat = false>
+FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int64_t* const As = static_cast<const int64_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int64_t* const Ss = static_cast<const int64_t*>(j.s);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(qmin)), qmax8 = _mm512_set1_epi8(static_cast<char>(qmax));
+  const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;  // a multiple of 16 (see period_of)
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    if constexpr (High) {
+      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+        const int64_t e = off + k;
+        __m512i v = load16(x + k);
+        if constexpr (Check) {
+          bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+        }
+        if constexpr (sizeof(In) < 4) v = _mm512_sllv_epi32(v, _mm512_load_si512(XK + e));  // x * 2^xk
+        const __m512i h = high_dwords(v, _mm512_srli_epi64(v, 32), _mm512_load_si512(As + e),
+                                      _mm512_load_si512(As + e + 8), _mm512_load_si512(Bs + e),
+                                      _mm512_load_si512(Bs + e + 8));
+        return _mm512_srav_epi32(h, _mm512_load_si512(S + e));
+      };
+      i = store_high<Out, Sat>(y, i, n, high16, qmin8, qmax8, qmin32, qmax32);
+    } else {
+      for (; i + 16 <= n; i += 16) {
+        const int64_t e = off + i;
+        __m512i v = load16(x + i);
+        if constexpr (Check) {
+          bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+        }
+        if constexpr (sizeof(In) < 4) v = _mm512_sllv_epi32(v, _mm512_load_si512(XK + e));  // x * 2^xk
+        __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, _mm512_load_si512(As + e)), _mm512_load_si512(Bs + e));
+        __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_load_si512(As + e + 8)),
+                                      _mm512_load_si512(Bs + e + 8));
+        pe = _mm512_srav_epi64(pe, _mm512_load_si512(Ss + e));
+        po = _mm512_srav_epi64(po, _mm512_load_si512(Ss + e + 8));
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, qmin64), qmax64);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, qmin64), qmax64);
+        store16(y + i, _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
+      }
+    }
+    for (; i < n; ++i) {  // tail (< 16 elements, only at the very end of the tensor)
+      const int64_t e = off + i;
+      const int64_t k = e & 15;
+      const int64_t bi = (e - k) + ((k & 1) ? 8 : 0) + (k >> 1);
+      const In v = x[i];
+      if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
+      const int64_t xv = static_cast<int64_t>(v) * (int64_t{1} << XK[e]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(As[bi] * xv);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      if constexpr (High) {
+        const int32_t h = static_cast<int32_t>(acc >> 32) >> S[e];
+        y[i] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+      } else {
+        const int64_t q = acc >> Ss[bi];
+        y[i] = static_cast<Out>(std::min(std::max(q, j.qmin), j.qmax));
+      }
+    }
+    if (Check && bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+// Periodic tables, 32-bit accumulator, 8/16-bit inputs and every |A| < 2^15: A*x + B is one vpdpwssd (B plus the
+// dot product of the 16-bit pairs (x, *) and (A, 0)).  Tables: a = A & 0xFFFF, b, s as int32; lo/hi per entry.
+template <class In, class Out, bool Check>
+FXBN_TARGET_VBMI bool dp_periodic(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(In) <= 2, "16-bit pairs");
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int32_t* const B = static_cast<const int32_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / j.period;
+    const int64_t off = pos - r * j.period;
+    const int64_t n = std::min(j.period - off, end - pos);
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const int64_t e = off + i;
+      const __m512i v = load16(x + i);
+      if constexpr (Check) {
+        bad |= _mm512_cmplt_epi32_mask(v, load16(LO + e)) | _mm512_cmpgt_epi32_mask(v, load16(HI + e));
+      }
+      __m512i acc = _mm512_dpwssd_epi32(_mm512_loadu_si512(B + e), v, _mm512_loadu_si512(A + e));
+      acc = _mm512_srav_epi32(acc, _mm512_loadu_si512(S + e));
+      acc = _mm512_min_epi32(_mm512_max_epi32(acc, qmin32), qmax32);
+      store16(y + i, acc);
+    }
+    for (; i < n; ++i) {  // tail (< 16 elements)
+      const int64_t e = off + i;
+      const In v = x[i];
+      if constexpr (Check) bad |= static_cast<__mmask16>((v < LO[e]) | (v > HI[e]));
+      const int32_t a16 = static_cast<int16_t>(static_cast<uint16_t>(A[e]));
+      const uint32_t acc = static_cast<uint32_t>(a16 * static_cast<int32_t>(v)) + static_cast<uint32_t>(B[e]);
+      const int32_t q = static_cast<int32_t>(acc) >> S[e];
+      y[i] = static_cast<Out>(std::min(std::max(q, qmin), qmax));
+    }
+    if (Check && bad) return true;
+    pos += n;
+  }
+  return false;
+}
+
+}  // namespace
+
+template <Mul M, class In, class Out>
+ChunkFn avx512_rows(bool vbmi, bool check, bool sat) {
+  if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
+    if (vbmi) return &lut_rows<M, In, Out>;
+  }
+  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+    if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+      if (sat) return check ? &widen_rows<In, Out, true, true> : &widen_rows<In, Out, false, true>;
+    }
+    return check ? &widen_rows<In, Out, true, false> : &widen_rows<In, Out, false, false>;
+  }
+  (void)check;
+  (void)sat;
+  return nullptr;
+}
+
+template <class In, class Out>
+ChunkFn avx512_widen_periodic(bool check, bool high, bool sat) {
+  if (!high) return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
+  if constexpr (std::is_signed<Out>::value && sizeof(Out) < 4) {
+    if (sat) return check ? &widen_periodic<In, Out, true, true, true> : &widen_periodic<In, Out, false, true, true>;
+  }
+  (void)sat;
+  return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
+}
+
+template <class In, class Out>
+ChunkFn avx512_dp_periodic(bool check) {
+  if constexpr (sizeof(In) <= 2) {
+    return check ? &dp_periodic<In, Out, true> : &dp_periodic<In, Out, false>;
+  } else {
+    (void)check;
+    return nullptr;
+  }
+}
+
+#define FXBN_ROWS(M, In, Out) template ChunkFn avx512_rows<M, In, Out>(bool, bool, bool);
+#define FXBN_PERIODIC(X, In, Out) \
+  template ChunkFn avx512_widen_periodic<In, Out>(bool, bool, bool); template ChunkFn avx512_dp_periodic<In, Out>(bool);
+FXBN_FOR_MUL_IN_OUT(FXBN_ROWS)
+FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
+#undef FXBN_ROWS
+#undef FXBN_PERIODIC
+
+}  // namespace detail
+}  // namespace fxbn
+
+#endif  // FXBN_X86_DISPATCH

@@ -1,0 +1,241 @@
+// Private to the kernel sources (kernel.cpp and the kernel_<isa>.cpp files): the arithmetic every body shares,
+// the Job a chunk function receives, the compiler-vectorized loop templates, and the hand-written ISA bodies' entry
+// points.  kernel.cpp holds the ISA selection, the driving code, the portable loops (compiled once per ISA) and the
+// public entry points; each kernel_<isa>.cpp holds the hand-written bodies for one instruction set.
+#pragma once
+
+#include "kernel.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FXBN_NO_DISPATCH)
+#define FXBN_X86_DISPATCH 1
+#define FXBN_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define FXBN_TARGET_AVX2 __attribute__((target("avx2")))
+#define FXBN_TARGET_VBMI __attribute__((target("arch=x86-64-v4,avx512vbmi,avx512vnni")))
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized (their _mm512_undefined_* helpers); not our code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#define FXBN_X86_DISPATCH 0
+#endif
+
+#if defined(__GNUC__)
+#define FXBN_INLINE __attribute__((always_inline)) inline
+#else
+#define FXBN_INLINE inline
+#endif
+
+namespace fxbn {
+namespace detail {
+
+// ------------------------------------------------------------------------------------------------ the arithmetic
+// mul32: 32-bit accumulator.  widen: 64-bit accumulator, multiplier fits int32 (32x32->64 multiply, exact).
+// mul64: 64-bit accumulator and multiplier.
+enum class Mul : int { mul32 = 0, widen = 1, mul64 = 2 };
+
+template <Mul M>
+struct MulTypes {
+  using Acc = int64_t;
+  using Coef = int32_t;
+};
+template <>
+struct MulTypes<Mul::mul32> {
+  using Acc = int32_t;
+  using Coef = int32_t;
+};
+template <>
+struct MulTypes<Mul::mul64> {
+  using Acc = int64_t;
+  using Coef = int64_t;
+};
+
+// One element, branch-free: wrap-free unsigned multiply-add (the solver proves that in-range results fit Acc; out of
+// range they wrap harmlessly and are reported), arithmetic shift, clamp (min/max).
+template <Mul M, class In>
+FXBN_INLINE typename MulTypes<M>::Acc fixed_point(In v, typename MulTypes<M>::Coef a, typename MulTypes<M>::Acc b,
+                                                  typename MulTypes<M>::Acc s, typename MulTypes<M>::Acc qmin,
+                                                  typename MulTypes<M>::Acc qmax) {
+  using Acc = typename MulTypes<M>::Acc;
+  using U = typename std::make_unsigned<Acc>::type;
+  U prod;
+  if constexpr (M == Mul::widen) {
+    prod = static_cast<U>(static_cast<int64_t>(a) * static_cast<int64_t>(v));  // |a|, |v| <= 2^31: exact
+  } else {
+    prod = static_cast<U>(a) * static_cast<U>(static_cast<Acc>(v));
+  }
+  const Acc acc = static_cast<Acc>(prod + static_cast<U>(b));
+  const Acc q = acc >> s;
+  const Acc lo = q < qmin ? qmin : q;
+  return lo > qmax ? qmax : lo;
+}
+
+// Tables of per-channel or per-entry parameters, 64-byte aligned: the AVX-512 bodies load whole vectors of them at
+// offsets that are multiples of 16 entries, which then never split a cache line.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+template <class T>
+using Table = std::vector<T, Aligned64<T>>;
+
+// Everything one call needs, type-erased so that one function-pointer type serves every instantiation.
+struct Job {
+  const void* x;
+  void* y;
+  int64_t channels, inner;  // by-row mode: the channel of element i is (i / inner) % channels
+  int64_t period;           // periodic mode: element i uses table entry i % period
+  const void* a;            // Coef[]: per channel (by-row) or per period entry (periodic)
+  const void* b;            // Acc[]
+  const void* s;            // Acc[]
+  const void* lo;           // In[]
+  const void* hi;           // In[]
+  int64_t qmin, qmax;
+  const void* s32 = nullptr;  // widen_periodic: int32 shift - 32 per entry (b is then stored even/odd split)
+  int64_t total = 0;          // elements in the tensor (widen_rows reads one element past a block, never past it)
+  const void* xk = nullptr;   // widen bodies, 8/16-bit inputs: int32 input shift per channel (rows) or entry
+};
+
+// A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
+template <class In>
+FXBN_INLINE int64_t fixed_point_xk(In v, int32_t xk, int32_t a, int64_t b, int64_t s, int64_t qmin, int64_t qmax) {
+  return fixed_point<Mul::widen, int32_t>(static_cast<int32_t>(v) * (int32_t{1} << xk), a, b, s, qmin, qmax);
+}
+
+using ChunkFn = bool (*)(const Job&, int64_t, int64_t);
+
+// By-row mode (inner >= kMinRow): one channel per row of `inner` elements; scalars a, b, s hoisted; the range
+// check is a min/max of the row on the input type (two narrow SIMD ops per vector), compared once per row, and
+// compiled out when every channel accepts the whole input type.
+template <Mul M, class In, class Out, bool Check = true>
+struct ByRow {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    using Acc = typename MulTypes<M>::Acc;
+    using Coef = typename MulTypes<M>::Coef;
+    const In* const xs = static_cast<const In*>(j.x);
+    Out* const ys = static_cast<Out*>(j.y);
+    const Coef* const A = static_cast<const Coef*>(j.a);
+    const Acc* const B = static_cast<const Acc*>(j.b);
+    const Acc* const S = static_cast<const Acc*>(j.s);
+    const In* const LO = static_cast<const In*>(j.lo);
+    const In* const HI = static_cast<const In*>(j.hi);
+    const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.inner;
+      const int64_t off = pos - r * j.inner;
+      const int64_t n = std::min(j.inner - off, end - pos);
+      const int64_t c = r % j.channels;
+      const In* __restrict x = xs + pos;
+      Out* __restrict y = ys + pos;
+      const Coef a = A[c];
+      const Acc b = B[c], s = S[c];
+      if constexpr (Check) {
+        In mn = std::numeric_limits<In>::max(), mx = std::numeric_limits<In>::min();
+        for (int64_t i = 0; i < n; ++i) {
+          const In v = x[i];
+          mn = v < mn ? v : mn;
+          mx = v > mx ? v : mx;
+          y[i] = static_cast<Out>(fixed_point<M, In>(v, a, b, s, qmin, qmax));
+        }
+        if ((mn < LO[c]) | (mx > HI[c])) return true;
+      } else {
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<Out>(fixed_point<M, In>(x[i], a, b, s, qmin, qmax));
+      }
+      pos += n;
+    }
+    return false;
+  }
+};
+
+// Periodic mode (channel-last layouts and short rows): per-element tables of one period (a multiple of
+// channels * inner, at least kMinPeriod long); the range check is a flag OR-ed per element when any channel's range
+// is narrower than the input type, else compiled out.
+template <Mul M, class In, class Out, bool Check>
+struct Periodic {
+  static FXBN_INLINE bool run(const Job& j, int64_t begin, int64_t end) {
+    using Acc = typename MulTypes<M>::Acc;
+    using Coef = typename MulTypes<M>::Coef;
+    const In* const xs = static_cast<const In*>(j.x);
+    Out* const ys = static_cast<Out*>(j.y);
+    const Acc qmin = static_cast<Acc>(j.qmin), qmax = static_cast<Acc>(j.qmax);
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t r = pos / j.period;
+      const int64_t off = pos - r * j.period;
+      const int64_t n = std::min(j.period - off, end - pos);
+      const In* __restrict x = xs + pos;
+      Out* __restrict y = ys + pos;
+      const Coef* __restrict a = static_cast<const Coef*>(j.a) + off;
+      const Acc* __restrict b = static_cast<const Acc*>(j.b) + off;
+      const Acc* __restrict s = static_cast<const Acc*>(j.s) + off;
+      const In* __restrict lo = static_cast<const In*>(j.lo) + off;
+      const In* __restrict hi = static_cast<const In*>(j.hi) + off;
+      if constexpr (Check) {
+        unsigned bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const In v = x[i];
+          bad |= static_cast<unsigned>((v < lo[i]) | (v > hi[i]));
+          y[i] = static_cast<Out>(fixed_point<M, In>(v, a[i], b[i], s[i], qmin, qmax));
+        }
+        if (bad) return true;
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          y[i] = static_cast<Out>(fixed_point<M, In>(x[i], a[i], b[i], s[i], qmin, qmax));
+        }
+      }
+      pos += n;
+    }
+    return false;
+  }
+};
+
+
+// Rows of at least kLutRow 8-bit inputs with 8-bit outputs take the table-lookup bodies (a 256-entry table per row).
+constexpr int64_t kLutRow = 512;
+
+// Every (Mul, In, Out) the kernel instantiates: F(M, In, Out) for each; FXBN_FOR_IN_OUT(F, X) gives F(X, In, Out).
+#define FXBN_FOR_OUT(F, X, In) F(X, In, int8_t) F(X, In, uint8_t) F(X, In, int16_t) F(X, In, uint16_t) F(X, In, int32_t)
+#define FXBN_FOR_IN_OUT(F, X) \
+  FXBN_FOR_OUT(F, X, int8_t) FXBN_FOR_OUT(F, X, uint8_t) FXBN_FOR_OUT(F, X, int16_t) FXBN_FOR_OUT(F, X, int32_t)
+#define FXBN_FOR_MUL_IN_OUT(F) FXBN_FOR_IN_OUT(F, Mul::mul32) FXBN_FOR_IN_OUT(F, Mul::widen) FXBN_FOR_IN_OUT(F, Mul::mul64)
+
+#if FXBN_X86_DISPATCH
+// kernel_avx512.cpp.  Each returns the hand-written body for the case, or nullptr when none serves it.
+// By rows: lut_rows (vbmi, 8-bit -> 8-bit), widen_rows (widen, sizeof(Out) <= 4).
+template <Mul M, class In, class Out>
+ChunkFn avx512_rows(bool vbmi, bool check, bool sat);
+// Periodic tables, widen (tables prepared by apply_typed: a64/b split even/odd per 16 entries, s32 when high).
+template <class In, class Out>
+ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
+// Periodic tables, mul32, 8/16-bit inputs, every |A| < 2^15 (vbmi+vnni: vpdpwssd).
+template <class In, class Out>
+ChunkFn avx512_dp_periodic(bool check);
+// kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
+template <Mul M, class In, class Out>
+ChunkFn avx2_rows(bool check, bool sat);
+// Periodic tables, mul32, sizeof(Out) <= 4; madd (8/16-bit inputs, tables hold (uint16)A): vpmaddwd, else vpmulld.
+template <class In, class Out>
+ChunkFn avx2_mul32_periodic(bool check, bool madd);
+// Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
+template <class In, class Out>
+ChunkFn avx2_widen_periodic(bool check, bool sat);
+#endif
+
+}  // namespace detail
+}  // namespace fxbn
