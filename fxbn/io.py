@@ -31,6 +31,8 @@ def save(layer, path):
         with os.fdopen(fd, "wb") as f:
             if ext == ".json":
                 f.write(json.dumps(d, indent=1).encode("utf-8"))
+            elif d.get("format") != "fxbn.FixedPointBN":  # other layer kinds: the record alone
+                np.savez(f, meta=np.array(json.dumps(d)))
             else:
                 arrays = {
                     "multiplier": np.asarray(d["multiplier"], np.int64),
@@ -47,7 +49,7 @@ def save(layer, path):
 
 
 def load(path):
-    """Read a layer written by FixedPointBN.save."""
+    """Read a layer written by FixedPointBN.save (or FixedPointAdd.save / FixedPointRescale.save)."""
     from fxbn.api import FixedPointBN
 
     ext = _kind(path)
@@ -59,6 +61,15 @@ def load(path):
             if "meta" not in z.files:
                 raise ValueError(f"{path} is not an fxbn npz file (no 'meta' entry)")
             d = json.loads(str(z["meta"]))
-            for k in ("multiplier", "bias", "shift", "in_range"):
-                d[k] = z[k].tolist()
+            if d.get("format") == "fxbn.FixedPointBN":
+                for k in ("multiplier", "bias", "shift", "in_range"):
+                    d[k] = z[k].tolist()
+    if isinstance(d, dict) and d.get("format") == "fxbn.FixedPointAdd":
+        from fxbn.ops import FixedPointAdd
+
+        return FixedPointAdd.from_dict(d)
+    if isinstance(d, dict) and "op" in d:
+        from fxbn.ops import FixedPointRescale
+
+        return FixedPointRescale.from_dict(d)
     return FixedPointBN.from_dict(d)
