@@ -322,8 +322,8 @@ def from_add(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtype
     out_scale : float
     out_zero_point : int
     in_dtypes : (str, str)
-        "int8", "uint8" or "int16" each.  The box has at most 2^33 pairs: int8 x int8 solves in ~20 ms, int16 x
-        int8 in seconds; int16 x int16 needs in_ranges narrowing one input to at most 2^17 values.
+        "int8", "uint8" or "int16" each.  The box has at most 2^25 pairs: int8 x int8 solves in ~20 ms, int16 x
+        int8 in ~5 s; int16 x int16 needs in_ranges narrowing one input to at most 512 values.
     out_dtype : {"int8", "uint8", "int16", "uint16"}
     rounding : {"half_even", "half_up", "half_away", "floor"}
     relu : bool
@@ -403,8 +403,8 @@ def _add_box(in_ranges, dtypes):
             if lo > hi or lo < dlo or hi > dhi:
                 raise ValueError(f"in_ranges[{i}] = [{lo}, {hi}] must be non-empty and within {d} [{dlo}, {dhi}]")
         box += [lo, hi]
-    if (box[1] - box[0] + 1) * (box[3] - box[2] + 1) > 2 ** 33:
-        raise ValueError(f"the input box has {(box[1] - box[0] + 1) * (box[3] - box[2] + 1)} pairs; at most 2^33 "
+    if (box[1] - box[0] + 1) * (box[3] - box[2] + 1) > 2 ** 25:
+        raise ValueError(f"the input box has {(box[1] - box[0] + 1) * (box[3] - box[2] + 1)} pairs; at most 2^25 "
                          "are supported (narrow in_ranges)")
     return tuple(box)
 

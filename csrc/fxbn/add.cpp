@@ -78,8 +78,10 @@ struct Exact {
     const int E = std::min({e[0], e[1], e[2]});
     for (int i = 0; i < 3; ++i) {
       // |M| < 2^88 keeps |2*M1*(x1 - z1)| etc. below 2^123 and their sum below 2^125
-      if (e[i] - E + 53 > 88) {
-        throw std::invalid_argument("the scales s1, s2, s_out differ by more than 2^35 in magnitude; not supported");
+      int mbits = 0;
+      for (int64_t v = m[i]; v != 0; v >>= 1) ++mbits;
+      if (e[i] - E + mbits > 88) {
+        throw std::invalid_argument("the scales s1, s2, s_out are too far apart for exact 128-bit arithmetic (their odd mantissas times the exponent gap exceed 2^88); not supported");
       }
     }
     M1 = static_cast<i128>(m[0]) << (e[0] - E);

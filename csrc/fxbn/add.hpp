@@ -40,7 +40,7 @@ struct AddSolution {
 };
 
 constexpr int kAddMaxShift = 40;       // keeps every exact intermediate of the search within 128 bits
-constexpr int64_t kAddMaxPairs = int64_t{1} << 33;  // the box size the solver accepts (rows * columns)
+constexpr int64_t kAddMaxPairs = int64_t{1} << 25;  // the box size the solver accepts (rows * columns)
 
 // Exact sign of v(x1, x2) - twice_t/2.
 int add_sign(const AddParams& p, int64_t x1, int64_t x2, int64_t twice_t);
