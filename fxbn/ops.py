@@ -586,11 +586,19 @@ class FixedPointAdd:
                 raise self._range_error(x1c, x2, bad, which)
             out[...] = y
             return out
-        bad, which = kernel.run(x1c, x2c, None, x1c.size, period, nt)  # read-only check first: out untouched
+        if not (self._covers(x1c.dtype, 0) and self._covers(x2c.dtype, 1)):
+            bad, which = kernel.run(x1c, x2c, None, x1c.size, period, nt)  # read-only check first: out untouched
+            if bad >= 0:
+                raise self._range_error(x1c, x2, bad, which)
+        bad, which = kernel.run(x1c, x2c, out, x1c.size, period, nt)
         if bad >= 0:
             raise self._range_error(x1c, x2, bad, which)
-        kernel.run(x1c, x2c, out, x1c.size, period, nt)
         return out
+
+    def _covers(self, dtype, i):
+        info = np.iinfo(dtype)
+        lo, hi = self.in_ranges[i]
+        return lo <= info.min and hi >= info.max
 
     __call__ = apply
 
