@@ -308,3 +308,22 @@ def test_mul_exhaustive_int8(rounding):
     s12 = float(np.float32(0.02 * 0.03))
     wrong = oref.outputs((Fraction(s12) * v / Fraction(0.01) + 1 for v in p.tolist()), -128, 127, rounding)
     assert mismatches(wrong, want) > 0
+
+
+def test_add_every_kernel_isa_body():
+    layer = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1)
+    wide = fxbn.FixedPointAdd(layer.multipliers, layer.bias, layer.shift, layer.in_ranges, layer.out_range,
+                              layer.rounding, layer.source, out_dtype="int16")
+    ref = add_ref(layer, ALL1, ALL2)
+    big1, big2 = np.tile(ALL1, (5, 1)), np.tile(ALL2, (5, 1))  # large enough for the threaded path
+    try:
+        for isa in ("baseline", "avx2", "x86-64-v4"):
+            try:
+                fxbn._core.kernel_isa(isa)
+            except ValueError:
+                continue
+            assert mismatches(layer.apply(ALL1, ALL2), ref) == 0, isa
+            assert mismatches(wide.apply(ALL1, ALL2), ref) == 0, isa
+            assert mismatches(layer.apply(big1, big2, threads=2), np.tile(ref, (5, 1))) == 0, isa
+    finally:
+        fxbn._core.kernel_isa("auto")
