@@ -57,3 +57,15 @@ def test_cli_proves_saved_ops_layers(tmp_path, layer):
     assert set(recs) == {"add", "pool", "rq", "mul"}
     assert all(r["verdict"] == "PROVED" and r["minimality"] == "PROVED" for r in recs.values()), res.stdout
     assert recs["add"]["form"] == "add"
+
+
+def test_z3_proves_and_refutes_on_a_sub_box():
+    layer = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1, in_ranges=((-128, -121), (-128, 127)))
+    rec = vadd.verify_add_layer(layer, method="z3", minimality=False)
+    assert rec["per_channel"][0]["z3"] == "PROVED"
+    d = layer.to_dict()
+    d["bias"] += 1 << (layer.shift - 1)
+    rec = vadd.verify_add_layer(fxbn.FixedPointAdd.from_dict(d), method="z3", minimality=False)
+    assert rec["per_channel"][0]["z3"] == "REFUTED" and rec["verdict"] == "REFUTED"
+    r = rec["refutations"][0]
+    assert r["fixed_point"] != r["reference"]
