@@ -14,7 +14,10 @@ True
 from fxbn.api import DTYPE_RANGES, FixedPointBN, from_affine, from_batchnorm, load
 from fxbn.errors import InfeasibleError
 from fxbn.reference import ROUNDINGS
+from fxbn import ops
+from fxbn.ops import FixedPointAdd, FixedPointRescale, from_add, from_avgpool, from_mul, from_requant
 
 __version__ = "0.1.0"
 __all__ = ["FixedPointBN", "from_affine", "from_batchnorm", "load", "InfeasibleError", "ROUNDINGS",
            "DTYPE_RANGES", "__version__"]
+__all__ += ["FixedPointAdd", "FixedPointRescale", "from_add", "from_avgpool", "from_mul", "from_requant", "ops"]

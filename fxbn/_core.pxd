@@ -99,3 +99,32 @@ cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
 cdef extern from "fxbn/errors.hpp" namespace "fxbn":
     int classify_current_exception(string* message)
 
+
+
+cdef extern from "fxbn/add.hpp" namespace "fxbn":
+    cdef struct AddParams:
+        double s1, s2, s_out
+        int64_t z1, z2, z_out
+        int64_t l1, h1, l2, h2
+        int64_t qmin, qmax
+        Rounding rounding
+
+    cdef struct AddSolution:
+        int64_t a1, a2, bias
+        int shift, multiplier_bits, accumulator_bits
+
+    cdef struct AddKernelParams:
+        int64_t a1, a2, bias
+        int shift
+        int64_t l1, h1, l2, h2
+        int64_t qmin, qmax
+        bool acc32
+
+    int add_sign(const AddParams& p, int64_t x1, int64_t x2, int64_t twice_t) except +raise_fxbn_error
+    int64_t add_reference(const AddParams& p, int64_t x1, int64_t x2) except +raise_fxbn_error
+    AddSolution solve_add(const AddParams& p, int max_shift, int acc_bits) except +raise_fxbn_error nogil
+    bool add_feasible_at(const AddParams& p, int s) except +raise_fxbn_error nogil
+    bool add_check_all(const AddParams& p, int64_t a1, int64_t a2, int64_t bias, int shift, int64_t* bad1,
+                       int64_t* bad2) except +raise_fxbn_error nogil
+    int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t period, DType tout, void* y,
+                      int64_t n, const AddKernelParams& p, int threads, int* which) except +raise_fxbn_error nogil

@@ -286,3 +286,100 @@ def batchnorm_exact_sign(double gamma, double beta, double mean, double var, dou
     p.in_scale, p.out_scale = in_scale, out_scale
     p.in_zero_point, p.out_zero_point = in_zero_point, out_zero_point
     return batchnorm_sign(p, x, twice_t)
+
+
+# ------------------------------------------------------------------------------------------- the exact add
+cdef AddParams _add_params(tuple scales, tuple zero_points, tuple box, int64_t qmin, int64_t qmax, str rounding):
+    cdef AddParams p
+    p.s1, p.s2, p.s_out = scales
+    p.z1, p.z2, p.z_out = zero_points
+    p.l1, p.h1, p.l2, p.h2 = box
+    p.qmin = qmin
+    p.qmax = qmax
+    p.rounding = _ROUNDING[rounding]
+    return p
+
+
+def solve_add_params(tuple scales, tuple zero_points, tuple box, int64_t qmin, int64_t qmax, str rounding,
+                     int max_shift, int acc_bits):
+    """(a1, a2, bias, shift, multiplier_bits, accumulator_bits) of the smallest-shift exact add.
+    scales = (s1, s2, s_out), zero_points = (z1, z2, z_out), box = (l1, h1, l2, h2)."""
+    cdef AddParams p = _add_params(scales, zero_points, box, qmin, qmax, rounding)
+    cdef AddSolution s
+    with nogil:
+        s = solve_add(p, max_shift, acc_bits)
+    return s.a1, s.a2, s.bias, s.shift, s.multiplier_bits, s.accumulator_bits
+
+
+def add_feasible(tuple scales, tuple zero_points, tuple box, int64_t qmin, int64_t qmax, str rounding, int shift):
+    """Whether any integer (A1, A2, B) is exact at this shift (the C++ core's own decision)."""
+    cdef AddParams p = _add_params(scales, zero_points, box, qmin, qmax, rounding)
+    cdef bool ok
+    with nogil:
+        ok = add_feasible_at(p, shift)
+    return True if ok else False
+
+
+def add_check(tuple scales, tuple zero_points, tuple box, int64_t qmin, int64_t qmax, str rounding, int64_t a1,
+              int64_t a2, int64_t bias, int shift):
+    """None when the fixed-point add equals the exact reference on the whole box, else the first (x1, x2)."""
+    cdef AddParams p = _add_params(scales, zero_points, box, qmin, qmax, rounding)
+    cdef int64_t b1 = 0, b2 = 0
+    cdef bool ok
+    with nogil:
+        ok = add_check_all(p, a1, a2, bias, shift, &b1, &b2)
+    return None if ok else (b1, b2)
+
+
+def add_exact_sign(tuple scales, tuple zero_points, int64_t x1, int64_t x2, int64_t twice_t):
+    """Exact sign of (s1*(x1 - z1) + s2*(x2 - z2))/s_out + z_out - twice_t/2."""
+    cdef AddParams p = _add_params(scales, zero_points, (x1, x1, x2, x2), 0, 0, "floor")
+    return add_sign(p, x1, x2, twice_t)
+
+
+cdef class AddKernel:
+    """An add layer's kernel parameters, bound once; run() takes the buffers."""
+    cdef AddKernelParams p
+
+    def __cinit__(self, int64_t a1, int64_t a2, int64_t bias, int shift, tuple box, int64_t qmin, int64_t qmax,
+                  bint acc32):
+        self.p.a1, self.p.a2, self.p.bias, self.p.shift = a1, a2, bias, shift
+        self.p.l1, self.p.h1, self.p.l2, self.p.h2 = box
+        self.p.qmin, self.p.qmax, self.p.acc32 = qmin, qmax, acc32
+
+    def run(self, x1, x2, y, int64_t n, int64_t period, int threads):
+        """x1 (n elements), x2 (period elements, repeated), y (n elements or None: range check only), all
+        C-contiguous.  Returns (index, which): (-1, 0), or the first flat index whose x1 (which=1) or x2 (which=2,
+        the index taken modulo period) is outside the proven box.  The GIL is released while the kernel runs."""
+        cdef Py_ssize_t s1, s2, so = 0
+        cdef DType t1 = _dtype_of(x1, &s1)
+        cdef DType t2 = _dtype_of(x2, &s2)
+        cdef DType to = DType.int8
+        if y is not None:
+            to = _dtype_of(y, &so)
+        if n == 0:
+            return -1, 0
+        if period <= 0 or n % period != 0:
+            raise ValueError(f"period {period} does not divide {n}")
+        cdef int64_t bad
+        cdef int which = 0
+        cdef Py_buffer b1, b2, by
+        cdef void* yp = NULL
+        _get_buffer(x1, &b1, PyBUF_C_CONTIGUOUS, n * s1, "x1")
+        try:
+            _get_buffer(x2, &b2, PyBUF_C_CONTIGUOUS, period * s2, "x2")
+            try:
+                if y is not None:
+                    _get_buffer(y, &by, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, n * so, "y")
+                    yp = by.buf
+                try:
+                    with nogil:
+                        bad = add_apply(t1, b1.buf, t2, b2.buf, period, to, yp, n, self.p, threads, &which)
+                finally:
+                    if y is not None:
+                        PyBuffer_Release(&by)
+            finally:
+                PyBuffer_Release(&b2)
+        finally:
+            PyBuffer_Release(&b1)
+        return bad, which

@@ -322,7 +322,20 @@ def load(path, *, check=True):
     """
     record = _io.read_record(path)
     try:
-        layer = FixedPointBN.from_dict(record)
+        if isinstance(record, dict) and record.get("format") == "fxbn.FixedPointAdd":
+            from fxbn.ops import FixedPointAdd
+
+            layer = FixedPointAdd.from_dict(record)
+            if check and layer.check_exhaustive() is not None:
+                raise ValueError(f"the add parameters differ from the exact reference at (x1, x2) = "
+                                 f"{tuple(layer.check_exhaustive())}")
+            return layer
+        if isinstance(record, dict) and "op" in record:
+            from fxbn.ops import FixedPointRescale
+
+            layer = FixedPointRescale.from_dict(record)
+        else:
+            layer = FixedPointBN.from_dict(record)
         if check:
             layer.check_exact()
     except ValueError as e:

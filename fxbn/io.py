@@ -39,6 +39,8 @@ def write_record(record, path):
         with os.fdopen(fd, "wb") as f:
             if ext == ".json":
                 f.write(json.dumps(record, indent=1).encode("utf-8"))
+            elif record.get("format") != "fxbn.FixedPointBN":     # other layer kinds: the record alone
+                np.savez(f, meta=np.array(json.dumps(record)))
             else:
                 arrays = {k: np.asarray(record[k], np.int64) for k in _ARRAYS}
                 meta = {k: v for k, v in record.items() if k not in arrays}
@@ -85,13 +87,19 @@ def _read_npz(path):
         missing = [k for k in want if k + ".npy" not in names]
         if "meta" in missing:
             raise ValueError(f"{path} is not an fxbn npz file (no 'meta' entry)")
-        if missing:
-            raise ValueError(f"{path}: npz lacks {', '.join(missing)}")
-        headers = {k: _npy_header(zf, k + ".npy", path) for k in want}
-        shape, dtype = headers["meta"]
+        shape, dtype = _npy_header(zf, "meta.npy", path)
         if shape != () or dtype.kind != "U" or dtype.itemsize > MAX_META_BYTES:
             raise ValueError(f"{path}: 'meta' must be one string of at most {MAX_META_BYTES} bytes, "
                              f"got shape {shape} dtype {dtype}")
+        if len(missing) == len(_ARRAYS):          # a record-only file (layer kinds other than FixedPointBN)
+            with np.load(path, allow_pickle=False) as z:
+                record = _json(str(z["meta"]), path)
+            if not isinstance(record, dict) or record.get("format") == "fxbn.FixedPointBN":
+                raise ValueError(f"{path}: npz lacks {', '.join(missing)}")
+            return record
+        if missing:
+            raise ValueError(f"{path}: npz lacks {', '.join(missing)}")
+        headers = {k: _npy_header(zf, k + ".npy", path) for k in _ARRAYS}
         n = None
         for k, ndim in _ARRAYS.items():
             shape, dtype = headers[k]

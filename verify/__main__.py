@@ -319,6 +319,17 @@ def _main(argv):
             worst = code
 
     for name, layer in layers:
+        if getattr(layer, "source", {}).get("form") == "add":  # fxbn.FixedPointAdd: its own certificate
+            from verify import add as add_verify
+
+            rec = add_verify.verify_add_layer(layer, name, args.method, not args.no_minimality,
+                                              int(args.timeout * 1000), args.emit_smt2)
+            cert["layers"].append(rec)
+            note(rec["verdict"])
+            print(_line(rec))
+            for line in _details(rec):
+                print(line)
+            continue
         progress = _Progress(layer.channels, not args.quiet and args.method != "breakpoints")
         rec = run.verify_layer(layer, name, args.method, args.bound, not args.no_minimality,
                                int(args.timeout * 1000), args.rlimit, args.emit_smt2, args.jobs, args.engine,
