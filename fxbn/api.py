@@ -554,3 +554,16 @@ class FixedPointBN:
         from fxbn import io
 
         io.save(self, path)
+
+    def to_c(self, directory, name):
+        """Write a C99 header and source for this layer (see :func:`fxbn.codegen.layer_to_c`); returns their paths.
+
+        Examples
+        --------
+        >>> import fxbn, tempfile
+        >>> fxbn.from_affine(0.5, 1.0, in_dtype="int8").to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
+        True
+        """
+        from fxbn import codegen
+
+        return codegen.layer_to_c(self, directory, name)
