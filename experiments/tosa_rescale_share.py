@@ -43,13 +43,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     data_root = pathlib.Path(argv[0] if argv else pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" /
                              "data").resolve()
-    print("| network | BN layers | single RESCALE | necessary conditions hold | failing reason (count) |")
-    print("|---|---|---|---|---|")
+    print("| network | BN layers | single RESCALE | ADD + RESCALE | necessary conditions hold | single RESCALE fails: reason (count) |")
+    print("|---|---|---|---|---|---|")
     total = collections.Counter()
     for name in NETWORKS:
         rows = list(network_layers(name, data_root))
         reasons = collections.Counter()
-        single = necessary = 0
+        single = necessary = add = 0
         for _, layer in rows:
             if isinstance(layer, Exception):
                 reasons["not solvable: " + str(layer).split(":")[0]] += 1
@@ -57,13 +57,14 @@ def main(argv=None):
             r = export_tosa.rescale_report(layer)
             single += r["single"]
             necessary += r["necessary"]
+            add += r["add_rescale"]
             if not r["single"]:
                 reasons[r["reason"].split(" (")[0].split(":")[-1].strip()] += 1
-        total.update(layers=len(rows), single=single, necessary=necessary)
+        total.update(layers=len(rows), single=single, necessary=necessary, add=add)
         why = "; ".join(f"{k} ({v})" for k, v in reasons.most_common())
-        print(f"| {name} | {len(rows)} | {single} | {necessary} | {why} |")
-    print(f"| all | {total['layers']} | {total['single']} ({100 * total['single'] / total['layers']:.0f}%) | "
-          f"{total['necessary']} ({100 * total['necessary'] / total['layers']:.0f}%) | |")
+        print(f"| {name} | {len(rows)} | {single} | {add} | {necessary} | {why} |")
+    pct = lambda k: f"{total[k]} ({100 * total[k] / total['layers']:.0f}%)"  # noqa: E731
+    print(f"| all | {total['layers']} | {pct('single')} | {pct('add')} | {pct('necessary')} | |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ Two forms, both computing exactly the layer's integer map (no rounding or scalin
   solver's accumulator bound <= 32 bits; TOSA's int32 MUL with shift 0 requires its product to fit).  Signed
   input and output types only (TOSA 1.0's CAST has no unsigned types).
 
+- ``add_rescale``: an int32 ADD of a per-channel offset (the role a convolution's int32 bias plays), then RESCALE
+  (zero points 0): exact when every channel's bias is equivalent to M_c*d_c + 2^(t_c - 1) (``add_rescale_params``,
+  checked exactly); needs A_c > 0 and the whole output type as clamp, no width limit (RESCALE multiplies in 64 bits).
+
+The graphs do not check in_range: callers feed only inputs inside it (the outputs are proven only there).
 Channels are the last axis (NHWC-style [..., C]); the graph takes a [K, C] tensor.
 """
 import json
@@ -39,19 +44,19 @@ def rescale_report(layer):
     (rescale_params found a single-RESCALE form) and ``reason`` (the first failed condition, or "")."""
     A = layer.multiplier
     if not _full_clamp(layer):
-        return {"necessary": False, "single": False,
+        return {"necessary": False, "single": False, "add_rescale": False,
                 "reason": f"clamp {layer.out_range} is narrower than {layer.out_dtype.name} (RESCALE clamps to the "
                           "whole type: needs an extra CLAMP)"}
     if np.any(A < 0):
-        return {"necessary": False, "single": False,
+        return {"necessary": False, "single": False, "add_rescale": False,
                 "reason": f"channel {int(np.flatnonzero(A < 0)[0])}: negative multiplier (RESCALE needs >= 0)"}
     if np.any(A >= 1 << 31):
-        return {"necessary": False, "single": False, "reason": "a multiplier needs more than 31 bits"}
+        return {"necessary": False, "single": False, "add_rescale": False, "reason": "a multiplier needs more than 31 bits"}
     p = rescale_params(layer)
     if p is None:
-        return {"necessary": True, "single": False,
+        return {"necessary": True, "single": False, "add_rescale": add_rescale_params(layer) is not None,
                 "reason": "no shared output zero point makes every channel equal to the layer (checked exactly)"}
-    return {"necessary": True, "single": True, "reason": ""}
+    return {"necessary": True, "single": True, "add_rescale": True, "reason": ""}
 
 
 def _same_map(A, B, s, A2, B2, s2, lo, hi, qmin, qmax):
@@ -106,6 +111,39 @@ def rescale_params(layer):
     return None
 
 
+def add_rescale_params(layer):
+    """(offset int32[C], multiplier int32[C], shift int8[C]) such that an int32 ADD of offset_c followed by RESCALE
+    (zero points 0) equals the layer on every input of its range, or None.  The per-channel offset plays the part of
+    the per-channel bias RESCALE lacks (as a conv's int32 bias would): per channel, M = A*2^k, t = s + k and offset
+    d with M*d + 2^(t-1) an exactly equivalent bias (candidates around (B*2^k - 2^(t-1)) / M, checked exactly);
+    k is raised until x + d lies in [-2^(t-1), 2^(t-1)) as RESCALE requires."""
+    if not _full_clamp(layer) or np.any(layer.multiplier <= 0) or layer.in_dtype.name not in _TOSA_DTYPES \
+            or layer.out_dtype.name not in ("int8", "int16"):
+        return None
+    qmin, qmax = layer.out_range
+    D, M, T = [], [], []
+    for A, B, s, (lo, hi) in zip(layer.multiplier.tolist(), layer.bias.tolist(), layer.shift.tolist(),
+                                 layer.in_range.tolist()):
+        found = None
+        k = max(0, 2 - s)
+        while found is None and A << k < 1 << 31 and s + k <= 62:
+            m, t = A << k, s + k
+            d0 = ((B << k) - (1 << (t - 1))) // m
+            for d in (d0, d0 + 1, d0 - 1):
+                if -(1 << 31) <= lo + d and hi + d < 1 << 31 and -(1 << (t - 1)) <= lo + d \
+                        and hi + d < 1 << (t - 1) and _same_map(A, B, s, m, m * d + (1 << (t - 1)), t, lo, hi,
+                                                                 qmin, qmax):
+                    found = (d, m, t)
+                    break
+            k += 1
+        if found is None:
+            return None
+        D.append(found[0])
+        M.append(found[1])
+        T.append(found[2])
+    return np.array(D, np.int32), np.array(M, np.int32), np.array(T, np.int8)
+
+
 def _ser():
     from serializer import tosa_serializer as ts   # tosa-tools
     return ts
@@ -113,7 +151,8 @@ def _ser():
 
 def layer_to_tosa(layer, directory, rows, form=None):
     """Write a TOSA flatbuffer (``layer.tosa``) and its test descriptor (``desc.json``) taking a [rows, C] tensor
-    of the layer's input type; ``form`` is "rescale", "int32" or None (rescale when possible).  Returns the form.
+    of the layer's input type; ``form`` is "rescale", "int32", "add_rescale" or None (the first that applies, in
+    that order).  Returns the form.
 
     Raises
     ------
@@ -127,12 +166,17 @@ def layer_to_tosa(layer, directory, rows, form=None):
     in_name, out_name = layer.in_dtype.name, layer.out_dtype.name
     if in_name not in _TOSA_DTYPES or out_name not in _TOSA_DTYPES:
         raise ValueError(f"TOSA export: {in_name} -> {out_name} needs unsigned types (not supported here)")
+    from fxbn.codegen import c_accumulator_bits
+
     rp = rescale_params(layer)
+    ap = add_rescale_params(layer) if rp is None else None
     if form is None:
-        form = "rescale" if rp is not None else "int32"
+        form = "rescale" if rp is not None else "int32" if c_accumulator_bits(layer) == 32 else "add_rescale"
     if form == "rescale" and rp is None:
         raise ValueError(f"no single RESCALE: {rescale_report(layer)['reason']}")
-    from fxbn.codegen import c_accumulator_bits
+    if form == "add_rescale" and ap is None:
+        raise ValueError("no exact ADD + RESCALE form: "
+                         + (rescale_report(layer)["reason"] or "no per-channel offset reproduces the biases"))
 
     if form == "int32" and c_accumulator_bits(layer) != 32:
         raise ValueError("int32 TOSA form: A*x + B needs more than 32 bits for this layer")
@@ -151,15 +195,34 @@ def layer_to_tosa(layer, directory, rows, form=None):
         attr = ts.TosaSerializerAttribute()
         attr.RescaleAttribute(True, RoundingMode.RoundingMode().SINGLE_ROUND, True, False, False)
         ser.addOperator(Op.Op().RESCALE, [x.name, mul.name, sh.name, izp.name, oz.name], [out.name], attr)
+    elif form == "add_rescale":
+        D, M, T = ap
+        src = x
+        if in_name != "int32":
+            src = ser.addIntermediate([rows, C], I32)
+            ser.addOperator(Op.Op().CAST, [x.name], [src.name], _attr(ts, "CastAttribute"))
+        off = ser.addConst([1, C], I32, D.reshape(1, C))
+        shifted = ser.addIntermediate([rows, C], I32)
+        ser.addOperator(Op.Op().ADD, [src.name, off.name], [shifted.name], _attr(ts, "AddAttribute"))
+        mul = ser.addConst([C], I32, M)
+        sh = ser.addConst([C], DType.DType().INT8, T)
+        izp = ser.addConst([1], I32, np.zeros(1, np.int32))
+        oz = ser.addConst([1], dt(out_name), np.zeros(1, layer.out_dtype))
+        attr = ts.TosaSerializerAttribute()
+        attr.RescaleAttribute(True, RoundingMode.RoundingMode().SINGLE_ROUND, True, False, False)
+        ser.addOperator(Op.Op().RESCALE, [shifted.name, mul.name, sh.name, izp.name, oz.name], [out.name], attr)
     else:
         w = c_accumulator_bits(layer)
         A = ser.addConst([1, C], I32, layer.multiplier.astype(np.int32).reshape(1, C))
         B = ser.addConst([1, C], I32, layer.bias.astype(np.int32).reshape(1, C))
         S = ser.addConst([1, C], I32, np.minimum(layer.shift, w - 1).astype(np.int32).reshape(1, C))
         zero_shift = ser.addConst([1], DType.DType().INT8, np.zeros(1, np.int8))
-        t = [ser.addIntermediate([rows, C], I32) for _ in range(6)]
-        ser.addOperator(Op.Op().CAST, [x.name], [t[0].name], _attr(ts, "CastAttribute"))
-        ser.addOperator(Op.Op().MUL, [t[0].name, A.name, zero_shift.name], [t[1].name], _attr(ts, "MulAttribute"))
+        t = [None] + [ser.addIntermediate([rows, C], I32) for _ in range(5)]
+        src = x                                # CAST int32 -> int32 is not a TOSA operation
+        if in_name != "int32":
+            src = ser.addIntermediate([rows, C], I32)
+            ser.addOperator(Op.Op().CAST, [x.name], [src.name], _attr(ts, "CastAttribute"))
+        ser.addOperator(Op.Op().MUL, [src.name, A.name, zero_shift.name], [t[1].name], _attr(ts, "MulAttribute"))
         ser.addOperator(Op.Op().ADD, [t[1].name, B.name], [t[2].name], _attr(ts, "AddAttribute"))
         ser.addOperator(Op.Op().ARITHMETIC_RIGHT_SHIFT, [t[2].name, S.name], [t[3].name],
                         _attr(ts, "ArithmeticRightShiftAttribute", False))
