@@ -43,7 +43,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     data_root = pathlib.Path(argv[0] if argv else pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" /
                              "data").resolve()
-    print("| network | BN layers | single RESCALE | ADD + RESCALE | necessary conditions hold | single RESCALE fails: reason (count) |")
+    print("| network | BN layers | single RESCALE | ADD + RESCALE | necessary conditions hold | "
+          "single RESCALE fails: reason (count) |")
     print("|---|---|---|---|---|---|")
     total = collections.Counter()
     for name in NETWORKS:

@@ -191,7 +191,8 @@ def layer_to_c(layer, directory, name):
 #define {up}_OK 0
 #define {up}_OUT_OF_RANGE 1
 
-/* y = clamp((A_c*x + B_c) >> s_c, {up}_QMIN, {up}_QMAX) per channel c; {in_t} in, {out_t} out, rounding {layer.rounding}.
+/* y = clamp((A_c*x + B_c) >> s_c, {up}_QMIN, {up}_QMAX) per channel c; {in_t} in, {out_t} out,
+   rounding {layer.rounding}.
    Return {up}_OK, or {up}_OUT_OF_RANGE with the flat index of the first input outside its channel's
    proven range in *bad_index (if bad_index is not NULL); y is then left untouched. */
 int {name}_nchw(const {in_t} *x, {out_t} *y, size_t n, size_t hw, size_t *bad_index);  /* n*C*hw elements */

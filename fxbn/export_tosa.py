@@ -11,7 +11,8 @@ Two forms, both computing exactly the layer's integer map (no rounding or scalin
   ``rescale_report`` also gives the necessary conditions (A_c >= 0, A_c < 2^31, full output clamp): the share of
   layers passing them bounds the share a single RESCALE can express from above.
 - ``int32``: CAST to int32, MUL (shift 0) by A_c, ADD B_c, ARITHMETIC_RIGHT_SHIFT by min(s_c, 31) (round false),
-  MAXIMUM/MINIMUM with qmin/qmax (CLAMP has no int32 form), CAST to the output type; exact when every A_c*x and A_c*x + B_c fits int32 (the
+  MAXIMUM/MINIMUM with qmin/qmax (CLAMP has no int32 form), CAST to the output type; exact when every A_c*x and
+  A_c*x + B_c fits int32 (the
   solver's accumulator bound <= 32 bits; TOSA's int32 MUL with shift 0 requires its product to fit).  Signed
   input and output types only (TOSA 1.0's CAST has no unsigned types).
 
@@ -51,7 +52,8 @@ def rescale_report(layer):
         return {"necessary": False, "single": False, "add_rescale": False,
                 "reason": f"channel {int(np.flatnonzero(A < 0)[0])}: negative multiplier (RESCALE needs >= 0)"}
     if np.any(A >= 1 << 31):
-        return {"necessary": False, "single": False, "add_rescale": False, "reason": "a multiplier needs more than 31 bits"}
+        return {"necessary": False, "single": False, "add_rescale": False,
+                "reason": "a multiplier needs more than 31 bits"}
     p = rescale_params(layer)
     if p is None:
         return {"necessary": True, "single": False, "add_rescale": add_rescale_params(layer) is not None,

@@ -710,8 +710,9 @@ def codegen_expression(in_dtype, w, wrong=False):
     under the solver's accumulator bound (the exact A*x and A*x + B lie in int{w}_t).  Each step is evaluated on
     exact integers (w + bits(In) + 2 bits: products of int{w}_t and In values are exact there, ``product_width``);
     * and + must stay within int{w}_t (signed overflow is undefined), >> needs an amount below w and is arithmetic
-    (the generated static assertion), 1 << S needs S < w - 1.  One claim per output type.  wrong: ``trunc_div`` (C's / in place of >>), ``uncapped_shift`` (S = s: shifts of w or more,
-    undefined), ``bias_after_shift``."""
+    (the generated static assertion), 1 << S needs S < w - 1.  One claim per output type.
+    wrong: ``trunc_div`` (C's / in place of >>), ``uncapped_shift`` (S = s: shifts of w or more, undefined),
+    ``bias_after_shift``."""
     z3 = z3mod()
     bad = CODEGEN_WRONG[0] if wrong is True else (wrong or None)
     if bad and bad not in CODEGEN_WRONG:
