@@ -708,7 +708,7 @@ def codegen_expression(in_dtype, w, wrong=False):
     type, equals clamp(floor((A*x + B) / 2^s), qmin, qmax), for every x of In, every s in [0, 62] (the emitted shift
     is S = min(s, w - 1), as codegen writes its shift array), every A, B, and every qmin <= qmax within Out's range,
     under the solver's accumulator bound (the exact A*x and A*x + B lie in int{w}_t).  Each step is evaluated on
-    exact integers (w + bits(In) + 2 bits: products of int{w}_t and In values are exact there, ``product_width``);
+    exact integers (w + bits(In) + 2 bits; the product A*x through z3's signed no-overflow predicates);
     * and + must stay within int{w}_t (signed overflow is undefined), >> needs an amount below w and is arithmetic
     (the generated static assertion), 1 << S needs S < w - 1.  One claim per output type.
     wrong: ``trunc_div`` (C's / in place of >>), ``uncapped_shift`` (S = s: shifts of w or more, undefined),
@@ -725,10 +725,19 @@ def codegen_expression(in_dtype, w, wrong=False):
     fits = lambda v: z3.And(v >= -(1 << (w - 1)), v < (1 << (w - 1)))  # noqa: E731
     S = s if bad == "uncapped_shift" else _shift_amount(z3, s, w)
     operand = {"A": E(A), "B": E(B), "x": E(xi, signed), "S": E(S, False), "QMIN": E(qmin), "QMAX": E(qmax)}
+    # A*x: both operands are int{w}_t values, so the product is exact iff z3's signed no-overflow/no-underflow
+    # predicates hold (their definition), and then it is the sign extension of the w-bit product; cheaper for the
+    # solver than a (w + bits)-bit multiplication (int32 x int32: 66 bits), same meaning
+    xw = _ext(z3, xi, w, signed)
+    p_fits = z3.And(z3.BVMulNoOverflow(A, xw, True), z3.BVMulNoUnderflow(A, xw))
+    P = E(A * xw)
     defined = []
     for name, op, *args in _codegen_steps(bad):
         a = [operand[v] for v in args]
-        if op == "mul":
+        if op == "mul" and sorted(args) == ["A", "x"]:
+            v = P
+            defined.append(p_fits)
+        elif op == "mul":
             v = a[0] * a[1]
             defined.append(fits(v))
         elif op == "add":
@@ -746,9 +755,9 @@ def codegen_expression(in_dtype, w, wrong=False):
             raise ValueError(f"unknown template op {op!r}")
         operand[name] = v
     y = operand[codegen_result_name(bad)]
-    q = (E(A) * E(xi, signed) + E(B)) >> E(s, False)
+    q = (P + E(B)) >> E(s, False)
     y_math = z3.If(q < E(qmin), E(qmin), z3.If(q > E(qmax), E(qmax), q))
-    pre = [fits(E(A) * E(xi, signed)), fits(E(A) * E(xi, signed) + E(B)), z3.ULE(s, 62), qmin <= qmax]
+    pre = [p_fits, fits(P + E(B)), z3.ULE(s, 62), qmin <= qmax]
     claims = []
     for out, (obits, osigned) in OUT_TYPES.items():
         lo_t = -(1 << (obits - 1)) if osigned else 0
