@@ -230,8 +230,8 @@ def _skip_unless(toolchain):
     cc, _, runner = TOOLCHAINS[toolchain]
     for tool in [cc] + runner:
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed (apt-get install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf "
-                        "qemu-user)")
+            pytest.skip(f"{tool} not installed" + ("" if tool == "gcc" else " (apt-get install gcc-aarch64-linux-gnu "
+                                                                     "gcc-arm-linux-gnueabihf qemu-user)"))
 
 
 @pytest.fixture(scope="module")

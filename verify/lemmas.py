@@ -24,6 +24,9 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
   range of c + bits(In) bits, for c = 16 (dp_periodic's |A| < 2^15), 32 (the widen multiplier) and w; so a product
   computed on that many bits is the exact integer product.  The SIMD lemmas compute their exact A*x on that width.
 
+- ``codegen_expression``: the C expression fxbn.codegen emits (built from its template ``fxbn.codegen.EXPR``) is free
+  of undefined behaviour and equals clamp(floor((A*x + B) / 2^s)) at int32_t/int64_t under the accumulator bound.
+
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
 the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow
 output type, a product width one bit short.
