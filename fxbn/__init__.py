@@ -11,9 +11,8 @@ clamp(R(a*x + b), qmin, qmax) for EVERY integer x of the declared input range, w
 >>> bool((layer.apply(x, axis=1) == layer.reference(x, axis=1)).all())
 True
 """
-from fxbn.api import DTYPE_RANGES, FixedPointBN, from_affine, from_batchnorm
+from fxbn.api import DTYPE_RANGES, FixedPointBN, from_affine, from_batchnorm, load
 from fxbn.errors import InfeasibleError
-from fxbn.io import load
 from fxbn.reference import ROUNDINGS
 
 __version__ = "0.1.0"

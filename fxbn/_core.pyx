@@ -152,6 +152,8 @@ _KIND_SIZE = {("i", 1): DType.int8, ("u", 1): DType.uint8, ("i", 2): DType.int16
 
 cdef DType _dtype_of(object arr, Py_ssize_t* itemsize) except *:
     dt = arr.dtype
+    if not dt.isnative:
+        raise ValueError(f"dtype {dt} is not in the machine's byte order")
     itemsize[0] = dt.itemsize
     try:
         return _KIND_SIZE[(dt.kind, itemsize[0])]

@@ -9,14 +9,17 @@
 True
 """
 from fractions import Fraction
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from fxbn import _core
+from fxbn import io as _io
 from fxbn import reference as ref
 from fxbn.errors import InfeasibleError
 
-__all__ = ["FixedPointBN", "from_affine", "from_batchnorm", "InfeasibleError", "DTYPE_RANGES"]
+__all__ = ["FixedPointBN", "from_affine", "from_batchnorm", "load", "InfeasibleError", "DTYPE_RANGES"]
 
 DTYPE_RANGES = {
     "int8": (-128, 127),
@@ -43,30 +46,81 @@ def _dtype_name(dtype, what, allowed):
     return name
 
 
-def _channel_floats(name, value, channels=None):
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+ZERO_POINT_RANGE = (-(2 ** 31), 2 ** 31 - 1)   # zero points: exact int64 arithmetic in the reference needs a bound
+
+
+def _as_array(name, value):
+    try:
+        arr = np.asarray(value)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise ValueError(f"{name}: not a numeric scalar or 1-D array ({e})") from None
     if arr.ndim > 1:
         raise ValueError(f"{name} must be a scalar or a 1-D per-channel array, got shape {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        where = f"{name}[{bad[0]}]" if arr.ndim else name
-        raise ValueError(f"{where} is {arr.reshape(-1)[bad[0]]}: parameters must be finite")
     return arr
 
 
-def _channel_ints(name, value):
-    arr = np.asarray(value)
-    if arr.ndim > 1:
-        raise ValueError(f"{name} must be a scalar or a 1-D per-channel array, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integers, got {arr}")
-    elif arr.dtype.kind not in "iub":
+def _where(name, arr, i):
+    return f"{name}[{i}]" if arr.ndim else name
+
+
+def _channel_floats(name, value):
+    """float64 array holding exactly the given values; ValueError for anything float64 cannot hold exactly."""
+    arr = _as_array(name, value)
+    if arr.dtype.kind == "O":
+        items = arr.reshape(-1).tolist()
+        for i, v in enumerate(items):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{_where(name, arr, i)} is {v!r}: parameters must be real numbers")
+        try:
+            out = np.array([float(v) for v in items], np.float64).reshape(arr.shape)
+        except OverflowError:
+            raise ValueError(f"{name}: a value is too large for float64") from None
+        wide = items
+    elif arr.dtype.kind in "fiu":
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(np.float64)
+        wide = None
+    else:
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    flat = out.reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(flat))
+    if bad.size:
+        raise ValueError(f"{_where(name, arr, bad[0])} is {arr.reshape(-1)[bad[0]]}: parameters must be finite")
+    # the exact value must survive the conversion: int64 beyond 2^53, longdouble, Python ints
+    if arr.dtype.kind in "iu" or wide is not None:
+        src = wide if wide is not None else arr.reshape(-1).tolist()
+        for i, (v, f) in enumerate(zip(src, flat.tolist())):
+            if Fraction(v) != Fraction(f):
+                raise ValueError(f"{_where(name, arr, i)} = {v!r} is not exactly representable as float64")
+    elif arr.dtype.itemsize > 8:  # longdouble
+        back = out.astype(arr.dtype)
+        bad = np.flatnonzero(back.reshape(-1) != arr.reshape(-1))
+        if bad.size:
+            raise ValueError(f"{_where(name, arr, bad[0])} = {arr.reshape(-1)[bad[0]]!r} ({arr.dtype}) is not "
+                             "exactly representable as float64; round it explicitly if that is intended")
+    return out
+
+
+def _channel_ints(name, value, lo=INT64_MIN, hi=INT64_MAX):
+    """int64 array of the given integers, each within [lo, hi]; ValueError naming the first one that is not."""
+    arr = _as_array(name, value)
+    if arr.dtype.kind not in "fiubO":
         raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
+    items = arr.reshape(-1).tolist()
+    out = []
+    for i, v in enumerate(items):
+        if isinstance(v, (float, np.floating)):
+            if not np.isfinite(v) or v != int(v):
+                raise ValueError(f"{_where(name, arr, i)} is {v!r}: expected an integer")
+            v = int(v)
+        elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{_where(name, arr, i)} is {v!r}: expected an integer")
+        v = int(v)
+        if not lo <= v <= hi:
+            raise ValueError(f"{_where(name, arr, i)} = {v} is outside the accepted range [{lo}, {hi}]")
+        out.append(int(v))
+    return np.array(out, np.int64).reshape(arr.shape)
 
 
 def _broadcast(named):
@@ -90,41 +144,48 @@ def _in_range(in_range, in_dtype, channels):
     if isinstance(in_range, tuple) and len(in_range) == 2:
         lo, hi = (_channel_ints("in_range low", in_range[0]), _channel_ints("in_range high", in_range[1]))
     else:
-        arr = _channel_ints_2d(in_range)
+        arr = _as_2d_range(in_range)
         lo, hi = arr[..., 0], arr[..., 1]
     if lo.ndim == 1 and lo.shape[0] != channels or hi.ndim == 1 and hi.shape[0] != channels:
         raise ValueError(f"in_range has {max(lo.size, hi.size)} channels, the parameters have {channels}")
     lo = np.ascontiguousarray(np.broadcast_to(lo, (channels,)), dtype=np.int64)
     hi = np.ascontiguousarray(np.broadcast_to(hi, (channels,)), dtype=np.int64)
-    for c in range(channels):
-        if lo[c] > hi[c]:
-            raise ValueError(f"in_range of channel {c} is empty: [{lo[c]}, {hi[c]}]")
-        if lo[c] < dlo or hi[c] > dhi:
-            raise ValueError(f"in_range of channel {c}, [{lo[c]}, {hi[c]}], exceeds in_dtype {in_dtype} "
-                             f"[{dlo}, {dhi}]")
+    _check_in_range(lo, hi, in_dtype)
     return lo, hi
 
 
-def _channel_ints_2d(value):
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError("in_range must hold integers")
-    elif arr.dtype.kind not in "iub":
-        raise ValueError(f"in_range must hold integers, got dtype {arr.dtype}")
+def _check_in_range(lo, hi, in_dtype):
+    dlo, dhi = DTYPE_RANGES[in_dtype]
+    bad = np.flatnonzero((lo > hi) | (lo < dlo) | (hi > dhi))
+    if bad.size:
+        c = int(bad[0])
+        if lo[c] > hi[c]:
+            raise ValueError(f"in_range of channel {c} is empty: [{lo[c]}, {hi[c]}]")
+        raise ValueError(f"in_range of channel {c}, [{lo[c]}, {hi[c]}], exceeds in_dtype {in_dtype} [{dlo}, {dhi}]")
+
+
+def _as_2d_range(value):
+    try:
+        arr = np.asarray(value)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise ValueError(f"in_range must be (lo, hi) or a (channels, 2) array of integers ({e})") from None
     if arr.shape[-1:] != (2,) or arr.ndim > 2:
         raise ValueError(f"in_range must be (lo, hi) or a (channels, 2) array, got shape {arr.shape}")
-    return arr.astype(np.int64)
+    return _channel_ints("in_range", arr.reshape(-1)).reshape(arr.shape)
 
 
 def _out_range(out_dtype, out_range, relu, zero_point, out_scale, rounding):
     qmin, qmax = DTYPE_RANGES[out_dtype]
     if out_range is not None:
-        lo, hi = (int(v) for v in out_range)
+        if isinstance(out_range, (str, bytes)) or np.ndim(out_range) != 1 or len(out_range) != 2:
+            raise ValueError(f"out_range must be a pair (qmin, qmax) of integers, got {out_range!r}")
+        lo, hi = _channel_ints("out_range", list(out_range)).tolist()
         if lo < qmin or hi > qmax or lo > hi:
             raise ValueError(f"out_range [{lo}, {hi}] must be a non-empty range within {out_dtype} [{qmin}, {qmax}]")
         qmin, qmax = lo, hi
-    if relu not in (False, True, "relu", "relu6"):
+    if isinstance(relu, (bool, np.bool_)):
+        relu = bool(relu)
+    elif not (isinstance(relu, str) and relu in ("relu", "relu6")):
         raise ValueError(f"relu must be False, True, 'relu' or 'relu6', got {relu!r}")
     if relu:
         zmin = set(int(z) for z in np.atleast_1d(zero_point))
@@ -133,13 +194,140 @@ def _out_range(out_dtype, out_range, relu, zero_point, out_scale, rounding):
         z = zmin.pop()
         qmin = max(qmin, z)
         if relu == "relu6":
+            if out_scale is None:
+                raise ValueError("relu='relu6' needs the output scale, which from_affine does not have (a and b are "
+                                 "in output units): pass out_range=(zero_point, R(zero_point + 6/out_scale)) "
+                                 "instead")
             scales = set(float(s) for s in np.atleast_1d(out_scale))
-            if out_scale is None or len(scales) != 1:
+            if len(scales) != 1:
                 raise ValueError("relu6 needs one output scale shared by all channels")
             qmax = min(qmax, ref.round_exact(z + Fraction(6) / Fraction(scales.pop()), rounding))
         if qmin > qmax:
             raise ValueError(f"relu leaves an empty output range [{qmin}, {qmax}]")
     return int(qmin), int(qmax)
+
+
+MAX_THREADS = 1024
+
+
+def _threads(threads):
+    """None or 0 -> 0 (all the kernel may use); otherwise an integer in [1, MAX_THREADS]."""
+    if threads is None:
+        return 0
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) \
+            or not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be None (all) or an integer in [0, {MAX_THREADS}], got {threads!r}")
+    return int(threads)
+
+
+def _check_source(source, n):
+    """The source parameters, validated like the constructors' arguments, as a read-only mapping of arrays."""
+    if not isinstance(source, Mapping):
+        raise ValueError(f"source must be a mapping with a 'form', got {type(source).__name__}")
+    form = source.get("form")
+    keys = {"affine": _AFFINE_KEYS, "batchnorm": _BN_FLOAT_KEYS + _BN_INT_KEYS}.get(form) \
+        if isinstance(form, str) else None
+    if keys is None:
+        raise ValueError(f"source form must be 'affine' or 'batchnorm', got {form!r}")
+    unknown = sorted(str(k) for k in set(source) - set(keys) - {"form"})
+    if unknown:
+        raise ValueError(f"source ({form}) has unknown field(s) {', '.join(unknown)}")
+    out = {"form": form}
+    for k in keys:
+        if k not in source:
+            raise ValueError(f"source ({form}) lacks {k}")
+        arr = _channel_ints(f"source.{k}", source[k], *ZERO_POINT_RANGE) if k in _BN_INT_KEYS else \
+            _channel_floats(f"source.{k}", source[k])
+        if arr.shape != (n,):
+            raise ValueError(f"source.{k} has shape {arr.shape}, expected ({n},)")
+        arr.flags.writeable = False
+        out[k] = arr
+    if form == "batchnorm":
+        _check_batchnorm_values(out, "source.")
+    return MappingProxyType(out)
+
+
+def _check_batchnorm_values(p, prefix=""):
+    """Positive scales and var + eps > 0 (exactly), per channel."""
+    for name in ("in_scale", "out_scale"):
+        bad = np.flatnonzero(p[name] <= 0)
+        if bad.size:
+            raise ValueError(f"{prefix}{name} of channel {bad[0]} is {p[name][bad[0]]}: scales must be positive")
+    for c in range(p["var"].shape[0]):
+        if Fraction(float(p["var"][c])) + Fraction(float(p["eps"][c])) <= 0:
+            raise ValueError(f"var + eps of channel {c} is not positive (var={p['var'][c]!r}, eps={p['eps'][c]!r})")
+
+
+def _record_ints(name, value, pairs=False):
+    """A saved list of integers (of [lo, hi] pairs with pairs=True), typed exactly as JSON integers."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, list) and len(v) == 2 if pairs else True for v in value):
+        raise ValueError(f"{name} must be a list{' of [lo, hi] pairs' if pairs else ''}, got {_short(value)}")
+    flat = [e for v in value for e in v] if pairs else value
+    for i, v in enumerate(flat):
+        if type(v) is not int:
+            where = f"{name}[{i // 2}][{i % 2}]" if pairs else f"{name}[{i}]"
+            raise ValueError(f"{where} is {_short(v)}: expected an integer")
+    if pairs:
+        return np.array(value, dtype=object).reshape(len(value), 2) if value else np.zeros((0, 2), np.int64)
+    return value
+
+
+def _record_floats(name, value):
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list, got {_short(value)}")
+    for i, v in enumerate(value):
+        if type(v) not in (int, float):
+            raise ValueError(f"{name}[{i}] is {_short(v)}: expected a number")
+    return value
+
+
+def _record_options(opts):
+    if opts is None:
+        return {}
+    if not isinstance(opts, dict):
+        raise ValueError(f"solve_options must be an object, got {_short(opts)}")
+    unknown = sorted(str(k) for k in set(opts) - {"acc_bits", "max_multiplier_bits", "common_shift"})
+    if unknown:
+        raise ValueError(f"solve_options has unknown field(s) {', '.join(unknown)}")
+    if "acc_bits" in opts and not (type(opts["acc_bits"]) is int and 2 <= opts["acc_bits"] <= 64):
+        raise ValueError(f"solve_options.acc_bits must be an integer in [2, 64], got {_short(opts['acc_bits'])}")
+    mb = opts.get("max_multiplier_bits")
+    if mb is not None and not (type(mb) is int and 1 <= mb <= 64):
+        raise ValueError(f"solve_options.max_multiplier_bits must be null or an integer in [1, 64], got {_short(mb)}")
+    if "common_shift" in opts and type(opts["common_shift"]) is not bool:
+        raise ValueError(f"solve_options.common_shift must be true or false, got {_short(opts['common_shift'])}")
+    return dict(opts)
+
+
+def _short(v):
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load(path, *, check=True):
+    """Read a layer written by FixedPointBN.save (.json or .npz).
+
+    Every field is validated (types, ranges, lengths), and with ``check=True`` (the default) the layer is re-checked
+    exact against its source parameters (breakpoint certificate, milliseconds): a tampered or corrupted file raises
+    ValueError instead of loading.  ``check=False`` skips only the exactness check (verify uses it, to report a
+    refutation with a counterexample).
+
+    >>> import fxbn, tempfile, os
+    >>> layer = fxbn.from_affine([0.3, -0.2], [1.0, 2.5], in_dtype="int8")
+    >>> path = os.path.join(tempfile.mkdtemp(), "bn.json")
+    >>> layer.save(path)
+    >>> fxbn.load(path).multiplier.tolist() == layer.multiplier.tolist()
+    True
+    """
+    record = _io.read_record(path)
+    try:
+        layer = FixedPointBN.from_dict(record)
+        if check:
+            layer.check_exact()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return layer
 
 
 def _limits(acc_bits, max_multiplier_bits):
@@ -248,15 +436,10 @@ def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_
     out_dtype = _dtype_name(out_dtype, "out_dtype", OUT_DTYPES)
     named = {k: _channel_floats(k, v) for k, v in zip(_BN_FLOAT_KEYS, (gamma, beta, mean, var, eps, in_scale,
                                                                         out_scale))}
-    named.update({k: _channel_ints(k, v) for k, v in zip(_BN_INT_KEYS, (in_zero_point, out_zero_point))})
+    named.update({k: _channel_ints(k, v, *ZERO_POINT_RANGE)
+                  for k, v in zip(_BN_INT_KEYS, (in_zero_point, out_zero_point))})
     channels, p = _broadcast(named)
-    for name in ("in_scale", "out_scale"):
-        bad = np.flatnonzero(p[name] <= 0)
-        if bad.size:
-            raise ValueError(f"{name} of channel {bad[0]} is {p[name][bad[0]]}: scales must be positive")
-    for c in range(channels):
-        if Fraction(float(p["var"][c])) + Fraction(float(p["eps"][c])) <= 0:
-            raise ValueError(f"var + eps of channel {c} is not positive (var={p['var'][c]!r}, eps={p['eps'][c]!r})")
+    _check_batchnorm_values(p)
     lo, hi = _in_range(in_range, in_dtype, channels)
     qmin, qmax = _out_range(out_dtype, out_range, relu, p["out_zero_point"], p["out_scale"], rounding)
     acc_bits, max_multiplier_bits = _limits(acc_bits, max_multiplier_bits)
@@ -270,6 +453,9 @@ def from_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, in_zero_
 
 class FixedPointBN:
     """Per-channel y = clamp((multiplier*x + bias) >> shift, qmin, qmax), exact for every x in in_range.
+
+    Immutable: every attribute is a read-only property (arrays are read-only); use :meth:`replace` for a modified
+    copy.  The constructor validates every field but not exactness (see :meth:`check_exact` and :func:`load`).
 
     Attributes
     ----------
@@ -288,36 +474,55 @@ class FixedPointBN:
 
     def __init__(self, multiplier, bias, shift, in_range, out_range, rounding, source, out_dtype="int8",
                  in_dtype="int32", multiplier_bits=None, accumulator_bits=None, solve_options=None):
-        self.solve_options = dict(solve_options or {})
-        self.multiplier = np.ascontiguousarray(multiplier, dtype=np.int64)
-        self.bias = np.ascontiguousarray(bias, dtype=np.int64)
-        self.shift = np.ascontiguousarray(shift, dtype=np.int64)
-        self.in_range = np.ascontiguousarray(in_range, dtype=np.int64).reshape(-1, 2)
-        self.out_range = (int(out_range[0]), int(out_range[1]))
-        self.rounding = rounding
-        self.source = source
-        self.out_dtype = np.dtype(out_dtype)
-        self.in_dtype = np.dtype(in_dtype)
-        n = self.multiplier.shape[0]
-        for name in ("bias", "shift"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected ({n},)")
-        if self.in_range.shape[0] != n:
-            raise ValueError(f"in_range has {self.in_range.shape[0]} channels, expected {n}")
-        if np.any((self.shift < 0) | (self.shift > 62)):
-            c = int(np.flatnonzero((self.shift < 0) | (self.shift > 62))[0])
-            raise ValueError(f"shift of channel {c} is {self.shift[c]}, expected 0..62")
+        # Every field is validated and frozen (read-only arrays, properties without setters): what apply, save and
+        # verify read is one and the same.  multiplier_bits / accumulator_bits are always recomputed from the
+        # integers (the arguments are accepted for compatibility and must agree).
+        ref.check_rounding(rounding)
+        in_dtype = _dtype_name(in_dtype, "in_dtype", IN_DTYPES)
+        out_dtype = _dtype_name(out_dtype, "out_dtype", OUT_DTYPES)
+        A = _channel_ints("multiplier", multiplier)
+        n = A.size
+        if A.ndim != 1 or n == 0:
+            raise ValueError(f"multiplier must be a non-empty 1-D per-channel array, got shape {A.shape}")
+        B = _channel_ints("bias", bias)
+        S = _channel_ints("shift", shift, 0, 62)
+        for name, arr in (("bias", B), ("shift", S)):
+            if arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}, expected ({n},)")
+        rng = np.asarray(in_range) if not isinstance(in_range, np.ndarray) else in_range
+        if rng.shape != (n, 2) and rng.shape != (2 * n,):
+            raise ValueError(f"in_range has shape {rng.shape}, expected ({n}, 2)")
+        rng = _channel_ints("in_range", rng.reshape(-1)).reshape(n, 2)
+        _check_in_range(rng[:, 0], rng[:, 1], in_dtype)
+        if isinstance(out_range, (str, bytes)) or np.ndim(out_range) != 1 or len(out_range) != 2:
+            raise ValueError(f"out_range must be a pair (qmin, qmax) of integers, got {out_range!r}")
+        qmin, qmax = _channel_ints("out_range", list(out_range)).tolist()
+        dlo, dhi = DTYPE_RANGES[out_dtype]
+        if not dlo <= qmin <= qmax <= dhi:
+            raise ValueError(f"out_range [{qmin}, {qmax}] must be a non-empty range within out_dtype {out_dtype} "
+                             f"[{dlo}, {dhi}]")
+        self._source = _check_source(source, n)
+        self._solve_options = dict(solve_options or {})
+        self._multiplier, self._bias, self._shift, self._in_range = A, B, S, rng
+        self._out_range = (int(qmin), int(qmax))
+        self._rounding = str(rounding)
+        self._in_dtype, self._out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
         bits_a, bits_acc = self._widths()
-        self.multiplier_bits = bits_a if multiplier_bits is None else np.asarray(multiplier_bits, np.int64)
-        self.accumulator_bits = bits_acc if accumulator_bits is None else np.asarray(accumulator_bits, np.int64)
         if np.any(bits_acc > 64):
             c = int(np.flatnonzero(bits_acc > 64)[0])
             raise ValueError(f"channel {c}: multiplier*x + bias exceeds 64 bits over in_range")
-        self._lo = np.ascontiguousarray(self.in_range[:, 0])
-        self._hi = np.ascontiguousarray(self.in_range[:, 1])
-        self._shift32 = self.shift.astype(np.int32)
-        self._acc32 = bool(np.all(self.accumulator_bits <= 32))
-        self._kernel = self._kernel_for = None  # built on first use (_run_kernel)
+        for name, given, computed in (("multiplier_bits", multiplier_bits, bits_a),
+                                      ("accumulator_bits", accumulator_bits, bits_acc)):
+            if given is not None and not np.array_equal(np.asarray(given).reshape(-1), computed):
+                raise ValueError(f"{name} does not match the integer parameters")
+        self._multiplier_bits, self._accumulator_bits = bits_a, bits_acc
+        self._lo = np.ascontiguousarray(rng[:, 0])
+        self._hi = np.ascontiguousarray(rng[:, 1])
+        self._shift32 = S.astype(np.int32)
+        for arr in (A, B, S, rng, self._lo, self._hi, self._shift32, bits_a, bits_acc):
+            arr.flags.writeable = False
+        self._acc32 = bool(np.all(bits_acc <= 32))
+        self._kernel = None  # built on first use (_run_kernel)
         self._breakpoints = {}
         self._covers_cache = {}
 
@@ -326,10 +531,79 @@ class FixedPointBN:
             return (v if v >= 0 else ~v).bit_length() + 1
 
         wa, wacc = [], []
-        for A, B, (lo, hi) in zip(self.multiplier.tolist(), self.bias.tolist(), self.in_range.tolist()):
+        for A, B, (lo, hi) in zip(self._multiplier.tolist(), self._bias.tolist(), self._in_range.tolist()):
             wa.append(bits(A))
             wacc.append(max(bits(A * lo), bits(A * hi), bits(A * lo + B), bits(A * hi + B), bits(B)))
         return np.array(wa, np.int64), np.array(wacc, np.int64)
+
+    multiplier = property(lambda self: self._multiplier, doc="int64[C] (read-only)")
+    bias = property(lambda self: self._bias, doc="int64[C] (read-only)")
+    shift = property(lambda self: self._shift, doc="int64[C] (read-only)")
+    in_range = property(lambda self: self._in_range, doc="int64[C, 2] (read-only)")
+    out_range = property(lambda self: self._out_range, doc="(qmin, qmax)")
+    rounding = property(lambda self: self._rounding)
+    in_dtype = property(lambda self: self._in_dtype)
+    out_dtype = property(lambda self: self._out_dtype)
+    multiplier_bits = property(lambda self: self._multiplier_bits)
+    accumulator_bits = property(lambda self: self._accumulator_bits)
+    source = property(lambda self: self._source, doc="read-only mapping of the source parameters")
+    solve_options = property(lambda self: dict(self._solve_options))
+
+    def replace(self, **changes):
+        """A new layer with some fields replaced (and everything validated again), e.g. to build a wrong variant.
+
+        >>> import fxbn
+        >>> layer = fxbn.from_affine([0.5], [0.0], in_dtype="int8", rounding="floor")
+        >>> layer.replace(bias=layer.bias + 1).bias.tolist()
+        [1]
+        """
+        fields = dict(multiplier=self._multiplier, bias=self._bias, shift=self._shift, in_range=self._in_range,
+                      out_range=self._out_range, rounding=self._rounding, source=dict(self._source),
+                      out_dtype=self._out_dtype.name, in_dtype=self._in_dtype.name,
+                      solve_options=self._solve_options)
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"replace() got unknown field(s) {', '.join(sorted(unknown))}")
+        fields.update(changes)
+        return FixedPointBN(**fields)
+
+    def check_exact(self):
+        """Raise ValueError unless the integer parameters equal the exact reference on every input of in_range.
+
+        The breakpoint certificate (C++ core, exact integer arithmetic): milliseconds per layer.  load() runs it.
+        """
+        qmin, qmax = self._out_range
+        step = max(1, (1 << 22) // max(1, qmax - qmin))   # channels per pass: bounded memory (uint16 outputs)
+        src = self._source
+        for c0 in range(0, self.channels, step):
+            sl = slice(c0, min(self.channels, c0 + step))
+            lo, hi = self._lo[sl], self._hi[sl]
+            if src["form"] == "affine":
+                d, T = _core.breakpoints_affine(src["a"][sl], src["b"][sl], lo, hi, qmin, qmax, self._rounding)
+            else:
+                d, T = _core.breakpoints_batchnorm(*(src[k][sl] for k in _BN_FLOAT_KEYS + _BN_INT_KEYS), lo, hi,
+                                                   qmin, qmax, self._rounding)
+            Tf, ok = _core.breakpoints_fixed_point(self._multiplier[sl], self._bias[sl], self._shift32[sl], d, lo,
+                                                   hi, qmin, qmax)
+            bad = np.flatnonzero((ok == 0) | np.any(Tf != T, axis=1))
+            if bad.size:
+                c = c0 + int(bad[0])
+                raise ValueError(f"channel {c}: (multiplier, bias, shift) = ({int(self._multiplier[c])}, "
+                                 f"{int(self._bias[c])}, {int(self._shift[c])}) does not equal the exact reference "
+                                 "on its in_range")
+
+    def __getstate__(self):  # copies and pickles rebind the kernel on first use
+        state = self.__dict__.copy()
+        state["_kernel"] = None
+        state["_source"] = dict(self._source)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for v in list(state.values()) + list(state["_source"].values()):
+            if isinstance(v, np.ndarray):
+                v.flags.writeable = False   # unpickled arrays come back writeable
+        self._source = MappingProxyType(dict(state["_source"]))
 
     @property
     def channels(self):
@@ -364,6 +638,8 @@ class FixedPointBN:
         ndim = len(shape)
         if ndim == 0:
             raise ValueError("x must have a channel axis")
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"axis must be an integer (1 for NCHW, -1 for NHWC), got {axis!r}")
         if not -ndim <= axis < ndim:
             raise ValueError(f"axis {axis} is out of bounds for x with {ndim} dimensions")
         axis %= ndim
@@ -385,18 +661,10 @@ class FixedPointBN:
         return self._covers_cache[dtype]
 
     def _run_kernel(self, x, y, outer, inner, threads):
-        # the parameters are bound once per (multiplier, bias) object pair: a layer whose arrays were replaced gets
-        # a new binding; in-place changes are seen anyway (the binding refers to the arrays)
-        if self._kernel is None or self._kernel_for[0] is not self.multiplier or self._kernel_for[1] is not self.bias:
-            self._kernel = _core.Kernel(self.multiplier, self.bias, self._shift32, self._lo, self._hi,
-                                        *self.out_range, self._acc32)
-            self._kernel_for = (self.multiplier, self.bias)
-        return self._kernel.run(x, y, outer, inner, 0 if threads is None else int(threads))
-
-    def __getstate__(self):  # copies and pickles rebind the kernel on first use
-        state = self.__dict__.copy()
-        state["_kernel"] = state["_kernel_for"] = None
-        return state
+        if self._kernel is None:  # the parameter arrays are read-only: bound once
+            self._kernel = _core.Kernel(self._multiplier, self._bias, self._shift32, self._lo, self._hi,
+                                        *self._out_range, self._acc32)
+        return self._kernel.run(x, y, outer, inner, threads)
 
     def _range_error(self, x, axis, flat):
         idx = np.unravel_index(flat, x.shape)
@@ -411,12 +679,14 @@ class FixedPointBN:
         Parameters
         ----------
         x : ndarray of int8, uint8, int16 or int32
+            Any of the four, whatever the layer's in_dtype: every value is checked against its channel's in_range.
         axis : int
             Channel axis (1 for NCHW, -1 for NHWC and (N, C)).
         out : ndarray, optional
-            C-contiguous output of x's shape and the layer's out_dtype; left untouched on error.
+            C-contiguous output of x's shape and the layer's out_dtype; left untouched on error.  It may overlap x
+            (then the result goes through a temporary).
         threads : int, optional
-            Threads to use (default: all).
+            Threads to use (None or 0: all; at most 1024).
 
         Raises
         ------
@@ -424,6 +694,7 @@ class FixedPointBN:
             An input outside its channel's in_range (first offending index and value), or a bad shape/dtype.
         """
         x, axis, (outer, _, inner) = self._shape3(x, axis)
+        threads = _threads(threads)
         xc = np.ascontiguousarray(x)
         if out is None:
             y = np.empty(x.shape, self.out_dtype)
@@ -437,10 +708,14 @@ class FixedPointBN:
                 bad = _core.check_range(xc.reshape(outer, self.channels, inner), self._lo, self._hi)
                 if bad >= 0:
                     raise self._range_error(xc, axis, bad)
-            y = out
+            # an out that overlaps the input is written through a temporary, as NumPy's ufuncs do
+            y = np.empty(x.shape, self.out_dtype) if np.may_share_memory(xc, out) else out
         bad = self._run_kernel(xc, y, outer, inner, threads)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)
+        if out is not None and y is not out:
+            np.copyto(out, y)
+            y = out
         return y
 
     __call__ = apply
@@ -521,39 +796,47 @@ class FixedPointBN:
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of to_dict; checks the format and every array's length."""
+        """Inverse of to_dict.  Strict: every field present with its JSON type (integers as integers, no strings or
+        floats for them), every value in range; ValueError naming the field otherwise.  Exactness is not checked
+        here (see load and check_exact)."""
         if not isinstance(d, dict) or d.get("format") != "fxbn.FixedPointBN":
             raise ValueError("not an fxbn.FixedPointBN record (missing format 'fxbn.FixedPointBN')")
-        if d.get("version") != 1:
+        if d.get("version") != 1 or isinstance(d.get("version"), bool):
             raise ValueError(f"unsupported fxbn.FixedPointBN version {d.get('version')!r}")
-        missing = [k for k in ("multiplier", "bias", "shift", "in_range", "out_range", "rounding", "source")
-                   if k not in d]
+        required = ("multiplier", "bias", "shift", "in_range", "out_range", "rounding", "in_dtype", "out_dtype",
+                    "source")
+        missing = [k for k in required if k not in d]
         if missing:
             raise ValueError(f"record lacks {', '.join(missing)}")
-        ref.check_rounding(d["rounding"])
-        n = len(d["multiplier"])
-        src = dict(d["source"])
-        form = src.get("form")
-        keys = {"affine": _AFFINE_KEYS, "batchnorm": _BN_FLOAT_KEYS + _BN_INT_KEYS}.get(form)
-        if keys is None:
-            raise ValueError(f"unknown source form {form!r}")
-        for k in keys:
-            if k not in src or len(src[k]) != n:
-                raise ValueError(f"source.{k} must have {n} entries")
-            src[k] = np.asarray(src[k], np.int64 if k in _BN_INT_KEYS else np.float64)
-        for k in ("bias", "shift", "in_range"):
-            if len(d[k]) != n:
-                raise ValueError(f"{k} has {len(d[k])} entries, multiplier has {n}")
-        return cls(np.array(d["multiplier"], np.int64), np.array(d["bias"], np.int64),
-                   np.array(d["shift"], np.int64), np.array(d["in_range"], np.int64).reshape(n, 2),
-                   d["out_range"], d["rounding"], src, d.get("out_dtype", "int8"), d.get("in_dtype", "int32"),
-                   solve_options=d.get("solve_options"))
+        unknown = sorted(str(k) for k in set(d) - set(required) - {"format", "version", "channels", "solve_options"})
+        if unknown:
+            raise ValueError(f"record has unknown field(s) {', '.join(unknown)}")
+        for k in ("rounding", "in_dtype", "out_dtype"):
+            if not isinstance(d[k], str):
+                raise ValueError(f"{k} must be a string, got {d[k]!r}")
+        A = _record_ints("multiplier", d["multiplier"])
+        n = len(A)
+        if "channels" in d and (type(d["channels"]) is not int or d["channels"] != n):
+            raise ValueError(f"channels is {d['channels']!r}, multiplier has {n} entries")
+        in_range = _record_ints("in_range", d["in_range"], pairs=True)
+        out_range = _record_ints("out_range", d["out_range"])
+        if not isinstance(d["source"], dict):
+            raise ValueError("source must be an object")
+        src = {}
+        for k, v in d["source"].items():
+            if k == "form":
+                src[k] = v
+            elif k in _BN_INT_KEYS:
+                src[k] = _record_ints(f"source.{k}", v)
+            else:
+                src[k] = _record_floats(f"source.{k}", v)
+        return cls(A, _record_ints("bias", d["bias"]), _record_ints("shift", d["shift"]), in_range, out_range,
+                   d["rounding"], src, d["out_dtype"], d["in_dtype"],
+                   solve_options=_record_options(d.get("solve_options")))
 
     def save(self, path):
         """Save as JSON (path ending .json) or NumPy npz (.npz); written to a temporary file, then renamed."""
-        from fxbn import io
-
-        io.save(self, path)
+        _io.write_record(self.to_dict(), path)
 
     def to_c(self, directory, name):
         """Write a C99 header and source for this layer (see :func:`fxbn.codegen.layer_to_c`); returns their paths.

@@ -120,7 +120,7 @@ def test_bad_affine_parameters(kwargs, match):
     (dict(out_scale=-0.5), "out_scale of channel 0"),
     (dict(mean=[0.0, float("nan")]), r"mean\[1\] is nan"),
     (dict(gamma=[1.0, 2.0, 3.0]), "mismatched lengths"),
-    (dict(out_zero_point=0.5), "out_zero_point must hold integers"),
+    (dict(out_zero_point=0.5), "out_zero_point is 0.5: expected an integer"),
 ])
 def test_bad_batchnorm_parameters(change, match):
     kw = dict(gamma=[1.0, 2.0], beta=[0.0, 0.1], mean=[0.0, 0.2], var=[1.0, 2.0], eps=1e-5, in_scale=0.1,
@@ -191,9 +191,10 @@ def test_bad_apply_arguments(layer3):
         layer3.apply(np.zeros((1, 3), np.int8), out=np.zeros((1, 3), np.int16))
 
 
-def test_kernel_binding_follows_the_layer_arrays(layer3):
-    """apply binds the parameters once (fxbn._core.Kernel); a layer whose multiplier or bias array was replaced
-    after a call, and copies and pickles of a layer that has run, use their own current arrays."""
+def test_parameters_are_read_only_and_replace_rebinds(layer3):
+    """The parameters apply, save and verify read are one and the same: read-only arrays behind properties
+    without setters; replace() builds a new, validated layer with its own kernel binding.  Copies and pickles
+    of a layer that has run use their own arrays."""
     import copy
     import pickle
 
@@ -201,14 +202,28 @@ def test_kernel_binding_follows_the_layer_arrays(layer3):
     y = layer3.apply(x)
     for clone in (copy.deepcopy(layer3), pickle.loads(pickle.dumps(layer3)), copy.copy(layer3)):
         assert np.array_equal(clone.apply(x), y)
-    changed = copy.copy(layer3)
-    changed.bias = changed.bias + (np.int64(1) << changed.shift)   # every unclamped output one level up
+        with pytest.raises(ValueError, match="read-only"):
+            clone.bias[0] += 1
+    for name in ("multiplier", "bias", "shift", "in_range", "out_range", "rounding", "source", "out_dtype"):
+        with pytest.raises(AttributeError):
+            setattr(layer3, name, getattr(layer3, name))
+    for name in ("multiplier", "bias", "shift", "in_range"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(layer3, name)[0] = 0
+    with pytest.raises(TypeError):
+        layer3.source["a"] = 1
+    changed = layer3.replace(bias=layer3.bias + (np.int64(1) << layer3.shift))   # every unclamped output one up
     moved = changed.apply(x)
     assert not np.array_equal(moved, y)
     assert np.all(moved >= y)
     assert np.array_equal(layer3.apply(x), y)                         # the original keeps its own binding
-    changed.multiplier = -changed.multiplier
-    assert not np.array_equal(changed.apply(x), moved)
+    with pytest.raises(ValueError, match="does not equal the exact reference"):
+        changed.check_exact()
+    layer3.check_exact()
+    flipped = changed.replace(multiplier=-changed.multiplier)
+    assert not np.array_equal(flipped.apply(x), moved)
+    with pytest.raises(TypeError, match="unknown field"):
+        layer3.replace(multiplier_bits=[1, 2, 3])
 
 
 # ---------------------------------------------------------------- persistence
@@ -244,5 +259,5 @@ def test_load_rejects_bad_files(tmp_path):
         fxbn.load(tmp_path / "x.txt")
     d = fxbn.from_affine([0.1, 0.2], [0.0, 0.0], in_dtype="int8").to_dict()
     d["bias"] = d["bias"][:1]
-    with pytest.raises(ValueError, match="bias has 1 entries"):
+    with pytest.raises(ValueError, match=r"bias has shape \(1,\), expected \(2,\)"):
         fxbn.FixedPointBN.from_dict(d)

@@ -96,8 +96,8 @@ def test_pipeline_comparison_detects_a_wrong_layer(resnet20_lossless):
     broken = copy.copy(graph)
     broken.q = dict(graph.q)
     name = "layer1.0.bn1"
-    layer = copy.deepcopy(graph.q[name]["layers"][0])
-    layer.bias = layer.bias + (layer.multiplier.max() << 0) * 8  # shifts some outputs by a few levels
+    good = graph.q[name]["layers"][0]
+    layer = good.replace(bias=good.bias + (good.multiplier.max() << 0) * 8)  # shifts some outputs by a few levels
     broken.q[name] = dict(graph.q[name], layers=[layer])
     lf, lr, _, diverged = broken.forward_pair(pixels)
     assert name in diverged and not np.array_equal(lf, lr)

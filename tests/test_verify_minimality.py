@@ -48,10 +48,11 @@ def test_common_shift_one_too_many_is_refuted():
     assert all(p["breakpoints"] == run.PROVED for p in rec["per_channel"])         # still exact ...
     assert rec["minimality"] == rec["verdict"] == run.REFUTED                       # ... but S - 1 works
     assert "not minimal" in rec["minimality_reason"]
-    mixed = _hand(layer, layer.multiplier, layer.bias, layer.shift, layer.solve_options)
-    mixed.shift[0] += 1
-    mixed.multiplier[0] *= 2
-    mixed.bias[0] *= 2
+    A, B, S = layer.multiplier.copy(), layer.bias.copy(), layer.shift.copy()
+    S[0] += 1
+    A[0] *= 2
+    B[0] *= 2
+    mixed = _hand(layer, A, B, S, layer.solve_options)
     rec = run.verify_layer(mixed, method="breakpoints")
     assert rec["minimality"] == run.REFUTED and "differ" in rec["minimality_reason"]
 

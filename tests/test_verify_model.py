@@ -1,6 +1,5 @@
 """python -m verify on model files: state_dict / Keras npz (and torch .pt) + an activations file -> the importers'
 layers, proved like saved layers; usage errors name the layer; tampering is refuted."""
-import copy
 import json
 import os
 import subprocess
@@ -204,9 +203,9 @@ def test_tampered_model_layer_is_refuted(files, capsys, monkeypatch):
     def tampered(*args, **kwargs):
         out = original(*args, **kwargs)
         name, layer, info = out[1]
-        bad = copy.deepcopy(layer)
-        bad.multiplier = bad.multiplier.copy()
-        bad.multiplier[0] += 1                                   # one channel's multiplier off by one
+        A = layer.multiplier.copy()
+        A[0] += 1                                                # one channel's multiplier off by one
+        bad = layer.replace(multiplier=A)
         out[1] = (name, bad, info)
         return out
 

@@ -19,8 +19,10 @@ LeakyReLU gives two, BN and BN.leaky, whose maximum is the output, as in experim
     python -m verify MODEL.npz --write-activations-template acts.json      # then fill in its null fields
     python -m verify MODEL.npz --activations acts.json --method breakpoints
 
-Exit codes: 0 all proved, 1 something refuted, 2 unknown / timeout, 64 usage error (including a model or
-activations file that cannot be used: the message names the BN layer and what is wrong).
+Exit codes: 0 all proved, 1 something refuted, 2 unknown / timeout, 64 usage error: a bad option or a file that
+cannot be used (malformed or tampered layer file, model or activations file; the message names the file, the
+field or BN layer and what is wrong), 70 internal error (a bug in fxbn or verify: please report it).  Exit 1 means
+a real refutation and nothing else.
 """
 import argparse
 import json
@@ -28,7 +30,11 @@ import os
 import sys
 import time
 
-EXIT_PROVED, EXIT_REFUTED, EXIT_UNKNOWN, EXIT_USAGE = 0, 1, 2, 64
+import math
+
+EXIT_PROVED, EXIT_REFUTED, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 64, 70
+LEMMA_IN_DTYPES = ("int8", "uint8", "int16", "int32")
+LEMMA_ACC_BITS = (32, 64)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,10 +105,10 @@ def _collect(paths, style=None):
         found = 0
         for f in files:
             try:
-                layer = fxbn.load(f)
-            except (ValueError, KeyError) as e:
+                layer = fxbn.load(f, check=False)     # validated; exactness is what verify decides
+            except ValueError as e:
                 if f == path:                  # a file named explicitly must be a layer
-                    raise ValueError(f"{f}: {e}") from None
+                    raise ValueError(str(e) if str(e).startswith(f) else f"{f}: {e}") from None
                 hint = " (name model files explicitly)" if model.is_model_file(f) else ""
                 print(f"python -m verify: skipping {f}: not a saved FixedPointBN ({e}){hint}", file=sys.stderr)
                 continue
@@ -217,23 +223,68 @@ def _details(rec):
                          f"{tuple(p['smaller_parameters'])} is exact")
     if rec.get("minimality") == "REFUTED" and rec.get("minimality_reason"):
         lines.append(f"    shift minimality: {rec['minimality_reason']}")
+    if rec.get("store", {}).get("verdict") == "REFUTED":
+        lines.append(f"    store into {rec['out_dtype']}: {rec['store']['reason']}")
     return lines
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def _options_error(args):
+    """The first unusable option value, as a message, or None."""
     if not args.paths and not args.demo and not args.lemmas:
-        print("python -m verify: error: give layer or model PATHs, --demo, or --lemmas", file=sys.stderr)
-        return EXIT_USAGE
-    if args.jobs < 1 or args.timeout <= 0 or args.bound < 0:
-        print("python -m verify: error: --jobs >= 1, --timeout > 0 and --bound >= 0 are required", file=sys.stderr)
-        return EXIT_USAGE
+        return "give layer or model PATHs, --demo, or --lemmas"
+    if not 1 <= args.jobs <= 1024:
+        return f"--jobs must be in [1, 1024], got {args.jobs}"
+    if not math.isfinite(args.timeout) or not 0.001 <= args.timeout <= 86400:
+        return f"--timeout must be a number of seconds in [0.001, 86400], got {args.timeout}"
+    if args.rlimit is not None and args.rlimit < 1:
+        return f"--rlimit must be a positive integer, got {args.rlimit}"
+    if args.bound < 0:
+        return f"--bound must be >= 0, got {args.bound}"
+    in_dtypes = [s for s in args.in_dtypes.split(",") if s]
+    bad = [d for d in in_dtypes if d not in LEMMA_IN_DTYPES]
+    if bad or not in_dtypes:
+        return f"--in-dtypes takes a comma-separated subset of {','.join(LEMMA_IN_DTYPES)}, got {args.in_dtypes!r}"
     try:
-        in_dtypes = [s for s in args.in_dtypes.split(",") if s]
         acc_bits = [int(s) for s in args.acc_bits.split(",") if s]
     except ValueError:
-        print("python -m verify: error: --acc-bits takes integers, e.g. 32,64", file=sys.stderr)
+        acc_bits = []
+    if not acc_bits or any(w not in LEMMA_ACC_BITS for w in acc_bits):
+        return f"--acc-bits takes a comma-separated subset of 32,64 (the kernel's widths), got {args.acc_bits!r}"
+    args.in_dtypes_list, args.acc_bits_list = in_dtypes, acc_bits
+    for opt, path in (("--json", args.json), ("--write-activations-template", args.write_activations_template)):
+        if path and path != "-":
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                return f"{opt} {path}: directory {parent} does not exist"
+            if os.path.isdir(path):
+                return f"{opt} {path} is a directory"
+    if args.emit_smt2:
+        try:
+            os.makedirs(args.emit_smt2, exist_ok=True)
+        except OSError as e:
+            return f"--emit-smt2 {args.emit_smt2}: {e}"
+    return None
+
+
+def main(argv=None):
+    """Run the command line; every failure that is not a refutation or unknown verdict becomes exit 64 or 70."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("python -m verify: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a verdict: never exit 1 (refuted) for it
+        print(f"python -m verify: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    problem = _options_error(args)
+    if problem:
+        print(f"python -m verify: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    in_dtypes, acc_bits = args.in_dtypes_list, args.acc_bits_list
     from verify import run
 
     try:
@@ -242,7 +293,7 @@ def main(argv=None):
         args.activations_data = model.load_activations(args.activations) if args.activations else None
         style = (args.activations_data or {}).get("style")
         layers, info = _model_layers(_collect(args.paths, style), args)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RecursionError) as e:
         print(f"python -m verify: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if layers is None:                      # --write-activations-template
@@ -251,8 +302,6 @@ def main(argv=None):
         from verify import demo
 
         layers += demo.demo_layers()
-    if args.emit_smt2:
-        os.makedirs(args.emit_smt2, exist_ok=True)
     cert = {"format": "fxbn.verify.certificate", "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                          time.gmtime()),
             "solver": None, "layers": [], "lemmas": [], "audit": []}
@@ -303,8 +352,14 @@ def main(argv=None):
             print(f"{verdict:8s} lemma {res['name']} [{res['config']}], {res['logic']}, "
                   f"{res['seconds']:.3f} s{why}{cex}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(cert, fh, indent=1, default=_default)
+        try:
+            tmp = args.json + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(cert, fh, indent=1, default=_default)
+            os.replace(tmp, args.json)
+        except OSError as e:
+            print(f"python -m verify: error: --json {args.json}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     return worst
 
 

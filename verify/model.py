@@ -122,7 +122,7 @@ def is_model_file(path):
         try:
             with open(path, "rb") as f:
                 obj = json.loads(f.read().decode("utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return False
         return isinstance(obj, dict) and obj.get("format") != "fxbn.FixedPointBN" and _is_keras_topology(obj)
     return False

@@ -79,7 +79,8 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
               "out_range": list(layer.out_range), "bound": int(bound), "method": method, "seconds": {},
               "claims": [f"for every channel and every integer x in its in_range: |clamp((A*x + B) >> s, qmin, qmax)"
                          f" - clamp(R(v(x)), qmin, qmax)| <= {int(bound)}, R = {layer.rounding}, v exact"]
-              + ([_minimality_claim(layer)] if minimality and bound == 0 else [])}
+              + ([_minimality_claim(layer)] if minimality and bound == 0 else []) + [_store_claim(layer)]}
+    record["store"] = _store_check(layer)
     per = [{"channel": c} for c in range(layer.channels)]
     witnesses = {}
     if method in ("breakpoints", "both"):
@@ -162,8 +163,33 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
     record["verdict"] = REFUTED if REFUTED in verdicts else UNKNOWN if UNKNOWN in verdicts else PROVED
     if record.get("minimality") == REFUTED and record["verdict"] == PROVED:
         record["verdict"] = REFUTED
+    if record["store"]["verdict"] == REFUTED:
+        record["verdict"] = REFUTED
     record["max_error"] = max((p.get("max_error", 0) or 0) for p in per) if method != "z3" else None
     return record
+
+
+def _store_claim(layer):
+    return (f"the clamp range out_range = [{layer.out_range[0]}, {layer.out_range[1]}] lies within out_dtype "
+            f"{layer.out_dtype.name} (the store into out_dtype is the identity) and every channel's in_range lies "
+            f"within in_dtype {layer.in_dtype.name}")
+
+
+def _store_check(layer):
+    """The claim above, checked with NumPy's own limits of the two dtypes (independent of fxbn's tables)."""
+    out_info, in_info = np.iinfo(layer.out_dtype), np.iinfo(layer.in_dtype)
+    qmin, qmax = (int(v) for v in layer.out_range)
+    ranges = [(int(a), int(b)) for a, b in np.asarray(layer.in_range).tolist()]
+    out_ok = int(out_info.min) <= qmin <= qmax <= int(out_info.max)
+    bad_in = [c for c, (a, b) in enumerate(ranges) if not int(in_info.min) <= a <= b <= int(in_info.max)]
+    rec = {"verdict": PROVED if out_ok and not bad_in else REFUTED,
+           "out_dtype_range": [int(out_info.min), int(out_info.max)],
+           "in_dtype_range": [int(in_info.min), int(in_info.max)]}
+    if not out_ok:
+        rec["reason"] = f"out_range [{qmin}, {qmax}] is not within {layer.out_dtype.name}"
+    elif bad_in:
+        rec["reason"] = f"in_range of channel {bad_in[0]} is not within {layer.in_dtype.name}"
+    return rec
 
 
 def _minimality_claim(layer):

@@ -7,6 +7,9 @@
 namespace fxbn {
 namespace {
 
+// Step-function entries (int64 breakpoints) a common-shift solve keeps in memory at once: 32 Mi entries, 256 MiB.
+constexpr int64_t kKeptStepEntries = int64_t{1} << 25;
+
 BatchNormParams channel_params(const BatchNormArrays& p, int64_t c) {
   BatchNormParams q;
   q.gamma = p.gamma[c];
@@ -44,14 +47,19 @@ void solve_layer(int64_t channels, MakeStep&& make_step, const SolveOptions& opt
       sol[static_cast<size_t>(c)] = solve_channel(with_channel(c, [&] { return make_step(c); }), opt, c);
     }
   } else {
+    // Each channel's step function is needed twice (its minimal shift, then its parameters at the common shift).
+    // They are kept while that stays small; otherwise recomputed, so memory does not grow with channels * levels
+    // (uint16 outputs: 512 KiB per channel).
+    bool keep = true;  // decided on the first channel: every channel has qmax - qmin levels
     std::vector<StepFunction> steps;
-    steps.reserve(static_cast<size_t>(channels));
-    for (int64_t c = 0; c < channels; ++c) steps.push_back(with_channel(c, [&] { return make_step(c); }));
     int shift = opt.min_shift;
     for (int64_t c = 0; c < channels; ++c) {
-      const int s = minimal_shift(steps[static_cast<size_t>(c)], opt.max_shift);
-      if (s < 0) solve_channel(steps[static_cast<size_t>(c)], opt, c);  // throws the channel's own error
+      StepFunction f = with_channel(c, [&] { return make_step(c); });
+      if (c == 0) keep = channels * (static_cast<int64_t>(f.T.size()) + 1) <= kKeptStepEntries;
+      const int s = minimal_shift(f, opt.max_shift);
+      if (s < 0) solve_channel(f, opt, c);  // throws the channel's own error
       shift = std::max(shift, s);
+      if (keep) steps.push_back(std::move(f));
     }
     // every channel is feasible at the largest minimal shift; width limits may push it further
     for (bool done = false; !done;) {
@@ -59,7 +67,8 @@ void solve_layer(int64_t channels, MakeStep&& make_step, const SolveOptions& opt
       at.min_shift = shift;
       done = true;
       for (int64_t c = 0; c < channels && done; ++c) {
-        sol[static_cast<size_t>(c)] = solve_channel(steps[static_cast<size_t>(c)], at, c);
+        sol[static_cast<size_t>(c)] = keep ? solve_channel(steps[static_cast<size_t>(c)], at, c)
+                                           : solve_channel(with_channel(c, [&] { return make_step(c); }), at, c);
         if (sol[static_cast<size_t>(c)].shift > shift) {
           shift = sol[static_cast<size_t>(c)].shift;
           done = false;
