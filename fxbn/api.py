@@ -850,3 +850,16 @@ class FixedPointBN:
     def save(self, path):
         """Save as JSON (path ending .json) or NumPy npz (.npz); written to a temporary file, then renamed."""
         _io.write_record(self.to_dict(), path)
+
+    def to_c(self, directory, name):
+        """Write a C99 header and source for this layer (see :func:`fxbn.codegen.layer_to_c`); returns their paths.
+
+        Examples
+        --------
+        >>> import fxbn, tempfile
+        >>> fxbn.from_affine(0.5, 1.0, in_dtype="int8").to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
+        True
+        """
+        from fxbn import codegen
+
+        return codegen.layer_to_c(self, directory, name)

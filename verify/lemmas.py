@@ -24,6 +24,9 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
   range of c + bits(In) bits, for c = 16 (dp_periodic's |A| < 2^15), 32 (the widen multiplier) and w; so a product
   computed on that many bits is the exact integer product.  The SIMD lemmas compute their exact A*x on that width.
 
+- ``codegen_expression``: the C expression fxbn.codegen emits (built from its template ``fxbn.codegen.EXPR``) is free
+  of undefined behaviour and equals clamp(floor((A*x + B) / 2^s)) at int32_t/int64_t under the accumulator bound.
+
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
 the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow
 output type, a product width one bit short.
@@ -857,7 +860,7 @@ def prove_all(in_dtypes=("int8", "uint8", "int16", "int32"), acc_bits=(32, 64), 
     results = []
     for w in acc_bits:
         for name in LEMMAS:
-            per_dtype = name in ("multiply_add_truncates", "increment", "product_width")
+            per_dtype = name in ("multiply_add_truncates", "increment", "product_width", "codegen_expression")
             for in_dtype in in_dtypes if per_dtype else in_dtypes[:1]:
                 path = None if smt2_dir is None else os.path.join(smt2_dir, f"lemma.{name}.{in_dtype}.acc{w}.smt2")
                 res = prove(name, in_dtype, w, False, timeout_ms, path)
@@ -870,3 +873,91 @@ def prove_all(in_dtypes=("int8", "uint8", "int16", "int32"), acc_bits=(32, 64), 
                 path = None if smt2_dir is None else os.path.join(smt2_dir, f"lemma.{name}.{in_dtype}.acc{w}.smt2")
                 results.append(prove(name, in_dtype, w, False, timeout_ms, path))
     return results
+
+
+# ------------------------------------------------------------------------------------------------ generated C
+CODEGEN_WRONG = ("trunc_div", "uncapped_shift", "bias_after_shift")
+
+
+def _codegen_steps(wrong):
+    from fxbn import codegen
+
+    steps = codegen.EXPR
+    if wrong == "trunc_div":                                        # C's / (truncating) in place of >>
+        steps = tuple(("q", "div", "acc", "S") if st[0] == "q" else st for st in steps)
+    elif wrong == "bias_after_shift":
+        steps = (("p", "mul", "A", "x"), ("acc", "shr", "p", "S"), ("q", "add", "acc", "B"), steps[-1])
+    return steps
+
+
+def codegen_expression(in_dtype, w, wrong=False):
+    """Claim: the C expression fxbn.codegen emits (its template ``fxbn.codegen.EXPR``, interpreted here step by step
+    with C99's semantics at the accumulator type int{w}_t) is free of undefined behaviour and, cast to each output
+    type, equals clamp(floor((A*x + B) / 2^s), qmin, qmax), for every x of In, every s in [0, 62] (the emitted shift
+    is S = min(s, w - 1), as codegen writes its shift array), every A, B, and every qmin <= qmax within Out's range,
+    under the solver's accumulator bound (the exact A*x and A*x + B lie in int{w}_t).  Each step is evaluated on
+    exact integers (w + bits(In) + 2 bits; the product A*x through z3's signed no-overflow predicates);
+    * and + must stay within int{w}_t (signed overflow is undefined), >> needs an amount below w and is arithmetic
+    (the generated static assertion), 1 << S needs S < w - 1.  One claim per output type.
+    wrong: ``trunc_div`` (C's / in place of >>), ``uncapped_shift`` (S = s: shifts of w or more, undefined),
+    ``bias_after_shift``."""
+    z3 = z3mod()
+    bad = CODEGEN_WRONG[0] if wrong is True else (wrong or None)
+    if bad and bad not in CODEGEN_WRONG:
+        raise ValueError(f"codegen_expression: unknown wrong variant {wrong!r} (one of {CODEGEN_WRONG})")
+    bits, signed = IN_BITS[in_dtype]
+    W = w + bits + 2                                                # A*x + B exact (product_width), sign included
+    A, B, s, qmin, qmax = z3.BitVecs("A B s qmin qmax", w)
+    xi = z3.BitVec("x", bits)
+    E = lambda v, sg=True: _ext(z3, v, W, sg)  # noqa: E731
+    fits = lambda v: z3.And(v >= -(1 << (w - 1)), v < (1 << (w - 1)))  # noqa: E731
+    S = s if bad == "uncapped_shift" else _shift_amount(z3, s, w)
+    operand = {"A": E(A), "B": E(B), "x": E(xi, signed), "S": E(S, False), "QMIN": E(qmin), "QMAX": E(qmax)}
+    # A*x: both operands are int{w}_t values, so the product is exact iff z3's signed no-overflow/no-underflow
+    # predicates hold (their definition), and then it is the sign extension of the w-bit product; cheaper for the
+    # solver than a (w + bits)-bit multiplication (int32 x int32: 66 bits), same meaning
+    xw = _ext(z3, xi, w, signed)
+    p_fits = z3.And(z3.BVMulNoOverflow(A, xw, True), z3.BVMulNoUnderflow(A, xw))
+    P = E(A * xw)
+    defined = []
+    for name, op, *args in _codegen_steps(bad):
+        a = [operand[v] for v in args]
+        if op == "mul" and sorted(args) == ["A", "x"]:
+            v = P
+            defined.append(p_fits)
+        elif op == "mul":
+            v = a[0] * a[1]
+            defined.append(fits(v))
+        elif op == "add":
+            v = a[0] + a[1]
+            defined.append(fits(v))
+        elif op == "shr":
+            v = a[0] >> a[1]
+            defined.append(z3.ULT(a[1], w))
+        elif op == "div":
+            defined.append(z3.ULT(a[1], w - 1))
+            v = a[0] / (z3.BitVecVal(1, W) << a[1])                 # bvsdiv: truncates toward zero, as C99's /
+        elif op == "clamp":
+            v = z3.If(a[0] < a[1], a[1], z3.If(a[0] > a[2], a[2], a[0]))
+        else:
+            raise ValueError(f"unknown template op {op!r}")
+        operand[name] = v
+    y = operand[codegen_result_name(bad)]
+    q = (P + E(B)) >> E(s, False)
+    y_math = z3.If(q < E(qmin), E(qmin), z3.If(q > E(qmax), E(qmax), q))
+    pre = [p_fits, fits(P + E(B)), z3.ULE(s, 62), qmin <= qmax]
+    claims = []
+    for out, (obits, osigned) in OUT_TYPES.items():
+        lo_t = -(1 << (obits - 1)) if osigned else 0
+        hi_t = (1 << (obits - 1)) - 1 if osigned else (1 << obits) - 1
+        cast = _ext(z3, z3.Extract(obits - 1, 0, y), W, osigned)   # (Out)y
+        out_pre = pre + [qmin >= lo_t, qmax <= hi_t]
+        claims.append(z3.Implies(z3.And(*out_pre), z3.And(*defined, cast == y_math)))
+    return claims, {"A": A, "B": B, "s": s, "qmin": qmin, "qmax": qmax, "x": xi}
+
+
+def codegen_result_name(wrong=None):
+    return _codegen_steps(wrong)[-1][0]
+
+
+LEMMAS["codegen_expression"] = (codegen_expression, "QF_BV")
