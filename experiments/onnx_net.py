@@ -15,9 +15,10 @@ graph from the uint8 pixels to the exact int64 logits, op for op the semantics o
 
 Only ResNet-style graphs (no depthwise, leaky, maxpool or logits conv) are covered.
 
-    python -m experiments.onnx_net --images 200 --out resnet20.int.onnx
+    python -m experiments.onnx_net [--net resnet20] [--limit-per-class N] [--out resnet20.int.onnx]
 """
 import argparse
+import json
 import sys
 import time
 
@@ -153,6 +154,7 @@ def export_graph(graph, size, path=None, name="fxbn_int_net"):
             prod = b.node("Mul", [u, b.const(p + "/w", q["w_q"].astype(np.int64), np.int64)], p + "/products")
             mm = b.node("ReduceSum", [prod, b.const(p + "/axes", [1], np.int64)], p + "/matmul", keepdims=0)
             b.node("Add", [mm, b.const(p + "/bias", bias_q, np.int64)], p)
+            b.logit_unit = np.broadcast_to(np.asarray(unit, np.float64), (q["w_q"].shape[1],))
             shapes[p] = (q["w_q"].shape[1],)
         else:
             raise ValueError(f"node {p}: op {node.op!r} is not exported")
@@ -164,6 +166,8 @@ def export_graph(graph, size, path=None, name="fxbn_int_net"):
                           b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", fo.OPSET)], producer_name="fxbn")
     model.ir_version = min(model.ir_version, 8)
+    if getattr(b, "logit_unit", None) is not None:       # real logits = integer logits * unit (per class)
+        helper.set_model_props(model, {"fxbn.logit_unit": json.dumps([float(u) for u in b.logit_unit])})
     import onnx
 
     onnx.checker.check_model(model, full_check=True)
@@ -172,15 +176,32 @@ def export_graph(graph, size, path=None, name="fxbn_int_net"):
     return model
 
 
-def resnet20(data_root, calib_images=200, rounding="half_up"):
-    """The experiments' ResNet-20 integer network: calibrated (min/max) on the first calib_images test images."""
+def cifar_network(data_root, net="resnet20", limit_per_class=None, calib_per_class=50, rounding="half_up"):
+    """(graph, pixels, labels): the experiments' CIFAR ResNet integer network, calibrated as experiments.run does
+    (min/max on the first calib_per_class test images of each class, rounding half_up), and the test images."""
     from experiments import data, nets
 
-    graph = nets.cifar_resnet(data_root / "cifar10" / "resnet20.npz")
-    pixels, labels = data.cifar_test(data_root, limit_per_class=max(1, calib_images // 10))
-    graph.calibrate([pixels[i:i + 100] for i in range(0, len(pixels), 100)])
+    graph = nets.cifar_resnet(data_root / "cifar10" / f"{net}.npz")
+    pixels, labels = data.cifar_test(data_root, limit_per_class=limit_per_class)
+    calib = pixels[np.concatenate([np.flatnonzero(labels == c)[:calib_per_class] for c in range(10)])]
+    graph.calibrate([calib[i:i + 100] for i in range(0, len(calib), 100)])
     graph.quantize(rounding=rounding)
     return graph, pixels, labels
+
+
+def compare(graph, model, pixels, batch=100, threads=2):
+    """Integer logits of the ONNX model in onnxruntime (optimizations all on, then all off) against the experiments'
+    fxbn integer network (Graph.forward_int, FixedPointBN.apply): {level: (images with any differing logit,
+    onnx logits)} and the network's integer logits."""
+    theirs = np.concatenate([graph.forward_int(pixels[i:i + batch], bn="fxbn")[0]
+                             for i in range(0, len(pixels), batch)])
+    out = {}
+    for opt in (True, False):
+        sess = fo.session(model, optimize=opt, threads=threads)
+        ours = np.concatenate([sess.run(None, {"pixels": np.ascontiguousarray(pixels[i:i + batch])})[0]
+                               for i in range(0, len(pixels), batch)])
+        out["ORT_ENABLE_ALL" if opt else "ORT_DISABLE_ALL"] = (int(np.sum(np.any(ours != theirs, axis=1))), ours)
+    return out, theirs
 
 
 def main(argv=None):
@@ -189,22 +210,25 @@ def main(argv=None):
     from experiments import data
 
     p = argparse.ArgumentParser(prog="python -m experiments.onnx_net", description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=200, help="CIFAR-10 test images (per class: images/10)")
+    p.add_argument("--net", default="resnet20", choices=["resnet20", "resnet56"])
+    p.add_argument("--limit-per-class", type=int, default=None, help="CIFAR-10 test images per class (default all)")
     p.add_argument("--out", default=None, help="write the ONNX model here")
     args = p.parse_args(argv)
     root = pathlib.Path(data.data_dir())
     t0 = time.time()
-    graph, pixels, labels = resnet20(root, args.images)
+    graph, pixels, labels = cifar_network(root, args.net, args.limit_per_class)
     model = export_graph(graph, 32, args.out)
-    theirs = graph.forward_int(pixels, bn="fxbn")[0]
-    for opt in (True, False):
-        sess = fo.session(model, optimize=opt, threads=2)
-        ours = np.concatenate([sess.run(None, {"pixels": pixels[i:i + 100]})[0] for i in range(0, len(pixels), 100)])
-        print(f"ORT {'ENABLE_ALL' if opt else 'DISABLE_ALL'}: {len(pixels)} images, {len(model.graph.node)} nodes, "
-              f"logits differing from the fxbn integer network: {int(np.sum(np.any(ours != theirs, axis=1)))}, "
-              f"top-1 {np.mean(ours.argmax(1) == labels) * 100:.2f}%")
-    print(f"{time.time() - t0:.1f} s")
-    return 0
+    t1 = time.time()
+    res, theirs = compare(graph, model, pixels)
+    unit = np.array(json.loads({p.key: p.value for p in model.metadata_props}["fxbn.logit_unit"]))
+    top1 = lambda logits: np.mean((logits * unit).argmax(1) == labels) * 100  # noqa: E731
+    print(f"{args.net}: {len(model.graph.node)} nodes, opset {fo.OPSET}; {len(pixels)} CIFAR-10 test images; "
+          f"fxbn integer network top-1 {top1(theirs):.2f}%")
+    for level, (bad, ours) in res.items():
+        print(f"  onnxruntime {level:16s} images with a logit differing from the fxbn integer network: {bad}; "
+              f"top-1 {top1(ours):.2f}%")
+    print(f"calibrate + export {t1 - t0:.1f} s, compare {time.time() - t1:.1f} s")
+    return 0 if all(bad == 0 for bad, _ in res.values()) else 1
 
 
 if __name__ == "__main__":
