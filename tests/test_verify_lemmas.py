@@ -177,3 +177,33 @@ def test_simd_multi_claim_smt2_replays(tmp_path, in_dtype):
     ctx = z3.Context()                                 # keep a reference: a temporary context is freed mid-call
     res = z3.Z3_eval_smtlib2_string(ctx.ref(), path.read_text()).split()
     assert res == ["unsat"] * 6, res              # per lane: the dword read, the product, the stage
+
+
+# ------------------------------------------------------------------------------------------------ fxbn.onnx
+def _trunc_div(a, b):
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+@pytest.mark.parametrize("w", [32, 64])
+@pytest.mark.parametrize("variant", ["plain_div", "fmod1"])
+def test_onnx_floor_div_wrong_variants_are_real(w, variant):
+    """The exported graph's Div(Sub(acc, Mod(acc, 2^s)), 2^s) is proved at both widths; Div alone and Mod with
+    fmod=1 are refuted, and the reported (acc, s) really breaks them (replayed with ONNX's integer semantics)."""
+    assert lemmas.prove("onnx_floor_div", "int8", w)["status"] == "proved"
+    r = lemmas.prove("onnx_floor_div", "int8", w, wrong=variant)
+    assert r["status"] == "refuted", r
+    acc, s = r["counterexample"]["acc"], r["counterexample"]["s"]
+    assert -(1 << (w - 1)) <= acc < (1 << (w - 1)) and 0 <= s <= w - 2 and acc < 0
+    d = 1 << s
+    if variant == "plain_div":
+        q = _trunc_div(acc, d)
+    else:
+        q = _trunc_div(acc - (acc - _trunc_div(acc, d) * d), d)      # fmod=1: C's remainder
+    assert q != acc >> s
+    assert _trunc_div(acc - acc % d, d) == acc >> s                   # the exported chain (Python %: fmod=0)
+
+
+def test_onnx_floor_div_registered_for_the_cli():
+    names = [r["name"] for r in lemmas.prove_all(("int8",), (32,), timeout_ms=20000)]
+    assert "onnx_floor_div" in names

@@ -26,6 +26,9 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
 
 - ``codegen_expression``: the C expression fxbn.codegen emits (built from its template ``fxbn.codegen.EXPR``) is free
   of undefined behaviour and equals clamp(floor((A*x + B) / 2^s)) at int32_t/int64_t under the accumulator bound.
+- ``onnx_floor_div``: the floor division of fxbn.onnx's exported subgraph (ONNX has no signed shift):
+  Div(Sub(acc, Mod(acc, 2^s)), 2^s) with Mod fmod=0 (bvsmod) and truncating Div (bvsdiv) is floor(acc / 2^s) for
+  every acc of w bits and s <= w - 2; plain Div and fmod=1 are refuted.
 
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
 the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow
@@ -270,6 +273,36 @@ def pack_narrow(in_dtype, w, wrong=False):
     return z3.And(*claims), variables
 
 
+def onnx_floor_div(in_dtype, w, wrong=False):
+    """Claim (fxbn.onnx's exported subgraph): with ONNX integer semantics -- Mod with fmod=0 takes the divisor's sign
+    (SMT-LIB bvsmod), Div truncates toward zero (bvsdiv), Sub wraps -- q = Div(Sub(acc, Mod(acc, d)), d) with
+    d = 2^s satisfies q*2^s <= acc < (q+1)*2^s, i.e. q = floor(acc / 2^s), for every w-bit acc and every
+    s in [0, w - 2] (2^s positive in w bits; the exporter uses int32 only for s <= 30, int64 for s <= 62).  One
+    claim per s (a constant divisor: the symbolic-divisor query took 18 s at 32 bits and did not finish in 60 s at
+    64).  Mul and Add of the exported graph are the kernel's multiply-add (``multiply_add_truncates``,
+    ``fits_sign_extends``: exact under the solver's bound), Clip and Cast are ``clamp_cast``.
+    wrong: True or "plain_div" (Div alone: rounds negative acc toward zero); "fmod1" (Mod with fmod=1, the
+    dividend's sign: C's %)."""
+    z3 = z3mod()
+    if wrong not in (False, None, True, "plain_div", "fmod1"):
+        raise ValueError(f"onnx_floor_div: unknown wrong variant {wrong!r} (True, 'plain_div' or 'fmod1')")
+    acc, s = z3.BitVec("acc", w), z3.BitVec("s", w)
+    W = w + 2
+    E = lambda v: _ext(z3, v, W)  # noqa: E731
+    claims = []
+    for k in range(w - 1):
+        d = z3.BitVecVal(1 << k, w)
+        if wrong in (True, "plain_div"):
+            q = acc / d                                             # bvsdiv: ONNX Div on integers
+        elif wrong == "fmod1":
+            q = (acc - z3.SRem(acc, d)) / d                         # Mod fmod=1: sign of the dividend
+        else:
+            q = (acc - acc % d) / d                                 # BitVecRef % is bvsmod: Mod fmod=0
+        p = z3.BitVecVal(1 << k, W)
+        claims.append(z3.Implies(s == k, z3.And(E(q) * p <= E(acc), E(acc) < (E(q) + 1) * p)))
+    return claims, {"acc": acc, "s": s}
+
+
 LEMMAS = {
     "multiply_add_truncates": (multiply_add_truncates, "QF_BV"),
     "fits_sign_extends": (fits_sign_extends, "QF_BV"),
@@ -283,6 +316,7 @@ LEMMAS = {
     "rescale_to_high": (rescale_to_high, "QF_BV"),
     "saturating_store": (saturating_store, "QF_BV"),
     "pack_narrow": (pack_narrow, "QF_BV"),
+    "onnx_floor_div": (onnx_floor_div, "QF_BV"),
 }
 
 
