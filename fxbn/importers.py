@@ -476,7 +476,7 @@ def _torch_bn_params(bn):
     return BatchNormParams(gamma, beta, mean, var, eps=float(bn.eps))
 
 
-def from_torch(module, act_in, act_out, *, rounding="half_up", strict=False, **solver_options):
+def from_torch(module, act_in, act_out, *, rounding="half_up", strict=False, exact_bias_fold=True, **solver_options):
     """One FixedPointBN per BatchNorm of a PyTorch module in eval mode, paired by the traced data flow (torch.fx).
 
     Each BN module called in ``forward`` is found in the ``torch.fx`` graph and built from the tensor it actually
@@ -503,6 +503,9 @@ def from_torch(module, act_in, act_out, *, rounding="half_up", strict=False, **s
     rounding : str
     strict : bool
         Raise ValueError (listing them) when some BN is left out or none is imported; otherwise a warning.
+    exact_bias_fold : bool
+        A conv bias is folded into the BN mean; when that difference is not a float64, raise (True) or round it
+        (False: the layer is then exact for the rounded BN, see :func:`fold_conv_bias`).
     solver_options
         Passed on to :func:`fxbn.from_batchnorm`.
 
@@ -517,10 +520,10 @@ def from_torch(module, act_in, act_out, *, rounding="half_up", strict=False, **s
     if module.training:
         raise ValueError("module must be in eval mode (BN running statistics are what is folded)")
     _, plans, skipped, notes = _torch_graph.plan(module)
-    return _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, solver_options)
+    return _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold, solver_options)
 
 
-def _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, solver_options):
+def _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold, solver_options):
     missing = [f"{p.bn} ({'conv input' if p.kind == 'conv_bn' else 'BN input'} node {p.in_node!r}, output node "
                f"{p.out_node!r})" for p in plans if p.bn not in act_in or p.bn not in act_out]
     if missing:
@@ -536,7 +539,8 @@ def _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, solve
             bias = None if p.conv.bias is None else p.conv.bias.detach().cpu().numpy()
             try:
                 layer = conv_bn_layer(params, w_q, w_scale, act_in[p.bn], act_out[p.bn], relu=relu,
-                                      rounding=rounding, conv_bias=bias, **solver_options)
+                                      rounding=rounding, conv_bias=bias, exact_bias_fold=exact_bias_fold,
+                                      **solver_options)
             except ValueError as e:
                 raise ValueError(f"BN {p.bn!r} (conv {p.source!r}): {e}") from None
             report.layers[p.bn] = ImportedLayer(p.bn, layer, "conv_bn", p.source, w_q, w_scale, p.activation,
@@ -607,7 +611,7 @@ class Calibration:
 
 
 def calibrate_torch(module, batches, *, method="minmax", percentile=99.99, dtype="int8", max_samples=1 << 16,
-                    build=True, rounding="half_up", strict=False, **solver_options):
+                    build=True, rounding="half_up", strict=False, exact_bias_fold=True, **solver_options):
     """Calibrate a torch module on data and build its integer BN layers in one call.
 
     Runs `batches` through the module's torch.fx graph (the same graph :func:`from_torch` pairs by) and records,
@@ -626,7 +630,8 @@ def calibrate_torch(module, batches, *, method="minmax", percentile=99.99, dtype
         `max_samples` values per tensor and batch.
     dtype : {"int8", "uint8"}
     build : bool
-        Also build the layers (:func:`from_torch` with `rounding`, `strict` and `solver_options`).
+        Also build the layers (:func:`from_torch` with `rounding`, `strict`, `exact_bias_fold` and
+        `solver_options`).
 
     Returns
     -------
@@ -672,5 +677,6 @@ def calibrate_torch(module, batches, *, method="minmax", percentile=99.99, dtype
     eps = {p.bn: float(p.module.eps) for p in plans}
     cal = Calibration(act_in, act_out, None, kinds, eps, method, percentile, count[0])
     if build:
-        cal.layers = _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, solver_options)
+        cal.layers = _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold,
+                                  solver_options)
     return cal

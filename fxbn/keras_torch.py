@@ -348,5 +348,6 @@ def keras_to_torch(model_json, arrays, input_shape=None):
         first = outs[0] if isinstance(outs[0], list) else outs
         m.output = alias[first[0]]
     m.output_rank = len(shapes[m.output])
+    m.input_chw = next(shapes[op[0]] for op in m.ops if op[1] == "input")
     m.keras_names = {module_name(k): k for k in alias}
     return m.eval()
