@@ -320,8 +320,8 @@ def keras_conv_bn_pairs(model_json):
         users = consumers.get(layer["name"], [])
         if len(users) == 1:
             user = layers[users[0]]
-            if user["class_name"] == "Activation" and user["config"]["activation"] == "relu":
-                act = "relu"
+            if user["class_name"] == "Activation" and user["config"]["activation"] in ("relu", "relu6"):
+                act = user["config"]["activation"]         # Keras 2.1 MobileNet: Activation('relu6')
             elif user["class_name"] == "ReLU":
                 act = "relu6" if user["config"].get("max_value") == 6 else "relu"
             elif user["class_name"] == "LeakyReLU":

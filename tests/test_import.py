@@ -241,6 +241,13 @@ def _torch_cifar_resnet(torch, blocks):
     return Net()
 
 
+def resnet20_module():
+    """The ResNet-20 architecture (for ``python -m fxbn.calibrate --arch test_import:resnet20_module``)."""
+    import torch
+
+    return _torch_cifar_resnet(torch, 3)
+
+
 def test_from_torch_real_resnet20_matches_npz_import():
     """from_torch on the real ResNet-20 (torch module loaded with the shared state_dict) gives the same 19 layers as
     the npz import, and the module is the real network: its float logits are those of the experiments' graph."""
