@@ -39,6 +39,12 @@ range the exact bound over that activation range. ``out`` is the BN (+ activatio
 qmin/qmax, when narrower than the dtype, become the output clamp. Command-line ``--eps`` / ``--rounding`` override
 the file. ``python -m verify MODEL --write-activations-template OUT.json`` writes this file with every BN pair of
 the model and null scales; ``experiments.activations`` writes it from a calibrated experiments graph.
+
+Files written by ``python -m fxbn.calibrate`` / ``fxbn.importers.calibrate_torch`` record the traced data flow:
+``"conv"`` of each conv -> BN layer, and ``"kind": "affine"`` with ``"input"`` (the node it reads) for a BN on a
+quantized activation (pre-activation blocks, DenseNet), whose ``in`` is that activation's quantization; the layer
+is then built on it (int8 input). :func:`apply_data_flow` lets that pairing override the state_dict naming
+convention.
 """
 import json
 import math
