@@ -29,7 +29,7 @@ class Plan:
     """One BN to import: what its integer input is and which graph nodes carry its input and output tensors."""
     bn: str                 # BN module name
     kind: str               # "conv_bn" (input: the conv accumulator) or "affine" (input: the quantized tensor)
-    source: str             # conv module name (conv_bn) or the graph node the BN reads (affine)
+    source: str             # conv module name (conv_bn); the module or graph node the BN reads (affine)
     in_node: str            # node whose output is the quantized input (the conv's input, or the BN's input)
     out_node: str           # node whose output is the layer output (the folded activation, else the BN)
     activation: object      # folded into the clamp: None, "relu" or "relu6"
@@ -168,7 +168,8 @@ def plan(module):
             plans.append(Plan(name, "conv_bn", prod.target, conv_in.name, out_node.name, fold, follows,
                               conv=producer, module=bn))
         elif isinstance(src, fx.Node):
-            plans.append(Plan(name, "affine", src.name, src.name, out_node.name, fold, follows, module=bn))
+            label = src.target if src.op == "call_module" else src.name    # a module's name, else the node's
+            plans.append(Plan(name, "affine", label, src.name, out_node.name, fold, follows, module=bn))
         else:
             skipped.append((name, "input is not a graph tensor"))
     if not calls:

@@ -392,7 +392,7 @@ class ImportedLayer:
         conv_bn: the input is the exact accumulator of conv `source` (in_dtype int32); affine: the input is the
         quantized tensor `source` itself (BN after an activation, a concatenation, the network input, ...).
     source : str
-        The conv / linear module name (conv_bn) or the graph node whose output the BN reads (affine).
+        The conv / linear module name (conv_bn), or the module (else graph node) whose output the BN reads (affine).
     w_q, w_scale : ndarray or None
         The quantized conv weights and their per-channel scales (conv_bn only).
     activation : None, "relu" or "relu6"
