@@ -103,7 +103,7 @@ def _fused_notes(module):
     """Names of modules that torch.ao fuse_modules / intrinsic QAT produce (BN already folded away)."""
     out = []
     for name, m in module.named_modules():
-        if type(m).__module__.startswith("torch.ao.nn.intrinsic") or type(m).__module__.startswith("torch.nn.intrinsic"):
+        if type(m).__module__.startswith(("torch.ao.nn.intrinsic", "torch.nn.intrinsic")):
             out.append(f"{name} ({type(m).__name__})")
     return out
 

@@ -15,10 +15,10 @@ Input scaling is never guessed (``--input-scale`` is required): the network inpu
 take NHWC input, torch models NCHW.
 
 A conv bias is folded into the BN mean in float64 (rounded when inexact, as ``python -m verify`` does: the layer
-is then exact for that folded BN). Writes the activations file for ``python -m verify MODEL --activations acts.json`` (schema: verify/model.py) and
-prints each layer (conv -> BN or affine, its source, the activation folded into its clamp or following unfolded)
-and each BN left out with the reason. Exit 0 when every BN was imported, 3 when some were left out (the file is
-still written), 64 on usage errors.
+is then exact for that folded BN). Writes the activations file for ``python -m verify MODEL --activations
+acts.json`` (schema: verify/model.py) and prints each layer (conv -> BN or affine, its source, the activation
+folded into its clamp or following unfolded) and each BN left out with the reason. Exit 0 when every BN was
+imported, 3 when some were left out (the file is still written), 64 on usage errors.
 """
 import argparse
 import importlib

@@ -6,7 +6,9 @@ importer passes ``in_scale = a_scale * w_scale[c]`` and the EXACT per-channel ac
 weights and the activation range) as ``in_range``: the solver then only has to be exact where inputs can occur.
 
 Sources: named NumPy arrays (PyTorch state_dict names or Keras ``layer/weight`` names, e.g. an ``.npz``), and,
-optionally, a PyTorch ``nn.Module`` (torch is imported only by :func:`from_torch`).
+optionally, a PyTorch ``nn.Module`` paired by its traced data flow (:func:`from_torch`, :func:`calibrate_torch`;
+torch is imported only there). Keras topologies become torch modules with :mod:`fxbn.keras_torch`; the command
+line ``python -m fxbn.calibrate`` calibrates a model file on an image directory.
 
 >>> import numpy as np
 >>> w_q, w_scale = quantize_weights(np.array([[[[0.5, -1.0]]], [[[0.25, 0.125]]]]))
@@ -23,10 +25,11 @@ import numpy as np
 
 from fxbn.api import DTYPE_RANGES, from_batchnorm
 
-__all__ = ["ActivationQuant", "calibrate", "calibrate_values", "quantize_weights", "accumulator_bounds", "range_bits", "BatchNormParams",
-           "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer", "state_dict_conv_bn_pairs", "keras_conv_bn_pairs",
-           "from_named_arrays", "ImportedLayer", "ImportReport", "affine_bn_layer", "from_torch", "Calibration",
-           "calibrate_torch"]
+__all__ = ["ActivationQuant", "calibrate", "calibrate_values", "quantize_weights", "accumulator_bounds", "range_bits",
+           "BatchNormParams", "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer",
+           "state_dict_conv_bn_pairs", "keras_conv_bn_pairs", "from_named_arrays", "ImportedLayer", "ImportReport",
+           "affine_bn_layer", "from_torch",
+           "Calibration", "calibrate_torch"]
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,8 @@ class ImportedLayer:
         conv_bn: the input is the exact accumulator of conv `source` (in_dtype int32); affine: the input is the
         quantized tensor `source` itself (BN after an activation, a concatenation, the network input, ...).
     source : str
-        The conv / linear module name (conv_bn), or the module (else graph node) whose output the BN reads (affine).
+        The conv / linear module name (conv_bn), or the module (else graph node) whose output the BN reads
+        (affine).
     w_q, w_scale : ndarray or None
         The quantized conv weights and their per-channel scales (conv_bn only).
     activation : None, "relu" or "relu6"

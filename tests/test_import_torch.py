@@ -1,5 +1,4 @@
 """fxbn.importers.from_torch / calibrate_torch: BN layers paired by the traced data flow, nothing dropped silently."""
-import warnings
 
 import numpy as np
 import pytest
