@@ -4,6 +4,9 @@
     python -m experiments.activations resnet20 --lossless --out acts.json                  # 20 lossless images
     python -m verify ../shared/data/cifar10/resnet20.npz --activations resnet20.activations.json
 
+For any other model file (Keras topology + weights, a torch state_dict with its architecture) and an image
+directory, use ``python -m fxbn.calibrate`` (the library's calibration CLI; README "Importing your own model").
+
 The layers ``python -m verify`` then builds from the model file are those of the experiments' integer pipeline
 (same weights quantization, exact accumulator bounds, rounding and solver options). Schema: verify/model.py.
 """

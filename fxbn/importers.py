@@ -6,7 +6,9 @@ importer passes ``in_scale = a_scale * w_scale[c]`` and the EXACT per-channel ac
 weights and the activation range) as ``in_range``: the solver then only has to be exact where inputs can occur.
 
 Sources: named NumPy arrays (PyTorch state_dict names or Keras ``layer/weight`` names, e.g. an ``.npz``), and,
-optionally, a PyTorch ``nn.Module`` (torch is imported only by :func:`from_torch`).
+optionally, a PyTorch ``nn.Module`` paired by its traced data flow (:func:`from_torch`, :func:`calibrate_torch`;
+torch is imported only there). Keras topologies become torch modules with :mod:`fxbn.keras_torch`; the command
+line ``python -m fxbn.calibrate`` calibrates a model file on an image directory.
 
 >>> import numpy as np
 >>> w_q, w_scale = quantize_weights(np.array([[[[0.5, -1.0]]], [[[0.25, 0.125]]]]))
@@ -15,16 +17,19 @@ optionally, a PyTorch ``nn.Module`` (torch is imported only by :func:`from_torch
 >>> accumulator_bounds(w_q, ActivationQuant(0.1, -128)).tolist()
 [[-32385, 16320], [0, 48705]]
 """
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from fxbn.api import DTYPE_RANGES, from_batchnorm
 
-__all__ = ["ActivationQuant", "calibrate", "quantize_weights", "accumulator_bounds", "range_bits", "BatchNormParams",
-           "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer", "state_dict_conv_bn_pairs", "keras_conv_bn_pairs",
-           "from_named_arrays", "from_torch"]
+__all__ = ["ActivationQuant", "calibrate", "calibrate_values", "quantize_weights", "accumulator_bounds", "range_bits",
+           "BatchNormParams", "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer",
+           "state_dict_conv_bn_pairs", "keras_conv_bn_pairs", "from_named_arrays", "ImportedLayer", "ImportReport",
+           "affine_bn_layer", "from_torch",
+           "Calibration", "calibrate_torch"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,18 @@ class ActivationQuant:
         return (np.asarray(q, np.float64) - self.zero_point) * self.scale
 
 
-def calibrate(samples, method="minmax", percentile=99.99, dtype="int8"):
+def calibrate(samples, *args, **kwargs):
+    """Per-tensor activation quantization from observed values, or a whole torch module from data.
+
+    ``calibrate(samples, method="minmax", percentile=99.99, dtype="int8")`` -> ActivationQuant (below);
+    ``calibrate(module, batches, ...)`` with a torch ``nn.Module`` is :func:`calibrate_torch` (-> Calibration).
+    """
+    if hasattr(samples, "named_modules") and hasattr(samples, "forward"):
+        return calibrate_torch(samples, *args, **kwargs)
+    return calibrate_values(samples, *args, **kwargs)
+
+
+def calibrate_values(samples, method="minmax", percentile=99.99, dtype="int8"):
     """Per-tensor activation quantization from observed real values.
 
     Parameters
@@ -307,8 +323,8 @@ def keras_conv_bn_pairs(model_json):
         users = consumers.get(layer["name"], [])
         if len(users) == 1:
             user = layers[users[0]]
-            if user["class_name"] == "Activation" and user["config"]["activation"] == "relu":
-                act = "relu"
+            if user["class_name"] == "Activation" and user["config"]["activation"] in ("relu", "relu6"):
+                act = user["config"]["activation"]         # Keras 2.1 MobileNet: Activation('relu6')
             elif user["class_name"] == "ReLU":
                 act = "relu6" if user["config"].get("max_value") == 6 else "relu"
             elif user["class_name"] == "LeakyReLU":
@@ -346,50 +362,325 @@ def from_named_arrays(arrays, pairs, act_in, act_out, *, eps, style="torch", rel
     return out
 
 
-def from_torch(module, act_in, act_out, *, rounding="half_up", **solver_options):
-    """One FixedPointBN per Conv2d/Linear -> BatchNorm (-> ReLU/ReLU6) pattern of a PyTorch module in eval mode.
+def affine_bn_layer(bn, act_in, act_out, *, relu=False, rounding="half_up", **solver_options):
+    """One FixedPointBN for a BN whose input is a quantized activation (not a conv accumulator).
 
-    Patterns are consecutive children of an ``nn.Sequential`` or, elsewhere, attributes named by the state_dict
-    convention convN <-> bnN (ResNet blocks); a ReLU/ReLU6 counts when it directly follows the BN in a Sequential.
+    The BN input is ``act_in.scale * (q - act_in.zero_point)`` for the integer q in [act_in.qmin, act_in.qmax]
+    (e.g. an int8 activation after ReLU in a pre-activation block BN -> ReLU -> Conv, or DenseNet's BN on a
+    concatenation): the layer takes q itself (in_dtype = act_in.dtype), the simplest case for the solver.
+
+    >>> bn = BatchNormParams(np.array([1.0, 2.0]), np.array([0.0, 0.5]), np.zeros(2), np.ones(2), 0.0)
+    >>> layer = affine_bn_layer(bn, ActivationQuant(0.5, 0), ActivationQuant(0.25, 0))
+    >>> layer.in_range.tolist(), layer.apply(np.array([[-2, 3]], np.int8)).tolist()
+    ([[-128, 127], [-128, 127]], [[-4, 14]])
+    """
+    c = bn.channels
+    return from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, bn.eps, in_scale=act_in.scale,
+                          in_zero_point=act_in.zero_point, out_scale=act_out.scale,
+                          out_zero_point=act_out.zero_point, in_range=np.tile([act_in.qmin, act_in.qmax], (c, 1)),
+                          in_dtype=act_in.dtype, out_dtype=act_out.dtype, rounding=rounding, relu=relu,
+                          **solver_options)
+
+
+@dataclass(frozen=True)
+class ImportedLayer:
+    """One imported BN: its integer layer and what it was built from.
+
+    Attributes
+    ----------
+    bn : str
+        The BN module / layer name.
+    layer : FixedPointBN
+    kind : {"conv_bn", "affine"}
+        conv_bn: the input is the exact accumulator of conv `source` (in_dtype int32); affine: the input is the
+        quantized tensor `source` itself (BN after an activation, a concatenation, the network input, ...).
+    source : str
+        The conv / linear module name (conv_bn), or the module (else graph node) whose output the BN reads
+        (affine).
+    w_q, w_scale : ndarray or None
+        The quantized conv weights and their per-channel scales (conv_bn only).
+    activation : None, "relu" or "relu6"
+        The activation folded into the layer's clamp.
+    follows : None or str
+        An activation applied to the BN output that is NOT folded (e.g. "hardswish", "silu", "leaky_relu"): the
+        integer layer covers the BN only; that activation still runs after it.
+    """
+    bn: str
+    layer: object
+    kind: str
+    source: str
+    w_q: object = None
+    w_scale: object = None
+    activation: object = None
+    follows: object = None
+
+    @property
+    def conv(self):
+        """The conv / linear module name (None for an affine layer)."""
+        return self.source if self.kind == "conv_bn" else None
+
+
+@dataclass
+class ImportReport:
+    """What an importer built and what it left out. A mapping BN name -> :class:`ImportedLayer`.
+
+    Attributes
+    ----------
+    layers : dict str -> ImportedLayer
+        In graph order.
+    skipped : list of (str, str)
+        (BN name, reason) for every BN that was not imported.
+    notes : list of str
+        Model-level remarks (e.g. no BN at all, BN already fused by torch.ao fuse_modules).
+    """
+    layers: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def __getitem__(self, name):
+        return self.layers[name]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __contains__(self, name):
+        return name in self.layers
+
+    def items(self):
+        return self.layers.items()
+
+    def summary(self):
+        """Human-readable lines: one per layer (kind, source, folded / following activation), then the skipped."""
+        lines = [f"{len(self.layers)} BN layer(s) imported, {len(self.skipped)} left out"]
+        for name, info in self.layers.items():
+            act = info.activation or "none"
+            tail = f", then {info.follows} (not folded)" if info.follows else ""
+            lines.append(f"  {name}: {info.kind} from {info.source}, folded activation {act}{tail}")
+        for name, reason in self.skipped:
+            lines.append(f"  LEFT OUT {name}: {reason}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def check(self):
+        """Raise ValueError listing every BN left out (and the notes) when the import is not complete."""
+        if self.skipped or not self.layers:
+            raise ValueError("incomplete BN import:\n" + self.summary())
+        return self
+
+
+def _torch_bn_params(bn):
+    """BatchNormParams of a torch BN module (affine=False: gamma 1, beta 0)."""
+    mean, var = (t.detach().cpu().numpy() for t in (bn.running_mean, bn.running_var))
+    c = mean.shape[0]
+    gamma = np.ones(c) if bn.weight is None else bn.weight.detach().cpu().numpy()
+    beta = np.zeros(c) if bn.bias is None else bn.bias.detach().cpu().numpy()
+    return BatchNormParams(gamma, beta, mean, var, eps=float(bn.eps))
+
+
+def from_torch(module, act_in, act_out, *, rounding="half_up", strict=False, exact_bias_fold=True, **solver_options):
+    """One FixedPointBN per BatchNorm of a PyTorch module in eval mode, paired by the traced data flow (torch.fx).
+
+    Each BN module called in ``forward`` is found in the ``torch.fx`` graph and built from the tensor it actually
+    reads:
+
+    - its input is the output of a Conv1d/2d/3d or Linear (through Identity/Dropout): a conv -> BN layer on the
+      exact accumulator (in_dtype int32, in_range the exact bound, ``act_in[bn]`` = the conv's input);
+    - anything else (a ReLU in a pre-activation block BN -> ReLU -> Conv, a DenseNet concatenation, the network
+      input): an affine layer on that quantized tensor (``act_in[bn]`` = the BN's input, e.g. int8).
+
+    A ReLU / ReLU6 (module, functional or hardtanh(0, 6)) that is the BN output's only consumer is folded into the
+    clamp (``act_out[bn]`` is then its output's quantization); other activations (Hardswish, SiLU, ...) are
+    reported as following, unfolded. Every BN that is not imported is named with the reason: transposed convs,
+    track_running_stats=False, modules called twice or never, functional batch_norm; BN already fused by torch.ao
+    ``fuse_modules`` and networks without BN give a note.
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : torch.nn.Module or torch.fx.GraphModule
+        In eval mode; traced with ``torch.fx.symbolic_trace`` unless already a GraphModule.
     act_in, act_out : mapping BN module name -> ActivationQuant
+        From :func:`calibrate_torch` (or your own): the layer input's and the BN (+ folded activation) output's
+        quantization. A missing entry raises ValueError naming the BN and what it needs.
+    rounding : str
+    strict : bool
+        Raise ValueError (listing them) when some BN is left out or none is imported; otherwise a warning.
+    exact_bias_fold : bool
+        A conv bias is folded into the BN mean; when that difference is not a float64, raise (True) or round it
+        (False: the layer is then exact for the rounded BN, see :func:`fold_conv_bias`).
+    solver_options
+        Passed on to :func:`fxbn.from_batchnorm`.
 
     Returns
     -------
-    dict BN module name -> (FixedPointBN, w_q, w_scale)
+    ImportReport
+        Mapping BN name -> ImportedLayer (``.layer``, ``.kind``, ``.source`` = conv name or input node, ``.w_q``,
+        ``.w_scale``, ``.activation``, ``.follows``), plus ``.skipped`` [(BN name, reason)] and ``.notes``.
     """
-    import torch  # optional dependency: only this function needs it
-    from torch import nn
+    from fxbn import _torch_graph  # optional dependency: torch is imported only here
 
     if module.training:
         raise ValueError("module must be in eval mode (BN running statistics are what is folded)")
-    modules = dict(module.named_modules())
-    found = {}
-    for name, mod in modules.items():
-        if isinstance(mod, nn.Sequential):
-            children = list(mod.named_children())
-            for i in range(len(children) - 1):
-                (_, conv), (bn_name, bn) = children[i], children[i + 1]
-                if isinstance(conv, (nn.Conv2d, nn.Linear)) and isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                    act = children[i + 2][1] if i + 2 < len(children) else None
-                    relu = "relu6" if isinstance(act, nn.ReLU6) else isinstance(act, nn.ReLU)
-                    found[f"{name}.{bn_name}" if name else bn_name] = (conv, bn, relu)
-    for conv_name, bn_prefix in state_dict_conv_bn_pairs(k for k in module.state_dict()):
-        conv_mod, bn_mod = modules.get(conv_name[: -len(".weight")]), modules.get(bn_prefix)
-        if bn_prefix not in found and isinstance(conv_mod, (nn.Conv2d, nn.Linear)) \
-                and isinstance(bn_mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            found[bn_prefix] = (conv_mod, bn_mod, False)
-    out = {}
-    with torch.no_grad():
-        for bn_name, (conv, bn, relu) in sorted(found.items()):
-            w_q, w_scale = quantize_weights(conv.weight.detach().cpu().numpy(), axis=0)
-            params = BatchNormParams(*(t.detach().cpu().numpy() for t in (bn.weight, bn.bias, bn.running_mean,
-                                                                           bn.running_var)), eps=float(bn.eps))
-            bias = None if conv.bias is None else conv.bias.detach().cpu().numpy()
-            layer = conv_bn_layer(params, w_q, w_scale, act_in[bn_name], act_out[bn_name], relu=relu,
-                                  rounding=rounding, conv_bias=bias, **solver_options)
-            out[bn_name] = (layer, w_q, w_scale)
-    return out
+    _, plans, skipped, notes = _torch_graph.plan(module)
+    return _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold, solver_options)
+
+
+def _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold, solver_options):
+    missing = [f"{p.bn} ({'conv input' if p.kind == 'conv_bn' else 'BN input'} node {p.in_node!r}, output node "
+               f"{p.out_node!r})" for p in plans if p.bn not in act_in or p.bn not in act_out]
+    if missing:
+        raise ValueError(f"act_in / act_out have no entry for BN layer(s): {', '.join(missing)}; "
+                         "calibrate_torch(module, batches) gives both")
+    report = ImportReport(skipped=list(skipped), notes=list(notes))
+    for p in plans:
+        params = _torch_bn_params(p.module)
+        relu = {"relu": True, "relu6": "relu6", None: False}[p.activation]
+        if p.kind == "conv_bn":
+            w = p.conv.weight.detach().cpu().numpy()
+            w_q, w_scale = quantize_weights(w, axis=0)
+            bias = None if p.conv.bias is None else p.conv.bias.detach().cpu().numpy()
+            try:
+                layer = conv_bn_layer(params, w_q, w_scale, act_in[p.bn], act_out[p.bn], relu=relu,
+                                      rounding=rounding, conv_bias=bias, exact_bias_fold=exact_bias_fold,
+                                      **solver_options)
+            except ValueError as e:
+                raise ValueError(f"BN {p.bn!r} (conv {p.source!r}): {e}") from None
+            report.layers[p.bn] = ImportedLayer(p.bn, layer, "conv_bn", p.source, w_q, w_scale, p.activation,
+                                                p.follows)
+        else:
+            try:
+                layer = affine_bn_layer(params, act_in[p.bn], act_out[p.bn], relu=relu, rounding=rounding,
+                                        **solver_options)
+            except ValueError as e:
+                raise ValueError(f"BN {p.bn!r} (affine on {p.source!r}): {e}") from None
+            report.layers[p.bn] = ImportedLayer(p.bn, layer, "affine", p.source, activation=p.activation,
+                                                follows=p.follows)
+    if strict:
+        report.check()
+    elif report.skipped or not report.layers:
+        warnings.warn("fxbn.importers: incomplete BN import:\n" + report.summary(), stacklevel=3)
+    return report
+
+
+@dataclass
+class Calibration:
+    """Activation quantization of every importable BN of a torch module, from :func:`calibrate_torch`.
+
+    Attributes
+    ----------
+    act_in, act_out : dict BN name -> ActivationQuant
+        The layer input's (conv input for conv_bn, BN input for affine) and the BN (+ folded activation) output's.
+    layers : ImportReport or None
+        The layers built from them (None when calibrate_torch was called with build=False).
+    kinds : dict BN name -> (kind, source, activation, follows)
+    method, percentile, batches : how it was calibrated
+    """
+    act_in: dict
+    act_out: dict
+    layers: object
+    kinds: dict
+    eps: dict
+    method: str
+    percentile: float
+    batches: int
+
+    def activations_json(self, model=None, rounding="half_up", calibration=None):
+        """The ``python -m verify --activations`` file (schema: verify/model.py) as a dict.
+
+        Affine layers carry ``"kind": "affine"`` and ``"input"`` (the node the BN reads) instead of a conv.
+        """
+        def act(a):
+            return {"scale": float(a.scale), "zero_point": int(a.zero_point), "dtype": a.dtype, "qmin": int(a.qmin),
+                    "qmax": int(a.qmax)}
+
+        layers = {}
+        for bn, (kind, source, activation, follows) in self.kinds.items():
+            entry = {"conv": source} if kind == "conv_bn" else {"kind": "affine", "input": source}
+            entry.update({"in": act(self.act_in[bn]), "out": act(self.act_out[bn]),
+                          "relu": {"relu": True, "relu6": "relu6", None: False}[activation], "eps": self.eps[bn]})
+            if follows:
+                entry["comment"] = f"followed by {follows} (not folded)"
+            layers[bn] = entry
+        out = {"format": "fxbn.activations", "version": 1, "rounding": rounding}
+        if model is not None:
+            out["model"] = [str(model)]
+        cal = {"method": self.method, "batches": self.batches}
+        if self.method == "percentile":
+            cal["percentile"] = self.percentile
+        out["calibration"] = {**cal, **(calibration or {})}
+        out["layers"] = layers
+        return out
+
+
+def calibrate_torch(module, batches, *, method="minmax", percentile=99.99, dtype="int8", max_samples=1 << 16,
+                    build=True, rounding="half_up", strict=False, exact_bias_fold=True, **solver_options):
+    """Calibrate a torch module on data and build its integer BN layers in one call.
+
+    Runs `batches` through the module's torch.fx graph (the same graph :func:`from_torch` pairs by) and records,
+    for every importable BN, its input tensor (the conv's input for a conv -> BN layer, the BN's own input for an
+    affine one) and its output tensor (after a folded ReLU / ReLU6); each becomes a per-tensor
+    :class:`ActivationQuant` by :func:`calibrate`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module (eval mode) or torch.fx.GraphModule
+    batches : iterable of tensors / arrays (or tuples of them: the forward arguments)
+        The inputs exactly as the module takes them (already scaled / normalised).
+    method : {"minmax", "percentile"}
+    percentile : float
+        With method="percentile": the quantile pair (100 - p, p), computed on a uniform subsample of at most
+        `max_samples` values per tensor and batch.
+    dtype : {"int8", "uint8"}
+    build : bool
+        Also build the layers (:func:`from_torch` with `rounding`, `strict`, `exact_bias_fold` and
+        `solver_options`).
+
+    Returns
+    -------
+    Calibration
+        ``.act_in``, ``.act_out``, ``.layers`` (an ImportReport), ``.activations_json()``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()
+    >>> cal = calibrate_torch(net, [torch.randn(2, 3, 8, 8) for _ in range(3)])
+    >>> info = cal.layers["1"]
+    >>> info.kind, info.conv, info.activation, str(info.layer.in_dtype)
+    ('conv_bn', '0', 'relu', 'int32')
+    """
+    from fxbn import _torch_graph
+
+    if module.training:
+        raise ValueError("module must be in eval mode (BN running statistics are what is folded)")
+    if method not in ("minmax", "percentile"):
+        raise ValueError(f"method must be 'minmax' or 'percentile', got {method!r}")
+    if dtype not in ("int8", "uint8"):
+        raise ValueError(f"dtype must be 'int8' or 'uint8', got {dtype!r}")
+    gm, plans, skipped, notes = _torch_graph.plan(module)
+    nodes = {n for p in plans for n in (p.in_node, p.out_node)}
+    count = [0]
+
+    def counted():
+        for b in batches:
+            count[0] += 1
+            yield b
+
+    stats = _torch_graph.record_ranges(gm, nodes, counted(), method, percentile, max_samples)
+    quant = {}
+    for name, s in stats.items():
+        if s["min"] > s["max"]:
+            raise ValueError(f"node {name!r} produced no values during calibration")
+        samples = np.concatenate(s["samples"]) if method == "percentile" else np.array([s["min"], s["max"]])
+        quant[name] = calibrate(samples, method, percentile, dtype)
+    act_in = {p.bn: quant[p.in_node] for p in plans}
+    act_out = {p.bn: quant[p.out_node] for p in plans}
+    kinds = {p.bn: (p.kind, p.source, p.activation, p.follows) for p in plans}
+    eps = {p.bn: float(p.module.eps) for p in plans}
+    cal = Calibration(act_in, act_out, None, kinds, eps, method, percentile, count[0])
+    if build:
+        cal.layers = _build_torch(plans, skipped, notes, act_in, act_out, rounding, strict, exact_bias_fold,
+                                  solver_options)
+    return cal

@@ -156,8 +156,10 @@ def test_from_torch_small_model():
     act = {"1": importers.ActivationQuant(0.02, 0), "4": importers.ActivationQuant(0.03, -128)}
     out = {"1": importers.ActivationQuant(0.03, -128), "4": importers.ActivationQuant(0.05, 0)}
     imported = importers.from_torch(model, act, out)
-    assert sorted(imported) == ["1", "4"]
-    layer, w_q, w_scale = imported["1"]
+    assert sorted(imported) == ["1", "4"] and imported.skipped == []
+    info = imported["1"]
+    assert (info.kind, info.conv, info.activation, imported["4"].activation) == ("conv_bn", "0", "relu", None)
+    layer, w_q, w_scale = info.layer, info.w_q, info.w_scale
     assert layer.out_range[0] == -128  # ReLU folded: qmin = output zero point
     conv, bn = model[0], model[1]
     folded_mean = bn.running_mean.double().numpy() - conv.bias.detach().double().numpy()
@@ -179,12 +181,16 @@ def test_from_torch_finds_resnet_style_attributes():
             self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, bias=False), nn.BatchNorm2d(4)
             self.unrelated = nn.BatchNorm2d(4)
 
+        def forward(self, x):
+            return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+
     model = Block().eval()
     act = {k: importers.ActivationQuant(0.02, -128) for k in ("bn1", "bn2")}
-    imported = importers.from_torch(model, act, act)
-    assert sorted(imported) == ["bn1", "bn2"]
+    with pytest.warns(UserWarning, match="LEFT OUT unrelated: BN module is not used"):
+        imported = importers.from_torch(model, act, act)
+    assert sorted(imported) == ["bn1", "bn2"] and imported["bn1"].activation == "relu"
     w_q, _ = importers.quantize_weights(model.conv2.weight.detach().numpy())
-    assert np.array_equal(imported["bn2"][1], w_q)
+    assert np.array_equal(imported["bn2"].w_q, w_q) and imported["bn2"].conv == "conv2"
     with pytest.raises(ValueError, match="eval"):
         importers.from_torch(model.train(), act, act)
 
@@ -235,6 +241,13 @@ def _torch_cifar_resnet(torch, blocks):
     return Net()
 
 
+def resnet20_module():
+    """The ResNet-20 architecture (for ``python -m fxbn.calibrate --arch test_import:resnet20_module``)."""
+    import torch
+
+    return _torch_cifar_resnet(torch, 3)
+
+
 def test_from_torch_real_resnet20_matches_npz_import():
     """from_torch on the real ResNet-20 (torch module loaded with the shared state_dict) gives the same 19 layers as
     the npz import, and the module is the real network: its float logits are those of the experiments' graph."""
@@ -254,7 +267,7 @@ def test_from_torch_real_resnet20_matches_npz_import():
     from_npz = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5)
     assert sorted(from_module) == sorted(from_npz) and len(from_npz) == 19
     for name, (layer, w_q, w_scale) in from_npz.items():
-        other, w_q2, w_scale2 = from_module[name]
+        other, w_q2, w_scale2 = from_module[name].layer, from_module[name].w_q, from_module[name].w_scale
         assert np.array_equal(w_q, w_q2) and np.array_equal(w_scale, w_scale2), name
         for attr in ("multiplier", "bias", "shift", "in_range"):
             assert np.array_equal(getattr(layer, attr), getattr(other, attr)), (name, attr)

@@ -128,6 +128,8 @@ def _model_layers(items, args):
     from verify import model
 
     models = [i for i in items if isinstance(i, model.Model)]
+    if getattr(args, "activations_data", None):
+        model.apply_data_flow(models, args.activations_data)
     for m in models:
         for bn in m.skipped:
             print(f"python -m verify: {m.path}: BN {bn!r} has no Conv/Linear paired with it: skipped",

@@ -39,6 +39,12 @@ range the exact bound over that activation range. ``out`` is the BN (+ activatio
 qmin/qmax, when narrower than the dtype, become the output clamp. Command-line ``--eps`` / ``--rounding`` override
 the file. ``python -m verify MODEL --write-activations-template OUT.json`` writes this file with every BN pair of
 the model and null scales; ``experiments.activations`` writes it from a calibrated experiments graph.
+
+Files written by ``python -m fxbn.calibrate`` / ``fxbn.importers.calibrate_torch`` record the traced data flow:
+``"conv"`` of each conv -> BN layer, and ``"kind": "affine"`` with ``"input"`` (the node it reads) for a BN on a
+quantized activation (pre-activation blocks, DenseNet), whose ``in`` is that activation's quantization; the layer
+is then built on it (int8 input). :func:`apply_data_flow` lets that pairing override the state_dict naming
+convention.
 """
 import json
 import math
@@ -57,7 +63,7 @@ DEFAULT_EPS = {"torch": 1e-5, "keras": 1e-3, "keras_tf": 1e-3}
 TORCH_SUFFIXES = (".pt", ".pth")
 _TOP_KEYS = {"format", "version", "comment", "rounding", "eps", "style", "solver_options", "layers", "model",
              "calibration"}
-_LAYER_KEYS = {"conv", "in", "out", "relu", "eps", "rounding", "channels", "comment"}
+_LAYER_KEYS = {"conv", "in", "out", "relu", "eps", "rounding", "channels", "comment", "kind", "input"}
 _ACT_KEYS = {"scale", "zero_point", "dtype", "qmin", "qmax"}
 _SOLVER_KEYS = {"acc_bits", "max_multiplier_bits", "common_shift"}
 
@@ -81,6 +87,7 @@ class Model:
     def __init__(self, path, arrays, style, pairs, topology=None, skipped=()):
         self.path, self.arrays, self.style, self.pairs = str(path), arrays, style, list(pairs)
         self.topology, self.skipped = topology, list(skipped)
+        self.affine = []        # BNs on a quantized activation (recorded by a data-flow calibration)
 
     @property
     def name(self):
@@ -88,7 +95,7 @@ class Model:
         return base.split(".")[0] or base
 
     def bn_names(self):
-        return [p.bn for p in self.pairs]
+        return [p.bn for p in self.pairs] + list(self.affine)
 
 
 def topology_path(npz_path):
@@ -377,6 +384,36 @@ def load_activations(path):
     return acts
 
 
+def apply_data_flow(models, acts):
+    """Let the pairing an activations file records override the model file's naming convention.
+
+    ``fxbn.importers.calibrate_torch`` / ``python -m fxbn.calibrate`` pair BN layers by the traced data flow and
+    record it: ``"kind": "affine"`` (the BN reads a quantized activation: pre-activation blocks, DenseNet) and,
+    for a conv -> BN layer, ``"conv"``. A state_dict alone only has names (``X.bnK`` <-> ``X.convK``), which is
+    wrong for such networks: the recorded pairing wins when the model file has that BN (and that conv's weight).
+    """
+    for m in models:
+        for bn, entry in acts["layers"].items():
+            if not isinstance(entry, dict) or (bn not in m.bn_names() and bn not in m.skipped):
+                continue
+            kind = entry.get("kind", "conv_bn")
+            current = next((p for p in m.pairs if p.bn == bn), None)
+            if kind == "affine":
+                m.pairs = [p for p in m.pairs if p.bn != bn]
+                if bn not in m.affine:
+                    m.affine.append(bn)
+            elif kind == "conv_bn" and m.style == "torch" and isinstance(entry.get("conv"), str):
+                conv = entry["conv"]
+                if (current is None or current.conv != conv) and f"{conv}.weight" in m.arrays:
+                    pair = Pair(bn, conv, f"{conv}.weight", 0,
+                                bias=f"{conv}.bias" if f"{conv}.bias" in m.arrays else None)
+                    m.pairs = [pair if p.bn == bn else p for p in m.pairs] if current else m.pairs + [pair]
+            else:
+                continue
+            if bn in m.skipped:
+                m.skipped.remove(bn)
+
+
 def uncovered(models, acts):
     """BN names of `models` that `acts` has no entry for (in model order)."""
     have = acts["layers"]
@@ -494,6 +531,44 @@ def _layer_name(model, bn, prefix):
     return f"{model.name}:{bn}" if prefix else bn
 
 
+def _affine_layer(model, bn, acts, eps, rounding, top_solver, prefix):
+    """A BN recorded as ``"kind": "affine"`` (its input is a quantized activation, not a conv accumulator, as
+    found from the data flow by ``fxbn.importers.calibrate_torch``): the layer takes that activation itself."""
+    entry = acts["layers"][bn]
+    where = f"--activations {acts['_path']}: BN layer {bn!r}"
+    act_in, act_out = _act_quant(acts, bn, "in"), _act_quant(acts, bn, "out")
+    layer_eps = next((v for v in (eps, entry.get("eps"), acts.get("eps")) if v is not None),
+                     DEFAULT_EPS[model.style])
+    layer_rounding = rounding or entry.get("rounding") or acts.get("rounding") or DEFAULT_ROUNDING
+    if layer_rounding not in ROUNDINGS:
+        raise ModelError(f"{where}: rounding must be one of {', '.join(ROUNDINGS)}, got {layer_rounding!r}")
+    if isinstance(layer_eps, bool) or not isinstance(layer_eps, (int, float)) or not math.isfinite(layer_eps) \
+            or layer_eps < 0:
+        raise ModelError(f"{where}: eps must be a finite number >= 0, got {layer_eps!r}")
+    relu = _relu(entry.get("relu", False), where)
+    if isinstance(relu, tuple):
+        raise ModelError(f"{where}: a leaky activation cannot be folded into an affine layer")
+    try:
+        params = importers.bn_params(model.arrays, bn, float(layer_eps), model.style)
+    except KeyError as e:
+        raise ModelError(str(e.args[0]) if e.args else str(e)) from None
+    for k in ("gamma", "beta", "mean", "var"):
+        a = _float_param(getattr(params, k), k, bn)
+        if a.ndim != 1 or a.shape[0] != np.shape(params.gamma)[0]:
+            raise ModelError(f"BN layer {bn!r}: {k} has shape {a.shape}, expected one value per channel")
+    options = dict(top_solver)
+    lo, hi = DTYPE_RANGES[act_out.dtype]
+    if (act_out.qmin, act_out.qmax) != (lo, hi):
+        options["out_range"] = (act_out.qmin, act_out.qmax)
+    try:
+        layer = importers.affine_bn_layer(params, act_in, act_out, relu=relu, rounding=layer_rounding, **options)
+    except (ValueError, InfeasibleError) as e:
+        raise ModelError(f"BN layer {bn!r} ({model.path}): {e}") from None
+    info = {"model": model.path, "bn": bn, "conv": None, "kind": "affine", "input": entry.get("input"),
+            "activation": relu, "bias_fold_exact": True, "eps": float(layer_eps), "activations_file": acts["_path"]}
+    return _layer_name(model, bn, prefix), layer, info
+
+
 def build_layers(models, acts, eps=None, rounding=None):
     """[(name, FixedPointBN, info)] for every BN pair of `models`, in model order.
 
@@ -508,10 +583,14 @@ def build_layers(models, acts, eps=None, rounding=None):
     if not isinstance(top_solver, dict) or set(top_solver) - _SOLVER_KEYS:
         raise ModelError(f"--activations {acts['_path']}: solver_options takes {', '.join(sorted(_SOLVER_KEYS))}")
     for model in models:
+        for bn in model.affine:
+            out.append(_affine_layer(model, bn, acts, eps, rounding, top_solver, prefix))
         for pair in model.pairs:
             bn = pair.bn
             entry = acts["layers"][bn]
             where = f"--activations {acts['_path']}: BN layer {bn!r}"
+            if entry.get("kind", "conv_bn") != "conv_bn":
+                raise ModelError(f"{where}: kind must be 'conv_bn' or 'affine', got {entry['kind']!r}")
             if entry.get("conv") is not None and entry["conv"] != pair.conv:
                 raise ModelError(f"{where} names conv {entry['conv']!r}, but {model.path} pairs it with "
                                  f"{pair.conv!r}: the file is for another model")
