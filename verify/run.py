@@ -1,7 +1,7 @@
 """Verify whole layers: breakpoint certificate and z3 per channel, minimality, exact error; verdicts and records."""
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
@@ -11,34 +11,83 @@ PROVED, REFUTED, UNKNOWN = "PROVED", "REFUTED", "UNKNOWN"
 METHODS = ("breakpoints", "z3", "both")
 
 
+BATCH = 32          # channels per z3 call on the batched path
+
+
 def _z3_chunk(args):
-    layer, channels, bound, timeout_ms, rlimit, smt2_dir, name = args
+    """{channel: z3 result} of some channels of a layer: batched threshold scripts (:func:`verify.smt.prove_batch`)
+    first, then every channel they did not prove one by one (:func:`verify.smt.prove_channel_split`, which decides
+    it exactly and reports the counterexample)."""
+    layer, channels, bound, timeout_ms, rlimit, smt2_dir, name = args[:7]
+    batched = args[7] if len(args) > 7 else True
     from verify import smt
 
     out = {}
+    if batched and smt.batch_eligible(layer, rlimit, smt2_dir):
+        for i in range(0, len(channels), BATCH):
+            out.update(smt.prove_batch(layer, channels[i:i + BATCH], bound, timeout_ms))
     for c in channels:
+        if c in out:
+            continue
         path = None if smt2_dir is None else os.path.join(smt2_dir, f"{name}.ch{c}.smt2")
         out[c] = smt.prove_channel_split(layer, c, bound, timeout_ms, rlimit, path)
     return out
 
 
-def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None):
-    """{channel: z3 result} for every channel, in `jobs` processes."""
+def _chunks(C, jobs, size):
+    """Channel chunks: at least 4 per worker (load balance), at most `size` channels each (progress)."""
+    n = max(min(C, jobs * 4), -(-C // size))
+    return [list(range(i, C, n)) for i in range(n)]
+
+
+def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None,
+           executor=None, batched=True):
+    """{channel: z3 result} for every channel.
+
+    Parameters
+    ----------
+    jobs : int
+        Processes of a local ProcessPoolExecutor (when no `executor` is given and jobs > 1).
+    progress : callable, optional
+        Called with the number of channels each finished piece of work decided.
+    executor : concurrent.futures.Executor, optional
+        Any executor (process pool, ``dask.distributed.Client(...).get_executor()``, ...): the channels are
+        submitted to it in chunks; the results are those of the local run (each channel is decided on its own).
+    batched : bool
+        Prove channels in batches of threshold scripts first (default); False: one channel per z3 call.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ProcessPoolExecutor
+    >>> import fxbn
+    >>> layer = fxbn.from_affine([0.3, -0.7], [1.5, 0.25])
+    >>> with ProcessPoolExecutor(2) as ex:
+    ...     sorted((c, r["status"]) for c, r in run_z3(layer, executor=ex).items())
+    [(0, 'proved'), (1, 'proved')]
+    """
     C = layer.channels
-    if jobs <= 1 or C == 1:
+    if executor is None and (jobs <= 1 or C == 1):
         results = {}
-        for c in range(C):
-            results.update(_z3_chunk((layer, [c], bound, timeout_ms, rlimit, smt2_dir, name)))
-            if progress:
-                progress(1)
-        return results
-    chunks = [list(range(i, C, jobs * 4)) for i in range(min(C, jobs * 4))]
-    results = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_z3_chunk, [(layer, ch, bound, timeout_ms, rlimit, smt2_dir, name) for ch in chunks]):
+        for ch in _chunks(C, 1, BATCH):
+            part = _z3_chunk((layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
             results.update(part)
             if progress:
                 progress(len(part))
+        return results
+    own = executor is None
+    pool = ProcessPoolExecutor(max_workers=jobs) if own else executor
+    results = {}
+    try:
+        futures = [pool.submit(_z3_chunk, (layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
+                   for ch in _chunks(C, max(jobs, 2), 4 * BATCH)]
+        for fut in as_completed(futures):
+            part = fut.result()
+            results.update(part)
+            if progress:
+                progress(len(part))
+    finally:
+        if own:
+            pool.shutdown()
     return results
 
 
@@ -53,7 +102,7 @@ def _refutation(layer, c, x):
 
 
 def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, timeout_ms=10000, rlimit=None,
-                 smt2_dir=None, jobs=1, engine="core", progress=None):
+                 smt2_dir=None, jobs=1, engine="core", progress=None, executor=None, batched=True):
     """Verify every channel of a layer; return a JSON-ready record.
 
     Parameters
@@ -65,6 +114,10 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         The claim is |f(x) - y(x)| <= bound for every x in in_range (0: exact).
     minimality : bool
         Also certify that no (A, B) exists at shift - 1.
+    executor : concurrent.futures.Executor, optional
+        Where the per-channel z3 work runs (see :func:`run_z3`); the record is that of the local run.
+    batched : bool
+        z3 channels in batches first (see :func:`run_z3`).
 
     Returns
     -------
@@ -106,12 +159,12 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         record["seconds"]["breakpoints"] = time.perf_counter() - t0
     if method in ("z3", "both"):
         t0 = time.perf_counter()
-        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress)
+        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched)
         for c, r in z.items():
             per[c]["z3"] = r["status"].upper()
             per[c]["z3_seconds"] = round(r["seconds"], 6)
             per[c]["z3_build_seconds"] = round(r.get("build_seconds", 0.0), 6)
-            for key in ("encoding", "logic", "checks", "bracket_bits", "refinements", "fallback_reason"):
+            for key in ("encoding", "logic", "checks", "bracket_bits", "refinements", "fallback_reason", "batch"):
                 if key in r:
                     per[c][f"z3_{key}"] = r[key]
             if r["status"] == "refuted":
