@@ -35,9 +35,10 @@ def _z3_chunk(args):
 
 
 def _chunks(C, jobs, size):
-    """Channel chunks: at least 4 per worker (load balance), at most `size` channels each (progress)."""
-    n = max(min(C, jobs * 4), -(-C // size))
-    return [list(range(i, C, n)) for i in range(n)]
+    """Contiguous channel chunks of a multiple of BATCH channels (so the batches, hence the records, do not depend
+    on the executor): at least 4 per worker where possible (load balance), at most `size` channels each."""
+    per = max(BATCH, min(size, -(-C // (4 * jobs)) // BATCH * BATCH or BATCH))
+    return [list(range(i, min(C, i + per))) for i in range(0, C, per)]
 
 
 def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None,
