@@ -279,8 +279,14 @@ def main(argv=None):
         print(f"python -m verify: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        for name, layer in layers:
-            _verify_one(args, cert, info, name, layer, note, executor)
+        pending = {}
+        if executor is not None:            # every layer's z3 work queued at once: no idle workers between layers
+            for i, (name, layer) in enumerate(layers):
+                pending[i] = run.start_z3(layer, args.bound, int(args.timeout * 1000), args.rlimit, args.emit_smt2,
+                                          name, args.jobs, _Progress(layer.channels, not args.quiet), executor,
+                                          not args.no_batch)
+        for i, (name, layer) in enumerate(layers):
+            _verify_one(args, cert, info, name, layer, note, executor, pending.get(i))
     finally:
         close()
     if args.lemmas:
@@ -318,13 +324,13 @@ def _executor(args):
     return None, lambda: None
 
 
-def _verify_one(args, cert, info, name, layer, note, executor):
+def _verify_one(args, cert, info, name, layer, note, executor, pending=None):
     from verify import run
 
     progress = _Progress(layer.channels, not args.quiet and args.method != "breakpoints")
     rec = run.verify_layer(layer, name, args.method, args.bound, not args.no_minimality, int(args.timeout * 1000),
                            args.rlimit, args.emit_smt2, args.jobs, args.engine, progress, executor,
-                           not args.no_batch)
+                           not args.no_batch, pending)
     rec["parameters"] = [run.channel_record(layer, c) for c in range(layer.channels)]
     rec["accumulator_bits"] = int(layer.accumulator_bits.max())
     rec["multiplier_bits"] = int(layer.multiplier_bits.max())

@@ -66,30 +66,46 @@ def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="l
     ...     sorted((c, r["status"]) for c, r in run_z3(layer, executor=ex).items())
     [(0, 'proved'), (1, 'proved')]
     """
+    return start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched)()
+
+
+def start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched):
+    """Submit the z3 work of a layer to `executor` (or a pool of `jobs` processes) now; return the function that
+    collects {channel: result} (in-process without either: the work runs when it is called)."""
     C = layer.channels
     if executor is None and (jobs <= 1 or C == 1):
-        results = {}
-        for ch in _chunks(C, 1, BATCH):
-            part = _z3_chunk((layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
-            results.update(part)
-            if progress:
-                progress(len(part))
-        return results
+        def local():
+            results = {}
+            for ch in _chunks(C, 1, BATCH):
+                part = _z3_chunk((layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
+                results.update(part)
+                if progress:
+                    progress(len(part))
+            return results
+        return local
     own = executor is None
     pool = ProcessPoolExecutor(max_workers=jobs) if own else executor
-    results = {}
     try:
         futures = [pool.submit(_z3_chunk, (layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
                    for ch in _chunks(C, max(jobs, 2), 4 * BATCH)]
-        for fut in as_completed(futures):
-            part = fut.result()
-            results.update(part)
-            if progress:
-                progress(len(part))
-    finally:
+    except BaseException:
         if own:
             pool.shutdown()
-    return results
+        raise
+
+    def collect():
+        results = {}
+        try:
+            for fut in as_completed(futures):
+                part = fut.result()
+                results.update(part)
+                if progress:
+                    progress(len(part))
+        finally:
+            if own:
+                pool.shutdown()
+        return results
+    return collect
 
 
 def _refutation(layer, c, x):
@@ -103,7 +119,7 @@ def _refutation(layer, c, x):
 
 
 def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, timeout_ms=10000, rlimit=None,
-                 smt2_dir=None, jobs=1, engine="core", progress=None, executor=None, batched=True):
+                 smt2_dir=None, jobs=1, engine="core", progress=None, executor=None, batched=True, z3_pending=None):
     """Verify every channel of a layer; return a JSON-ready record.
 
     Parameters
@@ -119,6 +135,9 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         Where the per-channel z3 work runs (see :func:`run_z3`); the record is that of the local run.
     batched : bool
         z3 channels in batches first (see :func:`run_z3`).
+    z3_pending : callable, optional
+        The collector :func:`start_z3` returned for this layer with the same arguments (work submitted earlier,
+        e.g. every layer's at once so that the executor never idles between layers).
 
     Returns
     -------
@@ -136,6 +155,15 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
               + ([_minimality_claim(layer)] if minimality and bound == 0 else [])}
     per = [{"channel": c} for c in range(layer.channels)]
     witnesses = {}
+    z3_collect, early_min = None, None
+    if method in ("z3", "both") and (executor is not None or z3_pending is not None):
+        t_z3 = time.perf_counter()                          # the executor works while this process certifies
+        z3_collect = z3_pending or start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress,
+                                            executor, batched)
+        if minimality and bound == 0:
+            t0 = time.perf_counter()
+            mins = breakpoints.minimality(layer, engine)
+            early_min = mins, breakpoints.layer_minimality(layer, mins), time.perf_counter() - t0
     if method in ("breakpoints", "both"):
         t0 = time.perf_counter()
         if bound == 0:
@@ -159,8 +187,9 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
                 p["max_error"], p["mismatches"] = 0, 0
         record["seconds"]["breakpoints"] = time.perf_counter() - t0
     if method in ("z3", "both"):
-        t0 = time.perf_counter()
-        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched)
+        t0 = time.perf_counter() if z3_collect is None else t_z3
+        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched) \
+            if z3_collect is None else z3_collect()
         for c, r in z.items():
             per[c]["z3"] = r["status"].upper()
             per[c]["z3_seconds"] = round(r["seconds"], 6)
@@ -187,10 +216,11 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         if len(verdicts - {UNKNOWN}) > 1:
             p["disagreement"] = True          # never expected: one of the two methods is wrong
     if minimality and bound == 0:
-        t0 = time.perf_counter()
-        mins = breakpoints.minimality(layer, engine)
-        summary = breakpoints.layer_minimality(layer, mins)
-        record["seconds"]["minimality"] = time.perf_counter() - t0
+        if early_min is None:
+            t0 = time.perf_counter()
+            mins = breakpoints.minimality(layer, engine)
+            early_min = mins, breakpoints.layer_minimality(layer, mins), time.perf_counter() - t0
+        mins, summary, record["seconds"]["minimality"] = early_min
         common = summary["common_shift"]
         for c, m in enumerate(mins):
             if common and m["minimal"] is False:
