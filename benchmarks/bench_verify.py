@@ -24,6 +24,15 @@ def resnet_like(seed=0, channels=RESNET50_BN_CHANNELS):
     return fxbn.from_affine(a, b, in_dtype="int32", rounding="half_even")
 
 
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or "unknown"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--z3-channels", type=int, default=200)
@@ -52,6 +61,16 @@ def main():
           f"p90 {np.percentile(times, 90) * 1e3:.1f} ms, max {times.max() * 1e3:.1f} ms (solver); with query building "
           f"median {np.median(total) * 1e3:.1f} ms; {status}; wall {wall:.2f} s "
           f"with --jobs {args.jobs} -> whole set ~{wall / len(times) * layer.channels / 60:.1f} min")
+    cpu = {}
+    for batched in (False, True):                 # same channels, one process, CPU seconds (robust to load)
+        t0 = time.process_time()
+        zz = run.run_z3(sub, batched=batched)
+        cpu[batched] = time.process_time() - t0
+        assert all(r["status"] == "proved" for r in zz.values())
+    print(f"z3 CPU per channel, one process, {sub.channels} channels: per-channel scripts "
+          f"{cpu[False] / sub.channels * 1e3:.2f} ms, batched threshold scripts ({run.BATCH} per call) "
+          f"{cpu[True] / sub.channels * 1e3:.2f} ms: {cpu[False] / cpu[True]:.2f}x; kernel ISA {fxbn._core.kernel_isa()}, "
+          f"CPU {_cpu_model()}")
     worst = 0.0
     for res in lemmas.prove_all(timeout_ms=60000):
         worst = max(worst, res["seconds"])

@@ -1,7 +1,7 @@
 """Verify whole layers: breakpoint certificate and z3 per channel, minimality, exact error; verdicts and records."""
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
@@ -11,35 +11,101 @@ PROVED, REFUTED, UNKNOWN = "PROVED", "REFUTED", "UNKNOWN"
 METHODS = ("breakpoints", "z3", "both")
 
 
+BATCH = 32          # channels per z3 call on the batched path
+
+
 def _z3_chunk(args):
-    layer, channels, bound, timeout_ms, rlimit, smt2_dir, name = args
+    """{channel: z3 result} of some channels of a layer: batched threshold scripts (:func:`verify.smt.prove_batch`)
+    first, then every channel they did not prove one by one (:func:`verify.smt.prove_channel_split`, which decides
+    it exactly and reports the counterexample)."""
+    layer, channels, bound, timeout_ms, rlimit, smt2_dir, name = args[:7]
+    batched = args[7] if len(args) > 7 else True
     from verify import smt
 
     out = {}
+    if batched and smt.batch_eligible(layer, rlimit, smt2_dir):
+        for i in range(0, len(channels), BATCH):
+            out.update(smt.prove_batch(layer, channels[i:i + BATCH], bound, timeout_ms))
     for c in channels:
+        if c in out:
+            continue
         path = None if smt2_dir is None else os.path.join(smt2_dir, f"{name}.ch{c}.smt2")
         out[c] = smt.prove_channel_split(layer, c, bound, timeout_ms, rlimit, path)
     return out
 
 
-def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None):
-    """{channel: z3 result} for every channel, in `jobs` processes."""
+def _chunks(C, jobs, size):
+    """Contiguous channel chunks of a multiple of BATCH channels (so the batches, hence the records, do not depend
+    on the executor): at least 4 per worker where possible (load balance), at most `size` channels each."""
+    per = max(BATCH, min(size, -(-C // (4 * jobs)) // BATCH * BATCH or BATCH))
+    return [list(range(i, min(C, i + per))) for i in range(0, C, per)]
+
+
+def run_z3(layer, bound=0, timeout_ms=10000, rlimit=None, smt2_dir=None, name="layer", jobs=1, progress=None,
+           executor=None, batched=True):
+    """{channel: z3 result} for every channel.
+
+    Parameters
+    ----------
+    jobs : int
+        Processes of a local ProcessPoolExecutor (when no `executor` is given and jobs > 1).
+    progress : callable, optional
+        Called with the number of channels each finished piece of work decided.
+    executor : concurrent.futures.Executor, optional
+        Any executor (process pool, ``dask.distributed.Client(...).get_executor()``, ...): the channels are
+        submitted to it in chunks; the results are those of the local run (each channel is decided on its own).
+    batched : bool
+        Prove channels in batches of threshold scripts first (default); False: one channel per z3 call.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ProcessPoolExecutor
+    >>> import fxbn
+    >>> layer = fxbn.from_affine([0.3, -0.7], [1.5, 0.25])
+    >>> with ProcessPoolExecutor(2) as ex:
+    ...     sorted((c, r["status"]) for c, r in run_z3(layer, executor=ex).items())
+    [(0, 'proved'), (1, 'proved')]
+    """
+    return start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched)()
+
+
+def start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched):
+    """Submit the z3 work of a layer to `executor` (or a pool of `jobs` processes) now; return the function that
+    collects {channel: result} (in-process without either: the work runs when it is called)."""
     C = layer.channels
-    if jobs <= 1 or C == 1:
+    if executor is None and (jobs <= 1 or C == 1):
+        def local():
+            results = {}
+            for ch in _chunks(C, 1, BATCH):
+                part = _z3_chunk((layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
+                results.update(part)
+                if progress:
+                    progress(len(part))
+            return results
+        return local
+    own = executor is None
+    pool = ProcessPoolExecutor(max_workers=jobs) if own else executor
+    try:
+        futures = [pool.submit(_z3_chunk, (layer, ch, bound, timeout_ms, rlimit, smt2_dir, name, batched))
+                   for ch in _chunks(C, max(jobs, 2), 4 * BATCH)]
+    except BaseException:
+        if own:
+            pool.shutdown()
+        raise
+
+    def collect():
         results = {}
-        for c in range(C):
-            results.update(_z3_chunk((layer, [c], bound, timeout_ms, rlimit, smt2_dir, name)))
-            if progress:
-                progress(1)
+        try:
+            for fut in as_completed(futures):
+                part = fut.result()
+                results.update(part)
+                if progress:
+                    progress(len(part))
+        finally:
+            if own:
+                pool.shutdown()
         return results
-    chunks = [list(range(i, C, jobs * 4)) for i in range(min(C, jobs * 4))]
-    results = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_z3_chunk, [(layer, ch, bound, timeout_ms, rlimit, smt2_dir, name) for ch in chunks]):
-            results.update(part)
-            if progress:
-                progress(len(part))
-    return results
+    return collect
 
 
 def _refutation(layer, c, x):
@@ -53,7 +119,7 @@ def _refutation(layer, c, x):
 
 
 def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, timeout_ms=10000, rlimit=None,
-                 smt2_dir=None, jobs=1, engine="core", progress=None):
+                 smt2_dir=None, jobs=1, engine="core", progress=None, executor=None, batched=True, z3_pending=None):
     """Verify every channel of a layer; return a JSON-ready record.
 
     Parameters
@@ -65,6 +131,13 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         The claim is |f(x) - y(x)| <= bound for every x in in_range (0: exact).
     minimality : bool
         Also certify that no (A, B) exists at shift - 1.
+    executor : concurrent.futures.Executor, optional
+        Where the per-channel z3 work runs (see :func:`run_z3`); the record is that of the local run.
+    batched : bool
+        z3 channels in batches first (see :func:`run_z3`).
+    z3_pending : callable, optional
+        The collector :func:`start_z3` returned for this layer with the same arguments (work submitted earlier,
+        e.g. every layer's at once so that the executor never idles between layers).
 
     Returns
     -------
@@ -83,6 +156,15 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
     record["store"] = _store_check(layer)
     per = [{"channel": c} for c in range(layer.channels)]
     witnesses = {}
+    z3_collect, early_min = None, None
+    if method in ("z3", "both") and (executor is not None or z3_pending is not None):
+        t_z3 = time.perf_counter()                          # the executor works while this process certifies
+        z3_collect = z3_pending or start_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress,
+                                            executor, batched)
+        if minimality and bound == 0:
+            t0 = time.perf_counter()
+            mins = breakpoints.minimality(layer, engine)
+            early_min = mins, breakpoints.layer_minimality(layer, mins), time.perf_counter() - t0
     if method in ("breakpoints", "both"):
         t0 = time.perf_counter()
         if bound == 0:
@@ -106,13 +188,14 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
                 p["max_error"], p["mismatches"] = 0, 0
         record["seconds"]["breakpoints"] = time.perf_counter() - t0
     if method in ("z3", "both"):
-        t0 = time.perf_counter()
-        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress)
+        t0 = time.perf_counter() if z3_collect is None else t_z3
+        z = run_z3(layer, bound, timeout_ms, rlimit, smt2_dir, name, jobs, progress, executor, batched) \
+            if z3_collect is None else z3_collect()
         for c, r in z.items():
             per[c]["z3"] = r["status"].upper()
             per[c]["z3_seconds"] = round(r["seconds"], 6)
             per[c]["z3_build_seconds"] = round(r.get("build_seconds", 0.0), 6)
-            for key in ("encoding", "logic", "checks", "bracket_bits", "refinements", "fallback_reason"):
+            for key in ("encoding", "logic", "checks", "bracket_bits", "refinements", "fallback_reason", "batch"):
                 if key in r:
                     per[c][f"z3_{key}"] = r[key]
             if r["status"] == "refuted":
@@ -134,10 +217,11 @@ def verify_layer(layer, name="layer", method="both", bound=0, minimality=True, t
         if len(verdicts - {UNKNOWN}) > 1:
             p["disagreement"] = True          # never expected: one of the two methods is wrong
     if minimality and bound == 0:
-        t0 = time.perf_counter()
-        mins = breakpoints.minimality(layer, engine)
-        summary = breakpoints.layer_minimality(layer, mins)
-        record["seconds"]["minimality"] = time.perf_counter() - t0
+        if early_min is None:
+            t0 = time.perf_counter()
+            mins = breakpoints.minimality(layer, engine)
+            early_min = mins, breakpoints.layer_minimality(layer, mins), time.perf_counter() - t0
+        mins, summary, record["seconds"]["minimality"] = early_min
         common = summary["common_shift"]
         for c, m in enumerate(mins):
             if common and m["minimal"] is False:

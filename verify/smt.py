@@ -20,6 +20,7 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
 """
 import math
 import re
+import threading
 import time
 from fractions import Fraction
 
@@ -444,21 +445,21 @@ def prove_batchnorm_bracket(layer, c, bound=0, timeout_ms=10000, smt2_path=None,
     return res
 
 
-_CTX = None
+_LOCAL = threading.local()        # one scratch z3 context per thread (contexts are not thread-safe)
 
 
 def _eval_raw(text):
-    """Run an SMT-LIB2 script in this process's scratch z3 context (reset first); z3's output, None on any error."""
-    global _CTX
+    """Run an SMT-LIB2 script in this thread's scratch z3 context (reset first); z3's output, None on any error."""
     z3 = z3mod()
-    if _CTX is None:
-        _CTX = z3.Context()
+    ctx = getattr(_LOCAL, "ctx", None)
+    if ctx is None:
+        ctx = _LOCAL.ctx = z3.Context()
     try:
-        out = z3.Z3_eval_smtlib2_string(_CTX.ref(), "(reset)" + text)
+        out = z3.Z3_eval_smtlib2_string(ctx.ref(), "(reset)" + text)
     except z3.Z3Exception as e:                 # any error (e.g. a canceled push) voids every answer
         out = "(error " + str(e)[:200]
     if "(error" in out:
-        _CTX = None                             # options and spent resources outlive (reset): start afresh
+        _LOCAL.ctx = None                       # options and spent resources outlive (reset): start afresh
         return None, out[:200]
     return out, None
 
@@ -619,3 +620,95 @@ def max_error_channel(layer, c, start=0, limit=None, timeout_ms=10000):
         witness = r["witness"]
         d += 1
     return {"max_error": d, "witness": witness}
+
+
+def _channel_encoding(layer, c):
+    """(logic, define, conds) of channel c for the level/threshold scripts: the affine form exactly, the batchnorm
+    form through the default sqrt bracket (:func:`batchnorm_bracket_script`'s relaxation)."""
+    rounding = layer.rounding
+    n = _num
+    src = exact.channel_source(layer, c)
+    if src["form"] == "affine":
+        (ia, ib), e = exact.common_scale(src["a"], src["b"])
+        D = 1 << e
+
+        def conds(k):
+            if rounding == "floor":
+                t = 2 * k * D
+            else:
+                t = (2 * k - 1) * D + (1 if _strict_const(k, rounding) else 0)
+            return f"(< V {n(t)})", f"(>= V {n(t)})"
+
+        return f"(define-fun V () Int (+ (* {n(2 * ia)} x) {n(2 * ib)}))", conds
+    ip1, ip0, ic1, ic0, nr, dr = _bn_integers(src, rounding)
+    p = bracket_bits(layer, c)
+    L, H = sqrt_bracket(Fraction(nr, dr), p)
+
+    def conds(k):
+        C = ic1 * k + ic0
+        wl, wh = (C * L, C * H) if C >= 0 else (C * H, C * L)
+        strict = _strict_const(k, rounding)
+        below, above = -((-(wh + 1 if strict else wh)) >> p), -((-(wl + 1 if strict else wl)) >> p)
+        return f"(< P {n(below)})", f"(>= P {n(above)})"
+
+    return f"(define-fun P () Int (+ (* {n(ip1)} x) {n(ip0)}))", conds
+
+
+def threshold_block(layer, c, bound=0):
+    """One channel's query as a self-contained (push)...(check-sat)(pop) SMT-LIB2 block, split by output threshold.
+
+    f - y > d  <=>  some k has f >= k + d and y < k (k = y + 1);  y - f > d  <=>  some k has f < k - d and y >= k
+    (k = y).  For qmin < j <= qmax, f >= j  <=>  acc >= 2^s*j (the clamp is monotone in q); f >= j is false for
+    j > qmax and f < j false for j <= qmin.  With f confined to [f(lo), f(hi)] (a disjunct of the same query
+    states that it leaves it), the thresholds k in [max(qmin + 1, f(lo) - d), min(qmax, f(hi) + d + 1)] suffice
+    (k = max(y + 1, f(lo) - d), resp. min(y, f(hi) + d + 1)).  y >= k is the level condition R(v(x)) >= k, exact
+    for the affine form and over-approximated (both ways) by the sqrt bracket for the batchnorm form, as in
+    :func:`batchnorm_bracket_script`: unsat proves the bound for every x in range, sat may be a bracket artefact.
+    One check per channel, its symbols declared inside the push, so many channels share one z3 call."""
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    S = 1 << s
+    d = int(bound)
+    n = _num
+    define, conds = _channel_encoding(layer, c)
+    f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
+    parts = ([f"(< acc {n(S * f_lo)})"] if f_lo > qmin else []) + \
+        ([f"(>= acc {n(S * (f_hi + 1))})"] if f_hi < qmax else [])
+    for k in range(max(qmin + 1, f_lo - d), min(qmax, f_hi + d + 1) + 1):
+        below, above = conds(k)
+        if k + d <= qmax:
+            parts.append(f"(and (>= acc {n(S * (k + d))}) {below})")
+        if k - d > qmin:
+            parts.append(f"(and (< acc {n(S * (k - d))}) {above})")
+    body = "false" if not parts else parts[0] if len(parts) == 1 else f"(or {' '.join(parts)})"
+    return (f"(push 1)(declare-const x Int)(define-fun acc () Int (+ (* {n(A)} x) {n(B)})){define}"
+            f"(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))(assert {body})(check-sat)(pop 1)\n")
+
+
+def batch_eligible(layer, rlimit=None, smt2_path=None):
+    """Whether channels of this layer can be proved in batches (:func:`prove_batch`): the fast paths' conditions."""
+    return not rlimit and smt2_path is None
+
+
+def prove_batch(layer, channels, bound=0, timeout_ms=10000):
+    """{channel: result} for the channels that one z3 call over their :func:`threshold_block` scripts proves
+    (unsat); the others (sat, unknown, an error) are absent: the caller decides them one by one
+    (:func:`prove_channel_split`, which reports the exact counterexample).  Each proved channel's ``seconds`` is
+    its share of the call (``batch`` channels), ``build_seconds`` likewise."""
+    channels = list(channels)
+    if not channels:
+        return {}
+    t0 = time.perf_counter()
+    opts = f"(set-option :timeout {int(timeout_ms) if timeout_ms else 4294967295})"
+    text = "(set-logic QF_LIA)" + opts + "".join(threshold_block(layer, c, bound) for c in channels)
+    t1 = time.perf_counter()
+    answers = _eval_script(text)
+    t2 = time.perf_counter()
+    if len(answers) != len(channels):
+        return {}
+    n = len(channels)
+    logic = "QF_LIA"
+    encoding = "affine-threshold-batch" if layer.source["form"] == "affine" else "batchnorm-bracket-threshold-batch"
+    return {c: {"status": "proved", "logic": logic, "checks": 1, "encoding": encoding, "batch": n,
+                "seconds": (t2 - t1) / n, "build_seconds": (t1 - t0) / n}
+            for c, a in zip(channels, answers) if a == "unsat"}
