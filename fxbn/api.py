@@ -492,7 +492,7 @@ class FixedPointBN:
         # integers (the arguments are accepted for compatibility and must agree).
         ref.check_rounding(rounding)
         in_dtype = _dtype_name(in_dtype, "in_dtype", IN_DTYPES)
-        out_dtype = _dtype_name(out_dtype, "out_dtype", OUT_DTYPES)
+        out_dtype = _dtype_name(out_dtype, "out_dtype", OUT_DTYPES + ("int32",))   # the kernel also stores int32
         A = _channel_ints("multiplier", multiplier)
         n = A.size
         if A.ndim != 1 or n == 0:
