@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-from experiments.qgraph import Graph, Node, same_padding
+from fxbn.network import Graph, Node, same_padding
 from fxbn import importers
 
 CIFAR_MEAN = (0.485, 0.456, 0.406)

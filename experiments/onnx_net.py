@@ -1,6 +1,6 @@
-"""The integer network of experiments/qgraph.py (a quantized ``Graph``) as an integer-only ONNX model.
+"""The integer network of fxbn.network (a quantized ``Graph``) as an integer-only ONNX model.
 
-Uses qgraph read-only: the integer parameters (``graph.q``) of a calibrated and quantized graph become an NHWC ONNX
+Uses the graph read-only: the integer parameters (``graph.q``) of a calibrated and quantized graph become an NHWC ONNX
 graph from the uint8 pixels to the exact int64 logits, op for op the semantics of ``Graph.forward_int``:
 
 - ``input``: the exact per-channel FixedPointBN of the pixels (fxbn.onnx.layer_nodes, uint8 in);
@@ -8,8 +8,8 @@ graph from the uint8 pixels to the exact int64 logits, op for op the semantics o
   point, int32 accumulation) per kernel tap, summed with int32 Add: the exact accumulator sum(w_q * (a - z)) of
   ``conv_int``, which stays within int32 (checked: the weights' term bound < 2^31);
 - ``bn``: fxbn.onnx.layer_nodes on the int32 accumulator (in_range: the exact accumulator bound, so no range check);
-- ``add``: qgraph.add_requant in int64 -- M1*(q1 - z1) + M2*(q2 - z2), + 2^(shift-1), the exact floor division by
-  2^shift of fxbn.onnx (Mod fmod=0, Sub, Div), + z_out, Clip, Cast;
+- ``add``: the exact fxbn.FixedPointAdd in int64 -- A1*q1 + A2*q2 + B, the exact floor division by 2^shift of
+  fxbn.onnx (Mod fmod=0, Sub, Div), Clip, Cast (|A_i*q_i + B| < 2^63: accumulator_bits <= 64 is checked);
 - ``shortcut_a``: strided Slice and a channel Pad with the zero point; ``gap``: int64 ReduceSum of (a - z);
 - ``dense``: int64 Mul + ReduceSum (exact integer matmul) + the integer bias.
 
@@ -52,7 +52,7 @@ def _floor_div_pow2(b, x, shift, p):
 
 
 def export_graph(graph, size, path=None, name="fxbn_int_net"):
-    """ONNX model of a quantized qgraph.Graph for (N, size, size, 3) uint8 pixels; output ``logits`` int64 (N, K).
+    """ONNX model of a quantized fxbn.network.Graph for (N, size, size, 3) uint8 pixels; output ``logits`` int64 (N, K).
 
     Raises ValueError naming the node for anything outside the supported ResNet-style subset.
     """
@@ -108,23 +108,19 @@ def export_graph(graph, size, path=None, name="fxbn_int_net"):
             b.inits += sub.initializers
             shapes[p] = shapes[node.src[0]]
         elif node.op == "add":
+            layer = q["layer"]                                        # the exact fxbn.FixedPointAdd
             s1, s2 = node.src
-            a1, a2, out = graph.act_of(s1), graph.act_of(s2), q["act"]
-            shift = 30                                                # qgraph.add_requant's default
             terms = []
-            for k, (src, act) in enumerate(((s1, a1), (s2, a2))):
-                m = int(round(act.scale / out.scale * 2 ** shift))
+            for k, (src, m) in enumerate(zip(node.src, layer.multipliers)):
                 c = b.node("Cast", [src], f"{p}/in{k}", to=TensorProto.INT64)
-                c = b.node("Sub", [c, b.const(f"{p}/z{k}", act.zero_point, np.int64)], f"{p}/centred{k}")
                 terms.append(b.node("Mul", [c, b.const(f"{p}/m{k}", m, np.int64)], f"{p}/scaled{k}"))
             acc = b.node("Add", terms, p + "/acc")
-            acc = b.node("Add", [acc, b.const(p + "/half", 1 << (shift - 1), np.int64)], p + "/rounded")
-            y = _floor_div_pow2(b, acc, shift, p)
-            y = b.node("Add", [y, b.const(p + "/z_out", out.zero_point, np.int64)], p + "/shifted")
-            lo = max(out.qmin, out.zero_point) if a.get("relu") else out.qmin
-            y = b.node("Clip", [y, b.const(p + "/lo", lo, np.int64), b.const(p + "/hi", out.qmax, np.int64)],
+            acc = b.node("Add", [acc, b.const(p + "/bias", layer.bias, np.int64)], p + "/biased")
+            y = _floor_div_pow2(b, acc, layer.shift, p) if layer.shift else acc
+            lo, hi = layer.out_range
+            y = b.node("Clip", [y, b.const(p + "/lo", lo, np.int64), b.const(p + "/hi", hi, np.int64)],
                        p + "/clipped")
-            b.node("Cast", [y], p, to=_ELEM[np.dtype(out.dtype).name])
+            b.node("Cast", [y], p, to=_ELEM[layer.out_dtype.name])
             shapes[p] = shapes[s1]
         elif node.op == "shortcut_a":
             src = node.src[0]
