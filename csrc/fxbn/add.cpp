@@ -33,25 +33,6 @@ void odd_decompose(double v, int64_t* m, int* e) {
   *e = static_cast<int>(e64);
 }
 
-struct Level {
-  int64_t twice_t;
-  bool strict;
-};
-
-Level level_of(int64_t k, Rounding r) {
-  switch (r) {
-    case Rounding::floor:
-      return {2 * k, false};
-    case Rounding::half_up:
-      return {2 * k - 1, false};
-    case Rounding::half_even:
-      return {2 * k - 1, (k % 2) != 0};
-    case Rounding::half_away:
-      return {2 * k - 1, k <= 0};
-  }
-  throw std::invalid_argument("unknown rounding");
-}
-
 // sign(v - t) = sign(2*M1*(x1 - z1) + 2*M2*(x2 - z2) + Mo*(2*z_out - twice_t)), M = scale * 2^-E integers.
 struct Exact {
   i128 M1 = 0, M2 = 0, Mo = 0;
@@ -94,7 +75,7 @@ struct Exact {
   }
 
   // First x2 in [l2, h2] with y >= k (h2 + 1 if none); *tie set when v = t exactly at some x2 in range.
-  int64_t row_breakpoint(int64_t x1, const Level& lv, bool* tie, int64_t* tie_x2) const {
+  int64_t row_breakpoint(int64_t x1, const RoundingLevel& lv, bool* tie, int64_t* tie_x2) const {
     // sigma = 2*M2*x2 + R0; need 2*M2*x2 >= -R0 (> when strict)
     const i128 R0 = 2 * M1 * (x1 - p.z1) - 2 * M2 * p.z2 + Mo * (2 * p.z_out - lv.twice_t);
     const i128 d = 2 * M2, n = -R0;
@@ -143,7 +124,7 @@ struct Problem {
         const int64_t k = p.qmin + 1 + i;
         bool tie = false;
         int64_t tx2 = 0;
-        T[static_cast<size_t>(i)] = ex.row_breakpoint(x1, level_of(k, p.rounding), &tie, &tx2);
+        T[static_cast<size_t>(i)] = ex.row_breakpoint(x1, rounding_level(k, p.rounding), &tie, &tx2);
         if (tie && half) {
           if (!has_tie) {
             tie1 = x1;
@@ -452,7 +433,7 @@ int64_t add_reference(const AddParams& p, int64_t x1, int64_t x2) {
   const Exact ex(p);
   int64_t y = p.qmin;
   for (int64_t k = p.qmin + 1; k <= p.qmax; ++k) {
-    const Level lv = level_of(k, p.rounding);
+    const RoundingLevel lv = rounding_level(k, p.rounding);
     const i128 v = ex.sigma(x1, x2, lv.twice_t);
     if (v > 0 || (v == 0 && !lv.strict)) y = k;
     else break;
@@ -525,7 +506,7 @@ bool add_check_all(const AddParams& p, int64_t a1, int64_t a2, int64_t bias, int
     for (int64_t i = 0; i < levels; ++i) {
       bool tie;
       int64_t tx;
-      T[static_cast<size_t>(i)] = ex.row_breakpoint(x1, level_of(p.qmin + 1 + i, p.rounding), &tie, &tx);
+      T[static_cast<size_t>(i)] = ex.row_breakpoint(x1, rounding_level(p.qmin + 1 + i, p.rounding), &tie, &tx);
     }
     size_t lev = 0;
     for (int64_t x2 = p.l2; x2 <= p.h2; ++x2) {

@@ -25,25 +25,6 @@ inline bool no_integer_within(long double lo, long double hi) {
   return floor_int(hi) == f && static_cast<long double>(f) != lo;
 }
 
-struct Level {
-  int64_t twice_t;  // threshold t = twice_t / 2
-  bool strict;      // R(v) >= k  <=>  v > t (strict) or v >= t
-};
-
-Level level(int64_t k, Rounding r) {
-  switch (r) {
-    case Rounding::floor:
-      return {2 * k, false};
-    case Rounding::half_up:
-      return {2 * k - 1, false};
-    case Rounding::half_even:
-      return {2 * k - 1, (k % 2) != 0};
-    case Rounding::half_away:
-      return {2 * k - 1, k <= 0};
-  }
-  throw std::invalid_argument("unknown rounding");
-}
-
 struct AffineModel {
   const AffineParams& p;
   int direction() const { return p.a > 0 ? 1 : (p.a < 0 ? -1 : 0); }
@@ -96,11 +77,11 @@ StepFunction step_function(const Model& m, int64_t lo, int64_t hi, int64_t qmin,
   const bool half = rounding != Rounding::floor;
   f.T.resize(static_cast<size_t>(qmax - qmin));
 
-  auto pred = [&](int64_t xp, const Level& lv) {
+  auto pred = [&](int64_t xp, const RoundingLevel& lv) {
     int s = m.sign(d * xp, lv.twice_t);
     return s > 0 || (s == 0 && !lv.strict);
   };
-  auto note_tie = [&](int64_t xp, const Level& lv) {
+  auto note_tie = [&](int64_t xp, const RoundingLevel& lv) {
     if (!half || xp < f.lo || xp > f.hi) return;
     if (m.sign(d * xp, lv.twice_t) != 0) return;
     if (!f.has_tie) f.tie_input = d * xp;
@@ -109,7 +90,7 @@ StepFunction step_function(const Model& m, int64_t lo, int64_t hi, int64_t qmin,
   };
 
   for (int64_t k = qmin + 1; k <= qmax; ++k) {
-    const Level lv = level(k, rounding);
+    const RoundingLevel lv = rounding_level(k, rounding);
     int64_t T;
     if (f.direction == 0) {
       T = pred(f.lo, lv) ? f.lo : f.hi + 1;
@@ -200,6 +181,20 @@ StepFunction batchnorm_step_function(const BatchNormParams& p, int64_t lo, int64
     throw std::invalid_argument("var + eps must be positive");
   }
   return step_function(BatchNormModel{p}, lo, hi, qmin, qmax, rounding);
+}
+
+RoundingLevel rounding_level(int64_t k, Rounding r) {
+  switch (r) {
+    case Rounding::floor:
+      return {2 * k, false};
+    case Rounding::half_up:
+      return {2 * k - 1, false};
+    case Rounding::half_even:
+      return {2 * k - 1, (k % 2) != 0};
+    case Rounding::half_away:
+      return {2 * k - 1, k <= 0};
+  }
+  throw std::invalid_argument("unknown rounding");
 }
 
 }  // namespace fxbn

@@ -15,6 +15,13 @@ namespace fxbn {
 
 enum class Rounding : int { half_even = 0, half_up = 1, half_away = 2, floor = 3 };
 
+// Level k of a rounding: R(v) >= k  <=>  v > t (strict) or v >= t, with threshold t = twice_t / 2.
+struct RoundingLevel {
+  int64_t twice_t;
+  bool strict;
+};
+RoundingLevel rounding_level(int64_t k, Rounding r);
+
 struct AffineParams {
   double a = 0.0, b = 0.0;
 };
