@@ -711,11 +711,13 @@ def _level_thresholds(layer, c, ks):
     p = max(p, cmax.bit_length() + 32)
     L, H = sqrt_bracket(Fraction(nr, dr), p)
     out = []
+    ties = rounding in ("half_even", "half_away")
     for k in ks:
         C = ic1 * k + ic0
         wl, wh = (C * L, C * H) if C >= 0 else (C * H, C * L)
-        st = 1 if _strict_const(k, rounding) else 0
-        out.append((-((-(wh + st)) >> p), -((-(wl + st)) >> p)))
+        if ties and _strict_const(k, rounding):
+            wl, wh = wl + 1, wh + 1
+        out.append((-((-wh) >> p), -((-wl) >> p)))
     return (ip1, ip0), out
 
 
@@ -744,10 +746,10 @@ def exact_block(layer, c):
     parts = ([f"(< a {S * f_lo + ka})"] if f_lo > qmin else []) + \
         ([f"(>= a {S * (f_hi + 1) + ka})"] if f_hi < qmax else [])
     for k, (below, above) in zip(ks, th):
-        ge = f"(>= a {S * k + ka})"
         if below == above:
-            parts.append(f"(xor {ge} (>= r {above + kr}))")
+            parts.append(f"(xor (>= a {S * k + ka}) (>= r {above + kr}))")
         else:
+            ge = f"(>= a {S * k + ka})"
             parts.append(f"(and {ge} (< r {below + kr})) (and (not {ge}) (>= r {above + kr}))")
     n = _num
     body = "false" if not parts else parts[0] if len(parts) == 1 else f"(or {' '.join(parts)})"
