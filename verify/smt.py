@@ -17,6 +17,10 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
   rationals L/2^p <= sqrt(r) <= H/2^p computed and checked with Python integers and runs one QF_LIA script
   whose checks over-approximate the real violations (unsat for every check: proved); a sat check is settled by
   evaluating its model exactly (a real violation: refuted), else by refining the bracket, else by the exact path.
+- batches (:func:`prove_batch`): many channels per z3 call, one (push)...(pop) block each; at bound 0
+  (:func:`exact_block`) f = y iff for every output threshold k, f >= k  <=>  y >= k, one xor of two atoms per k
+  (A*x + B >= 2^s*k against the reference symbol's threshold); z3's time is mostly parsing and preprocessing the
+  atoms, so fewer atoms and no negative numerals are what makes it faster.
 """
 import math
 import re
