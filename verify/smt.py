@@ -690,8 +690,9 @@ def threshold_block(layer, c, bound=0):
 
 
 def _level_thresholds(layer, c, ks):
-    """(define of the reference's linear symbol, [(below_k, above_k)] for k in ks): R(v(x)) < k implies
-    sym < below_k and R(v(x)) >= k implies sym >= above_k; below_k == above_k means sym >= above_k <=> R(v(x)) >= k.
+    """((r1, r0), [(below_k, above_k)] for k in ks): the reference's linear symbol sym = r1*x + r0 (integers) and
+    its thresholds: R(v(x)) < k implies sym < below_k and R(v(x)) >= k implies sym >= above_k; so below_k ==
+    above_k means sym >= above_k <=> R(v(x)) >= k.
 
     Affine: sym = V = 2*v(x)*2^e (exact, below == above).  Batchnorm: sym = P and the square root bracketed as in
     :func:`batchnorm_bracket_script`, with at least bits(max|C(k)|) + 32 bits, so that for all but the rare level
