@@ -176,3 +176,24 @@ def test_violations_only_above_the_top_fixed_point_level_are_caught():
                 assert smt.prove_batch(bad, [0]) == {}, (seed, what, delta)
                 assert run.run_z3(bad)[0]["status"] == "refuted"
     assert found >= 3
+
+
+@pytest.mark.parametrize("form,rounding", [("batchnorm", "half_up"), ("affine", "half_even")])
+def test_one_mutated_multiplier_in_a_large_batch_is_caught_and_named(form, rounding):
+    """The xor-per-threshold batches (verify.smt.exact_block): 160 channels, a multiplier off by one in channel 137
+    only; the batch of 128 channels around it proves every other channel, the run refutes 137 with a real witness."""
+    layer = _layer(form, 160, rounding, "int32", 5)
+    bad = _mutate(layer, 137, "A", 1 if form == "affine" else -1)
+    assert breakpoints.exact_error(bad)[137]["max_error"] > 0
+    assert all(e["max_error"] == 0 for c, e in enumerate(breakpoints.exact_error(bad)) if c != 137)
+    proved = smt.prove_batch(bad, range(32, 160))
+    assert set(proved) == set(range(32, 160)) - {137}
+    assert {r["encoding"] for r in proved.values()} == {f"{'affine' if form == 'affine' else 'batchnorm-bracket'}"
+                                                        f"-xor-batch"}
+    rec = run.verify_layer(bad, "big")
+    assert rec["verdict"] == run.REFUTED
+    assert [c for c, p in enumerate(rec["per_channel"]) if p["z3"] != "PROVED"] == [137]
+    assert rec["per_channel"][137]["z3"] == "REFUTED" and rec["per_channel"][137]["breakpoints"] == "REFUTED"
+    [ref] = rec["refutations"]
+    assert ref["channel"] == 137 and ref["fixed_point"] != ref["reference"]
+    assert run.verify_layer(layer, "good")["verdict"] == run.PROVED

@@ -17,6 +17,10 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
   rationals L/2^p <= sqrt(r) <= H/2^p computed and checked with Python integers and runs one QF_LIA script
   whose checks over-approximate the real violations (unsat for every check: proved); a sat check is settled by
   evaluating its model exactly (a real violation: refuted), else by refining the bracket, else by the exact path.
+- batches (:func:`prove_batch`): many channels per z3 call, one (push)...(pop) block each; at bound 0
+  (:func:`exact_block`) f = y iff for every output threshold k, f >= k  <=>  y >= k, one xor of two atoms per k
+  (A*x + B >= 2^s*k against the reference symbol's threshold); z3's time is mostly parsing and preprocessing the
+  atoms, so fewer atoms and no negative numerals are what makes it faster.
 """
 import math
 import re
@@ -685,13 +689,88 @@ def threshold_block(layer, c, bound=0):
             f"(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))(assert {body})(check-sat)(pop 1)\n")
 
 
+def _level_thresholds(layer, c, ks):
+    """((r1, r0), [(below_k, above_k)] for k in ks): the reference's linear symbol sym = r1*x + r0 (integers) and
+    its thresholds: R(v(x)) < k implies sym < below_k and R(v(x)) >= k implies sym >= above_k; so below_k ==
+    above_k means sym >= above_k <=> R(v(x)) >= k.
+
+    Affine: sym = V = 2*v(x)*2^e (exact, below == above).  Batchnorm: sym = P and the square root bracketed as in
+    :func:`batchnorm_bracket_script`, with at least bits(max|C(k)|) + 32 bits, so that for all but the rare level
+    whose threshold lies within |C(k)|*2^-p of a lattice point the two integers coincide and the check is exact."""
+    rounding = layer.rounding
+    src = exact.channel_source(layer, c)
+    if src["form"] == "affine":
+        (ia, ib), e = exact.common_scale(src["a"], src["b"])
+        D = 1 << e
+        out = []
+        for k in ks:
+            t = 2 * k * D if rounding == "floor" else (2 * k - 1) * D + (1 if _strict_const(k, rounding) else 0)
+            out.append((t, t))
+        return (2 * ia, 2 * ib), out
+    ip1, ip0, ic1, ic0, nr, dr = _bn_integers(src, rounding)
+    qmin, qmax = layer.out_range
+    cmax = max(abs(ic1 * k + ic0) for k in (qmin, qmax + 1))
+    p = max(0, cmax.bit_length() - abs(ip1).bit_length()) + 64
+    if math.isqrt(nr) ** 2 == nr and math.isqrt(dr) ** 2 == dr:
+        p = max(p, (dr.bit_length() - 1) // 2 + 1)
+    p = max(p, cmax.bit_length() + 32)
+    L, H = sqrt_bracket(Fraction(nr, dr), p)
+    out = []
+    ties = rounding in ("half_even", "half_away")
+    for k in ks:
+        C = ic1 * k + ic0
+        wl, wh = (C * L, C * H) if C >= 0 else (C * H, C * L)
+        if ties and _strict_const(k, rounding):
+            wl, wh = wl + 1, wh + 1
+        out.append((-((-wh) >> p), -((-wl) >> p)))
+    return (ip1, ip0), out
+
+
+def exact_block(layer, c):
+    """Channel c's exactness query (bound 0) as one (push)...(check-sat)(pop) SMT-LIB2 block: one xor per threshold.
+
+    f = y on [lo, hi]  <=>  for every k in (qmin, qmax]: f >= k  <=>  y >= k  (two integer functions agree iff
+    their upper level sets do).  f >= k  <=>  A*x + B >= 2^s*k (the clamp is monotone); y >= k  <=>  R(v(x)) >= k
+    <=>  sym >= M_k for the reference's linear symbol (:func:`_level_thresholds`; where the batchnorm bracket leaves
+    a gap, the two one-sided implications of :func:`threshold_block` instead).  As there, f is confined to
+    [f(lo), f(hi)] by one more disjunct, so the thresholds k in [max(qmin + 1, f(lo)), min(qmax, f(hi) + 1)]
+    suffice (f != y at x: k = f if y < f, k = f + 1 if y > f lie in that range).  The query
+    is 'some x in range and some k with (f >= k) xor (y >= k)'; unsat proves f = y for every x in range.
+    Half as many atoms as :func:`threshold_block` at bound 0, and every numeral made non-negative by adding the
+    same constant to a symbol's definition and to its thresholds (z3 parses (- n) as an application): parsing
+    the text is most of z3's time."""
+    A, B, s, lo, hi = exact.channel_params(layer, c)
+    qmin, qmax = layer.out_range
+    S = 1 << s
+    f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
+    ks = range(max(qmin + 1, f_lo), min(qmax, f_hi + 1) + 1)
+    (r1, r0), th = _level_thresholds(layer, c, ks)
+    acc_t = [S * f_lo] + [S * k for k in ks] + [S * (f_hi + 1)]
+    ka = max(0, -min(acc_t))
+    kr = max([0] + [-m for pair in th for m in pair])
+    parts = ([f"(< a {S * f_lo + ka})"] if f_lo > qmin else []) + \
+        ([f"(>= a {S * (f_hi + 1) + ka})"] if f_hi < qmax else [])
+    for k, (below, above) in zip(ks, th):
+        if below == above:
+            parts.append(f"(xor (>= a {S * k + ka}) (>= r {above + kr}))")
+        else:
+            ge = f"(>= a {S * k + ka})"
+            parts.append(f"(and {ge} (< r {below + kr})) (and (not {ge}) (>= r {above + kr}))")
+    n = _num
+    body = "false" if not parts else parts[0] if len(parts) == 1 else f"(or {' '.join(parts)})"
+    return (f"(push 1)(declare-const x Int)(define-fun a () Int (+ (* {n(A)} x) {n(B + ka)}))"
+            f"(define-fun r () Int (+ (* {n(r1)} x) {n(r0 + kr)}))(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))"
+            f"(assert {body})(check-sat)(pop 1)\n")
+
+
 def batch_eligible(layer, rlimit=None, smt2_path=None):
     """Whether channels of this layer can be proved in batches (:func:`prove_batch`): the fast paths' conditions."""
     return not rlimit and smt2_path is None
 
 
 def prove_batch(layer, channels, bound=0, timeout_ms=10000):
-    """{channel: result} for the channels that one z3 call over their :func:`threshold_block` scripts proves
+    """{channel: result} for the channels that one z3 call over their :func:`exact_block` (bound 0) or
+    :func:`threshold_block` (bound > 0) scripts proves
     (unsat); the others (sat, unknown, an error) are absent: the caller decides them one by one
     (:func:`prove_channel_split`, which reports the exact counterexample).  Each proved channel's ``seconds`` is
     its share of the call (``batch`` channels), ``build_seconds`` likewise."""
@@ -700,7 +779,8 @@ def prove_batch(layer, channels, bound=0, timeout_ms=10000):
         return {}
     t0 = time.perf_counter()
     opts = f"(set-option :timeout {int(timeout_ms) if timeout_ms else 4294967295})"
-    text = "(set-logic QF_LIA)" + opts + "".join(threshold_block(layer, c, bound) for c in channels)
+    block = exact_block if int(bound) == 0 else (lambda lay, c: threshold_block(lay, c, bound))
+    text = "(set-logic QF_LIA)" + opts + "".join(block(layer, c) for c in channels)
     t1 = time.perf_counter()
     answers = _eval_script(text)
     t2 = time.perf_counter()
@@ -708,7 +788,8 @@ def prove_batch(layer, channels, bound=0, timeout_ms=10000):
         return {}
     n = len(channels)
     logic = "QF_LIA"
-    encoding = "affine-threshold-batch" if layer.source["form"] == "affine" else "batchnorm-bracket-threshold-batch"
+    kind = "xor" if int(bound) == 0 else "threshold"
+    encoding = f"affine-{kind}-batch" if layer.source["form"] == "affine" else f"batchnorm-bracket-{kind}-batch"
     return {c: {"status": "proved", "logic": logic, "checks": 1, "encoding": encoding, "batch": n,
                 "seconds": (t2 - t1) / n, "build_seconds": (t1 - t0) / n}
             for c, a in zip(channels, answers) if a == "unsat"}
