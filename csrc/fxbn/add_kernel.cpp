@@ -90,7 +90,8 @@ FXBN_ADD_INLINE bool run_range(const Job& j, int64_t begin, int64_t end) {
     if (y != nullptr) {
       if (p.acc32) {
         add_block<T1, T2, TO, int32_t>(x1 + i, x2 + off, y + i, len, static_cast<int32_t>(p.a1),
-                                       static_cast<int32_t>(p.a2), static_cast<int32_t>(p.bias), p.shift,
+                                       static_cast<int32_t>(p.a2), static_cast<int32_t>(p.bias),
+                                       std::min(p.shift, 31),  // v fits 32 bits: >> 31 is floor for any s >= 31
                                        static_cast<int32_t>(p.qmin), static_cast<int32_t>(p.qmax));
       } else {
         add_block<T1, T2, TO, int64_t>(x1 + i, x2 + off, y + i, len, p.a1, p.a2, p.bias, p.shift, p.qmin, p.qmax);
