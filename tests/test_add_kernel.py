@@ -235,3 +235,17 @@ def test_no_access_past_the_arrays():
     128), tails (33, 65, 1) and short broadcast periods: a read or write past an array is a segfault of the child."""
     res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, *ISAS], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
+
+
+def test_lemma_add8_lanes_and_index_map():
+    """The bodies' lane arithmetic is proved (verify/lemmas.py add8_lanes, QF_BV, int8 and uint8 inputs), each wrong
+    variant is refuted, and the element order of both ISAs' packs and permutes is checked exhaustively."""
+    pytest.importorskip("z3")
+    from verify import lemmas
+
+    assert lemmas.add8_index_map() == []
+    assert {f[:2] for f in lemmas.add8_index_map(wrong=True)} == {("avx2", 16), ("avx512", 16)}
+    for d in ("int8", "uint8"):
+        assert lemmas.prove("add8_lanes", d, 32, timeout_ms=20000)["status"] == "proved", d
+        for variant in lemmas.SIMD_WRONG["add8_lanes"]:
+            assert lemmas.prove("add8_lanes", d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
