@@ -5,7 +5,7 @@ Usage:
 
 One run, side by side: for every kernel body (--isas; "auto" is the best the CPU has, "avx2" the same as
 FXBN_ISA=avx2), thread count and size, a round robin (each round times every implementation once, after warm-up);
-medians of the rounds.  Implementations: fxbn (apply(x1, x2, out=y), preallocated), fxbn_alloc (apply(x1, x2)),
+medians of the rounds (and, as the noise floor of a shared machine, the best round of each implementation).  Implementations: fxbn (apply(x1, x2, out=y), preallocated), fxbn_alloc (apply(x1, x2)),
 torch (torch.ops.quantized.add on quint8 tensors of the same bytes, torch.set_num_threads(T)), copy3 (np.copyto of
 x1 into y plus a read of x2 (x2.max()): the three streams of the add, as copy bandwidth).  Ratios are medians of
 per-round ratios.  Bandwidth = (2 inputs read + 1 output written) / time.
@@ -13,6 +13,7 @@ Targets: fxbn >= 3x torch, and >= 60% of copy3 bandwidth on large tensors.
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -66,7 +67,9 @@ def main():
     except ImportError:
         torch = None
     layer = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1, rounding="half_even")
-    print(f"CPU: {cpu_model()}; torch: {torch.__version__ if torch else 'absent'}; numpy {np.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs, load average {load:.1f}); torch: "
+          f"{torch.__version__ if torch else 'absent'}; numpy {np.__version__}")
     print(f"layer: {layer}")
     rows = []
     rng = np.random.default_rng(0)
@@ -102,27 +105,34 @@ def main():
                     for k, fn in impl.items():
                         samples[k].append(timed(fn))
                 med = {k: statistics.median(v) for k, v in samples.items()}
+                best = {k: min(v) for k, v in samples.items()}
                 ratio = lambda a, b: statistics.median(sa / sb for sa, sb in zip(samples[a], samples[b]))  # noqa
                 row = {"size": label, "n": n, "isa": body, "threads": nt,
                        "us": {k: round(v * 1e6, 2) for k, v in med.items()},
+                       "best_us": {k: round(v * 1e6, 2) for k, v in best.items()},
+                       "best_copy3_pct": round(100 * best["copy3"] / best["fxbn"], 1),
                        "copy3_pct": round(100 * ratio("copy3", "fxbn"), 1),
                        "copy3_pct_alloc": round(100 * ratio("copy3", "fxbn_alloc"), 1)}
                 if torch is not None:
                     row["x_torch"] = round(ratio("torch", "fxbn"), 2)
                     row["x_torch_alloc"] = round(ratio("torch", "fxbn_alloc"), 2)
                     row["copy3_x_torch"] = round(ratio("torch", "copy3"), 2)
+                    row["best_x_torch"] = round(best["torch"] / best["fxbn"], 2)
                 rows.append(row)
                 print(f"{label} n={n} ({3 * n / 1e6:.1f} MB moved) kernel ISA {body}, {nt} thread(s):")
                 for k in impl:
-                    print(f"  {k:11s} median {med[k] * 1e6:10.1f} us   {3 * n / med[k] / 1e9:6.2f} GB/s")
+                    print(f"  {k:11s} median {med[k] * 1e6:10.1f} us   {3 * n / med[k] / 1e9:6.2f} GB/s   "
+                          f"(best {best[k] * 1e6:10.1f} us)")
                 if torch is not None:
                     print(f"  fxbn vs torch: {row['x_torch']:.2f}x faster (fxbn_alloc {row['x_torch_alloc']:.2f}x; "
                           f"copy3 itself {row['copy3_x_torch']:.2f}x)")
                 print(f"  fxbn bandwidth: {row['copy3_pct']:.0f}% of copy3 (fxbn_alloc {row['copy3_pct_alloc']:.0f}%)")
+                print(f"  best rounds: fxbn {row.get('best_x_torch', float('nan')):.2f}x torch, "
+                      f"{row['best_copy3_pct']:.0f}% of copy3")
     _core.kernel_isa("auto")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"cpu": cpu_model(), "torch": torch.__version__ if torch else None, "layer": repr(layer),
+            json.dump({"cpu": cpu_model(), "load_average": os.getloadavg()[0], "torch": torch.__version__ if torch else None, "layer": repr(layer),
                        "repeats": args.repeats, "rows": rows}, fh, indent=1)
 
 
