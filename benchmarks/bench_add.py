@@ -5,7 +5,8 @@ Usage:
 
 One run, side by side: for every kernel body (--isas; "auto" is the best the CPU has, "avx2" the same as
 FXBN_ISA=avx2), thread count and size, a round robin (each round times every implementation once, after warm-up);
-medians of the rounds (and, as the noise floor of a shared machine, the best round of each implementation).  Implementations: fxbn (apply(x1, x2, out=y), preallocated), fxbn_alloc (apply(x1, x2)),
+medians of the rounds (and, as the noise floor of a shared machine, the best round of each implementation).
+Implementations: fxbn (apply(x1, x2, out=y), preallocated), fxbn_alloc (apply(x1, x2)),
 torch (torch.ops.quantized.add on quint8 tensors of the same bytes, torch.set_num_threads(T)), copy3 (np.copyto of
 x1 into y plus a read of x2 (x2.max()): the three streams of the add, as copy bandwidth).  Ratios are medians of
 per-round ratios.  Bandwidth = (2 inputs read + 1 output written) / time.
@@ -132,7 +133,8 @@ def main():
     _core.kernel_isa("auto")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"cpu": cpu_model(), "load_average": os.getloadavg()[0], "torch": torch.__version__ if torch else None, "layer": repr(layer),
+            json.dump({"cpu": cpu_model(), "load_average": os.getloadavg()[0],
+                       "torch": torch.__version__ if torch else None, "layer": repr(layer),
                        "repeats": args.repeats, "rows": rows}, fh, indent=1)
 
 

@@ -1025,7 +1025,8 @@ def add8_lanes(in_dtype, w=32, wrong=False):
     return the lane's elements in order (vpackssdw(r0, r1), vpackssdw(r2, r3), vpacksswb: byte e from r_{e/4}
     dword e%4); ``add8_index_map`` checks the 16-bit outputs' cross-lane permutes (vperm2i128 on AVX2, vpermt2q on
     AVX-512) exhaustively.
-    Wrong: ``bias_fold_toggled`` (B - 128*A left out for a signed input, added for an unsigned one), ``split_high_unadjusted`` (h = A >> 16 although
+    Wrong: ``bias_fold_toggled`` (B - 128*A left out for a signed input, added for an unsigned one),
+    ``split_high_unadjusted`` (h = A >> 16 although
     vpmaddwd reads l as signed), ``single_madd_unchecked`` (one vpmaddwd for any A), ``pair_order_swapped`` (idx1
     used for p0)."""
     z3 = z3mod()

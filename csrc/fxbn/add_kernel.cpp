@@ -277,7 +277,11 @@ int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t pe
   std::vector<unsigned char> tiled;
   if (y != nullptr && period < 4096 && period < n) {
     const int64_t reps = std::min<int64_t>((4096 + period - 1) / period, n / period);
-    if (t2 == DType::int16) tile_bytes<int16_t>(x2, period, reps, &tiled); else tile_bytes<uint8_t>(x2, period, reps, &tiled);
+    if (t2 == DType::int16) {
+      tile_bytes<int16_t>(x2, period, reps, &tiled);
+    } else {
+      tile_bytes<uint8_t>(x2, period, reps, &tiled);
+    }
     j.x2 = tiled.data();
     j.period = period * reps;
   }

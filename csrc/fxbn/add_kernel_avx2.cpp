@@ -158,7 +158,8 @@ bool add8_avx2(const T1* x1, const T2* x2, TO* y, int64_t len, const Coefs& c, b
 }
 
 #define FXBN_ADD256_INST1(T1, T2, TO) \
-  template bool add8_avx2<T1, T2, TO>(const T1*, const T2*, TO*, int64_t, const Coefs&, bool, int64_t, int64_t, int64_t);
+  template bool add8_avx2<T1, T2, TO>(const T1*, const T2*, TO*, int64_t, const Coefs&, bool, int64_t, int64_t, \
+                                      int64_t);
 #define FXBN_ADD256_INST(T1, T2)             \
   FXBN_ADD256_INST1(T1, T2, int8_t)          \
   FXBN_ADD256_INST1(T1, T2, uint8_t)         \

@@ -61,9 +61,8 @@ inline int32_t pair32(int16_t a, int16_t b) {
 // One scalar element with the same wrapping arithmetic (the AVX2 body's tail).
 template <class T1, class T2>
 inline int32_t scalar_v(T1 x1, T2 x2, int64_t a1, int64_t a2, int64_t b, int s) {
-  const uint32_t v = static_cast<uint32_t>(static_cast<uint64_t>(a1)) * static_cast<uint32_t>(static_cast<int32_t>(x1)) +
-                     static_cast<uint32_t>(static_cast<uint64_t>(a2)) * static_cast<uint32_t>(static_cast<int32_t>(x2)) +
-                     static_cast<uint32_t>(static_cast<uint64_t>(b));
+  const auto u = [](int64_t v) { return static_cast<uint32_t>(static_cast<uint64_t>(v)); };
+  const uint32_t v = u(a1) * u(static_cast<int64_t>(x1)) + u(a2) * u(static_cast<int64_t>(x2)) + u(b);
   return static_cast<int32_t>(v) >> (s > 31 ? 31 : s);
 }
 
