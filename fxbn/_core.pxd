@@ -127,4 +127,5 @@ cdef extern from "fxbn/add.hpp" namespace "fxbn":
     bool add_check_all(const AddParams& p, int64_t a1, int64_t a2, int64_t bias, int shift, int64_t* bad1,
                        int64_t* bad2) except +raise_fxbn_error nogil
     int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t period, DType tout, void* y,
-                      int64_t n, const AddKernelParams& p, int threads, int* which) except +raise_fxbn_error nogil
+                      int64_t n, const AddKernelParams& p, int threads, int* which,
+                      bool keep_y) except +raise_fxbn_error nogil

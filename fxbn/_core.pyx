@@ -4,6 +4,8 @@ import numpy as np
 
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libcpp.string cimport string
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
 
 from fxbn.errors import InfeasibleError
@@ -347,10 +349,12 @@ cdef class AddKernel:
         self.p.l1, self.p.h1, self.p.l2, self.p.h2 = box
         self.p.qmin, self.p.qmax, self.p.acc32 = qmin, qmax, acc32
 
-    def run(self, x1, x2, y, int64_t n, int64_t period, int threads):
+    def run(self, x1, x2, y, int64_t n, int64_t period, int threads, bint keep_y=False):
         """x1 (n elements), x2 (period elements, repeated), y (n elements or None: range check only), all
         C-contiguous.  Returns (index, which): (-1, 0), or the first flat index whose x1 (which=1) or x2 (which=2,
-        the index taken modulo period) is outside the proven box.  The GIL is released while the kernel runs."""
+        the index taken modulo period) is outside the proven box.  keep_y: y is left untouched when (index, which)
+        reports an error (a read-only check first where the box is narrower than the input types; a y overlapping
+        an input is computed into a temporary and copied).  The GIL is released while the kernel runs."""
         cdef Py_ssize_t s1, s2, so = 0
         cdef DType t1 = _dtype_of(x1, &s1)
         cdef DType t2 = _dtype_of(x2, &s2)
@@ -365,6 +369,9 @@ cdef class AddKernel:
         cdef int which = 0
         cdef Py_buffer b1, b2, by
         cdef void* yp = NULL
+        cdef char* tmp = NULL
+        cdef char* ys
+        cdef char* ye
         _get_buffer(x1, &b1, PyBUF_C_CONTIGUOUS, n * s1, "x1")
         try:
             _get_buffer(x2, &b2, PyBUF_C_CONTIGUOUS, period * s2, "x2")
@@ -372,10 +379,23 @@ cdef class AddKernel:
                 if y is not None:
                     _get_buffer(y, &by, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, n * so, "y")
                     yp = by.buf
+                    ys = <char*>by.buf
+                    ye = ys + n * so
+                    if (ys < <char*>b1.buf + n * s1 and <char*>b1.buf < ye) or \
+                            (ys < <char*>b2.buf + period * s2 and <char*>b2.buf < ye):
+                        tmp = <char*>malloc(n * so)
+                        if tmp == NULL:
+                            PyBuffer_Release(&by)
+                            raise MemoryError()
+                        yp = tmp
                 try:
                     with nogil:
-                        bad = add_apply(t1, b1.buf, t2, b2.buf, period, to, yp, n, self.p, threads, &which)
+                        bad = add_apply(t1, b1.buf, t2, b2.buf, period, to, yp, n, self.p, threads, &which,
+                                        keep_y and tmp == NULL)
+                        if tmp != NULL and bad < 0:
+                            memcpy(by.buf, tmp, n * so)
                 finally:
+                    free(tmp)
                     if y is not None:
                         PyBuffer_Release(&by)
             finally:

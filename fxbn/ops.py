@@ -508,30 +508,34 @@ class FixedPointAdd:
 
     # ---------------------------------------------------------------------------------------------- apply
     def _inputs(self, x1, x2):
-        x1 = np.asarray(x1)
-        x2 = np.asarray(x2)
+        if type(x1) is not np.ndarray:
+            x1 = np.asarray(x1)
+        if type(x2) is not np.ndarray:
+            x2 = np.asarray(x2)
         for name, x in (("x1", x1), ("x2", x2)):
             if x.dtype not in _ADD_DTYPE_SET:
                 raise ValueError(f"{name} has dtype {x.dtype}; expected one of {', '.join(ADD_IN_DTYPES)} "
                                  "(integer inputs; convert explicitly)")
+        shape = x1.shape
+        if x2.shape == shape:  # the common case: no broadcasting
+            return (x1 if x1.flags.c_contiguous else np.ascontiguousarray(x1),
+                    x2 if x2.flags.c_contiguous else np.ascontiguousarray(x2), x1.size)
         try:
-            shape = np.broadcast_shapes(x1.shape, x2.shape)
+            full = np.broadcast_shapes(shape, x2.shape)
         except ValueError:
-            raise ValueError(f"x2 of shape {x2.shape} does not broadcast to x1's shape {x1.shape}") from None
-        if shape != x1.shape:
-            raise ValueError(f"x2 of shape {x2.shape} does not broadcast to x1's shape {x1.shape} (x1 sets the "
+            raise ValueError(f"x2 of shape {x2.shape} does not broadcast to x1's shape {shape}") from None
+        if full != shape:
+            raise ValueError(f"x2 of shape {x2.shape} does not broadcast to x1's shape {shape} (x1 sets the "
                              "output shape)")
         x1c = np.ascontiguousarray(x1)
         tail = x2.shape
         while tail and tail[0] == 1:
             tail = tail[1:]
-        if x2.shape == x1.shape:
-            x2c, period = np.ascontiguousarray(x2), x1.size
-        elif x1.shape[len(x1.shape) - len(tail):] == tail:  # x2 repeats along leading axes
+        if shape[len(shape) - len(tail):] == tail:  # x2 repeats along leading axes
             x2c = np.ascontiguousarray(x2).reshape(-1)
             period = max(1, x2c.size)
         else:
-            x2c = np.ascontiguousarray(np.broadcast_to(x2, x1.shape))
+            x2c = np.ascontiguousarray(np.broadcast_to(x2, shape))
             period = x1.size
         return x1c, x2c, period
 
@@ -570,37 +574,22 @@ class FixedPointAdd:
             An input outside its in_range (index and value named), or a bad shape / dtype.
         """
         x1c, x2c, period = self._inputs(x1, x2)
-        kernel = self._get_kernel()
+        kernel = self._kernel if self._kernel is not None else self._get_kernel()
         nt = 0 if threads is None else int(threads)
         if out is None:
             y = np.empty(x1c.shape, self.out_dtype)
-            bad, which = kernel.run(x1c, x2c, y, x1c.size, period, nt)
-            if bad >= 0:
-                raise self._range_error(x1c, x2, bad, which)
-            return y
-        if not isinstance(out, np.ndarray) or out.shape != x1c.shape or out.dtype != self.out_dtype \
-                or not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape {x1c.shape}")
-        if np.may_share_memory(out, x1c) or np.may_share_memory(out, x2c):
-            y = np.empty(x1c.shape, self.out_dtype)
-            bad, which = kernel.run(x1c, x2c, y, x1c.size, period, nt)
-            if bad >= 0:
-                raise self._range_error(x1c, x2, bad, which)
-            out[...] = y
-            return out
-        if not (self._covers(x1c.dtype, 0) and self._covers(x2c.dtype, 1)):
-            bad, which = kernel.run(x1c, x2c, None, x1c.size, period, nt)  # read-only check first: out untouched
-            if bad >= 0:
-                raise self._range_error(x1c, x2, bad, which)
-        bad, which = kernel.run(x1c, x2c, out, x1c.size, period, nt)
+            bad, which = kernel.run(x1c, x2c, y, x1c.size, period, nt)  # range check fused; y dropped on error
+        else:
+            if not isinstance(out, np.ndarray) or out.shape != x1c.shape or out.dtype != self.out_dtype \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape {x1c.shape}")
+            # keep_y: out untouched on error (a read-only check first where the box is narrower than the dtypes;
+            # an out overlapping an input goes through a temporary)
+            y = out
+            bad, which = kernel.run(x1c, x2c, out, x1c.size, period, nt, True)
         if bad >= 0:
             raise self._range_error(x1c, x2, bad, which)
-        return out
-
-    def _covers(self, dtype, i):
-        info = np.iinfo(dtype)
-        lo, hi = self.in_ranges[i]
-        return lo <= info.min and hi >= info.max
+        return y
 
     __call__ = apply
 

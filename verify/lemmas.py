@@ -995,3 +995,152 @@ def codegen_result_name(wrong=None):
 
 
 LEMMAS["codegen_expression"] = (codegen_expression, "QF_BV")
+
+
+# ------------------------------------------------------------------------------------------------ the add bodies
+# csrc/fxbn/add_kernel_avx512.cpp and add_kernel_avx2.cpp (two 8-bit inputs, 32-bit accumulator): every instruction
+# before the 16-bit-output permute acts per 128-bit lane, identically on both ISAs, so one lane is modelled.
+
+def _add8_coefs(z3, A, bad):
+    """make_coefs (add_kernel_simd.hpp): A = h*2^16 + l modulo 2^32 with l the sign-extended low 16 bits."""
+    lo = z3.Extract(15, 0, A)
+    if bad == "split_high_unadjusted":                               # h = A >> 16, ignoring l's sign
+        hi = z3.Extract(31, 16, A)
+    else:
+        hi = z3.Extract(31, 16, A - z3.SignExt(16, lo))
+    return hi, lo
+
+
+def add8_lanes(in_dtype, w=32, wrong=False):
+    """The add bodies' lane arithmetic, for inputs of in_dtype (int8: the x ^ 0x80 fold; uint8: none).
+    Claims, proved separately: (1) the pair layout: in one 128-bit lane, lo = vpunpcklbw(u1, u2), hi = vpunpckhbw,
+    p_k = vpshufb(lo | hi, idx0 | idx1) put the zero-extended 16-bit pair (u1[e], u2[e]) in dword j of p_k for
+    e = 4k + j (bytes symbolic); (2) per dword, for every 32-bit A1, A2, B and 8-bit x1, x2: u = x ^ 0x80 for a
+    signed input, v = (vpmaddwd(p, (h1, h2)) << 16) + vpmaddwd(p, (l1, l2)) + B' with B' = B - 128*A_i per signed
+    input is A1*x1 + A2*x2 + B modulo 2^32 (a chain of six claims, see (2a)-(2f) below), and the
+    one-vpmaddwd body (no split) is too when h1 = h2 = 0; with the solver's bound (the exact sum within 32 bits)
+    the wrapped v is the exact sum (``fits_sign_extends``); (3) for every
+    exact E within 32 bits and s in [0, 62], vpsrad then vpackssdw and vpacksswb / vpackuswb (8-bit Out), vpackssdw /
+    vpackusdw (16-bit Out), then min/max with [qmin, qmax] inside Out, is clamp(floor(E / 2^s)); (4) the packs
+    return the lane's elements in order (vpackssdw(r0, r1), vpackssdw(r2, r3), vpacksswb: byte e from r_{e/4}
+    dword e%4); ``add8_index_map`` checks the 16-bit outputs' cross-lane permutes (vperm2i128 on AVX2, vpermt2q on
+    AVX-512) exhaustively.
+    Wrong: ``bias_fold_toggled`` (B - 128*A left out for a signed input, added for an unsigned one),
+    ``split_high_unadjusted`` (h = A >> 16 although
+    vpmaddwd reads l as signed), ``single_madd_unchecked`` (one vpmaddwd for any A), ``pair_order_swapped`` (idx1
+    used for p0)."""
+    z3 = z3mod()
+    bad = _variant("add8_lanes", wrong)
+    bits, signed1 = IN_BITS[in_dtype]
+    assert bits == 8, "add8_lanes: 8-bit inputs"
+    claims, variables = [], {}
+    # (1) layout, bytes symbolic
+    ua = [z3.BitVec(f"u1_{e}", 8) for e in range(16)]
+    ub = [z3.BitVec(f"u2_{e}", 8) for e in range(16)]
+    lo = [v for e in range(8) for v in (ua[e], ub[e])]               # vpunpcklbw: a0 b0 a1 b1 ...
+    hi = [v for e in range(8, 16) for v in (ua[e], ub[e])]
+    zero = z3.BitVecVal(0, 8)
+    idx0 = [v for j in range(8) for v in (j, None)]                  # (0, -1, 1, -1, ...): None = high bit set
+    idx1 = [v for j in range(8, 16) for v in (j, None)]
+    shuf = lambda src, idx: [zero if i is None else src[i] for i in idx]  # noqa: E731  vpshufb, in-lane
+    p = [shuf(lo, idx1 if bad == "pair_order_swapped" else idx0), shuf(lo, idx1), shuf(hi, idx0), shuf(hi, idx1)]
+    for k in range(4):
+        for j in range(4):
+            e = 4 * k + j
+            dword = z3.Concat(p[k][4 * j + 3], p[k][4 * j + 2], p[k][4 * j + 1], p[k][4 * j])
+            claims.append(dword == z3.Concat(zero, ub[e], zero, ua[e]))
+    # (2) arithmetic on one dword, as a chain of claims that z3 decides instantly (a direct multiplier equivalence
+    # times out): (2a) the split: h*2^16 + l == A for every 32-bit A; (2b) vpslld 16 is * 2^16; (2c) the input
+    # word: vpmaddwd reads the zero-extended u as a signed word, and u = x + 128 for a signed x (x ^ 0x80);
+    # (2d) per input, the polynomial identity (H*W)*2^16 + L*W - F == (H*2^16 + L)*X with W = X + 128 and
+    # F = 128*(H*2^16 + L) for a signed input (W = X, F = 0 unsigned), for all 32-bit H, L, X; (2e) the vpmaddwd
+    # sums and the bias: the kernel's ((Ph1 + Ph2) << 16) + (Pl1 + Pl2) + B' is the sum of the per-input terms plus
+    # B for any products; (2f) the one-vpmaddwd body: with h1 = h2 = 0 the high vpmaddwd is 0.
+    A, B = z3.BitVecs("A B", 32)
+    variables.update({"A": A, "B": B})
+    h, l = _add8_coefs(z3, A, bad)
+    claims.append(z3.SignExt(16, h) * 65536 + z3.SignExt(16, l) == A)                            # (2a)
+    P = z3.BitVec("P", 32)
+    claims.append(P << 16 == P * 65536)                                                           # (2b)
+    x = z3.BitVec("x", 8)
+    variables["x"] = x
+    u = x ^ 0x80 if signed1 else x
+    claims.append(z3.SignExt(16, z3.ZeroExt(8, u)) == (_ext(z3, x, 32, signed1) + (128 if signed1 else 0)))  # (2c)
+    H, L, X = z3.BitVecs("H L X", 32)
+    variables.update({"H": H, "L": L, "X": X})
+    Ap = H * 65536 + L
+    fold = signed1 != (bad == "bias_fold_toggled")
+    W, F = (X + 128, 128 * Ap) if signed1 else (X, z3.BitVecVal(0, 32))
+    if fold != signed1:
+        F = z3.BitVecVal(0, 32) if signed1 else 128 * Ap
+    claims.append((H * W) * 65536 + L * W - F == Ap * X)                                          # (2d)
+    Ph1, Pl1, Ph2, Pl2, F1, F2 = z3.BitVecs("Ph1 Pl1 Ph2 Pl2 F1 F2", 32)
+    claims.append(((Ph1 + Ph2) << 16) + (Pl1 + Pl2) + (B - F1 - F2)
+                  == (Ph1 * 65536 + Pl1 - F1) + (Ph2 * 65536 + Pl2 - F2) + B)                   # (2e)
+    h1, h2 = z3.BitVecs("h1 h2", 16)
+    W1, W2 = z3.BitVecs("W1 W2", 32)
+    variables.update({"h1": h1, "h2": h2})
+    pre = [] if bad == "single_madd_unchecked" else [h1 == 0, h2 == 0]
+    claims.append(z3.Implies(z3.And(*pre), z3.SignExt(16, h1) * W1 + z3.SignExt(16, h2) * W2 == 0))  # (2f)
+    # (3) shift, saturating packs, narrow clamp: one element (the packs are per element), every Out
+    E = z3.BitVec("E", 34)
+    s = z3.BitVec("s", 32)
+    variables.update({"E": E, "s": s})
+    fits, _ = _math_sum(z3, E, z3.BitVecVal(0, 32), s, z3.BitVecVal(0, 32), z3.BitVecVal(0, 32), 32)
+    r = z3.Extract(31, 0, E) >> s                                     # vpsrad: counts >= 32 fill with the sign
+    for out, obits, osigned in (("int8", 8, True), ("uint8", 8, False), ("int16", 16, True), ("uint16", 16, False)):
+        qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+        variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+        lo_t, hi_t = (-(1 << (obits - 1)), (1 << (obits - 1)) - 1) if osigned else (0, (1 << obits) - 1)
+        pre = [fits, z3.ULE(s, 62), qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        if obits == 8:
+            wd = _sat(z3, r, -(1 << 15), (1 << 15) - 1, 16)           # vpackssdw
+            e = _sat(z3, z3.SignExt(16, wd), lo_t, hi_t, 8)           # vpacksswb / vpackuswb
+        else:
+            e = _sat(z3, r, lo_t, hi_t, 16)                           # vpackssdw / vpackusdw
+        lb, hb = z3.Extract(obits - 1, 0, qmin), z3.Extract(obits - 1, 0, qmax)
+        if osigned:
+            e = z3.If(e > lb, e, lb)
+            e = z3.If(e < hb, e, hb)
+        else:
+            e = z3.If(z3.UGT(e, lb), e, lb)
+            e = z3.If(z3.ULT(e, hb), e, hb)
+        y_math = _clamp(z3, _ext(z3, E, 36) >> _ext(z3, s, 36, False), _ext(z3, qmin, 36), _ext(z3, qmax, 36))
+        claims.append(z3.Implies(z3.And(*pre), z3.Extract(obits - 1, 0, y_math) == e))
+    # (4) the 8-bit packs' element order within the lane (data movement of tagged dwords)
+    tags = [[z3.BitVec(f"r{k}_{j}", 8) for j in range(4)] for k in range(4)]
+    packs = lambda a, b: a + b  # noqa: E731  per lane: a's elements, then b's
+    order = packs(packs(tags[0], tags[1]), packs(tags[2], tags[3]))
+    for e in range(16):
+        claims.append(order[e] == tags[e // 4][e % 4])
+    return claims, variables
+
+
+def add8_index_map(wrong=False):
+    """Exhaustive check (plain Python) of the add bodies' element order on both ISAs and both output widths: the
+    per-lane pshufb split and packs, then for 16-bit outputs vperm2i128 0x20 / 0x31 (AVX2) or vpermt2q
+    (0,1,8,9,2,3,10,11) / (4,5,12,13,6,7,14,15) (AVX-512).  Returns the list of (isa, width, position, element)
+    failures.  ``wrong``: the permutes left out (the 16-bit vectors stored as packed), which must fail."""
+    fails = []
+    for isa, lanes in (("avx2", 2), ("avx512", 4)):
+        n = 16 * lanes
+        # r_k lane L dword j holds element 16L + 4k + j
+        r = [[16 * (i // 4) + 4 * k + (i % 4) for i in range(4 * lanes)] for k in range(4)]
+        packs = lambda a, b, m: [v for L in range(lanes) for v in a[m * L:m * (L + 1)] + b[m * L:m * (L + 1)]]  # noqa
+        w01, w23 = packs(r[0], r[1], 4), packs(r[2], r[3], 4)
+        b8 = packs(w01, w23, 8)
+        fails += [(isa, 8, i, v) for i, v in enumerate(b8) if v != i]
+        q = [w01[4 * i:4 * i + 4] for i in range(2 * lanes)] + [w23[4 * i:4 * i + 4] for i in range(2 * lanes)]
+        if wrong:
+            o = w01 + w23
+        elif isa == "avx2":   # 128-bit halves: o0 = (w01.lane0, w23.lane0), o1 = (w01.lane1, w23.lane1)
+            o = w01[0:8] + w23[0:8] + w01[8:16] + w23[8:16]
+        else:                 # qword indices into (w01 | w23)
+            o = [v for qi in (0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15) for v in q[qi]]
+        fails += [(isa, 16, i, v) for i, v in enumerate(o) if v != i]
+        assert len(o) == n
+    return fails
+
+
+SIMD_WRONG["add8_lanes"] = ("bias_fold_toggled", "split_high_unadjusted", "single_madd_unchecked", "pair_order_swapped")
+SIMD_LEMMAS["add8_lanes"] = (add8_lanes, "QF_BV", (32,), ("int8", "uint8"))

@@ -77,9 +77,11 @@ struct AddKernelParams {
 
 // y[i] = clamp((A1*x1[i] + A2*x2[i % period] + B) >> s, qmin, qmax) for i < n (period divides n; period == n: same
 // shape).  Inputs int8, uint8 or int16; outputs int8, uint8, int16 or uint16.  Returns -1, or the smallest index i
-// whose x1[i] (*which = 1) or x2[i % period] (*which = 2) is outside the box; then not all of y is written.
-// y == nullptr: range check only.  threads <= 0: all available.
+// whose x1[i] (*which = 1) or x2[i % period] (*which = 2) is outside the box; then y is partly written, except with
+// keep_y: then a box narrower than the input types is checked in a read-only pass first and y is untouched on error
+// (without keep_y the check is fused into the computing pass).  y == nullptr: range check only.  threads <= 0: all
+// available.
 int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t period, DType tout, void* y, int64_t n,
-                  const AddKernelParams& p, int threads, int* which);
+                  const AddKernelParams& p, int threads, int* which, bool keep_y = false);
 
 }  // namespace fxbn
