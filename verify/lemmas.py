@@ -946,7 +946,8 @@ def neon_narrow(in_dtype, w=32, wrong=False):
             variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
             pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
         if out == "uint16":
-            elems = narrow2(h[0:4], h[4:8], lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16)) +                 narrow2(h[8:12], h[12:16], lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16))
+            u16 = lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16)  # noqa: E731  sqxtun
+            elems = narrow2(h[0:4], h[4:8], u16) + narrow2(h[8:12], h[12:16], u16)
         else:
             w0, w1 = narrow2(h[0:4], h[4:8], s16), narrow2(h[8:12], h[12:16], s16)
             if bits == 16:

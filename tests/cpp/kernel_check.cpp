@@ -80,7 +80,8 @@ int64_t run(int path, int64_t outer, int64_t channels, int64_t inner, int thread
       b[c] = uniform(-(int64_t{1} << 29), int64_t{1} << 29);
       s[c] = static_cast<int32_t>(uniform(0, 31));
     } else if (path == 3) {  // mul32 at the edge: |A*x + B| <= 2^31 - 1 at an end of [lo, hi]
-      b[c] = pick({0, 1, -1, uniform(-(int64_t{1} << 20), int64_t{1} << 20), (int64_t{1} << 30) - 1, -(int64_t{1} << 30)});
+      b[c] = pick({0, 1, -1, uniform(-(int64_t{1} << 20), int64_t{1} << 20), (int64_t{1} << 30) - 1,
+                   -(int64_t{1} << 30)});
       a[c] = ((int64_t{1} << 31) - 1 - std::abs(b[c])) / emax * pick({1, -1});
       s[c] = static_cast<int32_t>(pick({0, 1, 15, 30, 31, 40, uniform(0, 31)}));
     } else if (path == 4) {  // widen at the edge: |A| up to 2^31, |A*x + B| up to 2^63 - 1
