@@ -6,7 +6,8 @@ program also runs the portable body (ISA "baseline") on the same data and requir
 FXBN_ISA=baseline runs the whole check on the portable body alone.
 The comparison can fail: the program with --mutate (one multiplier off by one) must fail, and so must builds of
 kernel_neon.cpp with one deliberately wrong instruction (a logical shift for the arithmetic one, a truncating narrow
-for a saturating one, a zero-extended signed input, the 16-bit multiply without its range check).  Skips without the
+for a saturating one, a zero-extended signed input, the 16-bit multiply without its range check, wrong periodic
+table reads).  Skips without the
 cross compiler or qemu-aarch64.  This checks correctness only: ARM speed is not measured here (qemu timings mean
 nothing).
 CI: apt-get install -y g++-aarch64-linux-gnu qemu-user"""
@@ -45,6 +46,10 @@ MUTANTS = {
     "zero_extend_int8": ("return h ? vmovl_high_s8(v) : vmovl_s8(vget_low_s8(v));",
                          "return vreinterpretq_s16_u16(h ? vmovl_high_u8(vreinterpretq_u8_s8(v)) : "
                          "vmovl_u8(vreinterpret_u8_s8(vget_low_s8(v))));"),
+    # periodic tables: the mul32 shift table used without its negation (sshl by +s: a left shift)
+    "periodic_positive_count": ("vnegq_s32(vld1q_s32(S + t))", "vld1q_s32(S + t)"),
+    # periodic tables: lanes 2-3 of the widen bodies read B of lanes 0-1
+    "periodic_widen_b_entries": ("vld1q_s64(B + t + 2)", "vld1q_s64(B + t)"),
     # smlal for every multiplier: A beyond int16 loses its high bits
     "smlal_unchecked_a": ("const bool a16 = a >= std::numeric_limits<int16_t>::min() && "
                           "a <= std::numeric_limits<int16_t>::max();", "const bool a16 = true;"),
