@@ -7,9 +7,8 @@ FXBN_ISA=baseline runs the whole check on the portable body alone.
 The comparison can fail: the program with --mutate (one multiplier off by one) must fail, and so must builds of
 kernel_neon.cpp with one deliberately wrong instruction (a logical shift for the arithmetic one, a truncating narrow
 for a saturating one, a zero-extended signed input, the 16-bit multiply without its range check, wrong periodic
-table reads).  Skips without the
-cross compiler or qemu-aarch64.  This checks correctness only: ARM speed is not measured here (qemu timings mean
-nothing).
+table reads).  Skips without the cross compiler or qemu-aarch64.  This checks correctness only: ARM speed is not
+measured here (qemu timings mean nothing).
 CI: apt-get install -y g++-aarch64-linux-gnu qemu-user"""
 import os
 import pathlib
