@@ -262,9 +262,9 @@ def check_range(x, const int64_t[::1] lo, const int64_t[::1] hi):
 
 
 def kernel_isa(name=None):
-    """The instruction set the kernel loops use ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2" or "baseline"); with a
-    name ("auto" for the best available) select it first (process-wide), raising ValueError when this CPU or build
-    lacks it.  For tests and benchmarks; the environment variable FXBN_ISA sets the initial choice."""
+    """The instruction set the kernel loops use ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "neon" on aarch64, or
+    "baseline"); with a name ("auto" for the best available) select it first (process-wide), raising ValueError when
+    this CPU or build lacks it.  For tests and benchmarks; the environment variable FXBN_ISA sets the initial choice."""
     if name is not None:
         if not set_kernel_isa(name.encode()):
             raise ValueError(f"kernel ISA {name!r} is unknown or not supported on this CPU")

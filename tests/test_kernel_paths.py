@@ -31,7 +31,7 @@ LENGTHS = (1, 7, 63, 65, 1023)
 def _available_isas():
     before = _core.kernel_isa()
     found = []
-    for name in ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "baseline"):
+    for name in ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "neon", "baseline"):
         try:
             _core.kernel_isa(name)
             found.append(name)

@@ -124,7 +124,7 @@ def test_input_shift_past_headroom_counterexample_overflows(name):
 
 def test_simd_lemmas_registered_for_the_cli():
     names = {r["name"] for r in lemmas.prove_all(("int8",), (32,), timeout_ms=20000)}
-    assert {"lut_rows", "dp_periodic"} <= names
+    assert {"lut_rows", "dp_periodic", "neon_mul32", "neon_narrow"} <= names
 
 
 @pytest.mark.parametrize("in_dtype", ["int8", "uint8"])
@@ -207,3 +207,36 @@ def test_onnx_floor_div_wrong_variants_are_real(w, variant):
 def test_onnx_floor_div_registered_for_the_cli():
     names = [r["name"] for r in lemmas.prove_all(("int8",), (32,), timeout_ms=20000)]
     assert "onnx_floor_div" in names
+
+
+# ------------------------------------------------------------------------------------------------ NEON bodies
+def _bv(z3, v, n):
+    return z3.BitVecVal(v % (1 << n), n)
+
+
+@pytest.mark.parametrize("value,count,width,want,want_logical", [
+    (-7, -1, 32, -4, ((-7) % (1 << 32)) >> 1),        # a negative count: right shift (floor for sshl)
+    (-7, -40, 32, -1, 0),                              # by the lane width or more: the sign / zero
+    (5, 3, 32, 40, 40),                                # a positive count: left shift
+    (5, 0x100 - 2, 64, 1, 1),                          # only the count's low byte counts: 0xFE is -2
+    (-(1 << 62), -63, 64, -1, 1),
+])
+def test_neon_sshl_model(value, count, width, want, want_logical):
+    """The lemmas' sshl / ushl model on concrete lanes (the Arm rule: the shift is the signed low byte of the count)."""
+    z3 = pytest.importorskip("z3")
+    v, c = _bv(z3, value, width), _bv(z3, count, width)
+    got = z3.simplify(lemmas._sshl(z3, v, c)).as_signed_long()
+    got_logical = z3.simplify(lemmas._sshl(z3, v, c, logical=True)).as_long()
+    assert got == want and got_logical == want_logical % (1 << width)
+
+
+def test_neon_widen_truncating_narrow_counterexample_is_real():
+    """xtn for sqxtn: on the reported P, B, s the low 32 bits of the shifted sum clamp to another output than the
+    exact clamp(floor((P + B) / 2^s))."""
+    c = lemmas.prove("neon_widen", "int8", 64, wrong="truncating_narrow")["counterexample"]
+    e = c["P"] + c["B"]
+    assert -(1 << 63) <= e < (1 << 63) and 0 <= c["s"] <= 63 and c["qmin"] <= c["qmax"]
+    q = e >> c["s"]
+    low = (q + (1 << 31)) % (1 << 32) - (1 << 31)
+    clamp = lambda v: min(max(v, c["qmin"]), c["qmax"])  # noqa: E731
+    assert clamp(low) != clamp(q)

@@ -58,6 +58,15 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   widen_periodic_high (vpsravd by s - 32).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
+
+NEON bodies (csrc/fxbn/kernel_neon.cpp, aarch64, kernel ISA "neon"; the right shift is sshl by a negative count,
+modelled with the instruction's rule: the count is the signed low byte of the count lane):
+
+- ``neon_mul32`` (rows and periodic): sxtl/uxtl widening, smlal/smlal2 with A within int16 for 8/16-bit inputs, else
+  mla; sshl by -s; 32-bit clamp.
+- ``neon_widen`` (rows and periodic): smlal/smlal2 32x32->64, sshl by -s, sqxtn to int32, 32-bit clamp.
+- ``neon_narrow``: the stores (sqxtn/sqxtn2, sqxtun/sqxtun2 from int32 to 16 bits and from int16 to 8 bits, narrow
+  min/max) element by element with the low/high half placement of the *2 forms.
 """
 import time
 
@@ -345,6 +354,9 @@ SIMD_WRONG = {
     "avx2_widen_periodic": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32",
                             "zero_extend", "odd_a_from_even_table"),
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
+    "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
+    "neon_widen": ("truncating_narrow", "logical_shift", "zero_extend", "positive_count", "qminmax_not_int32"),
+    "neon_narrow": ("truncating_narrow", "uint8_signed_narrow", "halves_swapped"),
 }
 
 
@@ -802,6 +814,162 @@ def avx2_pack_narrow(in_dtype, w=32, wrong=False):
     return claims, variables                                        # one claim per output element (fast so)
 
 
+# ------------------------------------------------------------------------------------------------ NEON bodies
+# csrc/fxbn/kernel_neon.cpp, picked on aarch64 (kernel ISA "neon"; tests/test_aarch64_qemu.py under qemu-user).
+
+def _sshl(z3, v, count, logical=False):
+    """sshl (vshlq_s32 / vshlq_s64; ushl, vshlq_u32 / vshlq_u64, when logical) on one lane: the shift is the signed
+    low byte of the count lane; a negative shift is a right shift by its magnitude (arithmetic for sshl: by the lane
+    width or more gives the sign in every bit; logical for ushl: 0), else a left shift (by the width or more: 0)."""
+    sh = z3.SignExt(v.size() - 8, z3.Extract(7, 0, count))
+    right = z3.LShR(v, -sh) if logical else v >> -sh
+    return z3.If(sh < 0, right, v << sh)
+
+
+def _neon_x32(z3, xi, bits, signed, zero_extend=False):
+    """The int32 lane of an input: 8-bit inputs sxtl (vmovl_s8) or, for uint8, uxtl (vmovl_u8) to 16 bits, the 16-bit
+    lane read signed; then sxtl (vmovl_s16) to 32 bits.  Returns (x16 or None, x32)."""
+    if bits == 32:
+        return None, xi
+    x16 = xi if bits == 16 else (z3.ZeroExt(8, xi) if (zero_extend or not signed) else z3.SignExt(8, xi))
+    return x16, z3.SignExt(16, x16)
+
+
+def neon_mul32(in_dtype, w=32, wrong=False):
+    """NEON rows / periodic, 32-bit accumulator (sizeof(Out) <= 4; per lane, so broadcast A, B, s and per-entry tables
+    alike): acc = smlal(B, x16, A16) (vmlal_s16 / vmlal_high_s16: B + sext32(x16) * sext32(A16) mod 2^32) for 8/16-bit
+    inputs when A lies in [-2^15, 2^15) (by rows; checked per row), else mla(B, x32, A) (vmlaq_s32, mod 2^32); then
+    sshl(acc, -s) (vshlq_s32 with vdupq_n_s32(-s) or vnegq_s32 of the s table, s <= 31) and the 32-bit clamp.
+    Claims, proved separately: (1) per multiply path, acc is the exact A*x + B modulo 2^32; (2) for every exact E within
+    32 bits (the solver's accumulator bound), sshl by -s and the clamp of its low 32 bits is clamp(floor(E / 2^s)).
+    The narrowing store is ``neon_narrow``.
+    Wrong: ``logical_shift`` (ushl), ``zero_extend`` (uxtl for a signed 8-bit input), ``positive_count`` (sshl by +s:
+    a left shift), ``smlal_unchecked_a`` (smlal for any A: only its low 16 bits count)."""
+    z3 = z3mod()
+    bad = _variant("neon_mul32", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    B, s, qmin, qmax = z3.BitVecs("B s qmin qmax", 32)
+    xi = z3.BitVec("x", bits)
+    variables = {"B": B, "s": s, "qmin": qmin, "qmax": qmax, "x": xi}
+    x16, x32 = _neon_x32(z3, xi, bits, signed, bad == "zero_extend")
+    W = 32 + max(bits, 16) + 2
+    exact = lambda A: _ext(z3, A, W) * _ext(z3, xi, W, signed) + _ext(z3, B, W)  # noqa: E731
+    A = z3.BitVec("A", 32)                                               # mla: any int32 multiplier
+    variables["A"] = A
+    claims = [z3.Extract(31, 0, exact(A)) == x32 * A + B]
+    if bits <= 16:
+        # smlal with (int16)A, for the A the row check admits (the sign extension of a 16-bit value; every A
+        # without the check): (a) the 16-bit lane holds x exactly; (b) for every 16-bit X there, B + the product of
+        # the sign-extended halves is B + A*X mod 2^32, A*X computed exactly on c + 16 bits (``product_width``)
+        claims.append(z3.SignExt(16, x16) == _ext(z3, xi, 32, signed))
+        if bad == "smlal_unchecked_a":
+            As, c = z3.BitVec("A_smlal", 32), 32
+        else:
+            As, c = z3.SignExt(16, z3.BitVec("A16", 16)), 16
+        X = z3.BitVec("X16", 16)
+        variables.update({"A_smlal": As, "X16": X})
+        Wp = max(32, c + 16)
+        acc = B + z3.SignExt(16, X) * z3.SignExt(16, z3.Extract(15, 0, As))
+        claims.append(z3.Extract(31, 0, _ext(z3, As, Wp) * _ext(z3, X, Wp)) + B == acc)
+    E = z3.BitVec("E", W)                                                # (2) every exact value within 32 bits
+    variables["E"] = E
+    fits, y_math = _math_sum(z3, E, z3.BitVecVal(0, 32), s, qmin, qmax, 32)
+    count = s if bad == "positive_count" else -s
+    y = _clamp(z3, _sshl(z3, z3.Extract(31, 0, E), count, bad == "logical_shift"), qmin, qmax)
+    claims.append(z3.Implies(z3.And(fits, z3.ULE(s, 31), qmin <= qmax), _same(z3, y, y_math)))
+    return claims, variables
+
+
+def neon_widen(in_dtype, w=64, wrong=False):
+    """NEON rows / periodic, 64-bit accumulator with a 32-bit multiplier (multipliers_fit_int32, sizeof(Out) <= 4;
+    per lane): P = smlal(B, x32, A) (vmlal_s32 / vmlal_high_s32: B + sext64(x32) * sext64(A) mod 2^64), sshl(P, -s)
+    (vshlq_s64, s = min(shift, 63)), sqxtn to int32 (vqmovn_s64 / vqmovn_high_s64), 32-bit clamp (in the store,
+    ``neon_narrow``).  Claims, proved separately: (1a) the int32 lane holds x exactly; (1b) for every int32 X in that
+    lane, smlal's product is the exact A*X (on 64 bits, where it is exact: ``product_width``); (2) for every 64-bit
+    product P and B with P + B within 64 bits, the shift, saturation and clamp give clamp(floor((P + B) / 2^s)) --
+    sqxtn loses nothing because qmin and qmax fit int32.
+    Wrong: ``truncating_narrow`` (xtn: the low 32 bits), ``logical_shift`` (ushl), ``zero_extend`` (umlal),
+    ``positive_count`` (sshl by +s), ``qminmax_not_int32`` (the same with [qmin, qmax] beyond int32)."""
+    z3 = z3mod()
+    bad = _variant("neon_widen", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    B, s, qmin, qmax = z3.BitVecs("B s qmin qmax", 64)
+    A, X = z3.BitVecs("A X", 32)
+    xi = z3.BitVec("x", bits)
+    P = z3.BitVec("P", 64)
+    variables = {"A": A, "B": B, "s": s, "qmin": qmin, "qmax": qmax, "x": xi, "X": X, "P": P}
+    _, x32 = _neon_x32(z3, xi, bits, signed)
+    claims = [z3.SignExt(32, x32) == _ext(z3, xi, 64, signed)]          # (1a)
+    ext = z3.ZeroExt if bad == "zero_extend" else z3.SignExt
+    claims.append(ext(32, X) * ext(32, A) == z3.SignExt(32, X) * z3.SignExt(32, A))  # (1b): exact on 64 bits
+    pre = [qmin <= qmax, z3.ULE(s, 63)]
+    if bad != "qminmax_not_int32":
+        pre += [_fits_signed(z3, qmin, 32), _fits_signed(z3, qmax, 32)]
+    count = s if bad == "positive_count" else -s
+    q = _sshl(z3, P + B, count, bad == "logical_shift")
+    n = z3.Extract(31, 0, q) if bad == "truncating_narrow" else _sat(z3, q, -(1 << 31), (1 << 31) - 1, 32)
+    y = _clamp(z3, n, z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax))
+    fits, y_math = _math_sum(z3, P, B, s, qmin, qmax, 64)
+    claims.append(z3.Implies(z3.And(fits, *pre), _same(z3, y, y_math)))
+    return claims, variables
+
+
+def neon_narrow(in_dtype, w=32, wrong=False):
+    """NEON store16: int32 lanes q0..q3 (elements 0-3, 4-7, 8-11, 12-15) clamped to [qmin, qmax] and stored as Out.
+    int8 / uint8: w0 = sqxtn2(sqxtn(q0), q1), w1 = sqxtn2(sqxtn(q2), q3) (int32 -> int16, saturating; the *2 form
+    fills the high half), then sqxtn2(sqxtn(w0), w1) (int8) or sqxtun2(sqxtun(w0), w1) (uint8), byte min/max (dropped
+    for int8 with [qmin, qmax] = [-128, 127]).  int16: w0, w1, word min/max (dropped for the whole int16 range).
+    uint16: sqxtun2(sqxtun(q0), q1) (int32 -> uint16), unsigned word min/max.  Claim: output element i is the low
+    bits of clamp(h_i, qmin, qmax) for every int32 h_i and every qmin <= qmax within Out's range.
+    Wrong: ``truncating_narrow`` (xtn for the int32 -> int16 sqxtn), ``uint8_signed_narrow`` (sqxtn to int8 for a
+    uint8 output), ``halves_swapped`` (the *2 form's operand in the low half)."""
+    z3 = z3mod()
+    bad = _variant("neon_narrow", wrong)
+    h = [z3.BitVec(f"h{i}", 32) for i in range(16)]
+    variables = {f"h{i}": h[i] for i in range(16)}
+
+    def narrow2(a, b, f):           # f(sqxtn(a)) in the low half, f(b) in the high half (xtn2 / sqxtn2 / sqxtun2)
+        lo, hi = [f(v) for v in a], [f(v) for v in b]
+        return hi + lo if bad == "halves_swapped" else lo + hi
+
+    s16 = ((lambda v: z3.Extract(15, 0, v)) if bad == "truncating_narrow"
+           else (lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)))
+    claims = []
+    for out, bits, signed, full in (("int8", 8, True, True), ("int8", 8, True, False), ("uint8", 8, False, False),
+                                    ("int16", 16, True, True), ("int16", 16, True, False),
+                                    ("uint16", 16, False, False)):
+        lo_t, hi_t = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if full:
+            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        if out == "uint16":
+            u16 = lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16)  # noqa: E731  sqxtun
+            elems = narrow2(h[0:4], h[4:8], u16) + narrow2(h[8:12], h[12:16], u16)
+        else:
+            w0, w1 = narrow2(h[0:4], h[4:8], s16), narrow2(h[8:12], h[12:16], s16)
+            if bits == 16:
+                elems = w0 + w1
+            elif signed or bad == "uint8_signed_narrow":
+                elems = narrow2(w0, w1, lambda v: _sat(z3, v, -128, 127, 8))           # sqxtn
+            else:
+                elems = narrow2(w0, w1, lambda v: _sat(z3, v, 0, 255, 8))              # sqxtun
+        lb, hb = z3.Extract(bits - 1, 0, qmin), z3.Extract(bits - 1, 0, qmax)
+        for i in range(16):
+            e = elems[i]
+            if not full:                                                  # smax/smin or umax/umin
+                if signed:
+                    e = z3.If(e > lb, e, lb)
+                    e = z3.If(e < hb, e, hb)
+                else:
+                    e = z3.If(z3.UGT(e, lb), e, lb)
+                    e = z3.If(z3.ULT(e, hb), e, hb)
+            claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(bits - 1, 0, _clamp(z3, h[i], qmin, qmax))))
+    return claims, variables
+
+
 # name -> (builder, logic, accumulator widths, input types): the kernel path each covers.
 SIMD_LEMMAS = {
     "lut_rows": (lut_rows, "QF_BV", (32, 64), ("int8", "uint8")),
@@ -814,6 +982,9 @@ SIMD_LEMMAS = {
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
+    "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
+    "neon_widen": (neon_widen, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "neon_narrow": (neon_narrow, "QF_BV", (32,), ("int8",)),
 }
 
 

@@ -22,6 +22,7 @@
 // A function-pointer table picks one body per call from the ISA chosen once at start-up (CPU detection, FXBN_ISA)
 // or by set_kernel_isa: what GCC's target_clones does, with the choice made explicit so that the tests can run
 // every body on one machine.  Other compilers and architectures (or -DFXBN_NO_DISPATCH) get the baseline only.
+// AArch64: kernel_neon.cpp's NEON bodies (ISA "neon", always available there) or the portable loops ("baseline").
 
 namespace fxbn {
 
@@ -35,13 +36,14 @@ namespace {
 // ------------------------------------------------------------------------------------------------ ISA selection
 // vbmi: x86-64-v4 plus AVX512-VBMI and AVX512-VNNI (Ice Lake and later): 8-bit -> 8-bit rows become a 256-entry
 // byte-permute table lookup; channel-last 8/16-bit inputs with 16-bit multipliers use one vpdpwssd for A*x + B.
-enum class Isa : int { baseline = 0, avx2 = 1, v4 = 2, vbmi = 3 };
+enum class Isa : int { baseline = 0, avx2 = 1, v4 = 2, vbmi = 3, neon = 4 };
 
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::vbmi: return "x86-64-v4+vbmi+vnni";
     case Isa::v4: return "x86-64-v4";
     case Isa::avx2: return "avx2";
+    case Isa::neon: return "neon";
     case Isa::baseline: break;
   }
   return "baseline";
@@ -56,6 +58,9 @@ bool cpu_has(Isa isa) {
   if (isa == Isa::v4) return __builtin_cpu_supports("x86-64-v4");
   if (isa == Isa::avx2) return __builtin_cpu_supports("avx2");
 #endif
+#if FXBN_NEON_DISPATCH
+  if (isa == Isa::neon) return true;
+#endif
   return isa == Isa::baseline;
 }
 
@@ -63,6 +68,7 @@ Isa best_isa() {
   if (cpu_has(Isa::vbmi)) return Isa::vbmi;
   if (cpu_has(Isa::v4)) return Isa::v4;
   if (cpu_has(Isa::avx2)) return Isa::avx2;
+  if (cpu_has(Isa::neon)) return Isa::neon;
   return Isa::baseline;
 }
 
@@ -72,7 +78,7 @@ bool parse_isa(const char* name, Isa* out) {
     *out = best_isa();
     return true;
   }
-  for (Isa isa : {Isa::vbmi, Isa::v4, Isa::avx2, Isa::baseline}) {
+  for (Isa isa : {Isa::vbmi, Isa::v4, Isa::avx2, Isa::neon, Isa::baseline}) {
     if (std::strcmp(name, isa_name(isa)) == 0) {
       if (!cpu_has(isa)) return false;
       *out = isa;
@@ -193,6 +199,10 @@ ChunkFn pick_rows(Isa isa, bool check, bool sat) {
   }
   if (isa == Isa::avx2) {
     if (ChunkFn fn = avx2_rows<M, In, Out>(check, sat)) return fn;
+  }
+#elif FXBN_NEON_DISPATCH
+  if (isa == Isa::neon) {
+    if (ChunkFn fn = neon_rows<M, In, Out>(check, sat)) return fn;
   }
 #else
   (void)sat;
@@ -418,6 +428,11 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const bool sat = saturating_store<Out>(p.qmin, p.qmax);
   ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
                     : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
+#if FXBN_NEON_DISPATCH
+  if (!rows && isa == Isa::neon) {
+    if (ChunkFn f = neon_periodic<M, In, Out>(check, sat)) fn = f;
+  }
+#endif
 #if FXBN_X86_DISPATCH
   Table<int32_t> s32;
   Table<int64_t> a64;

@@ -36,7 +36,8 @@ int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t out
 int64_t first_out_of_range(DType in_type, const void* x, int64_t outer, int64_t channels, int64_t inner,
                            const int64_t* lo, const int64_t* hi);
 
-// The instruction set the kernel loops run with: "x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2" or "baseline".
+// The instruction set the kernel loops run with: "x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "neon" (aarch64) or
+// "baseline".
 const char* kernel_isa();
 
 // Select the kernel loops by name (as kernel_isa names them, or "auto" for the best the CPU supports).

@@ -28,6 +28,13 @@
 #define FXBN_X86_DISPATCH 0
 #endif
 
+// AArch64: Advanced SIMD (NEON) is part of the base architecture, so the NEON bodies need no run-time detection.
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(FXBN_NO_DISPATCH)
+#define FXBN_NEON_DISPATCH 1
+#else
+#define FXBN_NEON_DISPATCH 0
+#endif
+
 #if defined(__GNUC__)
 #define FXBN_INLINE __attribute__((always_inline)) inline
 #else
@@ -235,6 +242,15 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd);
 // Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
 template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
+#endif
+
+#if FXBN_NEON_DISPATCH
+// kernel_neon.cpp (aarch64).  mul32 and widen (sizeof(Out) <= 4), by rows and with periodic tables (as apply_typed
+// builds them on aarch64: one plain entry per element); nullptr for mul64.
+template <Mul M, class In, class Out>
+ChunkFn neon_rows(bool check, bool sat);
+template <Mul M, class In, class Out>
+ChunkFn neon_periodic(bool check, bool sat);
 #endif
 
 }  // namespace detail
