@@ -347,7 +347,7 @@ def test_resnet20_integer_network_bit_identical():
     graph, pixels, labels = onnx_net.cifar_network(DATA_DIR, "resnet20", limit_per_class=4, calib_per_class=4)
     model = onnx_net.export_graph(graph, 32)
     assert {n.op_type for n in model.graph.node} <= {"Cast", "Mul", "Add", "Mod", "Sub", "Div", "Clip", "Pad",
-                                                    "Slice", "MatMulInteger", "ReduceSum", "Unsqueeze", "Identity"}
+                                                    "Slice", "ConvInteger", "ReduceSum", "MatMul", "Transpose", "Identity"}
     res, theirs = onnx_net.compare(graph, model, pixels, batch=20)
     assert len(pixels) == 40 and len(np.unique(theirs.argmax(1))) > 3      # real, varied predictions
     for level in OPTS:
