@@ -325,3 +325,97 @@ def logit_unit(model):
     """The real value of one step of each output (metadata ``fxbn.logit_unit``), as a float64 array."""
     props = {p.key: p.value for p in model.metadata_props}
     return np.asarray(json.loads(props["fxbn.logit_unit"]), np.float64)
+
+
+def export_float(graph, size, path=None, name="fxbn_float_net"):
+    """The graph's float network (its float parameters, BN folded into the conv in float64) as a float32 ONNX model.
+
+    For peers (e.g. onnxruntime.quantization.quantize_static): input ``image`` float32 (N, 3, size, size), the
+    normalised image ``graph.normalise(pixels)`` in NCHW; output ``output``: ``Graph.forward_float``'s output (the
+    classifier's logits, or the last activation as NHWC).  Standard ops only (Conv, Relu, Clip, LeakyRelu, Add,
+    MaxPool, Slice, Pad, GlobalAveragePool, Flatten, Gemm, Transpose); opset ``fxbn.onnx.OPSET``.
+    """
+    b = _Builder()
+    f32 = np.float32
+    shapes = {}
+    for node in graph.nodes:
+        a, p = node.attrs, node.name
+        if node.op == "input":
+            b.node("Identity", ["image"], p)
+            shapes[p] = 3
+        elif node.op == "conv":
+            w = np.asarray(a["w"], np.float64)
+            depthwise = bool(a.get("depthwise"))
+            w_oihw = np.transpose(w, (2, 0, 1))[:, None] if depthwise else np.transpose(w, (3, 2, 0, 1))
+            bias = np.zeros(w_oihw.shape[0]) if a.get("bias") is None else np.asarray(a["bias"], np.float64)
+            bn_node = next((n for n in graph.nodes if n.op == "bn" and n.src[0] == p), None)
+            out = p
+            if bn_node is not None:             # fold the BN: W * g / sqrt(v + eps), (bias - mean) * ... + beta
+                bn = bn_node.attrs["bn"]
+                inv = np.asarray(bn.gamma, np.float64) / np.sqrt(np.asarray(bn.var, np.float64) + bn.eps)
+                w_oihw = w_oihw * inv.reshape(-1, 1, 1, 1)
+                bias = (bias - np.asarray(bn.mean, np.float64)) * inv + np.asarray(bn.beta, np.float64)
+                out = bn_node.name + "/linear"
+            t, bt, l, r = a["pad"]
+            b.node("Conv", [node.src[0], b.const(p + "/w", w_oihw, f32), b.const(p + "/b", bias, f32)], out,
+                   strides=[a["stride"]] * 2, pads=[t, l, bt, r], group=w_oihw.shape[0] if depthwise else 1,
+                   kernel_shape=list(w_oihw.shape[2:]))
+            shapes[p] = w_oihw.shape[0]
+        elif node.op == "bn":
+            x, act = p + "/linear", a["act"]
+            if act is None:
+                b.node("Identity", [x], p)
+            elif act == "relu":
+                b.node("Relu", [x], p)
+            elif act == "relu6":
+                b.node("Clip", [x, b.const(p + "/lo", 0, f32), b.const(p + "/hi", 6, f32)], p)
+            else:
+                b.node("LeakyRelu", [x], p, alpha=float(np.float32(act[1])))
+            shapes[p] = shapes[node.src[0]]
+        elif node.op == "add":
+            if a.get("relu"):
+                b.node("Relu", [b.node("Add", list(node.src), p + "/sum")], p)
+            else:
+                b.node("Add", list(node.src), p)
+            shapes[p] = shapes[node.src[0]]
+        elif node.op == "maxpool":
+            t, bt, l, r = a["pad"]
+            b.node("MaxPool", [node.src[0]], p, kernel_shape=[a["k"]] * 2, strides=[a["stride"]] * 2,
+                   pads=[t, l, bt, r])
+            shapes[p] = shapes[node.src[0]]
+        elif node.op == "shortcut_a":
+            src = node.src[0]
+            extra = (a["out_channels"] - shapes[src]) // 2
+            big = np.iinfo(np.int64).max
+            sl = b.node("Slice", [src, b.const(p + "/starts", [0, 0], np.int64), b.const(p + "/ends", [big, big],
+                                                                                          np.int64),
+                                  b.const(p + "/axes", [2, 3], np.int64), b.const(p + "/steps", [2, 2], np.int64)],
+                        p + "/strided")
+            b.node("Pad", [sl, b.const(p + "/pads", [0, extra, 0, 0, 0, extra, 0, 0], np.int64)], p)
+            shapes[p] = a["out_channels"]
+        elif node.op == "gap":
+            b.node("Flatten", [b.node("GlobalAveragePool", [node.src[0]], p + "/pooled")], p)
+            shapes[p] = shapes[node.src[0]]
+        elif node.op == "dense":
+            b.node("Gemm", [node.src[0], b.const(p + "/w", a["w"], f32), b.const(p + "/b", a["bias"], f32)], p)
+            shapes[p] = np.shape(a["w"])[1]
+        else:
+            raise ValueError(f"node {p}: op {node.op!r} is not exported")
+    out = graph.output
+    if graph.by_name[out].op in ("dense", "gap"):
+        b.node("Identity", [out], "output")
+        out_shape = ["N", shapes[out]]
+    else:
+        b.node("Transpose", [out], "output", perm=[0, 2, 3, 1])
+        out_shape = ["N", "H", "W", shapes[out]]
+    g = helper.make_graph(b.nodes, name, [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                       ["N", 3, size, size])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", fo.OPSET)], producer_name="fxbn")
+    model.ir_version = min(model.ir_version, 8)
+    import onnx
+
+    onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        fo._save_atomic(model, path)
+    return model
