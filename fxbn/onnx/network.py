@@ -58,6 +58,13 @@ def _floor_div_pow2(b, x, shift, p, dtype=np.int64):
     return b.node("Div", [m, d], p + "/q")
 
 
+def _reserved(graph, names):
+    for node in graph.nodes:
+        if node.name in names or node.name.split("/")[0] in names:
+            raise ValueError(f"node {node.name}: the names {', '.join(names)} (and '<name>/...') are the model's "
+                             "inputs/outputs; rename the node")
+
+
 def _offset(act):
     """o with u = q + o a uint8 for the activation's dtype."""
     name = np.dtype(act.dtype).name
@@ -138,6 +145,7 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         Naming the node for anything not exportable exactly (an accumulator whose proven bound exceeds its type,
         activation dtypes other than int8/uint8, unknown ops).
     """
+    _reserved(graph, ("pixels", "logits", "output"))
     b = _Builder()
     shapes = {}
     unit = None
@@ -335,6 +343,7 @@ def export_float(graph, size, path=None, name="fxbn_float_net"):
     classifier's logits, or the last activation as NHWC).  Standard ops only (Conv, Relu, Clip, LeakyRelu, Add,
     MaxPool, Slice, Pad, GlobalAveragePool, Flatten, Gemm, Transpose); opset ``fxbn.onnx.OPSET``.
     """
+    _reserved(graph, ("image", "output"))
     b = _Builder()
     f32 = np.float32
     shapes = {}

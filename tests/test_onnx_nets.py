@@ -1,0 +1,184 @@
+"""fxbn.onnx.network on every graph form experiments.nets builds (depthwise convs, ReLU6, LeakyReLU, max-pool with
+'same'/qmin padding, conv bias folded into BN, logits conv, feature-extractor output): the exported integer-only
+model's outputs in onnxruntime equal Graph.forward_int's exactly (optimizations on and off); a perturbed multiplier in
+one exported layer is detected; the float export equals Graph.forward_float up to float rounding."""
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from conftest import DATA_DIR  # noqa: E402
+from fxbn.importers import BatchNormParams  # noqa: E402
+from fxbn.network import Graph, Node  # noqa: E402
+from fxbn.onnx.network import export_float, export_network, logit_unit  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+import fxbn.onnx as fo  # noqa: E402
+
+OPS = {"Transpose", "Cast", "Mul", "Add", "Mod", "Sub", "Div", "Clip", "Max", "Pad", "ConvInteger", "MaxPool",
+       "ReduceSum", "MatMul", "Slice", "Identity"}
+
+
+def _bn(rng, c):
+    return BatchNormParams(rng.uniform(0.5, 2, c), rng.normal(0, 0.5, c), rng.normal(0, 0.3, c),
+                           rng.uniform(0.5, 2, c), 1e-3)
+
+
+def small_net(seed=0, head="dense"):
+    """A Graph with every op export_network handles besides shortcut_a (ResNet-20 covers it in test_onnx.py)."""
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    nodes = [Node("input", "input"),
+             Node("c1", "conv", ("input",), {"w": rng.normal(0, 0.3, (3, 3, 3, 8)).astype(f), "stride": 2,
+                                             "pad": (0, 1, 0, 1), "bias": rng.normal(0, 0.2, 8).astype(f)}),
+             Node("b1", "bn", ("c1",), {"bn": _bn(rng, 8), "act": "relu"}),
+             Node("pool", "maxpool", ("b1",), {"k": 3, "stride": 2, "pad": (1, 1, 1, 1)}),
+             Node("dw", "conv", ("pool",), {"w": rng.normal(0, 0.5, (3, 3, 8)).astype(f), "stride": 1,
+                                            "pad": (1, 1, 1, 1), "depthwise": True}),
+             Node("bdw", "bn", ("dw",), {"bn": _bn(rng, 8), "act": "relu6"}),
+             Node("pw", "conv", ("bdw",), {"w": rng.normal(0, 0.3, (1, 1, 8, 8)).astype(f), "stride": 1,
+                                           "pad": (0, 0, 0, 0)}),
+             Node("bpw", "bn", ("pw",), {"bn": _bn(rng, 8), "act": ("leaky", 0.1)}),
+             Node("c3", "conv", ("bpw",), {"w": rng.normal(0, 0.3, (3, 3, 8, 8)).astype(f), "stride": 1,
+                                           "pad": (1, 1, 1, 1)}),
+             Node("b3", "bn", ("c3",), {"bn": _bn(rng, 8), "act": None}),
+             Node("sum", "add", ("b3", "pool"), {"relu": True})]
+    if head == "dense":
+        nodes += [Node("gap", "gap", ("sum",)),
+                  Node("fc", "dense", ("gap",), {"w": rng.normal(0, 0.3, (8, 5)).astype(f),
+                                                 "bias": rng.normal(0, 0.1, 5).astype(f)})]
+    elif head == "logits_conv":
+        nodes += [Node("cls", "conv", ("sum",), {"w": rng.normal(0, 0.3, (1, 1, 8, 5)).astype(f), "stride": 1,
+                                                    "pad": (0, 0, 0, 0), "bias": rng.normal(0, 0.1, 5).astype(f),
+                                                    "logits": True}),
+                  Node("gap", "gap", ("cls",))]
+    g = Graph(nodes, [0.45, 0.5, 0.4], [0.25, 0.22, 0.27])
+    pixels = rng.integers(0, 256, (12, 19, 19, 3), dtype=np.uint8)
+    g.calibrate([pixels[:6]])
+    g.quantize()
+    return g, pixels
+
+
+def run(model, pixels, opt):
+    return fo.session(model, optimize=opt).run(None, {"pixels": pixels})[0]
+
+
+def mismatches(model, graph, pixels):
+    theirs = graph.forward_int(pixels, bn="fxbn")[0]
+    out = {}
+    for opt in (True, False):
+        ours = run(model, pixels, opt)
+        assert ours.dtype == np.int64 and ours.shape == theirs.shape
+        out[opt] = int(np.any((ours != theirs).reshape(len(pixels), -1), axis=1).sum())
+    return out, theirs
+
+
+@pytest.mark.parametrize("head", ["dense", "logits_conv"])
+def test_small_net_bit_identical(head):
+    graph, pixels = small_net(head=head)
+    model = export_network(graph, 19)
+    ops = {n.op_type for n in model.graph.node}
+    assert ops <= OPS and {"ConvInteger", "MaxPool", "Max"} <= ops
+    conv = next(n for n in model.graph.node if n.name == "dw")
+    assert conv.op_type == "ConvInteger" and next(a.i for a in conv.attribute if a.name == "group") == 8
+    for t in list(model.graph.input) + list(model.graph.output):     # integer tensors at both ends
+        assert t.type.tensor_type.elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT64)
+    bad, theirs = mismatches(model, graph, pixels)
+    assert bad == {True: 0, False: 0}
+    assert len(np.unique(theirs, axis=0)) == len(pixels)                 # varied outputs, not a constant
+    # the unit makes the integers the network's real logits
+    real = graph.forward_int(pixels, bn="fxbn")[1]
+    assert np.allclose(theirs * logit_unit(model), real, rtol=1e-12, atol=0)
+
+
+def _perturb(model, name, fn):
+    init = next(i for i in model.graph.initializer if i.name == name)
+    init.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(init)), name))
+
+
+@pytest.mark.parametrize("target", ["bdw/multiplier", "b3/multiplier", "bpw/l1/multiplier", "sum/m1"])
+def test_perturbed_multiplier_detected(target):
+    """Mutation check: one exported layer with its multipliers off by ~1% must make the comparison fail."""
+    graph, pixels = small_net()
+    model = export_network(graph, 19)
+    _perturb(model, target, lambda m: m + np.maximum(np.abs(m) // 100, 1).astype(m.dtype))
+    bad, _ = mismatches(model, graph, pixels)
+    assert bad[True] > 0 and bad[False] > 0, bad
+
+
+def test_floor_division_needed():
+    """Mutation check of the floor division: plain truncating Div in the add (no Mod/Sub) differs."""
+    graph, pixels = small_net()
+    model = export_network(graph, 19)
+    div = next(n for n in model.graph.node if n.name == "sum/q")
+    div.input[0] = "sum/biased"
+    bad, _ = mismatches(model, graph, pixels)
+    assert bad[True] > 0, bad
+
+
+def test_feature_extractor_output():
+    graph, pixels = small_net()
+    graph.output = "bpw"                                 # MobileNet without top: the centred last activation, NHWC
+    model = export_network(graph, 19)
+    bad, theirs = mismatches(model, graph, pixels)
+    assert theirs.ndim == 4 and bad == {True: 0, False: 0}
+
+
+def test_accumulator_bound_refused():
+    graph, pixels = small_net()
+    graph.q["c3"]["term_bound"] = 2 ** 31
+    with pytest.raises(ValueError, match="node c3: accumulator bound"):
+        export_network(graph, 19)
+
+
+def test_float_export_matches_forward_float():
+    graph, pixels = small_net(head="logits_conv")
+    model = export_float(graph, 19)
+    x = np.ascontiguousarray(graph.normalise(pixels).transpose(0, 3, 1, 2))
+    y = fo.session(model).run(None, {"image": x})[0]
+    ref = graph.forward_float(pixels)
+    assert np.allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def _imagenet(net, n_images, calib):
+    if not (DATA_DIR / "imagenet" / "images" / "labels.txt").exists():
+        pytest.skip(f"shared data not found: {DATA_DIR / 'imagenet'}")
+    pytest.importorskip("PIL")
+    from experiments import onnx_net
+
+    return onnx_net, onnx_net.imagenet_network(DATA_DIR, net, limit=n_images, calib=calib, batch=n_images)
+
+
+@pytest.mark.parametrize("net", ["mobilenet", "darknet_tiny"])
+def test_imagenet_nets_bit_identical(net):
+    """The real MobileNet v1 0.25 (depthwise, ReLU6, feature output) and Darknet-tiny (LeakyReLU, max-pool, logits
+    conv): 0 differing outputs on a few ImageNet sample images, optimizations on and off."""
+    onnx_net, (graph, pixels, labels, calib) = _imagenet(net, 3, 3)
+    model = export_network(graph, 224)
+    res, theirs = onnx_net.compare(graph, model, pixels, batch=3)
+    assert {k: v[0] for k, v in res.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
+    assert all(np.array_equal(v[1], theirs) for v in res.values())
+    layer = next(i.name for i in model.graph.initializer if i.name.endswith("/multiplier") and "conv" in i.name)
+    _perturb(model, layer, lambda m: m + np.maximum(np.abs(m) // 100, 1).astype(m.dtype))
+    res, _ = onnx_net.compare(graph, model, pixels, batch=3, theirs=theirs)
+    assert all(v[0] > 0 for v in res.values()), layer
+
+
+def test_resnet50_bit_identical():
+    """Keras ResNet-50 (max-pool with qmin padding, conv biases folded into BN, 'same' padding, 16 residual adds):
+    2 ImageNet images, convolutions by torch for speed (checked equal to the NumPy ones on the same images)."""
+    pytest.importorskip("torch")
+    if not (DATA_DIR / "imagenet" / "resnet50.npz").exists():
+        pytest.skip("resnet50.npz not found")
+    from experiments import onnx_net
+
+    onnx_net.use_torch_conv(True)
+    try:
+        _, (graph, pixels, labels, calib) = _imagenet("resnet50", 2, 2)
+        model = export_network(graph, 224)
+        res, theirs = onnx_net.compare(graph, model, pixels, batch=2)
+    finally:
+        onnx_net.use_torch_conv(False)
+    assert {k: v[0] for k, v in res.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
+    assert np.array_equal(theirs[:1], graph.forward_int(pixels[:1])[0])       # NumPy convolutions: the same
