@@ -107,14 +107,38 @@ def test_perturbed_multiplier_detected(target):
     assert bad[True] > 0 and bad[False] > 0, bad
 
 
-def test_floor_division_needed():
-    """Mutation check of the floor division: plain truncating Div in the add (no Mod/Sub) differs."""
+def test_div_clamp_identity_exhaustive():
+    """_div_clamp's claim: clamp(trunc(t / 2^s), lo, hi) == clamp(floor(t / 2^s), lo, hi) for every t when lo >= 0,
+    over all t of 14 bits, s <= 8 and all 0 <= lo <= hi <= 12; and it is false for some t when lo < 0 (the reason
+    for the offset)."""
+    t = np.arange(-2 ** 13, 2 ** 13, dtype=np.int64)
+    for s in range(9):
+        trunc = np.trunc(t / 2 ** s).astype(np.int64)       # ONNX Div on integers
+        floor = t >> s
+        for lo in range(-2, 13):
+            for hi in range(max(lo, 0), 13):
+                same = np.array_equal(np.clip(trunc, lo, hi), np.clip(floor, lo, hi))
+                assert same == (lo >= 0 or s == 0), (s, lo, hi)
+
+
+def test_truncating_division_without_offset_detected():
+    """Mutation check of the floor division: the same graph with one BN's offset o*2^s taken out of its bias and
+    put after the Div (plain truncating division of a signed accumulator) differs from the integer network."""
     graph, pixels = small_net()
     model = export_network(graph, 19)
-    div = next(n for n in model.graph.node if n.name == "sum/q")
-    div.input[0] = "sum/biased"
+    layer = graph.q["b3"]["layers"][0]                      # int8 output, no ReLU: qmin = -128, o = 128
+    shifts = layer.shift.astype(np.int64).reshape(-1, 1, 1)
+    _perturb(model, "b3/bias", lambda bias: bias - (np.int64(128) << shifts).astype(bias.dtype))
+    _perturb(model, "b3/qmin", lambda v: v - 128)
+    _perturb(model, "b3/qmax", lambda v: v - 128)
+    clip = next(n for n in model.graph.node if n.name == "b3/clipped")
+    clip.output[0] = "b3/signed"
+    model.graph.initializer.append(numpy_helper.from_array(np.array(128, numpy_helper.to_array(
+        next(i for i in model.graph.initializer if i.name == "b3/qmin")).dtype), "b3/o"))
+    model.graph.node.insert(list(model.graph.node).index(clip) + 1, onnx.helper.make_node(
+        "Add", ["b3/signed", "b3/o"], ["b3/clipped"], name="b3/add_o"))
     bad, _ = mismatches(model, graph, pixels)
-    assert bad[True] > 0, bad
+    assert bad[True] > 0 and bad[False] > 0, bad
 
 
 def test_feature_extractor_output():
@@ -159,7 +183,8 @@ def test_imagenet_nets_bit_identical(net):
     res, theirs = onnx_net.compare(graph, model, pixels, batch=3)
     assert {k: v[0] for k, v in res.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
     assert all(np.array_equal(v[1], theirs) for v in res.values())
-    layer = next(i.name for i in model.graph.initializer if i.name.endswith("/multiplier") and "conv" in i.name)
+    layer = next(i.name for i in model.graph.initializer if i.name.endswith("/multiplier")
+                 and not i.name.startswith("input/"))
     _perturb(model, layer, lambda m: m + np.maximum(np.abs(m) // 100, 1).astype(m.dtype))
     res, _ = onnx_net.compare(graph, model, pixels, batch=3, theirs=theirs)
     assert all(v[0] > 0 for v in res.values()), layer

@@ -8,15 +8,16 @@ activation q (int8 or uint8, zero point z) is held as the uint8 u = q + o (o = 1
 ONNX's ConvInteger (uint8 activations x int8 weights, activation zero point z + o) computes the exact accumulator
 sum(w_q * (q - z)) of ``conv_int``:
 
-- ``input``: Transpose to NCHW, then the exact per-channel FixedPointBN of the pixels (``fxbn.onnx.layer_nodes``);
+- ``input``: Transpose to NCHW, then the exact per-channel FixedPointBN of the pixels (as ``bn`` below);
 - ``conv`` (plain, depthwise as ``group = C``, Keras bias folded into the BN by ``Graph.quantize``): Pad with the
   zero point u, ConvInteger, int32 accumulator; proven to fit: the graph's term bound sum|w_q| * max|q - z| < 2^31;
-- ``bn``: ``layer_nodes`` on the int32 accumulator (its in_range is the exact accumulator bound, so no range check;
-  int32 or int64 arithmetic as ``accumulator_type`` proves), ReLU/ReLU6 are in its clamp; LeakyReLU: Max of the two
-  layers' clamped values (exact: see fxbn.network); then + o, Cast uint8;
-- ``add``: the exact fxbn.FixedPointAdd: A1*u1 + A2*u2 + (B - o1*A1 - o2*A2), the floor division by 2^shift of
-  fxbn.onnx (Mod fmod=0, Sub, Div; verify.lemmas.onnx_floor_div), Clip, + o, Cast; int32 when every intermediate
-  over the input box (corners: the expressions are affine) and 2^shift fit 31 bits + sign, else int64 (checked);
+- ``bn``: the FixedPointBN u = clamp(floor((A*x + B) / 2^s), qmin, qmax) + o on the accumulator as Mul A,
+  Add (B + o*2^s), Div 2^s, Clip(qmin + o, qmax + o), Cast uint8 (``_div_clamp``: the offset makes the clamp's lower
+  end >= 0, where truncating Div and floor agree after the clamp -- no Mod needed); int32 arithmetic where every
+  intermediate over the layer's in_range (the exact accumulator bound) is proven to fit (``_bn_acc_type``), else
+  int64; ReLU/ReLU6 are in the clamp; LeakyReLU: Max of the two layers' clamped values (exact: see fxbn.network);
+- ``add``: the exact fxbn.FixedPointAdd: A1*u1 + A2*u2 + (B - o1*A1 - o2*A2 + o*2^shift), Div 2^shift, Clip, Cast;
+  int32 when every intermediate over the input box (corners: it is affine) and 2^shift fit, else int64 (checked);
 - ``maxpool``: Pad with qmin + o, MaxPool (uint8); ``shortcut_a``: strided Slice, channel Pad with the zero point;
 - ``gap``: ReduceSum of (u - z - o) (int32: H*W*255 < 2^31); of a logits conv: int64 ReduceSum of its logits;
 - ``dense``: integer MatMul (int32 if sum|pooled|*|w| is proven < 2^31, else int64) + the integer bias;
@@ -50,14 +51,6 @@ class _Builder:
         return output
 
 
-def _floor_div_pow2(b, x, shift, p, dtype=np.int64):
-    """floor(x / 2^shift) in ``dtype``: the Mod(fmod=0)/Sub/Div chain (verify.lemmas.onnx_floor_div)."""
-    d = b.const(p + "/divisor", 1 << shift, dtype)
-    r = b.node("Mod", [x, d], p + "/rem", fmod=0)
-    m = b.node("Sub", [x, r], p + "/multiple")
-    return b.node("Div", [m, d], p + "/q")
-
-
 def _reserved(graph, names):
     for node in graph.nodes:
         if node.name in names or node.name.split("/")[0] in names:
@@ -77,18 +70,19 @@ def _fits32(*values):
     return all(-_INT32 <= int(v) < _INT32 for v in values)
 
 
-def _add_acc_type(layer, offsets, p):
-    """int32 or int64 for the add: every intermediate A1*u1, A2*u2, their sum, + B', the Mod/Sub step (|acc| + 2^s)
-    and 2^s, at the corners of the u box (all affine in (u1, u2), so the corners bound them)."""
+def _add_acc_type(layer, offsets, out_off, p):
+    """int32 or int64 for the add, and its bias B' = B - o1*A1 - o2*A2 + o*2^s (u_i = q_i + o_i in, u = y + o out):
+    every intermediate A1*u1, A2*u2, their sum, + B', and 2^s, at the corners of the u box (all affine in (u1, u2),
+    so the corners bound them)."""
     (a1, a2), s = layer.multipliers, layer.shift
-    bias = layer.bias - offsets[0] * a1 - offsets[1] * a2
+    bias = layer.bias - offsets[0] * a1 - offsets[1] * a2 + (out_off << s)
     (l1, h1), (l2, h2) = layer.in_ranges
     vals = [bias, 1 << s]
     for u1 in (l1 + offsets[0], h1 + offsets[0]):
         for u2 in (l2 + offsets[1], h2 + offsets[1]):
             t1, t2 = a1 * u1, a2 * u2
             acc = t1 + t2 + bias
-            vals += [t1, t2, t1 + t2, acc, abs(acc) + (1 << s), -abs(acc) - (1 << s)]
+            vals += [t1, t2, t1 + t2, acc]
     if _fits32(*vals) and s <= 30:
         return np.int32, bias
     if not all(-2 ** 63 <= v < 2 ** 63 for v in vals):
@@ -96,26 +90,61 @@ def _add_acc_type(layer, offsets, p):
     return np.int64, bias
 
 
-def _requant(b, layers, src, p, out_off):
-    """The BN node: FixedPointBN layer(s) on the int32 NCHW accumulator ``src`` -> uint8 u = y + out_off."""
-    def prefix(k):
-        return p + "/" if len(layers) == 1 else f"{p}/l{k}/"
+def _bn_acc_type(layer, o, p, in_dtype="int32"):
+    """int32 or int64 for ``_bn_nodes``: per channel A, A*lo, A*hi, A*lo + B', A*hi + B', B' = B + o*2^s and 2^s
+    (A*x + B' is affine in x, so the ends of [lo, hi] bound it; lo/hi: in_range within in_dtype)."""
+    lo, hi = fo._effective_range(layer, in_dtype)
+    wide = False
+    for A, B, s, a, b in zip(layer.multiplier.tolist(), layer.bias.tolist(), layer.shift.tolist(), lo.tolist(),
+                             hi.tolist()):
+        bias = B + (o << s)
+        vals = [A, A * a, A * b, A * a + bias, A * b + bias, bias, 1 << s]
+        if not all(-2 ** 63 <= v < 2 ** 63 for v in vals) or s > 62:
+            raise ValueError(f"node {p}: channel accumulator does not fit int64")
+        wide = wide or s > 30 or not _fits32(*vals)
+    return np.int64 if wide else np.int32
 
-    subs = [fo.layer_nodes(layer, src, f"{p}/y{k}", axis=1, rank=4, in_dtype="int32", range_check=False,
-                           prefix=prefix(k)) for k, layer in enumerate(layers)]
-    if len({s.acc_dtype for s in subs}) > 1:      # LeakyReLU's two layers: one common (int64) accumulator type
-        subs = [fo.layer_nodes(layer, src, f"{p}/y{k}", axis=1, rank=4, in_dtype="int32", acc="int64",
-                               range_check=False, prefix=prefix(k)) for k, layer in enumerate(layers)]
-    acc = np.dtype(subs[0].acc_dtype)
-    clipped = []
-    for sub in subs:
-        assert sub.nodes[7].op_type == "Cast" and sub.nodes[7].output[0] == sub.output
-        b.nodes += sub.nodes[:7]                  # up to Clip: the clamped value in the accumulator type
-        b.inits += sub.initializers
-        clipped.append(sub.nodes[6].output[0])
+
+def _div_clamp(b, t, shifts, lo, hi, p, acc, shape=()):
+    """clamp(floor(t / 2^s), lo, hi) as Clip(Div(t, 2^s), lo, hi) for 0 <= lo <= hi: exact without a Mod.
+
+    On t >= 0 the truncating Div is floor.  On t < 0 both trunc(t / 2^s) <= 0 and floor(t / 2^s) <= -1 lie at or
+    below lo >= 0, so both clamp to lo.  (With lo < 0 the two differ: callers fold an offset o*2^s into t so that the
+    clamp's lower end qmin + o is >= 0; tests/test_onnx_nets.py checks the identity exhaustively on small widths and
+    that it fails for lo < 0.)
+    """
+    if lo < 0:
+        raise ValueError(f"node {p}: the Div/Clip floor division needs a clamp lower end >= 0, got {lo}")
+    if any(int(x) for x in np.ravel(shifts)):
+        t = b.node("Div", [t, b.const(p + "/divisor", np.reshape([1 << int(x) for x in np.ravel(shifts)], shape),
+                                      acc)], p + "/q")
+    return b.node("Clip", [t, b.const(p + "/qmin", lo, acc), b.const(p + "/qmax", hi, acc)], p + "/clipped")
+
+
+def _bn_nodes(b, layer, x, p, o, acc, in_dtype="int32"):
+    """u = clamp(floor((A*x + B) / 2^s), qmin, qmax) + o as Mul A, Add (B + o*2^s), Div 2^s, Clip(qmin + o, qmax + o)
+    in ``acc`` (int32/int64, proven by ``_bn_acc_type``); returns the clamped tensor.
+
+    floor((A*x + B + o*2^s) / 2^s) = floor((A*x + B) / 2^s) + o, and qmin + o >= 0 (u is a uint8): ``_div_clamp``.
+    """
+    shape = (-1, 1, 1)
+    qmin, qmax = layer.out_range
+    if qmin + o < 0 or qmax + o > 255:
+        raise ValueError(f"node {p}: out_range {layer.out_range} + {o} is not a uint8 range")
+    bias = [B + (o << s) for B, s in zip(layer.bias.tolist(), layer.shift.tolist())]
+    if np.dtype(acc) != np.dtype(in_dtype):
+        x = b.node("Cast", [x], p + "/wide", to=_ELEM[np.dtype(acc).name])
+    t = b.node("Mul", [x, b.const(p + "/multiplier", np.reshape(layer.multiplier, shape), acc)], p + "/ax")
+    t = b.node("Add", [t, b.const(p + "/bias", np.reshape(bias, shape), acc)], p + "/acc")
+    return _div_clamp(b, t, layer.shift, qmin + o, qmax + o, p, acc, shape)
+
+
+def _requant(b, layers, src, p, out_off, in_dtype="int32"):
+    """The BN node: FixedPointBN layer(s) on the int32 NCHW accumulator ``src`` -> uint8 u = y + out_off."""
+    acc = max((_bn_acc_type(layer, out_off, p, in_dtype) for layer in layers), key=lambda t: np.dtype(t).itemsize)
+    clipped = [_bn_nodes(b, layer, src, p if len(layers) == 1 else f"{p}/l{k}", out_off, acc, in_dtype)
+               for k, layer in enumerate(layers)]
     y = clipped[0] if len(clipped) == 1 else b.node("Max", clipped, p + "/leaky_max")
-    if out_off:
-        y = b.node("Add", [y, b.const(p + "/offset", out_off, acc)], p + "/offset_u")
     return b.node("Cast", [y], p, to=TensorProto.UINT8)
 
 
@@ -167,15 +196,7 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         a, q, p = node.attrs, graph.q.get(node.name, {}), node.name
         if node.op == "input":
             x = b.node("Transpose", ["pixels"], p + "/nchw", perm=[0, 3, 1, 2])
-            sub = fo.layer_nodes(q["layer"], x, p + "/y", axis=1, rank=4, in_dtype="uint8", range_check=False,
-                                 prefix=p + "/")
-            b.nodes += sub.nodes[:7]
-            b.inits += sub.initializers
-            o = _offset(q["act"])
-            y = sub.nodes[6].output[0]
-            if o:
-                y = b.node("Add", [y, b.const(p + "/offset", o, sub.acc_dtype)], p + "/offset_u")
-            b.node("Cast", [y], p, to=TensorProto.UINT8)
+            _requant(b, [q["layer"]], x, p, _offset(q["act"]), in_dtype="uint8")
             shapes[p] = (3, size, size)
         elif node.op == "conv":
             src = node.src[0]
@@ -223,7 +244,8 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         elif node.op == "add":
             layer = q["layer"]
             offs = [act_u(s_)[1] for s_ in node.src]
-            dtype, bias = _add_acc_type(layer, offs, p)
+            o = _offset(q["act"])
+            dtype, bias = _add_acc_type(layer, offs, o, p)
             elem = _ELEM[np.dtype(dtype).name]
             terms = []
             for k, (src, m) in enumerate(zip(node.src, layer.multipliers)):
@@ -231,12 +253,8 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
                 terms.append(b.node("Mul", [c_, b.const(f"{p}/m{k}", m, dtype)], f"{p}/scaled{k}"))
             acc = b.node("Add", terms, p + "/acc")
             acc = b.node("Add", [acc, b.const(p + "/bias", bias, dtype)], p + "/biased")
-            y = _floor_div_pow2(b, acc, layer.shift, p, dtype) if layer.shift else acc
-            o = _offset(q["act"])
             lo, hi = layer.out_range
-            y = b.node("Clip", [y, b.const(p + "/lo", lo, dtype), b.const(p + "/hi", hi, dtype)], p + "/clipped")
-            if o:
-                y = b.node("Add", [y, b.const(p + "/offset", o, dtype)], p + "/offset_u")
+            y = _div_clamp(b, acc, [layer.shift], lo + o, hi + o, p, dtype)
             b.node("Cast", [y], p, to=TensorProto.UINT8)
             shapes[p] = shapes[node.src[0]]
         elif node.op == "maxpool":
