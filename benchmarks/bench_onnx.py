@@ -80,6 +80,8 @@ def main(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--convinteger", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time export_network(conv='convinteger') (NCHW ConvInteger)")
     p.add_argument("--save", default=None, help="directory to save both models in")
     args = p.parse_args(argv)
 
@@ -95,6 +97,7 @@ def main(argv=None):
     graph, _, _, calib = onnx_net.imagenet_network(pathlib.Path(data.data_dir()), "resnet50", limit=args.calib,
                                                    calib=args.calib, batch=10)
     exact = export_network(graph, 224)
+    exact_ci = export_network(graph, 224, conv="convinteger") if args.convinteger else None
     with tempfile.TemporaryDirectory() as tmp:
         qdq = onnx_net.qdq_model(export_float(graph, 224), graph, calib, os.path.join(tmp, "qdq.onnx"))
     if args.save:
@@ -106,16 +109,22 @@ def main(argv=None):
     print(f"ResNet-50 calibrated on {len(calib)} images, exported and quantize_static'd in {time.time() - t0:.0f} s; "
           f"exact model {len(exact.graph.node)} nodes, QDQ model {len(qdq.graph.node)} nodes")
     rng = np.random.default_rng(0)
-    print(f"{'batch':>5} {'threads':>7} {'exact ms':>10} {'QDQ ms':>10} {'exact/QDQ':>10}  rounds")
+    print("exact = export_network (conv='matmul': NHWC, per-tap MatMulInteger); exact_ci = conv='convinteger' "
+          "(NCHW ConvInteger)")
+    print(f"{'batch':>5} {'threads':>7} {'exact ms':>10} {'QDQ ms':>10} {'exact/QDQ':>10} {'exact_ci ms':>12} "
+          f"{'exact_ci/QDQ':>13}  rounds")
     rows = []
     for batch in args.batches:
         pixels = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
-        feeds = {"exact": {"pixels": pixels}, "qdq": {"image": onnx_net.float_inputs(graph, pixels)}}
+        feeds = {"exact": {"pixels": pixels}, "qdq": {"image": onnx_net.float_inputs(graph, pixels)},
+                 "exact_ci": {"pixels": pixels}}
         for threads in args.threads:
             sessions = {"exact": session(exact, threads), "qdq": session(qdq, threads)}
+            if exact_ci is not None:
+                sessions["exact_ci"] = session(exact_ci, threads)
             for name, s in sessions.items():       # warm-up
                 s.run(None, feeds[name])
-            t = {"exact": [], "qdq": []}
+            t = {name: [] for name in sessions}
             for _ in range(args.rounds):
                 for name, s in sessions.items():
                     t0 = time.perf_counter()
@@ -124,8 +133,15 @@ def main(argv=None):
             ratio = statistics.median(a / b for a, b in zip(t["exact"], t["qdq"]))
             row = {"batch": batch, "threads": threads, "exact_ms": statistics.median(t["exact"]),
                    "qdq_ms": statistics.median(t["qdq"]), "ratio": ratio}
+            ci = ""
+            if "exact_ci" in t:
+                row["exact_ci_ms"] = statistics.median(t["exact_ci"])
+                row["ci_ratio"] = statistics.median(a / b for a, b in zip(t["exact_ci"], t["qdq"]))
+                ci = f"{row['exact_ci_ms']:12.1f} {row['ci_ratio']:13.2f}"
+            else:
+                ci = f"{'-':>12} {'-':>13}"
             rows.append(row)
-            print(f"{batch:5d} {threads:7d} {row['exact_ms']:10.1f} {row['qdq_ms']:10.1f} {ratio:10.2f}  "
+            print(f"{batch:5d} {threads:7d} {row['exact_ms']:10.1f} {row['qdq_ms']:10.1f} {ratio:10.2f} {ci}  "
                   f"{args.rounds}", flush=True)
     met = all(r["ratio"] <= 1.3 for r in rows)
     print(f"goal exact <= 1.3 x QDQ: {'met' if met else 'NOT met'} (worst {max(r['ratio'] for r in rows):.2f})")

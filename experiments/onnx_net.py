@@ -200,6 +200,8 @@ def main(argv=None):
     p.add_argument("--torch-conv", action=argparse.BooleanOptionalAction, default=None,
                    help="fxbn.network convolutions by torch (exact; default: on for the ImageNet nets)")
     p.add_argument("--check-conv", type=int, default=4, help="images on which --torch-conv is checked")
+    p.add_argument("--conv", default="matmul", choices=["matmul", "convinteger"],
+                   help="export_network's convolution form (default matmul: NHWC per-tap MatMulInteger)")
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="write the integer ONNX model here")
@@ -220,10 +222,10 @@ def main(argv=None):
         graph, pixels, labels = cifar_network(root, args.net, args.limit_per_class)
         calib = pixels[np.concatenate([np.flatnonzero(labels == c)[:50] for c in range(10)])]
         desc = f"{len(pixels)} CIFAR-10 test images"
-    model = export_network(graph, pixels.shape[1], args.out)
+    model = export_network(graph, pixels.shape[1], args.out, conv=args.conv)
     unit = logit_unit(model)
     t1 = time.time()
-    result = {"net": args.net, "images": desc, "opset": fo.OPSET, "nodes": len(model.graph.node),
+    result = {"net": args.net, "conv": args.conv, "images": desc, "opset": fo.OPSET, "nodes": len(model.graph.node),
               "ops": sorted({n.op_type for n in model.graph.node}), "torch_conv": bool(torch_conv)}
     if torch_conv and args.check_conv:
         k = min(args.check_conv, len(pixels))
@@ -242,7 +244,7 @@ def main(argv=None):
     def top1(logits):
         return float(np.mean((logits * unit).argmax(1) == labels) * 100) if classifier else None
 
-    print(f"{args.net}: {len(model.graph.node)} nodes, opset {fo.OPSET}; {desc}; fxbn integer network"
+    print(f"{args.net} (conv={args.conv}): {len(model.graph.node)} nodes, opset {fo.OPSET}; {desc}; fxbn integer network"
           + (f" top-1 {top1(theirs):.2f}%" if classifier else f" outputs {theirs.shape[1:]}"))
     for level, (bad, ours) in res.items():
         result[level] = {"differs": bad, "top1": top1(ours)}

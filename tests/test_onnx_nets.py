@@ -16,8 +16,9 @@ from onnx import numpy_helper  # noqa: E402
 
 import fxbn.onnx as fo  # noqa: E402
 
-OPS = {"Transpose", "Cast", "Mul", "Add", "Mod", "Sub", "Div", "Clip", "Max", "Pad", "ConvInteger", "MaxPool",
-       "ReduceSum", "MatMul", "Slice", "Identity"}
+OPS = {"Transpose", "Cast", "Mul", "Add", "Sub", "Div", "Clip", "Max", "Pad", "ConvInteger", "MatMulInteger",
+       "MaxPool", "ReduceSum", "MatMul", "Slice", "Identity"}
+CONVS = ["matmul", "convinteger"]
 
 
 def _bn(rng, c):
@@ -74,14 +75,16 @@ def mismatches(model, graph, pixels):
     return out, theirs
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("head", ["dense", "logits_conv"])
-def test_small_net_bit_identical(head):
+def test_small_net_bit_identical(head, conv):
     graph, pixels = small_net(head=head)
-    model = export_network(graph, 19)
+    model = export_network(graph, 19, conv=conv)
     ops = {n.op_type for n in model.graph.node}
-    assert ops <= OPS and {"ConvInteger", "MaxPool", "Max"} <= ops
-    conv = next(n for n in model.graph.node if n.name == "dw")
-    assert conv.op_type == "ConvInteger" and next(a.i for a in conv.attribute if a.name == "group") == 8
+    assert ops <= OPS and {"MaxPool", "Max", "ConvInteger" if conv == "convinteger" else "MatMulInteger"} <= ops
+    if conv == "convinteger":
+        dw = next(n for n in model.graph.node if n.name == "dw")
+        assert dw.op_type == "ConvInteger" and next(a.i for a in dw.attribute if a.name == "group") == 8
     for t in list(model.graph.input) + list(model.graph.output):     # integer tensors at both ends
         assert t.type.tensor_type.elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT64)
     bad, theirs = mismatches(model, graph, pixels)
@@ -97,11 +100,15 @@ def _perturb(model, name, fn):
     init.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(init)), name))
 
 
-@pytest.mark.parametrize("target", ["bdw/multiplier", "b3/multiplier", "bpw/l1/multiplier", "sum/m1"])
-def test_perturbed_multiplier_detected(target):
+@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("target", ["bdw/multiplier", "b3/multiplier", "bpw/l1/multiplier", "sum/m1",
+                                    "dw/tap11/w"])
+def test_perturbed_multiplier_detected(target, conv):
     """Mutation check: one exported layer with its multipliers off by ~1% must make the comparison fail."""
+    if target.startswith("dw/") and conv == "convinteger":
+        target = "dw/w"
     graph, pixels = small_net()
-    model = export_network(graph, 19)
+    model = export_network(graph, 19, conv=conv)
     _perturb(model, target, lambda m: m + np.maximum(np.abs(m) // 100, 1).astype(m.dtype))
     bad, _ = mismatches(model, graph, pixels)
     assert bad[True] > 0 and bad[False] > 0, bad
@@ -127,7 +134,7 @@ def test_truncating_division_without_offset_detected():
     graph, pixels = small_net()
     model = export_network(graph, 19)
     layer = graph.q["b3"]["layers"][0]                      # int8 output, no ReLU: qmin = -128, o = 128
-    shifts = layer.shift.astype(np.int64).reshape(-1, 1, 1)
+    shifts = layer.shift.astype(np.int64)                   # NHWC: per-channel constants of shape (C,)
     _perturb(model, "b3/bias", lambda bias: bias - (np.int64(128) << shifts).astype(bias.dtype))
     _perturb(model, "b3/qmin", lambda v: v - 128)
     _perturb(model, "b3/qmax", lambda v: v - 128)
@@ -141,10 +148,11 @@ def test_truncating_division_without_offset_detected():
     assert bad[True] > 0 and bad[False] > 0, bad
 
 
-def test_feature_extractor_output():
+@pytest.mark.parametrize("conv", CONVS)
+def test_feature_extractor_output(conv):
     graph, pixels = small_net()
     graph.output = "bpw"                                 # MobileNet without top: the centred last activation, NHWC
-    model = export_network(graph, 19)
+    model = export_network(graph, 19, conv=conv)
     bad, theirs = mismatches(model, graph, pixels)
     assert theirs.ndim == 4 and bad == {True: 0, False: 0}
 
@@ -174,12 +182,13 @@ def _imagenet(net, n_images, calib):
     return onnx_net, onnx_net.imagenet_network(DATA_DIR, net, limit=n_images, calib=calib, batch=n_images)
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("net", ["mobilenet", "darknet_tiny"])
-def test_imagenet_nets_bit_identical(net):
+def test_imagenet_nets_bit_identical(net, conv):
     """The real MobileNet v1 0.25 (depthwise, ReLU6, feature output) and Darknet-tiny (LeakyReLU, max-pool, logits
     conv): 0 differing outputs on a few ImageNet sample images, optimizations on and off."""
     onnx_net, (graph, pixels, labels, calib) = _imagenet(net, 3, 3)
-    model = export_network(graph, 224)
+    model = export_network(graph, 224, conv=conv)
     res, theirs = onnx_net.compare(graph, model, pixels, batch=3)
     assert {k: v[0] for k, v in res.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
     assert all(np.array_equal(v[1], theirs) for v in res.values())
@@ -201,9 +210,11 @@ def test_resnet50_bit_identical():
     onnx_net.use_torch_conv(True)
     try:
         _, (graph, pixels, labels, calib) = _imagenet("resnet50", 2, 2)
-        model = export_network(graph, 224)
-        res, theirs = onnx_net.compare(graph, model, pixels, batch=2)
+        res, theirs = onnx_net.compare(graph, export_network(graph, 224), pixels, batch=2)
+        res2, _ = onnx_net.compare(graph, export_network(graph, 224, conv="convinteger"), pixels, batch=2,
+                                   theirs=theirs)
     finally:
         onnx_net.use_torch_conv(False)
     assert {k: v[0] for k, v in res.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
+    assert {k: v[0] for k, v in res2.items()} == {"ORT_ENABLE_ALL": 0, "ORT_DISABLE_ALL": 0}
     assert np.array_equal(theirs[:1], graph.forward_int(pixels[:1])[0])       # NumPy convolutions: the same

@@ -39,8 +39,17 @@ _INT32 = 2 ** 31
 
 
 class _Builder:
-    def __init__(self):
+    def __init__(self, nhwc=False):
         self.nodes, self.inits = [], []
+        self.nhwc = nhwc
+        self.ch_shape = (-1,) if nhwc else (-1, 1, 1)          # per-channel constants
+        self.spatial = [1, 2] if nhwc else [2, 3]
+
+    def pads(self, t, bt, l, r):
+        return [0, t, l, 0, 0, bt, r, 0] if self.nhwc else [0, 0, t, l, 0, 0, bt, r]
+
+    def channel_pads(self, extra):
+        return [0, 0, 0, extra, 0, 0, 0, extra] if self.nhwc else [0, extra, 0, 0, 0, extra, 0, 0]
 
     def const(self, name, value, dtype):
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
@@ -127,7 +136,7 @@ def _bn_nodes(b, layer, x, p, o, acc, in_dtype="int32"):
 
     floor((A*x + B + o*2^s) / 2^s) = floor((A*x + B) / 2^s) + o, and qmin + o >= 0 (u is a uint8): ``_div_clamp``.
     """
-    shape = (-1, 1, 1)
+    shape = b.ch_shape
     qmin, qmax = layer.out_range
     if qmin + o < 0 or qmax + o > 255:
         raise ValueError(f"node {p}: out_range {layer.out_range} + {o} is not a uint8 range")
@@ -139,6 +148,38 @@ def _bn_nodes(b, layer, x, p, o, acc, in_dtype="int32"):
     return _div_clamp(b, t, layer.shift, qmin + o, qmax + o, p, acc, shape)
 
 
+def _conv_taps(b, x, w_q, zp, zu, s, ho, wo, depthwise, p, out):
+    """NHWC convolution of the (padded) uint8 x: per kernel tap a strided Slice and MatMulInteger (uint8 x int8,
+    zero point zu, int32), summed by int32 Add -- the exact sum(w_q * (u - zu)) whose bound < 2^31 the caller
+    checked.  Depthwise: x - zu once in int32, then per tap Slice and Mul by w_q[i, j] (C,), summed."""
+    kh, kw = w_q.shape[:2]
+    if depthwise:
+        x = b.node("Cast", [x], p + "/wide", to=TensorProto.INT32)
+        x = b.node("Sub", [x, b.const(p + "/zero_point32", zu, np.int32)], p + "/centred")
+    terms = []
+    for i in range(kh):
+        for j in range(kw):
+            tap = f"{p}/tap{i}{j}"
+            xs = x
+            if (i, j) != (0, 0) or s != 1 or kh * kw > 1:
+                xs = b.node("Slice", [x, b.const(tap + "/starts", [i, j], np.int64),
+                                      b.const(tap + "/ends", [i + s * (ho - 1) + 1, j + s * (wo - 1) + 1],
+                                              np.int64), b.const(tap + "/axes", [1, 2], np.int64),
+                                      b.const(tap + "/steps", [s, s], np.int64)], tap + "/x")
+            if depthwise:
+                terms.append(b.node("Mul", [xs, b.const(tap + "/w", w_q[i, j], np.int32)], tap + "/acc"))
+            else:
+                terms.append(b.node("MatMulInteger", [xs, b.const(tap + "/w", w_q[i, j], np.int8), zp],
+                                    tap + "/acc"))
+    total = terms[0]
+    for k, t in enumerate(terms[1:], start=1):
+        total = b.node("Add", [total, t], f"{p}/sum{k}")
+    last = b.nodes[-1]
+    assert last.output[0] == total
+    last.output[0] = last.name = out
+    return out
+
+
 def _requant(b, layers, src, p, out_off, in_dtype="int32"):
     """The BN node: FixedPointBN layer(s) on the int32 NCHW accumulator ``src`` -> uint8 u = y + out_off."""
     acc = max((_bn_acc_type(layer, out_off, p, in_dtype) for layer in layers), key=lambda t: np.dtype(t).itemsize)
@@ -148,7 +189,7 @@ def _requant(b, layers, src, p, out_off, in_dtype="int32"):
     return b.node("Cast", [y], p, to=TensorProto.UINT8)
 
 
-def export_network(graph, size, path=None, name="fxbn_int_net"):
+def export_network(graph, size, path=None, name="fxbn_int_net", conv="matmul"):
     """ONNX model of a quantized fxbn.network.Graph for (N, size, size, 3) uint8 pixels; output ``logits`` int64.
 
     Parameters
@@ -157,6 +198,10 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         Calibrated and quantized (``graph.q``).
     size : int
         Input height and width.
+    conv : {"matmul", "convinteger"}
+        "matmul" (default, the faster in onnxruntime 1.32): NHWC tensors, each convolution as Pad + one strided
+        Slice and MatMulInteger (uint8 x int8) per kernel tap, int32 Add (depthwise: int32 Mul per tap);
+        "convinteger": NCHW tensors, one ConvInteger per convolution (group = C for depthwise).
     path : str, optional
         Where to write the model (atomically).
     name : str
@@ -175,7 +220,9 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         activation dtypes other than int8/uint8, unknown ops).
     """
     _reserved(graph, ("pixels", "logits", "output"))
-    b = _Builder()
+    if conv not in ("matmul", "convinteger"):
+        raise ValueError(f"conv must be 'matmul' or 'convinteger', got {conv!r}")
+    b = _Builder(nhwc=conv == "matmul")
     shapes = {}
     unit = None
     u_zp = {}                                   # node -> (u zero point z + o, o, qmin + o) of its activation
@@ -195,7 +242,7 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
     for node in graph.nodes:
         a, q, p = node.attrs, graph.q.get(node.name, {}), node.name
         if node.op == "input":
-            x = b.node("Transpose", ["pixels"], p + "/nchw", perm=[0, 3, 1, 2])
+            x = "pixels" if b.nhwc else b.node("Transpose", ["pixels"], p + "/nchw", perm=[0, 3, 1, 2])
             _requant(b, [q["layer"]], x, p, _offset(q["act"]), in_dtype="uint8")
             shapes[p] = (3, size, size)
         elif node.op == "conv":
@@ -226,16 +273,19 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
             zp = b.const(p + "/zero_point", zu, np.uint8)
             x = src
             if any(a["pad"]):
-                x = b.node("Pad", [src, b.const(p + "/pads", [0, 0, t, l, 0, 0, bt, r], np.int64), zp], p + "/padded")
+                x = b.node("Pad", [src, b.const(p + "/pads", b.pads(t, bt, l, r), np.int64), zp], p + "/padded")
             ho, wo = (h + t + bt - kh) // s + 1, (w + l + r - kw) // s + 1
             out = p if not a.get("logits") else p + "/acc"
-            b.node("ConvInteger", [x, b.const(p + "/w", np.ascontiguousarray(w_oihw), np.int8), zp], out,
-                   strides=[s, s], group=cout if depthwise else 1, kernel_shape=[kh, kw])
+            if b.nhwc:
+                _conv_taps(b, x, w_q, zp, zu, s, ho, wo, depthwise, p, out)
+            else:
+                b.node("ConvInteger", [x, b.const(p + "/w", np.ascontiguousarray(w_oihw), np.int8), zp], out,
+                       strides=[s, s], group=cout if depthwise else 1, kernel_shape=[kh, kw])
             if a.get("logits"):
                 unit = act.scale * np.asarray(w_scale, np.float64)
                 bias_q = np.round(np.asarray(a["bias"], np.float64) / unit).astype(np.int64)
                 wide = b.node("Cast", [out], p + "/wide", to=TensorProto.INT64)
-                b.node("Add", [wide, b.const(p + "/bias", bias_q.reshape(-1, 1, 1), np.int64)], p)
+                b.node("Add", [wide, b.const(p + "/bias", bias_q.reshape(b.ch_shape), np.int64)], p)
             shapes[p] = (cout, ho, wo)
         elif node.op == "bn":
             o = _offset(q["act"])
@@ -265,25 +315,30 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
             k, s = a["k"], a["stride"]
             x = src
             if any(a["pad"]):
-                x = b.node("Pad", [src, b.const(p + "/pads", [0, 0, t, l, 0, 0, bt, r], np.int64),
+                x = b.node("Pad", [src, b.const(p + "/pads", b.pads(t, bt, l, r), np.int64),
                                    b.const(p + "/pad_value", qmin_u, np.uint8)], p + "/padded")
-            b.node("MaxPool", [x], p, kernel_shape=[k, k], strides=[s, s])
+            if b.nhwc:                                  # ONNX MaxPool is NCHW
+                x = b.node("Transpose", [x], p + "/nchw", perm=[0, 3, 1, 2])
+                y = b.node("MaxPool", [x], p + "/pooled", kernel_shape=[k, k], strides=[s, s])
+                b.node("Transpose", [y], p, perm=[0, 2, 3, 1])
+            else:
+                b.node("MaxPool", [x], p, kernel_shape=[k, k], strides=[s, s])
             shapes[p] = (c, (h + t + bt - k) // s + 1, (w + l + r - k) // s + 1)
         elif node.op == "shortcut_a":
             src = node.src[0]
             c, h, w = shapes[src]
             extra = (a["out_channels"] - c) // 2
             sl = b.node("Slice", [src, b.const(p + "/starts", [0, 0], np.int64),
-                                  b.const(p + "/ends", [h, w], np.int64), b.const(p + "/axes", [2, 3], np.int64),
+                                  b.const(p + "/ends", [h, w], np.int64), b.const(p + "/axes", b.spatial, np.int64),
                                   b.const(p + "/steps", [2, 2], np.int64)], p + "/strided")
             zp = b.const(p + "/zero_point", act_u(src)[0], np.uint8)
-            b.node("Pad", [sl, b.const(p + "/pads", [0, extra, 0, 0, 0, extra, 0, 0], np.int64), zp], p)
+            b.node("Pad", [sl, b.const(p + "/pads", b.channel_pads(extra), np.int64), zp], p)
             shapes[p] = (a["out_channels"], (h + 1) // 2, (w + 1) // 2)
         elif node.op == "gap":
             src = node.src[0]
             c, h, w = shapes[src]
             prev = graph.by_name[src]
-            axes = b.const(p + "/axes", [2, 3], np.int64)
+            axes = b.const(p + "/axes", b.spatial, np.int64)
             if prev.op == "conv" and prev.attrs.get("logits"):
                 b.node("ReduceSum", [src, axes], p, keepdims=0)                 # int64 logits
                 unit = unit / (h * w)
@@ -327,7 +382,10 @@ def export_network(graph, size, path=None, name="fxbn_int_net"):
         zu, _, _, act = act_u(out)
         c_ = b.node("Cast", [out], "output/wide", to=TensorProto.INT64)
         c_ = b.node("Sub", [c_, b.const("output/z", zu, np.int64)], "output/centred")
-        b.node("Transpose", [c_], "logits", perm=[0, 2, 3, 1])
+        if b.nhwc:
+            b.node("Identity", [c_], "logits")
+        else:
+            b.node("Transpose", [c_], "logits", perm=[0, 2, 3, 1])
         c, h, w = shapes[out]
         out_shape = ["N", h, w, c]
         unit = np.float64(act.scale)
