@@ -336,7 +336,7 @@ def test_resnet20_layers_bit_identical():
 
 
 def test_resnet20_integer_network_bit_identical():
-    """The experiments' whole ResNet-20 integer network (uint8 pixels -> int64 logits: ConvInteger convolutions,
+    """The experiments' whole ResNet-20 integer network (uint8 pixels -> int64 logits: MatMulInteger convolutions,
     fxbn.onnx BN subgraphs, requantizing adds, pooling, dense) exported by experiments.onnx_net: its logits in
     onnxruntime equal Graph.forward_int's (FixedPointBN.apply) on a sample of CIFAR-10 test images, optimizations
     on and off; the same graph with one BN's division by 2^s left out differs."""
@@ -347,7 +347,7 @@ def test_resnet20_integer_network_bit_identical():
     graph, pixels, labels = onnx_net.cifar_network(DATA_DIR, "resnet20", limit_per_class=4, calib_per_class=4)
     model = onnx_net.export_graph(graph, 32)
     assert {n.op_type for n in model.graph.node} <= {"Cast", "Mul", "Add", "Sub", "Div", "Clip", "Pad",
-                                                    "Slice", "ConvInteger", "ReduceSum", "MatMul", "Transpose", "Identity"}
+                                                    "Slice", "MatMulInteger", "ReduceSum", "MatMul", "Identity"}
     res, theirs = onnx_net.compare(graph, model, pixels, batch=20)
     assert len(pixels) == 40 and len(np.unique(theirs.argmax(1))) > 3      # real, varied predictions
     for level in OPTS:
