@@ -240,3 +240,12 @@ def test_neon_widen_truncating_narrow_counterexample_is_real():
     low = (q + (1 << 31)) % (1 << 32) - (1 << 31)
     clamp = lambda v: min(max(v, c["qmin"]), c["qmax"])  # noqa: E731
     assert clamp(low) != clamp(q)
+
+
+def test_onnx_div_clip_counterexample_is_real():
+    """The refuted variant (a negative clamp end) is a real difference between ONNX's truncating Div and floor."""
+    cex = lemmas.prove("onnx_div_clip", "int8", 32, wrong=True)["counterexample"]
+    t, s, lo, hi = cex["t"], cex["s"], cex["lo"], cex["hi"]
+    trunc = abs(t) // (1 << s) * (1 if t >= 0 else -1)
+    clamp = lambda v: min(max(v, lo), hi)  # noqa: E731
+    assert lo < 0 and clamp(trunc) != clamp(t >> s)

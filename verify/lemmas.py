@@ -29,6 +29,9 @@ Lemmas, symbolic in A, B, s, x (and qmin, qmax) at the real widths, proved in QF
 - ``onnx_floor_div``: the floor division of fxbn.onnx's exported subgraph (ONNX has no signed shift):
   Div(Sub(acc, Mod(acc, 2^s)), 2^s) with Mod fmod=0 (bvsmod) and truncating Div (bvsdiv) is floor(acc / 2^s) for
   every acc of w bits and s <= w - 2; plain Div and fmod=1 are refuted.
+- ``onnx_div_clip``: the network exporter's shorter form (fxbn.onnx.network._div_clamp): Clip(Div(t, 2^s), lo, hi)
+  with truncating Div equals clamp(floor(t / 2^s), lo, hi) for every w-bit t, s <= w - 2 and 0 <= lo <= hi; the
+  same with lo = -1 allowed is refuted (why the exporter folds an offset o*2^s into t).
 
 Each has a deliberately wrong variant (``WRONG``) that must be refuted: a logical shift, an int32 accumulator under
 the 64-bit bound, a zero-extended signed input, monotonicity without the no-overflow condition, a cast to a too-narrow
@@ -312,6 +315,22 @@ def onnx_floor_div(in_dtype, w, wrong=False):
     return claims, {"acc": acc, "s": s}
 
 
+def onnx_div_clip(in_dtype, w, wrong=False):
+    """Claim (fxbn.onnx.network's BN/add subgraphs): Clip(Div(t, 2^s), lo, hi), Div truncating toward zero (bvsdiv),
+    equals clamp(t >> s, lo, hi) -- the arithmetic shift is floor division (``shift_is_floor``) -- for every w-bit
+    t, every s in [0, w - 2] and every lo, hi with 0 <= lo <= hi.  wrong: lo may be -1 (a negative clamp end: there
+    trunc and floor differ after the clamp, e.g. t = -1, s = 1 gives 0 against -1)."""
+    z3 = z3mod()
+    t, lo, hi = z3.BitVecs("t lo hi", w)
+    s = z3.BitVec("s", w)
+    pre = z3.And(lo <= hi, lo >= (-1 if wrong else 0))
+    claims = []
+    for k in range(w - 1):
+        q = t / z3.BitVecVal(1 << k, w)                             # ONNX Div on integers: bvsdiv
+        claims.append(z3.Implies(z3.And(s == k, pre), _clamp(z3, q, lo, hi) == _clamp(z3, t >> k, lo, hi)))
+    return claims, {"t": t, "s": s, "lo": lo, "hi": hi}
+
+
 LEMMAS = {
     "multiply_add_truncates": (multiply_add_truncates, "QF_BV"),
     "fits_sign_extends": (fits_sign_extends, "QF_BV"),
@@ -326,6 +345,7 @@ LEMMAS = {
     "saturating_store": (saturating_store, "QF_BV"),
     "pack_narrow": (pack_narrow, "QF_BV"),
     "onnx_floor_div": (onnx_floor_div, "QF_BV"),
+    "onnx_div_clip": (onnx_div_clip, "QF_BV"),
 }
 
 

@@ -119,8 +119,8 @@ def _div_clamp(b, t, shifts, lo, hi, p, acc, shape=()):
 
     On t >= 0 the truncating Div is floor.  On t < 0 both trunc(t / 2^s) <= 0 and floor(t / 2^s) <= -1 lie at or
     below lo >= 0, so both clamp to lo.  (With lo < 0 the two differ: callers fold an offset o*2^s into t so that the
-    clamp's lower end qmin + o is >= 0; tests/test_onnx_nets.py checks the identity exhaustively on small widths and
-    that it fails for lo < 0.)
+    clamp's lower end qmin + o is >= 0.)  ``verify.lemmas.onnx_div_clip`` proves it in QF_BV for every int32/int64 t
+    and s <= w - 2 and refutes lo = -1; tests/test_onnx_nets.py also checks it exhaustively on small widths.
     """
     if lo < 0:
         raise ValueError(f"node {p}: the Div/Clip floor division needs a clamp lower end >= 0, got {lo}")
