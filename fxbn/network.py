@@ -351,7 +351,7 @@ class Graph:
         return self.q
 
     # ------------------------------------------------------------------ integer
-    def forward_int(self, pixels, bn="fxbn", observe=None):
+    def forward_int(self, pixels, bn="fxbn", observe=None, observe_add=None):
         """Integer-only forward pass from uint8 pixels (N, H, W, 3).
 
         Parameters
@@ -361,6 +361,9 @@ class Graph:
             or FixedPointBN.reference(engine="core") itself: slower, for checks).
         observe : callable(node, accumulator, outputs), optional
             Called at each BN with the int32 accumulator and the int8 output.
+        observe_add : callable(node, x1, x2, outputs), optional
+            Called at each residual add with its two integer inputs (the arrays the add layer received) and its
+            output.
 
         Returns
         -------
@@ -371,6 +374,8 @@ class Graph:
             val[node.name] = self._int_node(node, val, bn, pixels)
             if observe is not None and node.op == "bn":
                 observe(node, val[node.src[0]], val[node.name])
+            elif observe_add is not None and node.op == "add":
+                observe_add(node, val[node.src[0]], val[node.src[1]], val[node.name])
         logits, unit = self._output(val)
         return logits, logits * unit
 
