@@ -280,6 +280,7 @@ class Graph:
     def quantize(self, rounding="half_up", solver_options=None):
         """Integer parameters: int8 weights, a FixedPointBN per BN (exact accumulator bounds), the input layer."""
         solver_options = solver_options or {}
+        self.rounding, self.solver_options = rounding, dict(solver_options)
         self.q = {}
         for node in self.nodes:
             a = node.attrs
@@ -349,6 +350,15 @@ class Graph:
                 self.q[node.name] = {"w_q": w_q, "w_scale": w_scale, "w_deq": (w_q * w_scale).astype(np.float32),
                                      "act_in": act_in}
         return self.q
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the calibrated, quantized graph (float parameters, calibration, integer layers) as one .npz (no
+        pickle); read it back with :func:`fxbn.network.load`, which validates it and re-checks it (see
+        :mod:`fxbn.network_io`)."""
+        from fxbn import network_io
+
+        network_io.save(self, path)
 
     # ------------------------------------------------------------------ integer
     def forward_int(self, pixels, bn="fxbn", observe=None, observe_add=None):
@@ -507,3 +517,10 @@ class Graph:
         acc = conv_int(xc, q["w_q"], node.attrs["stride"], node.attrs["pad"], False, bound).astype(np.int64)
         bias_q = np.round(np.asarray(node.attrs["bias"], np.float64) / unit).astype(np.int64)
         return acc + bias_q, unit
+
+
+def load(path, *, check=True):
+    """Read a graph written by :meth:`Graph.save`; see :func:`fxbn.network_io.load`."""
+    from fxbn import network_io
+
+    return network_io.load(path, check=check)
