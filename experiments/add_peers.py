@@ -245,8 +245,8 @@ class AddObserver:
         size = (layer.in_ranges[0][1] - l1 + 1) * (h2 - l2 + 1)
         h = np.bincount(idx, minlength=size)
         self.hist[node.name] = self.hist.get(node.name, 0) + h
-        ref = reference_table(self.graph, node.name)
-        wrong = int(np.count_nonzero(np.asarray(y).reshape(-1) != ref.reshape(-1)[idx]))
+        ref = exact_outputs(self.graph, node.name, idx)
+        wrong = int(np.count_nonzero(np.asarray(y).reshape(-1) != ref))
         self.fxbn_wrong[node.name] = self.fxbn_wrong.get(node.name, 0) + wrong
         self.outputs[node.name] = self.outputs.get(node.name, 0) + int(idx.size)
 
@@ -260,6 +260,24 @@ def reference_table(graph, name):
         g1, g2 = np.meshgrid(np.arange(l1, h1 + 1), np.arange(l2, h2 + 1), indexing="ij")
         q["reference_table"] = layer.reference(g1.astype(layer.in_dtypes[0]), g2.astype(layer.in_dtypes[1]))
     return q["reference_table"]
+
+
+def exact_outputs(graph, name, idx):
+    """The exact reference at the pair indices idx of the node's box: from the whole-box table when it exists, else
+    FixedPointAdd.reference on the pairs not seen before (cached), so a small sample costs only its distinct pairs."""
+    q = graph.q[name]
+    if "reference_table" in q:
+        return q["reference_table"].reshape(-1)[idx]
+    layer = q["layer"]
+    (l1, h1), (l2, h2) = layer.in_ranges
+    width = h2 - l2 + 1
+    cache = q.setdefault("reference_cache", np.full((h1 - l1 + 1) * width, np.iinfo(np.int32).min, np.int32))
+    todo = np.unique(idx)
+    todo = todo[cache[todo] == np.iinfo(np.int32).min]
+    if todo.size:
+        cache[todo] = layer.reference((todo // width + l1).astype(layer.in_dtypes[0]),
+                                      (todo % width + l2).astype(layer.in_dtypes[1]))
+    return cache[idx].astype(layer.out_dtype)
 
 
 def requant_graph_q(graph):
@@ -293,9 +311,10 @@ def observe_network(graph, pixels, batch=100, workers=1):
     """Run every image through the exact and the add_requant integer networks.
 
     Returns (exact logits, approximate logits, {node: pair histogram}, {node: fxbn wrong}, {node: outputs})."""
-    for node in graph.nodes:
-        if node.op == "add":
-            reference_table(graph, node.name)   # before forking: computed once
+    if len(pixels) > batch:   # many images: the whole box's reference, computed once before forking
+        for node in graph.nodes:
+            if node.op == "add":
+                reference_table(graph, node.name)
     _WORK.update(graph=graph, pixels=pixels, requant_q=requant_graph_q(graph))
     spans = [(i, min(i + batch, len(pixels))) for i in range(0, len(pixels), batch)]
     if workers > 1:
@@ -329,7 +348,7 @@ def count_peers(graph, hist, peers):
         w = h[seen]
         x1 = (seen // (h2 - l2 + 1) + l1).astype(layer.in_dtypes[0])
         x2 = (seen % (h2 - l2 + 1) + l2).astype(layer.in_dtypes[1])
-        ref = reference_table(graph, node.name).reshape(-1)[seen]
+        ref = exact_outputs(graph, node.name, seen)
         a1, a2, out, relu = add_params(graph, node)
         row = {"outputs": int(w.sum()), "distinct_pairs": int(seen.size), "relu": relu,
                "multipliers": list(layer.multipliers), "shift": layer.shift, "wrong": {}, "max_error": {}}
