@@ -369,7 +369,28 @@ def count_peers(graph, hist, peers):
                 row.setdefault("example", {})[name] = {"x1": int(x1[i]), "x2": int(x2[i]), "peer": int(y[i]),
                                                        "exact": int(ref[i]), "occurrences": int(w[i])}
         rows[node.name] = row
+    box_counts(graph, ["fxbn"] + [p for p in peers if p not in errors], rows)
     return rows, errors
+
+
+def box_counts(graph, peers, rows):
+    """Per add node (when its whole-box reference table exists): each peer's wrong outputs over EVERY pair of the
+    node's input box, i.e. how many inputs it gets wrong in principle (row["box_pairs"], row["box_wrong"])."""
+    for node in graph.nodes:
+        q = graph.q.get(node.name, {})
+        if node.op != "add" or "reference_table" not in q:
+            continue
+        layer = q["layer"]
+        (l1, h1), (l2, h2) = layer.in_ranges
+        g1, g2 = np.meshgrid(np.arange(l1, h1 + 1), np.arange(l2, h2 + 1), indexing="ij")
+        x1, x2 = g1.reshape(-1).astype(layer.in_dtypes[0]), g2.reshape(-1).astype(layer.in_dtypes[1])
+        ref = q["reference_table"].reshape(-1)
+        row = rows.setdefault(node.name, {})
+        row["box_pairs"] = int(ref.size)
+        row["box_wrong"] = {}
+        for peer in peers:
+            y = layer.apply(x1, x2) if peer == "fxbn" else PEER_FUNCS[peer](x1, x2, *add_params(graph, node))
+            row["box_wrong"][peer] = int(np.count_nonzero(np.asarray(y).reshape(-1) != ref))
 
 
 # ---------------------------------------------------------------------------------------------- one network
@@ -416,6 +437,24 @@ def run_network(name, args, data_root):
                              "workers": args.workers}}
 
 
+def box_only(name, args, data_root):
+    """The recorded result of a network with each add's whole-box counts added (its layers must be the recorded)."""
+    result = json.loads((args.out / f"add_peers_{name}.json").read_text())
+    graph = run.load_network(name, data_root)
+    _, _, calib, _ = run.load_images(name, data_root, args)
+    graph.calibrate([calib[i:i + args.batch] for i in range(0, len(calib), args.batch)], method=args.method,
+                    percentile=args.percentile)
+    graph.quantize(rounding=args.rounding)
+    for node in graph.nodes:
+        if node.op == "add":
+            layer, row = graph.q[node.name]["layer"], result["adds"][node.name]
+            if list(layer.multipliers) != row["multipliers"] or layer.shift != row["shift"]:
+                raise SystemExit(f"{name}: add {node.name} differs from the recorded run")
+            reference_table(graph, node.name)
+    box_counts(graph, ["fxbn"] + result["peers"], result["adds"])
+    return result
+
+
 def table(results):
     """README table: per network, add outputs checked, wrong outputs per peer, logits / top-1 changed."""
     peers = [p for p in PEERS if any(p in r["totals"] for r in results)]
@@ -449,12 +488,14 @@ def main(argv=None):
     p.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--rounding", default="half_up")
+    p.add_argument("--box-only", action="store_true",
+                   help="add the whole-box counts to an existing result (rebuilds the same layers, no images run)")
     args = p.parse_args(argv)
     if not args.data.is_dir():
         sys.exit(f"data directory {args.data} not found (set FXBN_DATA)")
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.nets:
-        r = run_network(name, args, args.data)
+        r = box_only(name, args, args.data) if args.box_only else run_network(name, args, args.data)
         (args.out / f"add_peers_{name}.json").write_text(json.dumps(run.to_jsonable(r), indent=1))
         print(table([r]), flush=True)
         if r["totals"]["fxbn"] or r["totals"]["fxbn_in_network"]:
