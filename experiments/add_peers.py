@@ -154,7 +154,6 @@ def peer_litert(x1, x2, a1, a2, out, relu, resolver="AUTO"):
 
 def peer_onnxruntime(x1, x2, a1, a2, out, relu):
     """com.microsoft QLinearAdd (int8) in onnxruntime; ReLU as max(y, z_out) after it."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -173,7 +172,6 @@ def peer_onnxruntime(x1, x2, a1, a2, out, relu):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    del onnx
     y = sess.run(None, {"x1": np.ascontiguousarray(x1, np.int8), "x2": np.ascontiguousarray(x2, np.int8)})[0]
     return np.maximum(y, np.int8(out.zero_point)) if relu else y
 
@@ -456,7 +454,8 @@ def box_only(name, args, data_root):
 
 
 def table(results):
-    """README table: per network, add outputs checked, wrong outputs per peer, logits / top-1 changed."""
+    """README table: per network, add outputs checked, wrong outputs per peer on the real activations (and over every
+    pair of the nodes' input boxes, when counted), images whose logits / top-1 change with add_requant."""
     peers = [p for p in PEERS if any(p in r["totals"] for r in results)]
     head = ["network", "images", "add nodes", "add outputs checked", "fxbn"] + peers + \
            ["images with changed logits", "top-1 changed (exact vs add_requant)"]
@@ -464,10 +463,22 @@ def table(results):
     for r in results:
         t, e = r["totals"], r["end_to_end"]
         n = t["outputs"]
-        cells = [r["network"], f"{e['images']:,}", str(len(r["adds"])), f"{n:,}",
-                 f"**{t['fxbn']}**" + ("" if t["fxbn_in_network"] == t["fxbn"] else f" ({t['fxbn_in_network']})")]
-        for p in peers:
-            cells.append(f"{t[p]:,} ({t[p] / n:.1e})" if p in t and t[p] else ("0" if p in t else "not run"))
+        rows = r["adds"].values()
+        box = all("box_wrong" in row for row in rows)
+
+        def cell(p, bold=False):
+            if p not in t:
+                return "not run"
+            text = f"**{t[p]:,}**" if bold else (f"{t[p]:,} ({t[p] / n:.1e})" if t[p] else "0")
+            if box:
+                text += f" (box {sum(row['box_wrong'][p] for row in rows):,})"
+            return text
+
+        cells = [r["network"], f"{e['images']:,}", str(len(r["adds"])), f"{n:,}" + (
+            f" (box {sum(row['box_pairs'] for row in rows):,} pairs)" if box else ""), cell("fxbn", True)]
+        if t["fxbn_in_network"] != t["fxbn"]:
+            cells[-1] += f" (in network {t['fxbn_in_network']})"
+        cells += [cell(p) for p in peers]
         cells += [f"{e['logits_changed_images']:,} of {e['images']:,}", f"{e['top1_changed_images']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -490,10 +501,18 @@ def main(argv=None):
     p.add_argument("--rounding", default="half_up")
     p.add_argument("--box-only", action="store_true",
                    help="add the whole-box counts to an existing result (rebuilds the same layers, no images run)")
+    p.add_argument("--table", action="store_true", help="print the table of the recorded results of --nets")
     args = p.parse_args(argv)
+    if args.table:
+        args.data = args.data if args.data.is_dir() else pathlib.Path(".")
     if not args.data.is_dir():
         sys.exit(f"data directory {args.data} not found (set FXBN_DATA)")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        results = [json.loads((args.out / f"add_peers_{n}.json").read_text()) for n in args.nets
+                   if (args.out / f"add_peers_{n}.json").exists()]
+        print(table(results))
+        return
     for name in args.nets:
         r = box_only(name, args, args.data) if args.box_only else run_network(name, args, args.data)
         (args.out / f"add_peers_{name}.json").write_text(json.dumps(run.to_jsonable(r), indent=1))
