@@ -39,6 +39,7 @@ if __name__ == "__main__":  # one BLAS thread per worker process (set before num
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json
+import math
 import multiprocessing
 import pathlib
 import sys
@@ -187,6 +188,35 @@ def peer_torch(x1, x2, a1, a2, out, relu):
     fn = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
     y = fn(q(x1, a1), q(x2, a2), float(out.scale), int(out.zero_point) + 128)
     return (y.int_repr().numpy().astype(np.int16) - 128).astype(np.int8)
+
+
+def emulate_tflite_add(x1, x2, a1, a2, out, relu):
+    """TFLite's int8 ADD reference arithmetic written out in Python integers (for the tests: LiteRT's reference and
+    builtin kernels must equal it): float32 scales; left shift 20; multipliers s_i/(2*max(s1, s2)) and
+    2*max(s1, s2)/(2^20*s_out) as frexp 31-bit fractions; SaturatingRoundingDoublingHighMul (round half away) then
+    RoundingDivideByPOT (round half away) for each of the three; + z_out; clamp (ReLU: at z_out)."""
+    s1, s2, so = (float(np.float32(a.scale)) for a in (a1, a2, out))
+
+    def quantize_multiplier(real):
+        frac, exp = math.frexp(real)
+        q = round(frac * (1 << 31))
+        return (q // 2, exp + 1) if q == 1 << 31 else (q, exp)
+
+    def scale(v, m, exp):                    # exp <= 0 here: the real multipliers are below 1
+        ab = v * m
+        s = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+        high = abs(s) >> 31
+        high = high if s >= 0 else -high     # C++ integer division truncates toward zero
+        e = -exp
+        mask = (1 << e) - 1
+        return (high >> e) + (1 if (high & mask) > (mask >> 1) + (1 if high < 0 else 0) else 0)
+
+    twice = 2 * max(s1, s2)
+    m1, m2, mo = (quantize_multiplier(r) for r in (s1 / twice, s2 / twice, twice / ((1 << 20) * so)))
+    lo = max(-128, out.zero_point) if relu else -128
+    y = [scale(scale((int(u) - a1.zero_point) << 20, *m1) + scale((int(v) - a2.zero_point) << 20, *m2), *mo)
+         + out.zero_point for u, v in zip(np.asarray(x1).reshape(-1), np.asarray(x2).reshape(-1))]
+    return np.clip(np.array(y, np.int64), lo, 127).astype(np.int8)
 
 
 def peer_add_requant(x1, x2, a1, a2, out, relu):

@@ -76,6 +76,27 @@ def test_a_wrong_peer_is_counted(monkeypatch):
     assert rows["sum"]["wrong"]["off_by_one"] == direct > 0
 
 
+@pytest.mark.parametrize("peer", ["litert_ref", "litert_builtin"])
+def test_litert_kernels_equal_the_tflite_reference_arithmetic(peer):
+    """The one-op .tflite model carries the node's parameters as TFLite's kernels read them: LiteRT's output equals
+    TFLite's ADD reference arithmetic written out in Python integers, on every pair of the small graph's add box
+    (and a zero point moved by one is seen, so the comparison can fail)."""
+    from experiments import add_peers
+
+    reason = add_peers.peer_available(peer)
+    if reason:
+        pytest.skip(reason)
+    g, _ = _small()
+    node = g.by_name["sum"]
+    a1, a2, out, relu = add_peers.add_params(g, node)
+    g1, g2 = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    x1, x2 = g1.reshape(-1).astype(np.int8), g2.reshape(-1).astype(np.int8)
+    got = add_peers.PEER_FUNCS[peer](x1, x2, a1, a2, out, relu)
+    assert np.array_equal(got, add_peers.emulate_tflite_add(x1, x2, a1, a2, out, relu))
+    moved = a1.__class__(a1.scale, a1.zero_point + 1, a1.dtype)
+    assert not np.array_equal(got, add_peers.emulate_tflite_add(x1, x2, moved, a2, out, relu))
+
+
 @pytest.fixture(scope="module")
 def resnet20_adds():
     """ResNet-20 on 10 real CIFAR-10 images: the graph, an AddObserver after one run, and every add's tensors."""
