@@ -378,7 +378,14 @@ def load(path, *, check=True):
     graph = Graph(nodes, mean, std, output)
     graph.rounding = r.str("rounding", meta["rounding"], ROUNDINGS)
     r.obj("solver_options", meta["solver_options"], (), ("acc_bits", "max_multiplier_bits", "common_shift"))
-    graph.solver_options = dict(meta["solver_options"])
+    opts = meta["solver_options"]
+    if "acc_bits" in opts:
+        r.int("solver_options.acc_bits", opts["acc_bits"], 2, 64)
+    if "max_multiplier_bits" in opts and opts["max_multiplier_bits"] is not None:
+        r.int("solver_options.max_multiplier_bits", opts["max_multiplier_bits"], 1, 64)
+    if "common_shift" in opts:
+        r.bool("solver_options.common_shift", opts["common_shift"])
+    graph.solver_options = dict(opts)
     points = [n.name for n in nodes if n.op in ("input", "bn", "add")]
     r.obj("acts", meta["acts"], points)
     graph.acts = {p: r.act(f"acts.{p}", meta["acts"][p]) for p in points}

@@ -207,6 +207,8 @@ MALFORMED = {
     "term_bound float": (lambda m: m["q"]["c1"].update(term_bound=3.0), "q.c1.term_bound"),
     "array ref unknown": (lambda m: m["q"]["c1"].update(w_q={"array": "a9999"}), "q.c1.w_q"),
     "array used twice": (lambda m: m["q"]["c2"].update(w_q=m["q"]["c1"]["w_q"]), "q.c2.w_q"),
+    "solver option string": (lambda m: m["solver_options"].update(acc_bits="64"), "solver_options.acc_bits"),
+    "solver option unknown": (lambda m: m["solver_options"].update(threads=2), "solver_options"),
     "bn eps 0": (lambda m: next(n for n in m["nodes"] if n["name"] == "b1")["attrs"]["bn"].update(eps=0.0), "eps"),
 }
 
