@@ -280,6 +280,7 @@ class Graph:
     def quantize(self, rounding="half_up", solver_options=None):
         """Integer parameters: int8 weights, a FixedPointBN per BN (exact accumulator bounds), the input layer."""
         solver_options = solver_options or {}
+        self.rounding, self.solver_options = rounding, dict(solver_options)
         self.q = {}
         for node in self.nodes:
             a = node.attrs
@@ -350,8 +351,17 @@ class Graph:
                                      "act_in": act_in}
         return self.q
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the calibrated, quantized graph (float parameters, calibration, integer layers) as one .npz (no
+        pickle); read it back with :func:`fxbn.network.load`, which validates it and re-checks it (see
+        :mod:`fxbn.network_io`)."""
+        from fxbn import network_io
+
+        network_io.save(self, path)
+
     # ------------------------------------------------------------------ integer
-    def forward_int(self, pixels, bn="fxbn", observe=None):
+    def forward_int(self, pixels, bn="fxbn", observe=None, observe_add=None):
         """Integer-only forward pass from uint8 pixels (N, H, W, 3).
 
         Parameters
@@ -361,6 +371,9 @@ class Graph:
             or FixedPointBN.reference(engine="core") itself: slower, for checks).
         observe : callable(node, accumulator, outputs), optional
             Called at each BN with the int32 accumulator and the int8 output.
+        observe_add : callable(node, x1, x2, outputs), optional
+            Called at each residual add with its two integer inputs (the arrays the add layer received) and its
+            output.
 
         Returns
         -------
@@ -371,6 +384,8 @@ class Graph:
             val[node.name] = self._int_node(node, val, bn, pixels)
             if observe is not None and node.op == "bn":
                 observe(node, val[node.src[0]], val[node.name])
+            elif observe_add is not None and node.op == "add":
+                observe_add(node, val[node.src[0]], val[node.src[1]], val[node.name])
         logits, unit = self._output(val)
         return logits, logits * unit
 
@@ -502,3 +517,10 @@ class Graph:
         acc = conv_int(xc, q["w_q"], node.attrs["stride"], node.attrs["pad"], False, bound).astype(np.int64)
         bias_q = np.round(np.asarray(node.attrs["bias"], np.float64) / unit).astype(np.int64)
         return acc + bias_q, unit
+
+
+def load(path, *, check=True):
+    """Read a graph written by :meth:`Graph.save`; see :func:`fxbn.network_io.load`."""
+    from fxbn import network_io
+
+    return network_io.load(path, check=check)
