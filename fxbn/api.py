@@ -673,7 +673,7 @@ class FixedPointBN:
             self._covers_cache[dtype] = bool(np.all(self._lo <= info.min) and np.all(self._hi >= info.max))
         return self._covers_cache[dtype]
 
-    def _run_kernel(self, x, y, outer, inner, threads, keep_out=y is out):
+    def _run_kernel(self, x, y, outer, inner, threads, keep_out=False):
         if self._kernel is None:  # the parameter arrays are read-only: bound once
             self._kernel = _core.Kernel(self._multiplier, self._bias, self._shift32, self._lo, self._hi,
                                         *self._out_range, self._acc32)
