@@ -438,7 +438,25 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const Isa isa = current_isa();
   // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
   const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
-  const bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
+  bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
+#if FXBN_X86_DISPATCH
+  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+    // AVX2 periodic tables: widen_periodic (the high path only) applies the input shift, the portable loop does not;
+    // scale inputs there when every entry then reaches s >= 32 (int16 -> int16 channel-last layers)
+    if (!rows && !lut && isa == Isa::avx2 && n % 64 == 0) {
+      bool all_high = true;
+      for (int64_t c = 0; c < channels && all_high; ++c) {
+        Coef ac = static_cast<Coef>(p.multiplier[c]);
+        Acc bc = static_cast<Acc>(p.bias[c]);
+        Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+        int32_t kc = 0;
+        widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], true);
+        all_high = sc >= 32;
+      }
+      xshift = all_high;
+    }
+  }
+#endif
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
   for (int64_t c = 0, e = 0; c < channels; ++c) {
