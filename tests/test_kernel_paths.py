@@ -597,13 +597,14 @@ def test_out_kept_when_a_late_block_fails(isa, tin, tout, layout):
     if tin != "int32":
         lo, hi = int(info.min) + 1, int(info.max) - 1
     layer = make_layer(tin, tout, 64, rng, in_range=(lo, hi))
-    shape, axis = ((3, 64, 40, 41), 1) if layout == "NCHW" else ((3, 40, 41, 64), -1)
+    # 1.26M elements: over 2 MB of input + output even for uint8, so that threads=2 splits the tensor
+    shape, axis = ((3, 64, 80, 82), 1) if layout == "NCHW" else ((3, 80, 82, 64), -1)
     x = inputs(layer, shape, axis, rng)
     for threads in (1, 2):
         y = np.full(shape, 7, layer.out_dtype)
         assert layer.apply(x, axis=axis, out=y, threads=threads) is y
         np.testing.assert_array_equal(y, expected(layer, x, axis))
-        for where in (x.size - 1, x.size // 2 + 5, (1 << 14) + 3, 0):
+        for where in (x.size - 1, x.size // 2 + 5, x.size // 2 - 5, (1 << 14) + 3, 0):
             xb = x.copy()
             xb.reshape(-1)[where] = hi + 1
             before = rng.integers(np.iinfo(tout).min, np.iinfo(tout).max, shape).astype(tout)
