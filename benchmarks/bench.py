@@ -65,6 +65,11 @@ def _in_bits(case):
     return int(case.split("2^")[1]) + 1 if "+-2^" in case else None
 
 
+# The clock of the kernel rows: wall time (perf_counter), or with --clock cpu the process's CPU time (process_time:
+# time spent descheduled by other tenants of a loaded machine is not counted; meaningful for one-thread rows only).
+CLOCK = time.perf_counter
+
+
 # ResNet-50's 53 BatchNorm layers (conv1, then per bottleneck bn1, bn2, bn3 and one downsample BN per stage).
 RESNET50_BN = [64]
 for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
@@ -84,9 +89,9 @@ def measure(fn, repeats, min_time=5e-3, warmup=3):
 def _calibrate(fn, min_time, warmup):
     for _ in range(warmup):
         fn()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
+    one = max(CLOCK() - t0, 1e-7)
     return max(1, int(min_time / one))
 
 
@@ -107,10 +112,10 @@ def measure_group(fns, repeats, min_time=5e-3, warmup=3, pause=None, scrub=None,
                 scrub()
             for _ in range(warm):
                 f()  # untimed: bring this function's data back into cache after the others ran (steady state)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(n):
                 f()
-            samples[k].append((time.perf_counter() - t0) / n)
+            samples[k].append((CLOCK() - t0) / n)
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "repeats": repeats,
                 "number": numbers[k], "samples_s": v} for k, v in samples.items()}
 
@@ -560,7 +565,14 @@ def main():
     ap.add_argument("--no-solver", action="store_true")
     ap.add_argument("--verbose", "-v", action="store_true")
     ap.add_argument("--isa", default=None, help="kernel instruction set (x86-64-v4+vbmi+vnni, x86-64-v4, avx2, baseline)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time the kernel rows in process CPU time (a loaded machine; use with --threads 1)")
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        if args.threads != "1":
+            ap.error("--clock cpu counts every thread's CPU time: use it with --threads 1")
+        CLOCK = time.process_time
     threads_list = [int(t) for t in args.threads.split(",")]
     shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
     repeats = 5 if args.quick else args.repeats
@@ -577,8 +589,9 @@ def main():
         _core.kernel_isa(args.isa)
     env = environment()
     env["isa_requested"] = args.isa or os.environ.get("FXBN_ISA")
+    env["clock"] = args.clock
     print(f"fxbn benchmark  {env['date_utc']}  {env['cpu']}  cores={env['cores']}  python {env['python']}  "
-          f"numpy {env['numpy']}  torch {env['torch']}  {env.get('gcc')}")
+          f"numpy {env['numpy']}  torch {env['torch']}  {env.get('gcc')}  clock={args.clock}")
     if env.get("fxbn_kernel"):
         print(f"fxbn kernel ISA body: {env['fxbn_kernel']}  (CPU: {env['cpu']}, AVX-512 in the CPU: "
               f"{'yes' if env.get('avx512') else 'no'}; FXBN_ISA={os.environ.get('FXBN_ISA')}, --isa={args.isa})")
