@@ -87,6 +87,7 @@ cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
         const int64_t* hi
         int64_t qmin, qmax
         bool acc32
+        bool keep_out_on_error
 
     int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels,
                   int64_t inner, const KernelParams& p, int threads) except +raise_fxbn_error nogil
@@ -119,6 +120,7 @@ cdef extern from "fxbn/add.hpp" namespace "fxbn":
         int64_t l1, h1, l2, h2
         int64_t qmin, qmax
         bool acc32
+        bool keep_out_on_error
 
     int add_sign(const AddParams& p, int64_t x1, int64_t x2, int64_t twice_t) except +raise_fxbn_error
     int64_t add_reference(const AddParams& p, int64_t x1, int64_t x2) except +raise_fxbn_error

@@ -198,9 +198,11 @@ cdef class Kernel:
         self.p.lo = &lo[0]
         self.p.hi = &hi[0]
 
-    def run(self, x, y, int64_t outer, int64_t inner, int threads):
+    def run(self, x, y, int64_t outer, int64_t inner, int threads, bint keep_out=False):
         """x, y: C-contiguous arrays of outer * channels * inner elements (any shape).  Returns -1 or the flat
-        index of the first input outside its channel's range.  The GIL is released while the kernel runs."""
+        index of the first input outside its channel's range; with keep_out, y then holds what it held before
+        (the kernel saves each block of y before writing it, in the same pass).  The GIL is released while the
+        kernel runs."""
         cdef Py_ssize_t in_size, out_size
         cdef DType tin = _dtype_of(x, &in_size)
         cdef DType tout = _dtype_of(y, &out_size)
@@ -211,12 +213,14 @@ cdef class Kernel:
             return -1
         cdef int64_t bad
         cdef Py_buffer xb, yb
+        cdef KernelParams p = self.p
+        p.keep_out_on_error = keep_out
         _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
         try:
             _get_buffer(y, &yb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, count * out_size, "y")
             try:
                 with nogil:
-                    bad = apply(tin, xb.buf, tout, yb.buf, outer, self.channels, inner, self.p, threads)
+                    bad = apply(tin, xb.buf, tout, yb.buf, outer, self.channels, inner, p, threads)
             finally:
                 PyBuffer_Release(&yb)
         finally:

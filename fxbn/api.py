@@ -673,11 +673,11 @@ class FixedPointBN:
             self._covers_cache[dtype] = bool(np.all(self._lo <= info.min) and np.all(self._hi >= info.max))
         return self._covers_cache[dtype]
 
-    def _run_kernel(self, x, y, outer, inner, threads):
+    def _run_kernel(self, x, y, outer, inner, threads, keep_out=False):
         if self._kernel is None:  # the parameter arrays are read-only: bound once
             self._kernel = _core.Kernel(self._multiplier, self._bias, self._shift32, self._lo, self._hi,
                                         *self._out_range, self._acc32)
-        return self._kernel.run(x, y, outer, inner, threads)
+        return self._kernel.run(x, y, outer, inner, threads, keep_out)
 
     def _range_error(self, x, axis, flat):
         idx = np.unravel_index(flat, x.shape)
@@ -715,15 +715,11 @@ class FixedPointBN:
             if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != self.out_dtype \
                     or not out.flags.c_contiguous or not out.flags.writeable:
                 raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape {x.shape}")
-            # out is left untouched on error: check first (a read-only pass), unless every value of x's dtype is
-            # inside every channel's range; without out= the kernel checks in the same pass
-            if not self._covers(x.dtype):
-                bad = _core.check_range(xc.reshape(outer, self.channels, inner), self._lo, self._hi)
-                if bad >= 0:
-                    raise self._range_error(xc, axis, bad)
             # an out that overlaps the input is written through a temporary, as NumPy's ufuncs do
             y = np.empty(x.shape, self.out_dtype) if np.may_share_memory(xc, out) else out
-        bad = self._run_kernel(xc, y, outer, inner, threads)
+        # out is left untouched on error: the kernel checks the range in the same pass and, on a violation, puts
+        # back the blocks of out it saved before writing them (keep_out)
+        bad = self._run_kernel(xc, y, outer, inner, threads, keep_out=y is out)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)
         if out is not None and y is not out:

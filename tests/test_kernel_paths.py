@@ -582,3 +582,33 @@ def test_avx2_bodies(case):
                 assert bad == k, (label, shape, bad, k)
     finally:
         _core.kernel_isa(before)
+
+
+# ---------------------------------------------------------------------------------------------- out= kept on error
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("uint8", "uint8"), ("int16", "int16")])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_out_kept_when_a_late_block_fails(isa, tin, tout, layout):
+    """apply(x, out=y) checks the range in the same pass as it writes y (the kernel saves each block of y before
+    writing it, _core.Kernel.run(keep_out=True)): a violation in a late block -- after blocks of 2^14 elements were
+    written, on 1 and 2 threads -- must leave y exactly as it was, and a violation-free call must write all of it."""
+    rng = np.random.default_rng(14)
+    info = np.iinfo(tin)
+    lo, hi = max(int(info.min), -(1 << 23)), min(int(info.max), (1 << 23) - 1)
+    if tin != "int32":
+        lo, hi = int(info.min) + 1, int(info.max) - 1
+    layer = make_layer(tin, tout, 64, rng, in_range=(lo, hi))
+    # 1.26M elements: over 2 MB of input + output even for uint8, so that threads=2 splits the tensor
+    shape, axis = ((3, 64, 80, 82), 1) if layout == "NCHW" else ((3, 80, 82, 64), -1)
+    x = inputs(layer, shape, axis, rng)
+    for threads in (1, 2):
+        y = np.full(shape, 7, layer.out_dtype)
+        assert layer.apply(x, axis=axis, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, axis))
+        for where in (x.size - 1, x.size // 2 + 5, x.size // 2 - 5, (1 << 14) + 3, 0):
+            xb = x.copy()
+            xb.reshape(-1)[where] = hi + 1
+            before = rng.integers(np.iinfo(tout).min, np.iinfo(tout).max, shape).astype(tout)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=axis, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before, err_msg=f"out= changed: violation at {where}, t={threads}")

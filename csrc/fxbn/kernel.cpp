@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -248,6 +250,85 @@ bool run_chunks(ChunkFn fn, const Job& j, int64_t total, int nt) {
   return bad;
 }
 
+// run_chunks for keep_out_on_error: each thread walks its chunk in blocks of kKeepBlock elements and saves a block of
+// y (then in cache: the body writes it next) before the body overwrites it; after a violation every thread stops at
+// its next block, and each puts back what it wrote.  The input is read once; the saving costs out-sized traffic (a
+// quarter of the input's for int32 -> int8) where a separate range check would read the whole input twice.
+constexpr int64_t kKeepBlock = int64_t{1} << 14;  // a multiple of 64: periodic table offsets stay 16-aligned
+
+// The save buffer is kept per calling thread (up to kKeepCache bytes): a fresh one costs a page fault per 4 KiB
+// (~1 ms for a 6 MB output), more than the copy itself.
+constexpr size_t kKeepCache = size_t{64} << 20;
+
+bool run_chunks_keeping(ChunkFn fn, const Job& j, int64_t total, int nt, size_t out_size) {
+  thread_local std::unique_ptr<unsigned char[]> cache;
+  thread_local size_t cache_size = 0;
+  const size_t need = static_cast<size_t>(total) * out_size;
+  std::unique_ptr<unsigned char[]> own;
+  unsigned char* buf;
+  if (need <= kKeepCache) {
+    if (cache_size < need) {
+      cache.reset(new unsigned char[need]);
+      cache_size = need;
+    }
+    buf = cache.get();
+  } else {
+    own.reset(new unsigned char[need]);
+    buf = own.get();
+  }
+  unsigned char* const saved = buf;
+  unsigned char* const y = static_cast<unsigned char*>(j.y);
+  std::atomic<bool> stop{false};
+  // [b, e): this thread's chunk; returns whether it met a violation, after restoring [b, reached) if any did
+  const auto walk = [&](int64_t b, int64_t e) {
+    int64_t pos = b;
+    bool bad = false;
+    while (pos < e && !stop.load(std::memory_order_relaxed)) {
+      const int64_t be = std::min(e, pos + kKeepBlock);
+      std::memcpy(saved + pos * static_cast<int64_t>(out_size), y + pos * static_cast<int64_t>(out_size),
+                  static_cast<size_t>(be - pos) * out_size);
+      const bool blk_bad = fn(j, pos, be);
+      pos = be;
+      if (blk_bad) {
+        bad = true;
+        stop.store(true, std::memory_order_relaxed);
+      }
+    }
+    return std::make_pair(bad, pos);
+  };
+  const auto restore = [&](int64_t b, int64_t reached) {
+    std::memcpy(y + b * static_cast<int64_t>(out_size), saved + b * static_cast<int64_t>(out_size),
+                static_cast<size_t>(reached - b) * out_size);
+  };
+  if (nt <= 1) {
+    const auto r = walk(0, total);
+    if (r.first) restore(0, r.second);
+    return r.first;
+  }
+  bool bad = false;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(| : bad)
+  {
+    const int64_t t = omp_get_thread_num(), m = omp_get_num_threads();
+    const int64_t chunk = ((total + m - 1) / m + 63) / 64 * 64;
+    const int64_t b = std::min(total, t * chunk), e = std::min(total, b + chunk);
+    int64_t reached = b;
+    if (b < e) {
+      const auto r = walk(b, e);
+      bad |= r.first;
+      reached = r.second;
+    }
+#pragma omp barrier
+    if (stop.load(std::memory_order_relaxed) && reached > b) restore(b, reached);
+  }
+#else
+  const auto r = walk(0, total);
+  if (r.first) restore(0, r.second);
+  bad = r.first;
+#endif
+  return bad;
+}
+
 template <class In>
 bool needs_check(const int64_t* lo, const int64_t* hi, int64_t channels) {
   for (int64_t c = 0; c < channels; ++c) {
@@ -387,7 +468,25 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const Isa isa = current_isa();
   // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
   const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
-  const bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
+  bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
+#if FXBN_X86_DISPATCH
+  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+    // AVX2 periodic tables: widen_periodic (the high path only) applies the input shift, the portable loop does not;
+    // scale inputs there when every entry then reaches s >= 32 (int16 -> int16 channel-last layers)
+    if (!rows && !lut && isa == Isa::avx2 && n % 64 == 0) {
+      bool all_high = true;
+      for (int64_t c = 0; c < channels && all_high; ++c) {
+        Coef ac = static_cast<Coef>(p.multiplier[c]);
+        Acc bc = static_cast<Acc>(p.bias[c]);
+        Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+        int32_t kc = 0;
+        widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], true);
+        all_high = sc >= 32;
+      }
+      xshift = all_high;
+    }
+  }
+#endif
   // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
   const int64_t base = channels * per;
   for (int64_t c = 0, e = 0; c < channels; ++c) {
@@ -483,7 +582,8 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
 #endif
   const int64_t total = outer * channels * inner;
   const int nt = thread_count(threads, total * static_cast<int64_t>(sizeof(In) + sizeof(Out)));
-  const bool bad = run_chunks(fn, j, total, nt);
+  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, sizeof(Out))
+                                                 : run_chunks(fn, j, total, nt);
   if (!bad) return -1;
   const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
   if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "

@@ -24,11 +24,14 @@ struct KernelParams {
   const int64_t* hi;
   int64_t qmin, qmax;
   bool acc32;  // every channel's accumulator_bits <= 32
+  // y is left as it was when an element is out of range (one pass: each block of y is saved before the kernel
+  // writes it, and every written block is restored on a violation)
+  bool keep_out_on_error = false;
 };
 
 // Returns -1 when every element is in range, else the flat (row-major) index of the first element outside its
 // channel's [lo, hi].  threads <= 0 means all available; small tensors run on one thread whatever is asked.
-// Not all outputs are written when an element is out of range.
+// Not all outputs are written when an element is out of range (p.keep_out_on_error: y is then restored as it was).
 int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
               const KernelParams& p, int threads);
 
