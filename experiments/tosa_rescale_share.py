@@ -1,4 +1,5 @@
-"""Share of the shared networks' Conv -> BN layers that a single TOSA RESCALE expresses exactly.
+"""Share of the shared networks' Conv -> BN layers that a single TOSA RESCALE expresses exactly (and that the
+multi-word int32 form of fxbn.export_tosa does).
 
 Each BN layer is imported with fxbn.importers.conv_bn_layer (int8 weights per channel, int32 accumulator input with
 its exact bound; activations int8 with scale 0.03 in, 0.05 out, zero point -128 -- fixed values, no calibration;
@@ -43,14 +44,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     data_root = pathlib.Path(argv[0] if argv else pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" /
                              "data").resolve()
-    print("| network | BN layers | single RESCALE | ADD + RESCALE | necessary conditions hold | "
-          "single RESCALE fails: reason (count) |")
-    print("|---|---|---|---|---|---|")
+    print("| network | BN layers | single RESCALE | ADD + RESCALE | multi-word int32 (exact) | necessary conditions hold "
+          "| single RESCALE fails: reason (count) |")
+    print("|---|---|---|---|---|---|---|")
     total = collections.Counter()
     for name in NETWORKS:
         rows = list(network_layers(name, data_root))
         reasons = collections.Counter()
-        single = necessary = add = 0
+        single = necessary = add = multi = 0
         for _, layer in rows:
             if isinstance(layer, Exception):
                 reasons["not solvable: " + str(layer).split(":")[0]] += 1
@@ -59,13 +60,18 @@ def main(argv=None):
             single += r["single"]
             necessary += r["necessary"]
             add += r["add_rescale"]
+            try:
+                export_tosa.multiword_params(layer)
+                multi += 1
+            except ValueError:
+                pass
             if not r["single"]:
                 reasons[r["reason"].split(" (")[0].split(":")[-1].strip()] += 1
-        total.update(layers=len(rows), single=single, necessary=necessary, add=add)
+        total.update(layers=len(rows), single=single, necessary=necessary, add=add, multi=multi)
         why = "; ".join(f"{k} ({v})" for k, v in reasons.most_common())
-        print(f"| {name} | {len(rows)} | {single} | {add} | {necessary} | {why} |")
+        print(f"| {name} | {len(rows)} | {single} | {add} | {multi} | {necessary} | {why} |")
     pct = lambda k: f"{total[k]} ({100 * total[k] / total['layers']:.0f}%)"  # noqa: E731
-    print(f"| all | {total['layers']} | {pct('single')} | {pct('add')} | {pct('necessary')} | |")
+    print(f"| all | {total['layers']} | {pct('single')} | {pct('add')} | {pct('multi')} | {pct('necessary')} | |")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ Two forms, both computing exactly the layer's integer map (no rounding or scalin
   (zero points 0): exact when every channel's bias is equivalent to M_c*d_c + 2^(t_c - 1) (``add_rescale_params``,
   checked exactly); needs A_c > 0 and the whole output type as clamp, no width limit (RESCALE multiplies in 64 bits).
 
+- ``multiword``: the exact A*x + B as two int32 words (``MULTIWORD``: MUL with shift m for the rounded high word
+  of the 64-bit product, MUL with shift 0 + BITWISE_AND for its low word, the bias split at bit m, the carries by
+  ARITHMETIC_RIGHT_SHIFT, then the shift by s - m and MAXIMUM/MINIMUM); exact whenever the product's high word and
+  the sums fit int32 (``multiword_params`` checks it at the range ends): every layer of the shared networks,
+  whose accumulators need 35..52 bits.  verify.lemmas ``tosa_multiword`` proves the step list in QF_BV.
+
 The graphs do not check in_range: callers feed only inputs inside it (the outputs are proven only there).
 Channels are the last axis (NHWC-style [..., C]); the graph takes a [K, C] tensor.
 """
@@ -30,7 +36,8 @@ import subprocess
 
 import numpy as np
 
-__all__ = ["rescale_params", "rescale_report", "layer_to_tosa", "run_reference_model", "reference_model_path"]
+__all__ = ["rescale_params", "rescale_report", "layer_to_tosa", "run_reference_model", "reference_model_path",
+           "MULTIWORD", "MULTIWORD_WRONG", "multiword_steps", "multiword_params", "multiword_eval"]
 
 _TOSA_DTYPES = {"int8": "INT8", "int16": "INT16", "int32": "INT32"}
 
@@ -146,15 +153,194 @@ def add_rescale_params(layer):
     return np.array(D, np.int32), np.array(M, np.int32), np.array(T, np.int8)
 
 
+
+# ------------------------------------------------------------------------------------------------ multi-word int32
+# The multi-word form: the exact A*x + B (35..52 bits on the shared networks' layers) never exists as one int32.
+# TOSA's int32 MUL gives both words of the exact 64-bit product P = A*x (spec: shift > 0 -> round-half-up of
+# P / 2^shift, REQUIRE'd to fit int32; shift 0 -> the low 32 bits of P), so with a common split m in [1, 30] and the
+# bias split B = BH*2^m + BL, 0 <= BL < 2^m (per channel, exact integers):
+#   H  = MUL(x, A, shift m)        = floor((P + 2^(m-1)) / 2^m)      high word, rounded
+#   r  = MUL(x, A, shift 0) & MASK  = P mod 2^m                       low word (MASK = 2^m - 1)
+#   c1 = r >> (m - 1)               = [r >= 2^(m-1)]                  the rounding MUL added
+#   c2 = (r + BL) >> m              = [r + BL >= 2^m]                 the carry of the low words (< 2^31: m <= 30)
+#   u  = H + (c2 - c1)              = floor((P + BL) / 2^m)
+#   g  = u + BH                     = floor((P + B) / 2^m)
+#   q  = g >> K, K = min(s - m, 31) = floor((P + B) / 2^s)             (|g| < 2^31: K = 31 gives the same floor)
+#   y  = MINIMUM(MAXIMUM(q, qmin), qmax), CAST to Out
+# Every ADD/SUB result fits int32 and every shift amount lies in [0, 31] when H, u and g fit int32 (each a
+# nondecreasing function of P, checked at the range ends by multiword_params).  verify.lemmas ``tosa_multiword``
+# proves this step list (the same tuple, interpreted with the spec's int32 semantics) equal to
+# clamp(floor((A*x + B) / 2^s)) in QF_BV, and refutes the wrong variants below.
+MULTIWORD = (
+    ("H", "mul_shift", "x", "A", "M"),
+    ("L", "mul_low", "x", "A"),
+    ("r", "and", "L", "MASK"),
+    ("c1", "shr", "r", "M1"),
+    ("t", "add", "r", "BL"),
+    ("c2", "shr", "t", "M"),
+    ("d", "sub", "c2", "c1"),
+    ("u", "add", "H", "d"),
+    ("g", "add", "u", "BH"),
+    ("q", "shr", "g", "K"),
+    ("y", "clamp", "q", "QMIN", "QMAX"),
+)
+# wrong variants (for the lemma's refutations and the runtime mutation tests): the low-word carry dropped, the carry
+# taken one bit low (a limb split at m - 1), the MUL's rounding increment left in
+MULTIWORD_WRONG = ("no_carry", "carry_at_m_minus_1", "rounding_kept")
+
+
+def multiword_steps(wrong=None):
+    """MULTIWORD, or one of its MULTIWORD_WRONG variants (tests and lemma refutations only)."""
+    if wrong is None:
+        return MULTIWORD
+    if wrong not in MULTIWORD_WRONG:
+        raise ValueError(f"unknown multi-word variant {wrong!r} (one of {MULTIWORD_WRONG})")
+    swap = {"no_carry": ("d", "sub", "ZERO", "c1"), "carry_at_m_minus_1": ("c2", "shr", "t", "M1"),
+            "rounding_kept": ("d", "sub", "c2", "ZERO")}[wrong]
+    return tuple(swap if st[0] == swap[0] else st for st in MULTIWORD)
+
+
+def _fits32(v):
+    return -(1 << 31) <= v < 1 << 31
+
+
+def multiword_params(layer):
+    """The multi-word form's constants: dict with ``m`` (the common split, 1..30) and int32 [C] arrays ``A``,
+    ``BH``, ``BL``, ``K``, or raises ValueError naming the channel and the intermediate that cannot fit int32.
+
+    Per channel (exact integers): a shift s below m is lifted to m (A*2^(m-s), B*2^(m-s): the same map); B = BH*2^m
+    + BL with 0 <= BL < 2^m; K = min(s - m, 31).  The largest m in [1, 30] is taken for which every A and BH fits
+    int32 and H, u, g (see MULTIWORD) fit int32 at both ends of every channel's in_range (they are nondecreasing in
+    P = A*x, and P is monotone in x, so the ends bound them)."""
+    if layer.out_dtype.name not in _TOSA_DTYPES or layer.in_dtype.name not in _TOSA_DTYPES:
+        raise ValueError(f"TOSA export: {layer.in_dtype.name} -> {layer.out_dtype.name} needs unsigned types "
+                         "(not supported here)")
+    chans = list(zip(layer.multiplier.tolist(), layer.bias.tolist(), layer.shift.tolist(), layer.in_range.tolist()))
+    why = ""
+    for m in range(30, 0, -1):
+        out = {"A": [], "BH": [], "BL": [], "K": []}
+        for c, (A, B, s, (lo, hi)) in enumerate(chans):
+            k = max(0, m - s)
+            A2, B2, s2 = A << k, B << k, s + k
+            BH, BL = B2 >> m, B2 & ((1 << m) - 1)
+            if not _fits32(A2) or not _fits32(BH):
+                why = f"channel {c}: multiplier {A2} or bias high word {BH} does not fit int32 (m = {m})"
+                break
+            ends = [A2 * lo, A2 * hi]
+            vals = [(P + (1 << (m - 1))) >> m for P in ends] + [(P + BL) >> m for P in ends] \
+                + [(P + B2) >> m for P in ends]
+            if not all(_fits32(v) for v in vals):
+                why = f"channel {c}: an intermediate word needs more than 32 bits (m = {m})"
+                break
+            for key, v in (("A", A2), ("BH", BH), ("BL", BL), ("K", min(s2 - m, 31))):
+                out[key].append(v)
+        else:
+            return {"m": m, **{k: np.array(v, np.int32) for k, v in out.items()}}
+    raise ValueError(f"no multi-word int32 form: {why}")
+
+
+def multiword_eval(layer, x, wrong=None):
+    """NumPy model of the multi-word steps with TOSA's int32 semantics (every REQUIRE asserted), channels last;
+    for checks and for the tests' mutation baselines."""
+    p = multiword_params(layer)
+    m = p["m"]
+    x = np.asarray(x).astype(np.int64)
+    ops = {"x": x, "A": p["A"].astype(np.int64), "BH": p["BH"].astype(np.int64), "BL": p["BL"].astype(np.int64),
+           "K": p["K"].astype(np.int64), "M": m, "M1": m - 1, "MASK": (1 << m) - 1, "ZERO": 0,
+           "QMIN": layer.out_range[0], "QMAX": layer.out_range[1]}
+
+    def req(v):
+        if np.any(v < -(1 << 31)) or np.any(v >= 1 << 31):
+            raise ArithmeticError("int32 REQUIRE violated")
+        return v
+
+    for name, op, *args in multiword_steps(wrong):
+        a = [ops[v] for v in args]
+        if op == "mul_shift":
+            v = req((a[0] * a[1] + (1 << (a[2] - 1))) >> a[2])
+        elif op == "mul_low":
+            v = ((a[0] * a[1]) & 0xFFFFFFFF).astype(np.int64)
+            v = np.where(v >= 1 << 31, v - (1 << 32), v)
+        elif op == "and":
+            v = a[0] & a[1]
+        elif op == "shr":
+            v = a[0] >> a[1]
+        elif op == "add":
+            v = req(a[0] + a[1])
+        elif op == "sub":
+            v = req(a[0] - a[1])
+        elif op == "clamp":
+            v = np.minimum(np.maximum(a[0], a[1]), a[2])
+        else:
+            raise ValueError(f"unknown step op {op!r}")
+        ops[name] = v
+    return ops[MULTIWORD[-1][0]].astype(layer.out_dtype)
+
+
+def _emit_multiword(ser, ts, layer, x, out, rows, wrong=None):
+    from tosa import DType, NanPropagationMode, Op
+
+    p = multiword_params(layer)
+    m, C = p["m"], layer.channels
+    I32, I8 = DType.DType().INT32, DType.DType().INT8
+    per_channel = {k: p[k] for k in ("A", "BH", "BL", "K")}
+    scalars = {"M": m, "M1": m - 1, "MASK": (1 << m) - 1, "ZERO": 0, "QMIN": layer.out_range[0],
+               "QMAX": layer.out_range[1]}
+    consts = {}
+
+    def operand(name, shift_input=False):
+        if name in tensors:
+            return tensors[name]
+        key = (name, shift_input)
+        if key not in consts:
+            if shift_input:                                   # MUL's shift: an int8 [1] tensor
+                consts[key] = ser.addConst([1], I8, np.array([scalars[name]], np.int8))
+            elif name in per_channel:
+                consts[key] = ser.addConst([1, C], I32, per_channel[name].reshape(1, C))
+            else:
+                consts[key] = ser.addConst([1, 1], I32, np.array([[scalars[name]]], np.int32))
+        return consts[key]
+
+    src = x
+    if layer.in_dtype.name != "int32":
+        src = ser.addIntermediate([rows, C], I32)
+        ser.addOperator(Op.Op().CAST, [x.name], [src.name], _attr(ts, "CastAttribute"))
+    tensors = {"x": src}
+    nan = NanPropagationMode.NanPropagationMode().PROPAGATE
+    steps = multiword_steps(wrong)
+    for i, (name, op, *args) in enumerate(steps):
+        last_to_out = i == len(steps) - 1 and layer.out_dtype.name == "int32"   # no CAST int32 -> int32 in TOSA
+        res = out if last_to_out else ser.addIntermediate([rows, C], I32)
+        if op in ("mul_shift", "mul_low"):
+            sh = operand(args[2], True) if op == "mul_shift" else operand("ZERO", True)
+            ser.addOperator(Op.Op().MUL, [operand(args[0]).name, operand(args[1]).name, sh.name], [res.name],
+                            _attr(ts, "MulAttribute"))
+        elif op == "clamp":
+            mid = ser.addIntermediate([rows, C], I32)
+            ser.addOperator(Op.Op().MAXIMUM, [operand(args[0]).name, operand(args[1]).name], [mid.name],
+                            _attr(ts, "MaximumAttribute", nan))
+            ser.addOperator(Op.Op().MINIMUM, [mid.name, operand(args[2]).name], [res.name],
+                            _attr(ts, "MinimumAttribute", nan))
+        else:
+            code, attr = {"and": ("BITWISE_AND", ("BitwiseAndAttribute",)), "add": ("ADD", ("AddAttribute",)),
+                          "sub": ("SUB", ("SubAttribute",)),
+                          "shr": ("ARITHMETIC_RIGHT_SHIFT", ("ArithmeticRightShiftAttribute", False))}[op]
+            ser.addOperator(getattr(Op.Op(), code), [operand(a).name for a in args], [res.name], _attr(ts, *attr))
+        tensors[name] = res
+    if layer.out_dtype.name != "int32":
+        ser.addOperator(Op.Op().CAST, [tensors[steps[-1][0]].name], [out.name], _attr(ts, "CastAttribute"))
+
+
 def _ser():
     from serializer import tosa_serializer as ts   # tosa-tools
     return ts
 
 
-def layer_to_tosa(layer, directory, rows, form=None):
+def layer_to_tosa(layer, directory, rows, form=None, wrong=None):
     """Write a TOSA flatbuffer (``layer.tosa``) and its test descriptor (``desc.json``) taking a [rows, C] tensor
-    of the layer's input type; ``form`` is "rescale", "int32", "add_rescale" or None (the first that applies, in
-    that order).  Returns the form.
+    of the layer's input type; ``form`` is "rescale", "int32", "add_rescale", "multiword" or None (the first that
+    applies, in that order).  Returns the form.  ``wrong`` (tests only): a MULTIWORD_WRONG variant of the
+    multi-word steps.
 
     Raises
     ------
@@ -173,7 +359,12 @@ def layer_to_tosa(layer, directory, rows, form=None):
     rp = rescale_params(layer)
     ap = add_rescale_params(layer) if rp is None else None
     if form is None:
-        form = "rescale" if rp is not None else "int32" if c_accumulator_bits(layer) == 32 else "add_rescale"
+        form = "rescale" if rp is not None else "int32" if c_accumulator_bits(layer) == 32 else \
+            "add_rescale" if ap is not None else "multiword"
+    if form not in ("rescale", "int32", "add_rescale", "multiword"):
+        raise ValueError(f"form must be 'rescale', 'int32', 'add_rescale' or 'multiword', got {form!r}")
+    if form == "multiword":
+        multiword_params(layer)                       # raises with the reason before anything is written
     if form == "rescale" and rp is None:
         raise ValueError(f"no single RESCALE: {rescale_report(layer)['reason']}")
     if form == "add_rescale" and ap is None:
@@ -188,7 +379,9 @@ def layer_to_tosa(layer, directory, rows, form=None):
     ser = ts.TosaSerializer(directory)
     x = ser.addPlaceholder([rows, C], dt(in_name), None)
     out = ser.addOutput([rows, C], dt(out_name))
-    if form == "rescale":
+    if form == "multiword":
+        _emit_multiword(ser, ts, layer, x, out, rows, wrong)
+    elif form == "rescale":
         M, T, ozp = rp
         mul = ser.addConst([C], I32, M)
         sh = ser.addConst([C], DType.DType().INT8, T)

@@ -331,3 +331,33 @@ def test_static_assertions_reject_a_logical_shift(tmp_path, layers):
     open(c, "w").write(text)
     r = subprocess.run(["gcc", *STRICT, "-c", c, "-o", os.devnull], capture_output=True, text=True)
     assert r.returncode != 0 and "negative" in r.stderr
+
+
+@pytest.mark.parametrize("toolchain", sorted(TOOLCHAINS))
+def test_generated_c_shared_networks_bit_exact(toolchain, tmp_path):
+    """Real layers of ResNet-20, Darknet, MobileNet and ResNet-50 (int64 accumulators), both layouts, on a sample
+    plus the range ends; the breakpoint neighbourhoods (T-1, T, T+1 of every level) are checked separately in
+    NHWC with the same driver."""
+    _skip_unless(toolchain)
+    from shared_net_layers import real_layers, target_inputs
+
+    real = real_layers()
+    if not real:
+        pytest.skip(f"shared data not found under {DATA_DIR}")
+    if not toolchain.startswith("gcc"):
+        real = dict(list(real.items())[::2])                  # qemu: one layer per network
+    bad, checked = run_checks(real, str(tmp_path / "sample"), toolchain, sample=500)
+    assert bad == [] and checked > 0
+    cmd = build_driver(real, str(tmp_path / "sample"), toolchain)
+    jobs, outs = [], []
+    for k, (name, layer) in enumerate(real.items()):
+        x = target_inputs(layer)                                                  # [K, C]: NHWC pixels = K
+        ip, op = str(tmp_path / f"{name}.bp.in"), str(tmp_path / f"{name}.bp.out")
+        x.tofile(ip)
+        jobs += [str(k), "1", "1", str(x.shape[0]), ip, op]
+        outs.append((name, layer, x, op))
+    res = subprocess.run(cmd + jobs, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name, layer, x, op in outs:
+        got = np.fromfile(op, dtype=layer.out_dtype).reshape(x.shape)
+        assert np.array_equal(got, layer.apply(x, axis=-1)), name

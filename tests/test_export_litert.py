@@ -52,3 +52,35 @@ def test_a_wrong_model_is_detected(name, change):
 def test_both_accumulator_forms_exercised():
     widths = {codegen.c_accumulator_bits(layer) for layer in synthetic_layers().values()}
     assert widths == {32, 64}
+
+
+def test_litert_shared_networks_bit_exact():
+    """Real layers of ResNet-20, Darknet, MobileNet (incl. depthwise) and ResNet-50 (int64 detour: 38..46-bit
+    accumulators): bit-exact on a sample, the range ends and every breakpoint neighbourhood (T-1, T, T+1)."""
+    from shared_net_layers import real_layers, target_inputs
+
+    real = real_layers()
+    if not real:
+        pytest.skip(f"shared data not found under {DATA_DIR}")
+    assert len({n.split("_")[0] for n in real}) >= 3
+    for name, layer in real.items():
+        x = target_inputs(layer)
+        y = el.run_litert(el.layer_to_tflite(layer, x.shape[0]), x)
+        assert np.array_equal(y, layer.apply(x, axis=-1)), name
+
+
+def test_litert_shared_network_wrong_model_detected():
+    """A model from a real layer with one bias moved by one unit mismatches at a breakpoint neighbourhood."""
+    from shared_net_layers import real_layers, target_inputs
+
+    real = real_layers()
+    if not real:
+        pytest.skip(f"shared data not found under {DATA_DIR}")
+    layer = real["resnet50_bn_conv1"] if "resnet50_bn_conv1" in real else next(iter(real.values()))
+    bias = layer.bias.copy()
+    bias[3] += 1
+    wrong = fxbn.FixedPointBN(layer.multiplier, bias, layer.shift, layer.in_range, layer.out_range, layer.rounding,
+                              layer.source, layer.out_dtype, layer.in_dtype)
+    x = target_inputs(layer)
+    y = el.run_litert(el.layer_to_tflite(wrong, x.shape[0]), x)
+    assert not np.array_equal(y, layer.apply(x, axis=-1))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fxbn
-from fxbn import export_tosa as et
+from fxbn import codegen, export_tosa as et
+from conftest import DATA_DIR
 from test_codegen import inputs, synthetic_layers
 
 pytest.importorskip("serializer.tosa_serializer", reason="tosa-tools not installed (pip install tosa-tools)")
@@ -113,3 +114,110 @@ def test_int32_form_refuses_wide_accumulators(tmp_path):
 def test_unsigned_types_refused(tmp_path):
     with pytest.raises(ValueError, match="unsigned"):
         et.layer_to_tosa(synthetic_layers()["u8_half_up_relu"], str(tmp_path), 4)
+
+
+# ------------------------------------------------------------------------------------------------ multi-word form
+MULTIWORD_SYNTHETIC = ("i8_half_even", "i16_half_away", "i16_acc32_narrow", "i32_acc32_narrow", "bn_i8_relu6")
+
+
+def _real():
+    from shared_net_layers import real_layers
+
+    layers = real_layers()
+    if not layers:
+        pytest.skip(f"shared data not found under {DATA_DIR}")
+    return layers
+
+
+def _run_multiword(layer, tmp_path, wrong=None, x=None):
+    if x is None:
+        x = np.ascontiguousarray(inputs(layer, 5_000)[0].T)
+    form = et.layer_to_tosa(layer, str(tmp_path), x.shape[0], "multiword", wrong=wrong)
+    assert form == "multiword"
+    return x, et.run_reference_model(str(tmp_path), x)
+
+
+@pytest.mark.parametrize("name", MULTIWORD_SYNTHETIC)
+def test_multiword_bit_exact_synthetic(refmodel, name, tmp_path):
+    """Exhaustive for 8/16-bit inputs, sample + range ends for int32; the NumPy model of the steps agrees."""
+    layer = synthetic_layers()[name]
+    x, y = _run_multiword(layer, tmp_path)
+    assert y.dtype == layer.out_dtype and np.array_equal(y, layer.apply(x, axis=-1))
+    assert np.array_equal(et.multiword_eval(layer, x), y)
+
+
+def test_multiword_bit_exact_shared_networks(refmodel, tmp_path):
+    """Real layers of ResNet-20, Darknet, MobileNet (incl. a depthwise layer) and ResNet-50: int32 accumulators of
+    38..46 bits, no single RESCALE, no int32 form; the default form chosen is the multi-word one and it is
+    bit-exact on a sample, the range ends and every breakpoint neighbourhood (T-1, T, T+1)."""
+    from shared_net_layers import target_inputs
+
+    for name, layer in _real().items():
+        assert not et.rescale_report(layer)["single"] and codegen.c_accumulator_bits(layer) == 64, name
+        x = target_inputs(layer)
+        d = tmp_path / name
+        assert et.layer_to_tosa(layer, str(d), x.shape[0]) == "multiword"
+        y = et.run_reference_model(str(d), x)
+        assert np.array_equal(y, layer.apply(x, axis=-1)), name
+
+
+@pytest.mark.parametrize("wrong", et.MULTIWORD_WRONG)
+def test_multiword_wrong_steps_detected(refmodel, wrong, tmp_path):
+    """A graph from a wrong step list (carry dropped, carry at bit m - 1, MUL's rounding kept) mismatches on a real
+    layer (and on a synthetic one without the data)."""
+    from shared_net_layers import real_layers, target_inputs
+
+    real = real_layers()
+    layer = real["resnet20_bn1"] if "resnet20_bn1" in real else synthetic_layers()["i16_half_away"]
+    x = target_inputs(layer) if real else None
+    x, y = _run_multiword(layer, tmp_path, wrong, x)
+    assert not np.array_equal(y, layer.apply(x, axis=-1))
+
+
+def test_multiword_params_refusals():
+    """A multiplier wider than int32 (the full-range int32 input layer) is refused with the channel named; unsigned
+    types are refused; the split and constants satisfy their definitions."""
+    with pytest.raises(ValueError, match="channel 0: multiplier"):
+        et.multiword_params(synthetic_layers()["i32_acc64"])
+    with pytest.raises(ValueError, match="unsigned"):
+        et.multiword_params(synthetic_layers()["u8_half_up_relu"])
+    layer = synthetic_layers()["i16_half_away"]
+    p = et.multiword_params(layer)
+    m = p["m"]
+    for c in range(layer.channels):
+        k = max(0, m - int(layer.shift[c]))
+        assert int(p["A"][c]) == int(layer.multiplier[c]) << k
+        assert (int(p["BH"][c]) << m) + int(p["BL"][c]) == int(layer.bias[c]) << k and 0 <= p["BL"][c] < 1 << m
+        assert int(p["K"][c]) == min(int(layer.shift[c]) + k - m, 31)
+
+
+def test_multiword_eval_requires_fit(monkeypatch):
+    """The NumPy model enforces the spec's REQUIREs: a bias high word that makes an ADD overflow int32 is an error,
+    not a wrapped value (multiword_params never emits one: it checks the words at the range ends)."""
+    layer = synthetic_layers()["i16_half_away"]
+    x = np.ascontiguousarray(inputs(layer, 10)[0].T)
+    good = et.multiword_params(layer)
+    assert np.array_equal(et.multiword_eval(layer, x), layer.apply(x, axis=-1))
+    monkeypatch.setattr(et, "multiword_params", lambda _: {**good, "BH": np.full_like(good["BH"], (1 << 31) - 1)})
+    with pytest.raises(ArithmeticError, match="REQUIRE"):
+        et.multiword_eval(layer, x)
+
+
+@pytest.mark.parametrize("splits", [(30,), (29,), (1, 16)])
+def test_tosa_multiword_lemma_proved(splits):
+    pytest.importorskip("z3")
+    from verify import lemmas
+
+    lemmas.EXPORT_LEMMAS["_tosa_multiword_subset"] = (
+        lambda i, w, wrong=False: lemmas.tosa_multiword(i, w, wrong, splits=splits), "QF_BV")
+    r = lemmas.prove("_tosa_multiword_subset", "int32", 32, timeout_ms=120000)
+    assert r["status"] == "proved", r
+
+
+@pytest.mark.parametrize("wrong", et.MULTIWORD_WRONG)
+def test_tosa_multiword_lemma_refutes_wrong_steps(wrong):
+    pytest.importorskip("z3")
+    from verify import lemmas
+
+    r = lemmas.prove("tosa_multiword", "int32", 32, wrong=wrong, timeout_ms=120000)
+    assert r["status"] == "refuted", r

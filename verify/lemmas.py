@@ -1031,7 +1031,8 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
         values) when refuted, ``reason`` when unknown, ``seconds``, ``logic``.
     """
     z3 = z3mod()
-    build, logic = LEMMAS[name] if name in LEMMAS else SIMD_LEMMAS[name][:2]
+    build, logic = LEMMAS[name] if name in LEMMAS else EXPORT_LEMMAS[name] if name in EXPORT_LEMMAS \
+        else SIMD_LEMMAS[name][:2]
     claims, variables = build(in_dtype, acc_bits, wrong)
     if not isinstance(claims, list):
         claims = [claims]
@@ -1335,3 +1336,94 @@ def add8_index_map(wrong=False):
 
 SIMD_WRONG["add8_lanes"] = ("bias_fold_toggled", "split_high_unadjusted", "single_madd_unchecked", "pair_order_swapped")
 SIMD_LEMMAS["add8_lanes"] = (add8_lanes, "QF_BV", (32,), ("int8", "uint8"))
+
+
+# ------------------------------------------------------------------------------------------------ TOSA multi-word
+def tosa_multiword(in_dtype, w=32, wrong=False, splits=range(1, 31)):
+    """Claim: the multi-word int32 TOSA graph of fxbn.export_tosa (its step list ``MULTIWORD``, interpreted step by
+    step with the TOSA 1.0 specification's int32 semantics) satisfies every REQUIRE of the specification and equals
+    clamp(floor((A*x + B) / 2^s), qmin, qmax), for every int32 x (int8/int16 inputs reach it through CAST, a sign
+    extension, so this covers them; ``in_dtype`` and ``w`` do not change the claim), every int32 A, every split m in
+    [1, 30] (one claim per m), B = BH*2^m + BL with int32 BH and 0 <= BL < 2^m, every s = m + j with j in
+    [0, 62 - m] (emitted K = min(j, 31)), every qmin <= qmax, under the fit conditions export_tosa.multiword_params
+    checks: the exact floor((A*x + 2^(m-1)) / 2^m), floor((A*x + BL) / 2^m) and floor((A*x + B) / 2^m) lie in int32.
+
+    Semantics (specification pseudocode): MUL int32 with shift > 0: (P + 2^(shift-1)) >> shift in int64, REQUIRE the
+    result fits int32; shift 0: the low 32 bits of P, where P = sext64(a)*sext64(b); ADD/SUB: REQUIRE the exact
+    result fits int32; ARITHMETIC_RIGHT_SHIFT: REQUIRE 0 <= amount <= 31, arithmetic; BITWISE_AND; MAXIMUM then
+    MINIMUM.  Both MULs of x and A read the same product P, the exact A*x (|P| <= 2^62: a product of two int32
+    values, cf. ``product_width``); it is a free 64-bit term with that bound here (a 64-bit multiplier circuit makes
+    the query intractable, and the claim depends on x and A only through P).  wrong: ``no_carry``,
+    ``carry_at_m_minus_1``, ``rounding_kept`` (export_tosa.MULTIWORD_WRONG; each must be refuted)."""
+    from fxbn import export_tosa
+
+    z3 = z3mod()
+    bad = export_tosa.MULTIWORD_WRONG[0] if wrong is True else (wrong or None)
+    steps = export_tosa.multiword_steps(bad)
+    W = 68                                                           # exact: |A*x + B| < 2^63 + 2^62
+    BH, BL, qmin, qmax = z3.BitVecs("BH BL qmin qmax", 32)
+    P = z3.BitVec("P", 64)
+    j = z3.BitVec("j", 8)
+    E = lambda v, sg=True: _ext(z3, v, W, sg)  # noqa: E731
+    fits = lambda v: z3.And(v >= -(1 << 31), v < (1 << 31))  # noqa: E731 -- v on W bits
+    K = z3.If(z3.UGT(j, 31), z3.BitVecVal(31, 32), z3.ZeroExt(24, j))
+    one = z3.BitVecVal(1, W)
+
+    def interpret(value, todo, required):
+        for name, op, *args in todo:
+            if op in ("mul_shift", "mul_low"):
+                if sorted(args[:2]) != ["A", "x"]:
+                    raise ValueError(f"step {name}: MUL of {args[:2]} (the lemma models the product A*x only)")
+                if op == "mul_shift":
+                    sh = value[args[2]]
+                    h = (P + (1 << (sh - 1))) >> sh
+                    required.append(z3.And(h >= -(1 << 31), h < (1 << 31)))
+                    value[name] = z3.Extract(31, 0, h)
+                else:
+                    value[name] = z3.Extract(31, 0, P)
+                continue
+            a = [z3.BitVecVal(value[v], 32) if isinstance(value[v], int) else value[v] for v in args]
+            if op == "and":
+                v = a[0] & a[1]
+            elif op == "shr":
+                required.append(z3.ULE(a[1], 31))
+                v = a[0] >> a[1]
+            elif op in ("add", "sub"):
+                exact = E(a[0]) + E(a[1]) if op == "add" else E(a[0]) - E(a[1])
+                required.append(fits(exact))
+                v = z3.Extract(31, 0, exact)
+            elif op == "clamp":
+                v = z3.If(a[0] < a[1], a[1], z3.If(a[0] > a[2], a[2], a[0]))
+            else:
+                raise ValueError(f"unknown step op {op!r}")
+            value[name] = v
+        return value
+
+    # Two parts per m, proved separately (one query each; together the whole claim): the words (every step before
+    # the shift by K: its operand is floor((A*x + B) / 2^m)) and the stage (the shift by K and the clamp: for every
+    # W-bit V whose floor(V / 2^m) fits int32, they give clamp(floor(V / 2^(m + j)))), symbolic in j.
+    cut = next(i for i, st in enumerate(steps) if "K" in st[2:])
+    word = steps[cut][2]
+    claims = []
+    PW = z3.SignExt(W - 64, P)
+    for m in splits:
+        value = interpret({"BH": BH, "BL": BL, "M": m, "M1": m - 1, "MASK": z3.BitVecVal((1 << m) - 1, 32),
+                           "ZERO": z3.BitVecVal(0, 32)}, steps[:cut], required := [])
+        B = (E(BH) << m) + E(BL, False)
+        pre = [P >= -(1 << 62), P <= 1 << 62, z3.ULT(BL, 1 << m),
+               fits((PW + (1 << (m - 1))) >> m), fits((PW + E(BL, False)) >> m), fits((PW + B) >> m)]
+        claims.append(z3.Implies(z3.And(*pre), z3.And(*required, E(value[word]) == (PW + B) >> m)))
+    V = z3.BitVec("V", W)
+    for m in splits:
+        value = interpret({word: z3.Extract(31, 0, V >> m), "K": K, "QMIN": qmin, "QMAX": qmax}, steps[cut:],
+                          required := [])
+        q = V >> (m + E(j, False))
+        y_math = z3.If(q < E(qmin), E(qmin), z3.If(q > E(qmax), E(qmax), q))
+        pre = [z3.ULE(j, 62 - m), qmin <= qmax, fits(V >> m)]
+        claims.append(z3.Implies(z3.And(*pre), z3.And(*required, E(value[steps[-1][0]]) == y_math)))
+    return claims, {"P": P, "BH": BH, "BL": BL, "j": j, "qmin": qmin, "qmax": qmax, "V": V}
+
+
+# Lemmas about exported graphs rather than the kernel: looked up by prove() by name, not run by prove_all (the full
+# tosa_multiword proof is 60 queries, ~90 s):  python -c "from verify import lemmas; print(lemmas.prove('tosa_multiword'))"
+EXPORT_LEMMAS = {"tosa_multiword": (tosa_multiword, "QF_BV")}

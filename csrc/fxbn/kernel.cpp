@@ -436,9 +436,12 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   const int64_t lim_a = int64_t{1} << (31 - k);
   const bool scale_a = a < lim_a && a > -lim_a;
   if (!scale_a && !(xshift && k <= max_input_shift<In>())) return;
-  const __int128 lim = static_cast<__int128>(1) << (63 - k);
-  const __int128 ends[3] = {static_cast<__int128>(a) * lo + b, static_cast<__int128>(a) * hi + b, b};
-  for (const __int128 v : ends) {
+  // |v| < lim <= 2^62 is required; a product or sum overflowing int64 has |exact value| >= 2^63, so it fails the
+  // same test (no 128-bit type needed: 32-bit targets have none)
+  const int64_t lim = int64_t{1} << (63 - k);
+  for (const int64_t xe : {lo, hi, int64_t{0}}) {
+    int64_t v = 0;
+    if (__builtin_mul_overflow(static_cast<int64_t>(a), xe, &v) || __builtin_add_overflow(v, b, &v)) return;
     if (v >= lim || v < -lim) return;
   }
   if (scale_a) {
@@ -446,7 +449,7 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   } else {
     xk = k;
   }
-  b = static_cast<int64_t>(static_cast<__int128>(b) * (static_cast<__int128>(1) << k));
+  b *= int64_t{1} << k;  // |b| < 2^(63 - k): exact
   s = 32;
 }
 
