@@ -458,7 +458,7 @@ class _Builder:
 
     def op_LeakyRelu(self, node, a):
         _check_attrs(node, ("alpha",), a)
-        alpha = float(a.get("alpha", 0.01))
+        alpha = float(str(np.float32(a.get("alpha", 0.01))))      # the float32 attribute's decimal (0.1)
         if not 0 < alpha < 1:
             raise ValueError(f"{_where(node)}: alpha {alpha} outside (0, 1)")
         return self._fuse(node, ("leaky", alpha))
