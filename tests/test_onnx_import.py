@@ -1,7 +1,6 @@
 """fxbn.onnx.importer: float ONNX models (torch.onnx.export of the real ResNet-20, and hand-built graphs) read into
 fxbn.network.Graph; the integer network exported back to ONNX is bit-identical in onnxruntime; the quantize / check
 CLI and ``python -m verify MODEL.onnx``."""
-import json
 import os
 import subprocess
 import sys
@@ -251,6 +250,23 @@ def test_zoo_of_supported_ops_matches_onnxruntime():
     assert _float_matches(g, model, px)
 
 
+def test_zoo_asymmetric_pads_and_kernel():
+    """ONNX pads are [top, left, bottom, right]: an asymmetric pad with a 4x2 kernel keeps an 8x8 map only when read
+    so (read as (t, l, b, r) the shapes differ)."""
+    rng = np.random.default_rng(3)
+    inits = [_init("w", rng.normal(0, 0.4, (5, 3, 4, 2)).astype(np.float32))] + _bn_inits("n", 5, rng)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="c", pads=[1, 0, 2, 1]),
+             helper.make_node("BatchNormalization", ["c", "ng", "nb", "nm", "nv"], ["y"], name="bn")]
+    model = _model(nodes, inits, ("N", 5, 8, 8))
+    g = import_onnx(model, [0.5] * 3, [0.25] * 3)
+    assert g.by_name["c"].attrs["pad"] == (1, 2, 0, 1)
+    px = np.random.default_rng(4).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    assert _float_matches(g, model, px)
+    g.by_name["c"].attrs["pad"] = (1, 0, 2, 1)
+    with pytest.raises((ValueError, AssertionError)):
+        assert _float_matches(g, model, px)
+
+
 def _folded_model():
     rng = np.random.default_rng(5)
     f = np.float32
@@ -492,3 +508,14 @@ def test_verify_reads_onnx_models(quantized, exported, capsys):
         path = d / "sigmoid.onnx"
         onnx.save(BAD["op"][0], str(path))
         vmodel.load_model(str(path))
+
+
+def test_cli_quantize_reads_an_image_directory(exported, tmp_path):
+    pytest.importorskip("PIL")
+    r = cli("quantize", exported[0], "--calib", DATA_DIR / "cifar10" / "lossless", "--limit", 4, "--out",
+            tmp_path / "d.int.onnx", "--input-mean", ",".join(map(str, MEAN)), "--input-std", ",".join(map(str, STD)))
+    assert r.returncode == 0 and "4 calibration images" in r.stdout, r.stderr
+    from fxbn.onnx.quantize import load_images
+    from experiments import data
+
+    assert np.array_equal(load_images(DATA_DIR / "cifar10" / "lossless", 32), data.cifar_lossless(DATA_DIR)[0])

@@ -223,11 +223,8 @@ def _export(args):
 def _check(args):
     import json
 
-    import onnx
-
     import fxbn
     import fxbn.onnx as fo
-
     from fxbn.onnx import quantize as fq
     from fxbn.onnx.importer import _load
 

@@ -34,11 +34,11 @@ def load_images(path, size, limit=None):
             files = [f for f, _ in fc.list_images(path)][:limit]
         except ValueError as exc:
             raise ValueError(str(exc)) from None
-        try:
-            import PIL  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("PIL") is None:
             raise ValueError(f"{path}: decoding image files needs Pillow (pip install pillow), or give the pixels "
-                             "as a .npy of uint8 (N, H, W, 3)") from None
+                             "as a .npy of uint8 (N, H, W, 3)")
         try:
             pixels = np.stack([fc.load_image(f, size=(size, size)) for f in files])
         except (OSError, ValueError) as exc:
