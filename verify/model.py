@@ -9,6 +9,10 @@ Model files
 - ``X.npz`` with Keras names (``<layer>/<weight>`` or ``<layer>/<layer>/<weight>:0``) plus its topology
   ``X.model.json`` beside it: pairs, activations and BN epsilons by :func:`fxbn.importers.keras_conv_bn_pairs`.
   Without a topology the naming convention ``X_bn`` <-> ``X`` is used (Keras MobileNet).
+- ``X.onnx``: a float ONNX model, read by :func:`fxbn.onnx.importer.import_onnx` (needs onnx): every Conv -> BN of
+  its graph (a Conv with no BN after it -- BN folded by the exporter -- pairs with an identity BN carrying the conv
+  bias), named as the importer names the graph nodes (``python -m fxbn.onnx quantize --activations`` writes the
+  matching activations file). The normalisation does not matter for these layers; symbolic H, W are taken as 224.
 - ``X.pt`` / ``X.pth``: a torch state_dict (``torch.load(weights_only=True)``; needs torch). ``{"state_dict": ...}``
   wrappers and a ``module.`` prefix (DataParallel) are unwrapped.
 
@@ -61,6 +65,7 @@ ROUNDINGS = ("half_even", "half_up", "half_away", "floor")
 DEFAULT_ROUNDING = "half_up"
 DEFAULT_EPS = {"torch": 1e-5, "keras": 1e-3, "keras_tf": 1e-3}
 TORCH_SUFFIXES = (".pt", ".pth")
+ONNX_SUFFIXES = (".onnx",)
 _TOP_KEYS = {"format", "version", "comment", "rounding", "eps", "style", "solver_options", "layers", "model",
              "calibration"}
 _LAYER_KEYS = {"conv", "in", "out", "relu", "eps", "rounding", "channels", "comment", "kind", "input"}
@@ -117,7 +122,7 @@ def is_model_file(path):
     ``meta`` entry, or a Keras topology .json."""
     path = str(path)
     low = path.lower()
-    if low.endswith(TORCH_SUFFIXES):
+    if low.endswith(TORCH_SUFFIXES + ONNX_SUFFIXES):
         return True
     if low.endswith(".npz"):
         try:
@@ -289,6 +294,8 @@ def load_model(path, style=None):
     """
     path = str(path)
     topology = None
+    if path.lower().endswith(ONNX_SUFFIXES):
+        return _onnx_model(path)
     if path.lower().endswith(".json"):          # the topology named: its arrays are X.npz beside X.model.json
         topology = path
         root = path[: -len(".model.json")] if path.endswith(".model.json") else path[: -len(".json")]
@@ -320,6 +327,40 @@ def load_model(path, style=None):
         if p.eps is None:
             p.eps = DEFAULT_EPS[style]
     return Model(path, arrays, style, pairs, topology, skipped)
+
+
+def _onnx_model(path):
+    """A float ONNX model's Conv -> BN pairs, through fxbn's ONNX importer (arrays named as a state_dict)."""
+    try:
+        import onnx
+        from fxbn.onnx.importer import _load, import_onnx
+    except ImportError:
+        raise ModelError(f"{path}: reading an ONNX model needs onnx (pip install 'fxbn[onnx]')") from None
+    try:
+        model = _load(path)
+        inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim] \
+            if len(inputs) == 1 else []
+        channels = dims[1] if len(dims) == 4 and dims[1] else 3
+        size = None if len(dims) == 4 and dims[2] and dims[3] else 224
+        graph = import_onnx(model, [0.0] * channels, [1.0] * channels, size=size)
+    except ValueError as e:
+        raise ModelError(f"{path}: {e}") from None
+    del onnx
+    arrays, pairs = {}, []
+    for node in graph.bn_nodes():
+        conv = graph.by_name[node.src[0]]
+        bn = node.attrs["bn"]
+        for k, field in zip(("weight", "bias", "running_mean", "running_var"), ("gamma", "beta", "mean", "var")):
+            arrays[f"{node.name}.{k}"] = np.asarray(getattr(bn, field))
+        w = np.asarray(conv.attrs["w"])
+        arrays[f"{conv.name}.weight"] = w
+        act = node.attrs["act"]
+        relu = {None: False, "relu": True, "relu6": "relu6"}[act] if not isinstance(act, tuple) else tuple(act)
+        pairs.append(Pair(node.name, conv.name, f"{conv.name}.weight", w.ndim - 1, relu=relu, eps=float(bn.eps)))
+    if not pairs:
+        raise ModelError(f"{path}: no Conv -> BatchNorm pair in the ONNX graph")
+    return Model(path, arrays, "torch", pairs)
 
 
 # ---------------------------------------------------------------------------------------------- activations
