@@ -74,14 +74,18 @@ def _npy_header(z, name, path):
     return shape, dtype
 
 
-def _read_npz(path):
+def _open_npz(path):
+    """The zip archive of an .npz file (FileNotFoundError as is; anything else unreadable -> ValueError)."""
     try:
-        zf = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
         raise ValueError(f"{path}: not an npz file ({e})") from None
-    with zf:
+
+
+def _read_npz(path):
+    with _open_npz(path) as zf:
         names = set(zf.namelist())
         want = ["meta"] + list(_ARRAYS)
         missing = [k for k in want if k + ".npy" not in names]

@@ -37,7 +37,7 @@ import zipfile
 import numpy as np
 
 from fxbn import importers
-from fxbn.io import _json, _npy_header
+from fxbn.io import _json, _npy_header, _open_npz
 
 FORMAT, VERSION = "fxbn.network.Graph", 1
 MAX_ARRAYS = 4096
@@ -193,13 +193,7 @@ class _Reader:
 
 def _read_npz(path):
     """(meta dict, {key: array}) with every size bounded before data is read."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not an npz file ({e})") from None
-    with zf:
+    with _open_npz(path) as zf:
         names = zf.namelist()
         if "meta.npy" not in names:
             raise ValueError(f"{path}: not an fxbn network file (no 'meta' entry)")
