@@ -15,28 +15,16 @@ Targets: fxbn >= 3x torch, and >= 60% of copy3 bandwidth on large tensors.
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 
 import numpy as np
 
 import fxbn
 from fxbn import _core
+from machine import cpu_model
 
 SIZES = {"small": 1 << 16, "medium": 1 << 20, "large": 1 << 24}
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, min_time=0.005):
