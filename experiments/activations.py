@@ -15,55 +15,11 @@ import json
 import pathlib
 import sys
 
-FORMAT = "fxbn.activations"
+from fxbn.network_io import activations_json
+
 MODEL_FILES = {"resnet20": ("cifar10", "resnet20.npz"), "resnet56": ("cifar10", "resnet56.npz"),
                "resnet50": ("imagenet", "resnet50.npz"), "darknet_tiny": ("imagenet", "darknet_tiny.npz"),
                "mobilenet": ("imagenet", "mobilenet_v1_0.25_notop.npz")}
-
-
-def _act(act):
-    return {"scale": float(act.scale), "zero_point": int(act.zero_point), "dtype": act.dtype, "qmin": int(act.qmin),
-            "qmax": int(act.qmax)}
-
-
-def _relu(act):
-    if isinstance(act, tuple):                      # ("leaky", alpha)
-        return [act[0], float(act[1])]
-    return {"relu": True, "relu6": "relu6", None: False}[act]
-
-
-def activations_json(graph, model=None, calibration=None):
-    """The activations-file dict (verify/model.py schema) of a quantized ``experiments.qgraph.Graph``.
-
-    Per BN node: ``in`` = the conv input's quantization with its exact integer range (``graph.q[bn]["act_in"]``,
-    i.e. ``graph.act_of(conv input)``), ``out`` = the BN output's calibrated quantization (``graph.acts[bn]``),
-    the fused activation, eps and the conv node's name; top level: the rounding and solver options the graph was
-    quantized with (from its FixedPointBN layers).
-    """
-    layers, roundings, options = {}, set(), []
-    for node in graph.bn_nodes():
-        q = graph.q.get(node.name)
-        if q is None or "act_in" not in q:
-            raise ValueError(f"graph is not quantized (no parameters for {node.name}): call calibrate and quantize")
-        layer = q["layers"][0]
-        roundings.add(layer.rounding)
-        options.append(dict(layer.solve_options))
-        layers[node.name] = {"conv": node.src[0], "channels": layer.channels,
-                             "in": _act(q["act_in"]), "out": _act(graph.acts[node.name]),
-                             "relu": _relu(node.attrs["act"]), "eps": float(node.attrs["bn"].eps)}
-    if len(roundings) != 1:
-        raise ValueError(f"layers were quantized with several roundings: {sorted(roundings)}")
-    out = {"format": FORMAT, "version": 1, "rounding": roundings.pop()}
-    if options and any(o != options[0] for o in options):
-        raise ValueError("layers were solved with different solver options")
-    if options and options[0]:
-        out["solver_options"] = options[0]
-    if model is not None:
-        out["model"] = [str(model)]
-    if calibration is not None:
-        out["calibration"] = calibration
-    out["layers"] = layers
-    return out
 
 
 def main(argv=None):

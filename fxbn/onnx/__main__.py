@@ -124,6 +124,7 @@ def _quantize(args):
 
     import fxbn.onnx as fo
     from fxbn.onnx import quantize as fq
+    from fxbn.network_io import activations_json
 
     _positive(args.limit, "--limit")
     _positive(args.batch, "--batch")
@@ -146,7 +147,7 @@ def _quantize(args):
         print(f"{args.layers}: {len(saved)} exact layers (python -m verify {args.layers})")
     if args.activations:
         with open(args.activations, "w") as f:
-            json.dump(fq.activations_json(graph, args.model, args.rounding), f, indent=1)
+            json.dump(activations_json(graph, args.model), f, indent=1)
         print(f"{args.activations}: activations for python -m verify {args.model} --activations {args.activations}")
     return EXIT_OK
 

@@ -187,23 +187,6 @@ def save_layers(graph, directory):
     return out
 
 
-def activations_json(graph, model_path, rounding):
-    """The ``python -m verify MODEL.onnx --activations`` file of a quantized graph (schema: verify/model.py)."""
-    def act(a):
-        return {"scale": float(a.scale), "zero_point": int(a.zero_point), "dtype": a.dtype, "qmin": int(a.qmin),
-                "qmax": int(a.qmax)}
-
-    layers = {}
-    for node in graph.bn_nodes():
-        q = graph.q[node.name]
-        a = node.attrs["act"]
-        relu = list(a) if isinstance(a, tuple) else {"relu": True, "relu6": "relu6", None: False}[a]
-        layers[node.name] = {"conv": node.src[0], "channels": q["layers"][0].channels, "in": act(q["act_in"]),
-                             "out": act(graph.acts[node.name]), "relu": relu, "eps": float(node.attrs["bn"].eps)}
-    return {"format": "fxbn.activations", "version": 1, "rounding": rounding, "model": [str(model_path)],
-            "layers": layers}
-
-
 def check_network(graph, model, pixels, batch=100, threads=1, reference=False):
     """Images whose integer logits differ: onnxruntime (optimizations on / off) vs Graph.forward_int (fxbn), and
     with reference=True fxbn vs the exact reference (Graph.forward_pair; slow: the residual adds' exact reference
