@@ -105,3 +105,18 @@ def imagenet_images(root=None, size=256, crop=224, limit=None):
     rows = [line.split() for line in (root / "labels.txt").read_text().splitlines() if line.strip()][:limit]
     pixels = np.stack([_read(root / r[0], size, crop) for r in rows])
     return pixels, np.array([int(r[1]) for r in rows], np.int64), [r[0] for r in rows]
+
+
+def add_run_arguments(parser, results):
+    """The data, image-selection, calibration and worker options shared by the experiments' command lines."""
+    parser.add_argument("--data", type=pathlib.Path, default=data_dir())
+    parser.add_argument("--out", type=pathlib.Path, default=results)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--limit-per-class", type=int, default=None, help="CIFAR-10 images per class (default: all)")
+    parser.add_argument("--limit-imagenet", type=int, default=None)
+    parser.add_argument("--calib-per-class", type=int, default=50)
+    parser.add_argument("--calib", type=int, default=200, help="ImageNet calibration images")
+    parser.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
+    parser.add_argument("--percentile", type=float, default=99.99)
+    parser.add_argument("--rounding", default="half_up")

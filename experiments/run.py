@@ -417,17 +417,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", default=["resnet20", "resnet56"],
                    choices=["resnet20", "resnet56", "darknet_tiny", "resnet50", "mobilenet"])
-    p.add_argument("--data", type=pathlib.Path, default=data.data_dir())
-    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--limit-per-class", type=int, default=None, help="CIFAR-10 images per class (default: all)")
-    p.add_argument("--limit-imagenet", type=int, default=None)
-    p.add_argument("--calib-per-class", type=int, default=50)
-    p.add_argument("--calib", type=int, default=200, help="ImageNet calibration images")
-    p.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
-    p.add_argument("--percentile", type=float, default=99.99)
-    p.add_argument("--rounding", default="half_up")
+    data.add_run_arguments(p, RESULTS)
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--peers-only", action="store_true",
                    help="add the peer schemes' counts to existing results (integer pipelines only)")
