@@ -24,7 +24,6 @@ cannot be used (malformed or tampered layer file, model or activations file; the
 field or BN layer and what is wrong), 70 internal error (a bug in fxbn or verify: please report it).  Exit 1 means
 a real refutation and nothing else.
 """
-import argparse
 import json
 import os
 import sys
@@ -32,22 +31,15 @@ import time
 
 import math
 
-EXIT_PROVED, EXIT_REFUTED, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 64, 70
+from fxbn import _cli
+
+EXIT_PROVED, EXIT_REFUTED, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, _cli.EXIT_USAGE, 70
 LEMMA_IN_DTYPES = ("int8", "uint8", "int16", "int32")
 LEMMA_ACC_BITS = (32, 64)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
 def build_parser():
-    doc = __doc__.strip().splitlines()
-    p = _Parser(prog="python -m verify", description=doc[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="\n".join(doc[2:]))
+    p = _cli.parser("python -m verify", __doc__)
     p.add_argument("paths", nargs="*", help="saved FixedPointBN files (.json/.npz) or directories of them, or model "
                                             "files (.npz state_dict / Keras weights + X.model.json, .pt/.pth)")
     p.add_argument("--activations", metavar="FILE.json",

@@ -21,25 +21,17 @@ int64 logits out); --layers DIR saves its FixedPointBN / FixedPointAdd layers (`
 SHA-256; --model if it moved) and compares logits on the images: onnxruntime (optimizations on and off) vs fxbn,
 and fxbn vs the exact reference.  Exit codes: 0 all identical, 1 a mismatch, 64 usage error.
 """
-import argparse
 import os
 import sys
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 64
+from fxbn import _cli
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, _cli.EXIT_USAGE
 
 
 def build_parser():
-    doc = __doc__.strip().splitlines()
-    p = _Parser(prog="python -m fxbn.onnx", description=doc[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="\n".join(doc[2:]))
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _cli.parser("python -m fxbn.onnx", __doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_cli.UsageParser)
     e = sub.add_parser("export", help="saved layers -> integer-only ONNX models")
     e.add_argument("layers", nargs="+", help="FixedPointBN files (.json/.npz) or directories of them")
     e.add_argument("--out", required=True, metavar="DIR", help="output directory (created if absent)")
