@@ -33,6 +33,11 @@ Nodes (in topological order; ``src`` names earlier nodes):
 - ``add``: residual sum (+ optional ReLU): a quantization point, an exact :class:`fxbn.FixedPointAdd` of the two
   int8 inputs (minimal shift, proven for every pair of their integer ranges).
 - ``maxpool``, ``shortcut_a`` (CIFAR option-A shortcut), ``gap`` (global average pool), ``dense`` (classifier).
+- ``avgpool``: local average pooling, attrs ``kernel`` (kh, kw), ``stride`` (sh, sw), ``pad`` (top, bottom, left,
+  right; each smaller than the kernel) and ``count_include_pad``: a quantization point.  The integer run sums each
+  window exactly in int32 (padding: the input zero point when padding counts, so it adds the real value 0; else 0 and
+  the window's divisor is its number N of input elements) and rescales the sum with one exact
+  :func:`fxbn.from_avgpool` layer per window size N (:func:`avgpool_windows`: every N the geometry allows).
 
 Integer semantics: activations int8 with calibrated per-tensor (scale, zero point); conv accumulators are exact
 integers sum(w_q * (a_q - z)); BN + activation + requantization is one FixedPointBN (LeakyReLU: the max of two,
@@ -45,10 +50,11 @@ import numpy as np
 
 import fxbn
 from fxbn import importers
-from fxbn.ops import from_add
+from fxbn.ops import from_add, from_avgpool
 
 FLOAT32_EXACT = 2 ** 24  # |integer| below this: every float32 partial sum of integers is exact
 FLOAT64_EXACT = 2 ** 53
+POINTS = ("input", "bn", "add", "avgpool")   # the quantization points: ops whose output has its own quantization
 
 
 @dataclass
@@ -114,6 +120,51 @@ def maxpool_nhwc(x, k, stride, pad, pad_value):
             v = x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
             out = v.copy() if out is None else np.maximum(out, v)
     return out
+
+
+def window_sums(x, kernel, stride, pad, value, dtype):
+    """Sum of every (kh, kw) window of NHWC x (padded with ``value``), in ``dtype``."""
+    x = pad_nhwc(np.asarray(x, dtype), pad, value)
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kh}x{kw} window does not fit the padded {x.shape[1]}x{x.shape[2]} map")
+    out = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+    return out
+
+
+def avgpool_counts(h, w, kernel, stride, pad):
+    """(ho, wo) int64 array: how many input (not padding) elements each window of an h x w map holds."""
+    (kh, kw), (sh, sw), (t, b, l, r) = kernel, stride, pad
+    ho, wo = (h + t + b - kh) // sh + 1, (w + l + r - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kh}x{kw} window does not fit the padded {h + t + b}x{w + l + r} map")
+    start = np.arange(ho) * sh - t
+    rows = np.minimum(start + kh, h) - np.maximum(start, 0)
+    start = np.arange(wo) * sw - l
+    cols = np.minimum(start + kw, w) - np.maximum(start, 0)
+    return np.outer(rows, cols).astype(np.int64)
+
+
+def avgpool_windows(kernel, pad, count_include_pad):
+    """Every window size N an average pooling can divide by, for any input size (sorted).
+
+    Counting the padding: kh*kw.  Else a window starting at s >= -top and ending at s + kh <= h + bottom holds
+    kh - a - b rows, 0 <= a <= top, 0 <= b <= bottom (at least 1: the pads are smaller than the kernel), and
+    likewise columns; N is a product of the two.
+
+    >>> avgpool_windows((3, 3), (1, 1, 1, 1), False)
+    [1, 2, 3, 4, 6, 9]
+    """
+    (kh, kw), (t, b, l, r) = kernel, pad
+    if count_include_pad or not any(pad):
+        return [kh * kw]
+    rows = {kh - i - j for i in range(t + 1) for j in range(b + 1) if kh - i - j >= 1}
+    cols = {kw - i - j for i in range(l + 1) for j in range(r + 1) if kw - i - j >= 1}
+    return sorted({m * n for m in rows for n in cols})
 
 
 def shortcut_a(x, out_channels, pad_value=0):
@@ -236,6 +287,14 @@ class Graph:
                 v = shortcut_a(val[node.src[0]], a["out_channels"])
             elif node.op == "gap":
                 v = val[node.src[0]].mean(axis=(1, 2))
+            elif node.op == "avgpool":
+                x = val[node.src[0]]
+                v = window_sums(x, a["kernel"], a["stride"], a["pad"], 0, np.float32)
+                if a["count_include_pad"]:
+                    v /= np.float32(a["kernel"][0] * a["kernel"][1])
+                else:
+                    v /= avgpool_counts(x.shape[1], x.shape[2], a["kernel"], a["stride"], a["pad"]) \
+                        .astype(np.float32)[None, :, :, None]
             elif node.op == "dense":
                 w = self.q[node.name]["w_deq"] if fake_quant else a["w"]
                 v = val[node.src[0]] @ w.astype(np.float32) + a["bias"].astype(np.float32)
@@ -251,7 +310,7 @@ class Graph:
     # ------------------------------------------------------------------ calibration and quantization
     def calibrate(self, batches, method="minmax", percentile=99.99, max_samples=2_000_000, seed=0):
         """Activation quantization of every quantization point from float activations of the given image batches."""
-        points = [n.name for n in self.nodes if n.op in ("input", "bn", "add")]
+        points = [n.name for n in self.nodes if n.op in POINTS]
         rng = np.random.default_rng(seed)
         stats = {p: [] for p in points}
 
@@ -341,6 +400,22 @@ class Graph:
                                  in_ranges=((a1.qmin, a1.qmax), (a2.qmin, a2.qmax)), rounding=rounding,
                                  relu=bool(a.get("relu")))
                 self.q[node.name] = {"layer": layer, "act": act.with_range(*layer.out_range)}
+            elif node.op == "avgpool":
+                act_in, act = self.act_of(node.src[0]), self.acts[node.name]
+                kh, kw = a["kernel"]
+                lo, hi = act_in.qmin, act_in.qmax
+                if a["count_include_pad"]:      # padding holds the zero point
+                    lo, hi = min(lo, act_in.zero_point), max(hi, act_in.zero_point)
+                if kh * kw * max(abs(lo), abs(hi)) >= 2 ** 31:
+                    raise ValueError(f"node {node.name}: a {kh}x{kw} window sum may not fit int32")
+                opts = {k: solver_options[k] for k in ("acc_bits", "max_multiplier_bits") if k in solver_options}
+                layers = [from_avgpool(n, act_in.scale, act_in.zero_point, act.scale, act.zero_point,
+                                       in_dtype=act_in.dtype, in_range=(n * lo, n * hi), out_dtype=act.dtype,
+                                       rounding=rounding, **opts)
+                          for n in avgpool_windows(a["kernel"], a["pad"], a["count_include_pad"])]
+                qmin = min(layer.out_range[0] for layer in layers)
+                qmax = max(layer.out_range[1] for layer in layers)
+                self.q[node.name] = {"layers": layers, "act": act.with_range(qmin, qmax)}
             elif node.op == "dense" or (node.op == "conv" and a.get("logits")):
                 pass
         for node in self.nodes:
@@ -414,7 +489,7 @@ class Graph:
         vf, vr, diverged = {}, {}, []
         for node in self.nodes:
             shared = all(vf[s] is vr[s] for s in node.src)
-            if node.op in ("input", "bn", "add"):
+            if node.op in POINTS:
                 f = self._int_node(node, vf, "fxbn", pixels)
                 # fxbn's outputs serve only as the starting guess of the exact search (see reference_fast)
                 r = self._int_node(node, vr, "reference", pixels, guess=f if shared else None)
@@ -485,6 +560,8 @@ class Graph:
             act = self.act_of(src)
             x = val[src].astype(np.int64) - act.zero_point
             return x.sum(axis=(1, 2)), act.scale / (x.shape[1] * x.shape[2])
+        if node.op == "avgpool":
+            return self._avgpool(node, val[node.src[0]], q, bn, guess)
         if node.op == "dense":
             pooled, scale = val[node.src[0]]
             unit = scale * q["w_scale"]
@@ -492,6 +569,27 @@ class Graph:
             # int64 matmul (not BLAS): exact, and small (one row per image)
             return pooled @ q["w_q"].astype(np.int64) + bias_q, unit
         raise ValueError(f"unknown op {node.op}")
+
+    def _avgpool(self, node, x, q, bn, guess=None):
+        """Exact int32 window sums, each rescaled by the from_avgpool layer of its window size."""
+        a = node.attrs
+        act_in = self.act_of(node.src[0])
+        cip = a["count_include_pad"]
+        sums = window_sums(x, a["kernel"], a["stride"], a["pad"], act_in.zero_point if cip else 0, np.int32)
+        layers = {layer.op["window"]: layer for layer in q["layers"]}
+        if cip or not any(a["pad"]):
+            n = a["kernel"][0] * a["kernel"][1]
+            if n not in layers:
+                raise ValueError(f"node {node.name}: no layer for the window size {n}")
+            return self._bn(layers[n], sums, bn, guess)
+        counts = avgpool_counts(x.shape[1], x.shape[2], a["kernel"], a["stride"], a["pad"])
+        out = np.empty(sums.shape, q["layers"][0].out_dtype)
+        for n in np.unique(counts).tolist():
+            if n not in layers:
+                raise ValueError(f"node {node.name}: no layer for the window size {n}")
+            m = counts == n
+            out[:, m, :] = self._bn(layers[n], sums[:, m, :], bn, None if guess is None else guess[:, m, :])
+        return out
 
     @staticmethod
     def _add_reference(q, x1, x2):

@@ -43,7 +43,7 @@ FORMAT, VERSION = "fxbn.network.Graph", 1
 MAX_ARRAYS = 4096
 MAX_ELEMENTS = 1 << 28                # all arrays together (ResNet-50: ~51M)
 MAX_META_BYTES = 256 << 20
-OPS = ("input", "conv", "bn", "add", "maxpool", "shortcut_a", "gap", "dense")
+OPS = ("input", "conv", "bn", "add", "maxpool", "shortcut_a", "gap", "dense", "avgpool")
 ACTS = (None, "relu", "relu6")
 ROUNDINGS = ("half_even", "half_up", "half_away", "floor")
 
@@ -58,10 +58,13 @@ _ATTRS = {
     "shortcut_a": {"out_channels": ("posint", True)},
     "gap": {},
     "dense": {"w": ("farray", True), "bias": ("farray", True)},
+    "avgpool": {"kernel": ("pair", True), "stride": ("pair", True), "pad": ("pad", True),
+                "count_include_pad": ("bool", True)},
 }
 _ACT_FIELDS = ("scale", "zero_point", "dtype", "qmin", "qmax")
 _Q_KEYS = {"input": {"layer", "act"}, "conv": {"w_q", "w_scale", "term_bound"}, "bn": {"layers", "act", "act_in",
-           "bias_fold_exact"}, "add": {"layer", "act"}, "dense": {"w_q", "w_scale", "act_in"}}
+           "bias_fold_exact"}, "add": {"layer", "act"}, "dense": {"w_q", "w_scale", "act_in"},
+           "avgpool": {"layers", "act"}}
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -247,8 +250,8 @@ def load(path, *, check=True):
         Naming the file and the field: malformed, tampered or inconsistent content.
     """
     from fxbn.api import FixedPointBN
-    from fxbn.network import Graph, Node
-    from fxbn.ops import FixedPointAdd
+    from fxbn.network import POINTS, Graph, Node, avgpool_windows
+    from fxbn.ops import FixedPointAdd, FixedPointRescale
 
     path = os.fspath(path)
     if not path.lower().endswith(".npz"):
@@ -308,6 +311,12 @@ def load(path, *, check=True):
                 attrs[k] = r.int(fa, v, 1, 1 << 16)
             elif kind == "bool":
                 attrs[k] = r.bool(fa, v)
+            elif kind == "pair":
+                r.obj(fa, v, ("tuple",))
+                t = v["tuple"]
+                if not isinstance(t, list) or len(t) != 2:
+                    raise r.fail(fa, f"must be 2 integers, got {t!r}")
+                attrs[k] = tuple(r.int(fa, p, 1, 1 << 16) for p in t)
             elif kind == "pad":
                 r.obj(fa, v, ("tuple",))
                 t = v["tuple"]
@@ -351,6 +360,12 @@ def load(path, *, check=True):
             if w.ndim != (3 if n.attrs.get("depthwise") else 4):
                 raise r.fail(f"nodes.{n.name}.attrs.w", f"shape {w.shape} does not fit a "
                              f"{'depthwise ' if n.attrs.get('depthwise') else ''}convolution")
+        if n.op == "avgpool":
+            (kh, kw), (t, b, left, right) = n.attrs["kernel"], n.attrs["pad"]
+            if max(t, b) >= kh or max(left, right) >= kw:
+                raise r.fail(f"nodes.{n.name}.attrs.pad", f"{n.attrs['pad']} not smaller than the kernel {(kh, kw)}")
+            if kh * kw > 1 << 16:
+                raise r.fail(f"nodes.{n.name}.attrs.kernel", f"{(kh, kw)}: at most 65536 elements per window")
         if n.op == "dense" and (n.attrs["w"].ndim != 2 or n.attrs["bias"].shape != (n.attrs["w"].shape[1],)):
             raise r.fail(f"nodes.{n.name}.attrs", f"dense w {n.attrs['w'].shape} and bias "
                          f"{n.attrs['bias'].shape} do not fit")
@@ -380,7 +395,7 @@ def load(path, *, check=True):
     if "common_shift" in opts:
         r.bool("solver_options.common_shift", opts["common_shift"])
     graph.solver_options = dict(opts)
-    points = [n.name for n in nodes if n.op in ("input", "bn", "add")]
+    points = [n.name for n in nodes if n.op in POINTS]
     r.obj("acts", meta["acts"], points)
     graph.acts = {p: r.act(f"acts.{p}", meta["acts"][p]) for p in points}
     # integer parameters
@@ -402,6 +417,15 @@ def load(path, *, check=True):
                 elif k == "layer":
                     layer = (FixedPointAdd if n.op == "add" else FixedPointBN).from_dict(v)
                     out[k] = layer
+                elif k == "layers" and n.op == "avgpool":
+                    want = avgpool_windows(n.attrs["kernel"], n.attrs["pad"], n.attrs["count_include_pad"])
+                    if not isinstance(v, list) or len(v) != len(want):
+                        raise r.fail(fk, f"must be a list of {len(want)} layer records (window sizes {want})")
+                    out[k] = [FixedPointRescale.from_dict(rec) for rec in v]
+                    for i, (layer, w) in enumerate(zip(out[k], want)):
+                        if layer.op.get("kind") != "avgpool" or layer.op.get("window") != w or layer.channels != 1:
+                            raise r.fail(f"{fk}[{i}]", f"must be the one-channel avgpool layer of window {w}, got "
+                                         f"{layer.op}")
                 elif k == "layers":
                     if not isinstance(v, list) or len(v) not in (1, 2):
                         raise r.fail(fk, "must be a list of one or two layer records")
@@ -439,6 +463,11 @@ def load(path, *, check=True):
                 if layer.channels != n.attrs["bn"].channels:
                     raise r.fail(f"q.{n.name}.layers", f"{layer.channels} channels, the BN has "
                                  f"{n.attrs['bn'].channels}")
+        if n.op == "avgpool":
+            for i, layer in enumerate(e["layers"]):
+                if layer.in_dtype != np.int32 or layer.out_dtype != np.dtype(e["act"].dtype):
+                    raise r.fail(f"q.{n.name}.layers[{i}]", f"must take int32 window sums to {e['act'].dtype}, "
+                                 f"got {layer.in_dtype} -> {layer.out_dtype}")
         if n.op == "input" and (e["layer"].channels != len(mean) or e["layer"].in_dtype != np.uint8):
             raise r.fail(f"q.{n.name}.layer", "must be a uint8 layer with one channel per input channel")
     graph.q = q
