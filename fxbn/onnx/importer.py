@@ -31,7 +31,9 @@ Mapping (ONNX is NCHW; the graph is NHWC):
 - ``Relu`` / ``Clip(0, 6)`` / ``LeakyRelu`` fused into the BN before them (``Relu`` also into an ``Add``);
 - ``Add`` of two tensors -> ``add`` (exact FixedPointAdd); ``Add`` of a constant after Conv/MatMul -> its bias;
 - ``MaxPool`` -> ``maxpool``; ``GlobalAveragePool``, an ``AveragePool`` over the whole map, ``ReduceMean`` over H, W
-  -> ``gap``; ``Flatten`` / ``Reshape`` / ``Squeeze`` of the pooled (N, C, 1, 1) tensor -> nothing;
+  -> ``gap``; any other ``AveragePool`` (kernel, strides, pads or auto_pad VALID / SAME_*, count_include_pad 0 or 1;
+  not ceil_mode or dilations) -> ``avgpool`` (a quantization point: exact window sums, one exact rescaling per
+  window size); ``Flatten`` / ``Reshape`` / ``Squeeze`` of the pooled (N, C, 1, 1) tensor -> nothing;
 - ``Gemm`` / ``MatMul`` (+ ``Add`` bias) after the pooling -> ``dense`` (the integer logits);
 - ``Slice`` x[:, :, ::2, ::2] + ``Pad`` of the channels with 0 -> ``shortcut_a`` (CIFAR option-A shortcut);
 - ``Pad`` of H, W with 0 before a Conv -> that conv's padding; ``Identity`` / ``Dropout`` -> nothing;
@@ -118,7 +120,8 @@ def import_onnx(path_or_model, input_mean, input_std, size=None, name_map=None):
     ------
     ValueError
         Naming the ONNX node (name, op_type) of anything not supported: other ops, non-constant weights, dynamic
-        shapes other than the batch, attributes such as dilations != 1, auto_pad SAME_*, ceil_mode, training mode.
+        shapes other than the batch, attributes such as dilations != 1, Conv/MaxPool auto_pad SAME_*, ceil_mode,
+        training mode.
     """
     from onnx import numpy_helper
 
@@ -551,13 +554,44 @@ class _Builder:
         _check_attrs(node, ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides",
                             "dilations"), a)
         v = self.value(node, 0)
-        pads = list(a.get("pads", [0, 0, 0, 0]))
-        if len(v.shape) != 3 or list(a["kernel_shape"]) != list(v.shape[1:]) or any(pads) \
-                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID") \
-                or any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise ValueError(f"{_where(node)}: only an AveragePool over the whole feature map (kernel "
-                             f"{list(v.shape[1:]) if len(v.shape) == 3 else '?'}, no pads) is supported")
-        return self._gap(node, True)
+        if len(v.shape) != 3:
+            raise ValueError(f"{_where(node)}: input is not an (N, C, H, W) feature map")
+        c, h, w = v.shape
+        k = [int(x) for x in a.get("kernel_shape", [])]
+        strides = [int(x) for x in a.get("strides", [1, 1])]
+        pads = [int(x) for x in a.get("pads", [0, 0, 0, 0])]
+        auto_pad = a.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if len(k) != 2 or min(k) < 1 or len(strides) != 2 or min(strides) < 1 or len(pads) != 4 or min(pads) < 0:
+            raise ValueError(f"{_where(node)}: kernel_shape {k} / strides {strides} / pads {pads}: a 2-D pooling "
+                             "with positive kernel and strides and non-negative pads is expected")
+        if a.get("ceil_mode", 0):
+            raise ValueError(f"{_where(node)}: ceil_mode=1 is not supported")
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise ValueError(f"{_where(node)}: dilations {list(a['dilations'])} are not supported (only 1)")
+        if auto_pad == "VALID":
+            pads = [0, 0, 0, 0]
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):   # output ceil(in / stride); the odd pad at the end / start
+            pads = [0, 0, 0, 0]
+            for ax, size in enumerate((h, w)):
+                total = max((-(-size // strides[ax]) - 1) * strides[ax] + k[ax] - size, 0)
+                small, big = total // 2, total - total // 2
+                pads[ax], pads[ax + 2] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+        elif auto_pad != "NOTSET":
+            raise ValueError(f"{_where(node)}: auto_pad {auto_pad!r} is not supported")
+        if k == [h, w] and not any(pads):
+            return self._gap(node, True)               # the whole feature map: global average pooling
+        if pads[0] >= k[0] or pads[2] >= k[0] or pads[1] >= k[1] or pads[3] >= k[1]:
+            raise ValueError(f"{_where(node)}: pads {pads} not smaller than the kernel {k}")
+        pad = (pads[0], pads[2], pads[1], pads[3])
+        ho, wo = (h + pad[0] + pad[1] - k[0]) // strides[0] + 1, (w + pad[2] + pad[3] - k[1]) // strides[1] + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"{_where(node)}: empty output for input {h}x{w}")
+        src = self.materialize(v, node)
+        name = self.add(self._name(node), "avgpool", (src,),
+                        {"kernel": tuple(k), "stride": tuple(strides), "pad": pad,
+                         "count_include_pad": bool(a.get("count_include_pad", 0))})
+        return _Value("node", (c, ho, wo), name)
 
     def op_ReduceMean(self, node, a):
         _check_attrs(node, ("axes", "keepdims", "noop_with_empty_axes"), a)

@@ -18,6 +18,9 @@ sum(w_q * (q - z)) of ``conv_int``:
   int64; ReLU/ReLU6 are in the clamp; LeakyReLU: Max of the two layers' clamped values (exact: see fxbn.network);
 - ``add``: the exact fxbn.FixedPointAdd: A1*u1 + A2*u2 + (B - o1*A1 - o2*A2 + o*2^shift), Div 2^shift, Clip, Cast;
   int32 when every intermediate over the input box (corners: it is affine) and 2^shift fit, else int64 (checked);
+- ``avgpool``: Cast int32, Sub o, Pad (the zero point when padding counts, else 0), kh*kw strided Slices added:
+  the exact window sums; then each position's exact from_avgpool layer as the ``bn`` chain (per-position
+  multiplier, bias and divisor when border windows hold fewer inputs: ``_avgpool_nodes``);
 - ``maxpool``: Pad with qmin + o, MaxPool (uint8); ``shortcut_a``: strided Slice, channel Pad with the zero point;
 - ``gap``: ReduceSum of (u - z - o) (int32: H*W*255 < 2^31); of a logits conv: int64 ReduceSum of its logits;
 - ``dense``: integer MatMul (int32 if sum|pooled|*|w| is proven < 2^31, else int64) + the integer bias;
@@ -189,6 +192,77 @@ def _requant(b, layers, src, p, out_off, in_dtype="int32"):
     return b.node("Cast", [y], p, to=TensorProto.UINT8)
 
 
+def _avgpool_nodes(b, graph, node, shape, act_in):
+    """Local average pooling: exact int32 window sums, then each position's exact from_avgpool layer.
+
+    q = u - o as int32; Pad with the zero point (count_include_pad: padding adds the real value 0) or with 0 (else);
+    the window sum S as kh*kw strided Slices added in int32 (|S| <= kh*kw*max|q| < 2^31, checked by
+    ``Graph.quantize``).  Then the layer of each position's window size N: one window size (counting the padding, or
+    no padding) is the ``bn`` chain of that layer; several (border windows hold fewer inputs) are the same chain with
+    per-position constants (1, ho, wo, 1) -- multiplier A_N, bias B_N + o*2^s_N, divisor 2^s_N -- elementwise the
+    chain of the layer of that position's N, all layers sharing one clamp (checked), so ``_div_clamp`` holds at
+    each position.  Returns the output shape (C, ho, wo).
+    """
+    from fxbn.network import avgpool_counts
+
+    a, q, p = node.attrs, graph.q[node.name], node.name
+    zu, o_in, _, act = act_in
+    c, h, w = shape
+    (kh, kw), (sh, sw), (t, bt, l, r) = a["kernel"], a["stride"], a["pad"]
+    cip = a["count_include_pad"]
+    counts = avgpool_counts(h, w, a["kernel"], a["stride"], a["pad"])
+    ho, wo = counts.shape
+    if kh * kw * 255 >= _INT32:
+        raise ValueError(f"node {p}: a {kh}x{kw} window sum may not fit int32")
+    x = b.node("Cast", [node.src[0]], p + "/wide", to=TensorProto.INT32)
+    if o_in:
+        x = b.node("Sub", [x, b.const(p + "/offset", o_in, np.int32)], p + "/unoffset")
+    if any(a["pad"]):
+        x = b.node("Pad", [x, b.const(p + "/pads", b.pads(t, bt, l, r), np.int64),
+                           b.const(p + "/pad_value", act.zero_point if cip else 0, np.int32)], p + "/padded")
+    terms = []
+    for i in range(kh):
+        for j in range(kw):
+            tap = f"{p}/tap{i}{j}"
+            terms.append(b.node("Slice", [x, b.const(tap + "/starts", [i, j], np.int64),
+                                          b.const(tap + "/ends", [i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1],
+                                                  np.int64), b.const(tap + "/axes", b.spatial, np.int64),
+                                          b.const(tap + "/steps", [sh, sw], np.int64)], tap + "/x"))
+    total = terms[0]
+    for k, term in enumerate(terms[1:], start=1):
+        total = b.node("Add", [total, term], f"{p}/sum{k}")
+    layers = {layer.op["window"]: layer for layer in q["layers"]}
+    if cip:
+        counts = np.full_like(counts, kh * kw)
+    sizes = np.unique(counts).tolist()
+    missing = [n for n in sizes if n not in layers]
+    if missing:
+        raise ValueError(f"node {p}: no layer for the window size(s) {missing}")
+    o = _offset(q["act"])
+    if len(sizes) == 1:
+        _requant(b, [layers[sizes[0]]], total, p, o)
+        return c, ho, wo
+    used = [layers[n] for n in sizes]
+    if len({layer.out_range for layer in used}) != 1:
+        raise ValueError(f"node {p}: the window sizes' layers clamp to different ranges "
+                         f"{sorted({layer.out_range for layer in used})}")
+    qmin, qmax = used[0].out_range
+    if qmin + o < 0 or qmax + o > 255:
+        raise ValueError(f"node {p}: out_range {used[0].out_range} + {o} is not a uint8 range")
+    acc = max((_bn_acc_type(layer, o, p) for layer in used), key=lambda d: np.dtype(d).itemsize)
+    pos = (1, ho, wo, 1) if b.nhwc else (1, 1, ho, wo)
+    mult = np.vectorize(lambda n: int(layers[n].multiplier[0]), otypes=[object])(counts)
+    shift = np.vectorize(lambda n: int(layers[n].shift[0]), otypes=[object])(counts)
+    bias = np.vectorize(lambda n: int(layers[n].bias[0]) + (o << int(layers[n].shift[0])), otypes=[object])(counts)
+    if np.dtype(acc) != np.int32:
+        total = b.node("Cast", [total], p + "/sum_wide", to=_ELEM[np.dtype(acc).name])
+    y = b.node("Mul", [total, b.const(p + "/multiplier", mult.astype(np.int64).reshape(pos), acc)], p + "/ax")
+    y = b.node("Add", [y, b.const(p + "/bias", bias.astype(np.int64).reshape(pos), acc)], p + "/acc")
+    y = _div_clamp(b, y, shift, qmin + o, qmax + o, p, acc, pos)
+    b.node("Cast", [y], p, to=TensorProto.UINT8)
+    return c, ho, wo
+
+
 def export_network(graph, size, path=None, name="fxbn_int_net", conv="matmul"):
     """ONNX model of a quantized fxbn.network.Graph for (N, size, size, 3) uint8 pixels; output ``logits`` int64.
 
@@ -324,6 +398,8 @@ def export_network(graph, size, path=None, name="fxbn_int_net", conv="matmul"):
             else:
                 b.node("MaxPool", [x], p, kernel_shape=[k, k], strides=[s, s])
             shapes[p] = (c, (h + t + bt - k) // s + 1, (w + l + r - k) // s + 1)
+        elif node.op == "avgpool":
+            shapes[p] = _avgpool_nodes(b, graph, node, shapes[node.src[0]], act_u(node.src[0]))
         elif node.op == "shortcut_a":
             src = node.src[0]
             c, h, w = shapes[src]
@@ -417,7 +493,7 @@ def export_float(graph, size, path=None, name="fxbn_float_net"):
     For peers (e.g. onnxruntime.quantization.quantize_static): input ``image`` float32 (N, 3, size, size), the
     normalised image ``graph.normalise(pixels)`` in NCHW; output ``output``: ``Graph.forward_float``'s output (the
     classifier's logits, or the last activation as NHWC).  Standard ops only (Conv, Relu, Clip, LeakyRelu, Add,
-    MaxPool, Slice, Pad, GlobalAveragePool, Flatten, Gemm, Transpose); opset ``fxbn.onnx.OPSET``.
+    AveragePool, MaxPool, Slice, Pad, GlobalAveragePool, Flatten, Gemm, Transpose); opset ``fxbn.onnx.OPSET``.
     """
     _reserved(graph, ("image", "output"))
     b = _Builder()
@@ -467,6 +543,11 @@ def export_float(graph, size, path=None, name="fxbn_float_net"):
             t, bt, l, r = a["pad"]
             b.node("MaxPool", [node.src[0]], p, kernel_shape=[a["k"]] * 2, strides=[a["stride"]] * 2,
                    pads=[t, l, bt, r])
+            shapes[p] = shapes[node.src[0]]
+        elif node.op == "avgpool":
+            t, bt, l, r = a["pad"]
+            b.node("AveragePool", [node.src[0]], p, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                   pads=[t, l, bt, r], count_include_pad=int(a["count_include_pad"]))
             shapes[p] = shapes[node.src[0]]
         elif node.op == "shortcut_a":
             src = node.src[0]

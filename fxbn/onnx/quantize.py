@@ -134,7 +134,9 @@ def network_from_record(rec, source=None):
                       for k, v in rec["acts"].items()}
     except (KeyError, TypeError) as exc:
         raise ValueError(f"metadata {RECORD_KEY}: malformed activation entry ({exc})") from None
-    missing = [n.name for n in graph.nodes if n.op in ("input", "bn", "add") and n.name not in graph.acts]
+    from fxbn.network import POINTS
+
+    missing = [n.name for n in graph.nodes if n.op in POINTS and n.name not in graph.acts]
     if missing:
         raise ValueError(f"metadata {RECORD_KEY}: no activation quantization for {', '.join(missing[:3])}")
     graph.quantize(rounding=rec["rounding"])
@@ -174,14 +176,15 @@ def _file_name(name, used):
 
 def save_layers(graph, directory):
     """Every exact layer of a quantized graph as DIR/<node>.json (input layer, BN layers — LeakyReLU: <node> and
-    <node>.leaky —, FixedPointAdd); returns [(node, path)]."""
+    <node>.leaky —, FixedPointAdd; average pooling: <node>.n<N> per window size N); returns [(node, path)]."""
     os.makedirs(directory, exist_ok=True)
     used, out = set(), []
     for node in graph.nodes:
         q = graph.q.get(node.name, {})
         layers = q.get("layers") or ([q["layer"]] if "layer" in q else [])
         for k, layer in enumerate(layers):
-            path = os.path.join(directory, _file_name(node.name + (".leaky" if k else ""), used) + ".json")
+            suffix = f".n{layer.op['window']}" if node.op == "avgpool" else (".leaky" if k else "")
+            path = os.path.join(directory, _file_name(node.name + suffix, used) + ".json")
             layer.save(path)
             out.append((node.name, path))
     return out
