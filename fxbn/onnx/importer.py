@@ -556,7 +556,7 @@ class _Builder:
         v = self.value(node, 0)
         if len(v.shape) != 3:
             raise ValueError(f"{_where(node)}: input is not an (N, C, H, W) feature map")
-        c, h, w = v.shape
+        c, h, w = v.shape                   # after a Pad with 0 (older exporters' count_include_pad): padded size
         k = [int(x) for x in a.get("kernel_shape", [])]
         strides = [int(x) for x in a.get("strides", [1, 1])]
         pads = [int(x) for x in a.get("pads", [0, 0, 0, 0])]
@@ -579,6 +579,15 @@ class _Builder:
                 pads[ax], pads[ax + 2] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
         elif auto_pad != "NOTSET":
             raise ValueError(f"{_where(node)}: auto_pad {auto_pad!r} is not supported")
+        cip = bool(a.get("count_include_pad", 0))
+        if v.kind == "padded":              # Pad(0) + AveragePool: zeros that count, i.e. count_include_pad padding
+            if any(pads) and not cip:
+                raise ValueError(f"{_where(node)}: a Pad before an AveragePool with its own pads and "
+                                 "count_include_pad=0 is not supported")
+            t, bt, l, r = v.pad
+            pads = [pads[0] + t, pads[1] + l, pads[2] + bt, pads[3] + r]
+            cip, v = True, v.src
+            c, h, w = v.shape
         if k == [h, w] and not any(pads):
             return self._gap(node, True)               # the whole feature map: global average pooling
         if pads[0] >= k[0] or pads[2] >= k[0] or pads[1] >= k[1] or pads[3] >= k[1]:
@@ -590,7 +599,7 @@ class _Builder:
         src = self.materialize(v, node)
         name = self.add(self._name(node), "avgpool", (src,),
                         {"kernel": tuple(k), "stride": tuple(strides), "pad": pad,
-                         "count_include_pad": bool(a.get("count_include_pad", 0))})
+                         "count_include_pad": cip})
         return _Value("node", (c, ho, wo), name)
 
     def op_ReduceMean(self, node, a):
