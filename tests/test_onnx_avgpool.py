@@ -314,3 +314,13 @@ def test_cli_quantize_check_and_verify(tmp_path):
     v = cli("verify", "--quiet", tmp_path / "layers", "--method", "breakpoints")
     proved = [line for line in v.stdout.splitlines() if "avgpool" in line and "PROVED" in line]
     assert v.returncode == 0 and len(proved) == 6, v.stdout + v.stderr
+    # and verify can fail: the N=6 layer with its multiplier + 1 is refuted
+    import json
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    rec = json.loads((tmp_path / "layers" / "avgpool.n6.json").read_text())
+    rec["multiplier"][0] += 1
+    (bad / "avgpool.n6.json").write_text(json.dumps(rec))
+    v = cli("verify", "--quiet", bad, "--method", "breakpoints")
+    assert v.returncode == 1 and "REFUTED  avgpool.n6" in v.stdout, v.stdout + v.stderr

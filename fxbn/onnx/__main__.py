@@ -132,7 +132,9 @@ def _quantize(args):
     fo._save_atomic(model, args.out)
     bns = len(graph.bn_nodes())
     adds = sum(n.op == "add" for n in graph.nodes)
-    print(f"{args.out}: {len(pixels)} calibration images, {bns} BN layers, {adds} adds, "
+    pools = sum(n.op == "avgpool" for n in graph.nodes)
+    adds = f"{adds} adds, {pools} average pools" if pools else f"{adds} adds"
+    print(f"{args.out}: {len(pixels)} calibration images, {bns} BN layers, {adds}, "
           f"{len(model.graph.node)} ONNX nodes, opset {fo.OPSET}")
     if args.layers:
         saved = fq.save_layers(graph, args.layers)
