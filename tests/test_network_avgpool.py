@@ -253,3 +253,11 @@ def test_malformed_field_named(saved, tmp_path, case):
         with pytest.raises(ValueError) as e:
             load(bad, check=check)
         assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
+
+
+def test_network_doctests():
+    import doctest
+
+    import fxbn.network
+
+    assert doctest.testmod(fxbn.network).failed == 0
