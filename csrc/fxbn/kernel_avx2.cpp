@@ -6,12 +6,15 @@
 //   widen_rows  64-bit accumulator, 32-bit multiplier, s >= 32: vpmuldq on the even and odd lanes (AVX2 has no
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
+//               int32 inputs: the odd elements from a second load one element on, vpsravd.
+//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 8 channels' parameters in
+//               registers over tiles of 64 pixels (no per-element table loads).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
 // avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
-// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_periodic,
-// avx2_pack_narrow).
+// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_rows_int32,
+// avx2_widen_periodic, avx2_widen_pixels, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #if FXBN_X86_DISPATCH
