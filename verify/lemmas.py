@@ -59,6 +59,9 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_widen_rows``: the widen_rows_high lane claims with the odd elements by vpsrlq, plus the high-dword gather
   vpshufd 0xF5 + vpblendd 0xAA on a 128-bit lane; ``avx2_widen_periodic``: the same with the per-entry tables of
   widen_periodic_high (vpsravd by s - 32).
+- ``avx2_widen_rows_int32``: avx2 widen_rows with int32 inputs (the odd elements from a second load one element on,
+  vpsravd); ``avx2_widen_pixels``: int32 -> 8-bit channel-last with 8 channels' A (as dwords: vpsrlq 32 for the odd
+  channels), B, s - 32 in registers.
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 
@@ -374,6 +377,10 @@ SIMD_WRONG = {
     "avx2_widen_periodic": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32",
                             "zero_extend", "odd_a_from_even_table"),
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
+    "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
+                              "missing_s_ge_32", "zero_extend"),
+    "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
+                          "logical_shift", "missing_s_ge_32", "zero_extend"),
     "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
     "neon_widen": ("truncating_narrow", "logical_shift", "zero_extend", "positive_count", "qminmax_not_int32"),
     "neon_narrow": ("truncating_narrow", "uint8_signed_narrow", "halves_swapped"),
@@ -541,7 +548,7 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
-    if rows and high and name == "widen_rows_high":
+    if high and name in ("widen_rows_high", "avx2_widen_rows_int32", "avx2_widen_pixels"):
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
         vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next, ko), x32(xo, ko))
@@ -553,6 +560,10 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     else:                                                           # the int64 table of sign-extended A, split per
         av = z3.SignExt(32, Ae)                                     # 16 entries into even then odd entries: two
         av_odd = av if bad == "odd_a_from_even_table" else z3.SignExt(32, Ao)  # aligned loads
+        if name == "avx2_widen_pixels":                             # A of 8 channels as 8 dwords: the qword of
+            pair = z3.Concat(Ao, Ae)                                # channels (2k, 2k + 1); vpmuldq reads its low
+            av = pair                                               # dword, vpsrlq 32 brings the odd one down
+            av_odd = pair if bad == "odd_a_unshifted" else z3.LShR(pair, 32)
     # Three claims per lane, proved separately (together they are the lane's lemma; splitting keeps z3 fast):
     # (1a) the dword vpmuldq reads is exactly x * 2^xk (extensions and shifts only);
     # (1b) for every such dword X, the vpmuldq product is the exact integer A*X, computed on W = max(64, c + 32) bits
@@ -718,8 +729,30 @@ def avx2_widen_rows(in_dtype, w=64, wrong=False):
     the odd ones puts floor(P / 2^32) of element k in dword k (modelled on a 128-bit lane: two even and two odd
     products, every bit symbolic).  The narrowing store is ``avx2_pack_narrow``.
     Wrong: ``shuffle_low_dwords`` (vpshufd 0xA0: the even products' low dwords), ``blend_swapped`` (vpblendd 0x55),
-    ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``input_shift_past_headroom``."""
+    ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``, ``input_shift_past_headroom``.  With int32 inputs the
+    body takes the odd elements from a second load instead: ``avx2_widen_rows_int32``."""
     return _avx2_widen("avx2_widen_rows", in_dtype, wrong, rows=True)
+
+
+def avx2_widen_rows_int32(in_dtype, w=64, wrong=False):
+    """AVX2 widen_rows with int32 inputs: ``avx2_widen_rows`` with the odd elements from a second load one element on
+    (load8(x + k + 1): qword k holds x[2k + 1] in its low dword; the tensor's last 32-block goes to the scalar tail)
+    instead of vpsrlq, and vpsravd by a broadcast s - 32 (the same count rule as vpsrad: counts above 31 fill with
+    the sign).  Wrong: ``odd_load_not_offset`` (the odd products from the even elements' load), ``shuffle_low_dwords``,
+    ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    return _avx2_widen("avx2_widen_rows_int32", in_dtype, wrong, rows=True)
+
+
+def avx2_widen_pixels(in_dtype, w=64, wrong=False):
+    """AVX2 widen_pixels (int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32 after widen_to_high): 8
+    channels' parameters in registers, lane k of a vector is channel g + k of one pixel.  Per lane pair (channels
+    2k, 2k + 1): A loaded as 8 dwords, so the qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword,
+    and vpsrlq 32 brings A_odd down for the odd product; the odd elements from a second load one element on; B of
+    the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
+    of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (four pixels' vectors packed together).
+    Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset``,
+    ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    return _avx2_widen("avx2_widen_pixels", in_dtype, wrong, rows=False)
 
 
 def avx2_mul32_rows(in_dtype, w=32, wrong=False):
@@ -1000,6 +1033,8 @@ SIMD_LEMMAS = {
     "dp_periodic": (dp_periodic, "QF_BV", (32,), ("int8", "uint8", "int16")),
     "avx2_mul32_rows": (avx2_mul32_rows, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_rows_int32": (avx2_widen_rows_int32, "QF_BV", (64,), ("int32",)),
+    "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32",)),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),

@@ -453,6 +453,49 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   s = 32;
 }
 
+// run_chunks (or run_chunks_keeping) of fn over the tensor, then -1 or the first offending index (apply_typed's end).
+template <class In>
+int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int64_t channels, int64_t inner,
+                      const KernelParams& p, bool check, int threads, size_t elem_bytes, size_t out_size) {
+  const int64_t total = outer * channels * inner;
+  const int nt = thread_count(threads, total * static_cast<int64_t>(elem_bytes));
+  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, out_size)
+                                                 : run_chunks(fn, j, total, nt);
+  if (!bad) return -1;
+  const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
+  if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "
+                                        "did not find (outputs are not trusted)");
+  return first;
+}
+
+#if FXBN_X86_DISPATCH
+// Per-channel tables of widen_pixels (int32 inputs): A, B (split per 8 channels: the even ones, then the odd ones),
+// s - 32 after widen_to_high, lo, hi.  False (tables unusable) when some channel keeps s < 32.
+bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, Table<int32_t>& a, Table<int64_t>& b,
+                  Table<int32_t>& s32, Table<int32_t>& lo, Table<int32_t>& hi) {
+  const size_t n = static_cast<size_t>(channels);
+  a.resize(n);
+  b.resize(n);
+  s32.resize(n);
+  lo.resize(n);
+  hi.resize(n);
+  for (size_t c = 0; c < n; ++c) {
+    int32_t ac = static_cast<int32_t>(p.multiplier[c]);  // multipliers_fit_int32
+    int64_t bc = p.bias[c];
+    int64_t sc = std::min<int64_t>(p.shift[c], max_shift);
+    int32_t kc = 0;
+    widen_to_high<int32_t>(ac, bc, sc, kc, p.lo[c], p.hi[c], false);
+    if (sc < 32) return false;
+    a[c] = ac;
+    b[(c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1)] = bc;
+    s32[c] = static_cast<int32_t>(sc - 32);
+    lo[c] = static_cast<int32_t>(p.lo[c]);  // within int32: the entry points clip [lo, hi] to In
+    hi[c] = static_cast<int32_t>(p.hi[c]);
+  }
+  return true;
+}
+#endif
+
 template <Mul M, class In, class Out>
 int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
                     int threads) {
@@ -462,6 +505,23 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   // |acc| < 2^(w-1) makes acc >> (w-1) equal to floor(acc / 2^s) for every s >= w-1
   const bool check = needs_check<In>(p.lo, p.hi, channels);
   const bool rows = use_rows(channels, inner);
+#if FXBN_X86_DISPATCH
+  // AVX2, int32 -> 8-bit channel-last: widen_pixels with per-channel tables (no period tables) when every channel
+  // reaches s >= 32
+  if constexpr (M == Mul::widen && std::is_same<In, int32_t>::value && sizeof(Out) == 1) {
+    if (!rows && inner == 1 && channels % 8 == 0 && current_isa() == Isa::avx2) {
+      Table<int32_t> pa, ps32, plo, phi;
+      Table<int64_t> pb;
+      if (pixel_tables(p, channels, max_shift, pa, pb, ps32, plo, phi)) {
+        Job j{x, y, channels, inner, 0, pa.data(), pb.data(), nullptr, plo.data(), phi.data(), p.qmin, p.qmax};
+        j.s32 = ps32.data();
+        j.total = outer * channels * inner;
+        return run_reporting(avx2_widen_pixels<Out>(check, saturating_store<Out>(p.qmin, p.qmax)), j, x, outer,
+                             channels, inner, p, check, threads, sizeof(In) + sizeof(Out), sizeof(Out));
+      }
+    }
+  }
+#endif
   const int64_t n = rows ? channels : period_of(channels, inner);
   const int64_t per = rows ? 1 : inner;  // table entry e belongs to channel (e / per) % channels
   Table<Coef> a(static_cast<size_t>(n));

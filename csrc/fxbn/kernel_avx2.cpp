@@ -6,12 +6,15 @@
 //   widen_rows  64-bit accumulator, 32-bit multiplier, s >= 32: vpmuldq on the even and odd lanes (AVX2 has no
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
+//               int32 inputs: the odd elements from a second load one element on, vpsravd.
+//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 8 channels' parameters in
+//               registers over tiles of 64 pixels (no per-element table loads).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
 // avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
-// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_periodic,
-// avx2_pack_narrow).
+// body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_rows_int32,
+// avx2_widen_periodic, avx2_widen_pixels, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #if FXBN_X86_DISPATCH
@@ -203,7 +206,7 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     const __m256i av = _mm256_set1_epi64x(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
     const __m256i bv = _mm256_set1_epi64x(B[c]);
     const __m256i xkv = _mm256_set1_epi32(XK[c]);
-    const __m128i cnt = _mm_cvtsi64_si128(s - 32);
+    const __m256i cnt = _mm256_set1_epi32(static_cast<int32_t>(s - 32));  // vpsravd: one uop, vpsrad by xmm two
     __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
     __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
     const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
@@ -212,16 +215,24 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         mn = _mm256_min_epi32(mn, v);
         mx = _mm256_max_epi32(mx, v);
       }
-      if constexpr (sizeof(In) < 4) v = _mm256_sllv_epi32(v, xkv);
+      __m256i vo;
+      if constexpr (sizeof(In) == 4) {
+        vo = load8(x + k + 1);  // int32: the odd elements from a second load (x[k + 8] read: see lim)
+      } else {
+        v = _mm256_sllv_epi32(v, xkv);
+        vo = _mm256_srli_epi64(v, 32);
+      }
       const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
-      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), av), bv);
+      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, av), bv);
       const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-      return _mm256_sra_epi32(h, cnt);
+      return _mm256_srav_epi32(h, cnt);
     };
-    int64_t i = store_lanes<Out, Sat>(y, 0, n, lanes8, q);
+    // int32: the odd-element loads read x[k + 8]: the tensor's last 32-block (and its tail) go to the scalar tail
+    const int64_t lim = sizeof(In) == 4 ? std::min(n, j.total - pos - 1) : n;
+    int64_t i = store_lanes<Out, Sat>(y, 0, lim, lanes8, q);
     bool bad = false;
     if constexpr (Check) bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
-    for (; i < n; ++i) {  // tail (< 32 elements)
+    for (; i < n; ++i) {  // tail (< 32 elements; at most 32 at the end of the tensor)
       const In v = x[i];
       if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
       y[i] = static_cast<Out>(fixed_point_xk(v, XK[c], A[c], B[c], s, j.qmin, j.qmax));
@@ -337,6 +348,108 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
+// Four vectors of int32 lanes (elements 0-7, 8-15, 16-23, 24-31) narrowed to 32 bytes in order: store_lanes'
+// 8-bit packs (``avx2_pack_narrow``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, __m256i h3, const Bounds& q) {
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
+  __m256i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+    if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
+  } else {
+    v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
+    v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+  }
+  return v;
+}
+
+// 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
+// every s >= 32: the widen_periodic arithmetic with the parameters of 8 channels held in registers instead of loaded
+// per element (widen_periodic loads A, B (even and odd), s, lo and hi for every 8 elements: 8 loads where the
+// arithmetic needs 1).  Tiles of kPixelTile pixels (16 KB of input at 64 channels: they stay in L1 while every group
+// of 8 channels walks them); per group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32
+// brings the odd ones down), B split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd),
+// lo, hi (the range check: a min/max per channel lane over the tile, compared once).  The odd elements come from a
+// second load one element on; the tensor's last pixel, the pixels of a tile past a multiple of 4, and a pixel split
+// by the chunk's ends take the scalar formula.  Four pixels' 8 lanes are narrowed together (pack32) and stored as
+// four 8-byte pieces.  ``avx2_widen_pixels`` in verify/lemmas.py.
+constexpr int64_t kPixelTile = 64;
+
+template <class Out, bool Check, bool Sat>
+FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(Out) == 1, "8-bit outputs");
+  const int32_t* const xs = static_cast<const int32_t*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 8 channels: the 4 even ones, then the 4 odd
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
+  const int32_t* const LO = static_cast<const int32_t*>(j.lo);
+  const int32_t* const HI = static_cast<const int32_t*>(j.hi);
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  bool flag = false;
+  const auto scalar = [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      const int64_t c = e % C;
+      const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
+      const int32_t v = xs[e];
+      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * v);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+  };
+  const int64_t p0 = (begin + C - 1) / C;                      // the first whole pixel
+  const int64_t p1 = std::min(end / C, (j.total - 1) / C);     // past the last one, the tensor's last excluded
+  if (p1 <= p0) {
+    scalar(begin, end);
+    return flag;
+  }
+  scalar(begin, p0 * C);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  for (int64_t t0 = p0; t0 < p1; t0 += kPixelTile) {
+    const int64_t t1 = std::min(t0 + kPixelTile, p1);
+    const int64_t t4 = t0 + (t1 - t0) / 4 * 4;
+    for (int64_t g = 0; g < C; g += 8) {
+      const __m256i a = ld(A + g), ao = _mm256_srli_epi64(a, 32);
+      const __m256i be = ld(Bs + g), bo = ld(Bs + g + 4), cnt = ld(S + g);
+      __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+      __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+      const auto lanes8 = [&](int64_t px) FXBN_TARGET_AVX2 {
+        const int32_t* x = xs + px * C + g;
+        const __m256i v = ld(x);
+        if constexpr (Check) {
+          mn = _mm256_min_epi32(mn, v);
+          mx = _mm256_max_epi32(mx, v);
+        }
+        const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
+        const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ld(x + 1), ao), bo);  // x[8] read: see p1
+        const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+        return _mm256_srav_epi32(h, cnt);
+      };
+      for (int64_t px = t0; px < t4; px += 4) {
+        const __m256i v = pack32<Out, Sat>(lanes8(px), lanes8(px + 1), lanes8(px + 2), lanes8(px + 3), q);
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        Out* y = ys + px * C + g;
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
+        _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
+        _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+      }
+      if constexpr (Check) {
+        const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), mn), _mm256_cmpgt_epi32(mx, ld(HI + g)));
+        flag |= !_mm256_testz_si256(out, out);
+      }
+    }
+    scalar(t4 * C, t1 * C);
+  }
+  scalar(p1 * C, end);
+  return flag;
+}
+
 }  // namespace
 
 template <Mul M, class In, class Out>
@@ -372,6 +485,21 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   (void)sat;
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
+
+template <class Out>
+ChunkFn avx2_widen_pixels(bool check, bool sat) {
+  if constexpr (sizeof(Out) == 1) {
+    if constexpr (std::is_signed<Out>::value) {
+      if (sat) return check ? &widen_pixels<Out, true, true> : &widen_pixels<Out, false, true>;
+    }
+    return check ? &widen_pixels<Out, true, false> : &widen_pixels<Out, false, false>;
+  }
+  (void)check;
+  (void)sat;
+  return nullptr;
+}
+template ChunkFn avx2_widen_pixels<int8_t>(bool, bool);
+template ChunkFn avx2_widen_pixels<uint8_t>(bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

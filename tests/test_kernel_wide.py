@@ -1,0 +1,169 @@
+"""The AVX2 int32 -> 8-bit bodies of issue 14 item 1 (kernel ISA "avx2"), against the NumPy int64 formula.
+
+* widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
+  s >= 32, with per-channel A, B, s and ranges held in registers for 8 channels at a time.  Covered: channel counts
+  that are multiples of 8 (the body) and not (the periodic tables), pixel counts around the 4-pixel groups and the
+  64-pixel tiles, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
+  a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
+  violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
+* widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
+  32-block goes to the scalar tail) and vpsravd by s - 32.
+A real layer's accumulator range (ResNet-50's conv accumulators span 17-26 bits) comes from the solver
+(fxbn.from_affine with per-channel in_range); fixed integer layers reach the extremes (s = 63, negative
+multipliers, |A| near 2^31, full int32 inputs).
+"""
+import numpy as np
+import pytest
+
+import fxbn
+from fxbn import _core
+from fxbn.api import FixedPointBN
+
+from test_kernel_paths import ISAS, _active_inputs, expected, inputs, raw
+
+pytestmark = pytest.mark.skipif("avx2" not in ISAS, reason="the CPU has no AVX2")
+
+
+@pytest.fixture(autouse=True)
+def avx2():
+    before = _core.kernel_isa()
+    _core.kernel_isa("avx2")
+    yield
+    _core.kernel_isa(before)
+
+
+def real_layer(channels, rng, tout="int8", bits=(17, 26)):
+    """A conv-accumulator layer: per-channel ranges of 2^17..2^26 (ResNet-50's), outputs spread over the range."""
+    k = rng.integers(bits[0] - 1, bits[1], channels)
+    lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
+    hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
+    a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, channels) * rng.choice([-1.0, 1.0], channels)
+    b = rng.uniform(-20, 20, channels) + (127.5 if tout == "uint8" else 0.0)
+    return fxbn.from_affine(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64),
+                            in_range=(lo, hi), in_dtype="int32", out_dtype=tout, rounding="half_even")
+
+
+def fixed_layer(A, B, s, lo, hi, tout, out_range):
+    c = len(A)
+    source = {"form": "affine", "a": np.zeros(c), "b": np.zeros(c)}
+    in_range = np.stack([np.broadcast_to(lo, c), np.broadcast_to(hi, c)], axis=1).astype(np.int64)
+    return FixedPointBN(np.array(A, np.int64), np.array(B, np.int64), np.array(s, np.int64), in_range, out_range,
+                        "half_up", source, tout, "int32")
+
+
+def extremes(channels, rng):
+    """Full-range int32 inputs; every s >= 32 after widen_to_high: s up to 62, negative and near-2^31 multipliers."""
+    A = rng.choice([(1 << 31) - 1, -(1 << 31) + 1, (1 << 25) + 7, -(1 << 24) - 3, 99999, 3000, -5000, 1], channels)
+    s = np.where(np.abs(A) > (1 << 20), rng.integers(45, 56, channels), rng.integers(32, 40, channels))
+    s[: min(2, channels)] = [62, 33][: min(2, channels)]
+    B = (rng.integers(-(1 << 18), 1 << 18, channels) << (s - 20)).astype(np.int64)  # |A*x + B| < 2^63
+    return A, B, s
+
+
+PIXELS = (1, 3, 4, 5, 63, 64, 65, 131, 260)
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [8, 16, 24, 64, 72, 12, 63])
+def test_widen_pixels_real_layers(channels, tout):
+    rng = np.random.default_rng(1400 + channels)
+    layer = real_layer(channels, rng, tout)
+    for n in PIXELS:
+        for shape in ((n, channels), (2, n, 1, channels)):
+            x = inputs(layer, shape, -1, rng)
+            want = expected(layer, x, -1)
+            y, bad = raw(layer, x, -1, acc32=False)
+            assert bad == -1
+            np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}")
+            inside = (want > layer.out_range[0]) & (want < layer.out_range[1])
+            assert n < 4 or inside.mean() > 0.3  # not just the clamps
+
+
+@pytest.mark.parametrize("out_range", [(-128, 127), (-100, 90), (0, 255)])
+@pytest.mark.parametrize("channels", [8, 24, 40, 13])
+def test_widen_pixels_extremes(channels, out_range):
+    rng = np.random.default_rng(77 + channels)
+    A, B, s = extremes(channels, rng)
+    tout = "uint8" if out_range[0] == 0 else "int8"
+    layer = fixed_layer(A, B, s, -(1 << 31), (1 << 31) - 1, tout, out_range)
+    for shape in ((131, channels), (3, 5, 4, channels)):
+        x = _active_inputs(layer, shape, -1, rng)
+        y, bad = raw(layer, x, -1, acc32=False)
+        assert bad == -1
+        np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{channels} channels, {shape}")
+
+
+def test_widen_pixels_two_threads_and_split_pixels():
+    """2 threads (the tensor is split at a 64-aligned element, inside a pixel when channels = 24 or 40) and a range
+    violation named at its first index, in the first, a middle and the last pixel."""
+    rng = np.random.default_rng(5)
+    for channels in (24, 40, 64):
+        layer = real_layer(channels, rng)
+        x = inputs(layer, (1, 101, 103, channels), -1, rng)
+        want = expected(layer, x, -1)
+        for threads in (1, 2):
+            y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+            assert bad == -1
+            np.testing.assert_array_equal(y, want)
+        for where in (0, 5, x.size // 2 + 3, x.size - channels + 2, x.size - 1):
+            xb = x.copy()
+            c = where % channels
+            xb.reshape(-1)[where] = layer.in_range[c, 1] + 1 if where % 2 else layer.in_range[c, 0] - 1
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                assert bad == where, (channels, where, threads, bad)
+
+
+@pytest.mark.parametrize("channels", [24, 64])
+def test_widen_pixels_out_kept(channels):
+    """apply(x, out=y): blocks of 2^14 elements (not a multiple of 24 channels: a block ends inside a pixel); a
+    violation leaves y as it was."""
+    rng = np.random.default_rng(9)
+    layer = real_layer(channels, rng)
+    x = inputs(layer, (2, 60, 70, channels), -1, rng)
+    for threads in (1, 2):
+        y = np.full(x.shape, 7, np.int8)
+        assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
+        for where in ((1 << 14) + 5, x.size - 1, 3):
+            xb = x.copy()
+            xb.reshape(-1)[where] = layer.in_range[where % channels, 1] + 1
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before)
+
+
+def test_widen_pixels_mixed_shifts_fall_back():
+    """One channel keeps s < 32 (A * 2^(32 - s) overflows int32): the periodic tables serve the whole layer."""
+    rng = np.random.default_rng(3)
+    A, B, s = extremes(16, rng)
+    A[5], s[5], B[5] = (1 << 30) + 3, 20, 7
+    layer = fixed_layer(A, B, s, -(1 << 31), (1 << 31) - 1, "int8", (-128, 127))
+    x = _active_inputs(layer, (77, 16), -1, rng)
+    y, bad = raw(layer, x, -1, acc32=False)
+    assert bad == -1
+    np.testing.assert_array_equal(y, expected(layer, x, -1))
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8", "int16", "int32"])
+def test_widen_rows_second_load(tout):
+    """widen_rows with int32 inputs: rows whose end is the tensor's end (the odd-element load would read past it),
+    row lengths around the 32-element blocks, 1 and 2 threads, a violation named in the last row."""
+    rng = np.random.default_rng(11)
+    layer = real_layer(5, rng, "uint8" if tout == "uint8" else "int8")
+    if tout in ("int16", "int32"):
+        layer = FixedPointBN(layer.multiplier, layer.bias, layer.shift, layer.in_range,
+                             (-30000, 30000) if tout == "int16" else (-(1 << 31), (1 << 31) - 1), layer.rounding,
+                             layer.source, tout, "int32")
+    for inner in (64, 65, 95, 96, 97, 127, 3141):
+        x = inputs(layer, (3, 5, inner), 1, rng)
+        want = expected(layer, x, 1)
+        for threads in (1, 2):
+            y, bad = raw(layer, x, 1, acc32=False, threads=threads)
+            assert bad == -1
+            np.testing.assert_array_equal(y, want, err_msg=f"inner {inner}")
+        xb = x.copy()
+        xb[2, 4, -1] = layer.in_range[4, 1] + 1
+        assert raw(layer, xb, 1, acc32=False)[1] == x.size - 1
