@@ -131,3 +131,8 @@ cdef extern from "fxbn/add.hpp" namespace "fxbn":
     int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t period, DType tout, void* y,
                       int64_t n, const AddKernelParams& p, int threads, int* which,
                       bool keep_y) except +raise_fxbn_error nogil
+
+
+cdef extern from "fxbn/minimality.hpp" namespace "fxbn":
+    void minimality_hulls(int64_t channels, int64_t levels, const int64_t* T, const int64_t* lo, const int64_t* hi,
+                          const int32_t* shift_m1, int64_t qmin, int32_t* status, int64_t* idx) nogil

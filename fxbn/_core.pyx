@@ -407,3 +407,24 @@ cdef class AddKernel:
         finally:
             PyBuffer_Release(&b1)
         return bad, which
+
+
+def minimality_hull_search(const int64_t[:, ::1] T, const int64_t[::1] lo, const int64_t[::1] hi,
+                           const int32_t[::1] shift_m1, int64_t qmin):
+    """(status int32[C], idx int64[C, 4]): verify.breakpoints.feasible_at's hull search at shift_m1 for every
+    channel (no width limits), constraints named by level index (csrc/fxbn/minimality.hpp)."""
+    cdef Py_ssize_t n = T.shape[0]
+    cdef Py_ssize_t levels = T.shape[1]
+    if lo.shape[0] != n or hi.shape[0] != n or shift_m1.shape[0] != n:
+        raise ValueError(f"minimality_hull_search: T has {n} rows but lo/hi/shift_m1 have "
+                         f"{lo.shape[0]}/{hi.shape[0]}/{shift_m1.shape[0]}")
+    status = np.empty(n, np.int32)
+    idx = np.empty((n, 4), np.int64)
+    if n == 0:
+        return status, idx
+    cdef int32_t[::1] st = status
+    cdef int64_t[:, ::1] ix = idx
+    with nogil:
+        minimality_hulls(n, levels, &T[0, 0] if levels > 0 else <int64_t*>NULL, &lo[0], &hi[0], &shift_m1[0],
+                         qmin, &st[0], &ix[0, 0])
+    return status, idx

@@ -349,7 +349,7 @@ def _main(argv):
         try:
             tmp = args.json + ".tmp"
             with open(tmp, "w") as fh:
-                json.dump(cert, fh, indent=1, default=_default)
+                write_json(cert, fh)
             os.replace(tmp, args.json)
         except OSError as e:
             print(f"python -m verify: error: --json {args.json}: {e}", file=sys.stderr)
@@ -414,6 +414,43 @@ def _verify_one(args, cert, info, name, layer, note, executor, pending=None):
         cert["audit"].append({"layer": name, "schemes": rows})
         for row in audit.summary_lines(rows):
             print("    " + row)
+
+
+def write_json(obj, fh, expand=4):
+    """Write obj as JSON to fh: containers nested fewer than `expand` levels deep one item per line (indent 1),
+    deeper ones (a certificate's per-channel records) each on one line by the C encoder, whose output json.dump
+    with indent cannot use: the same JSON value as ``json.dump(obj, fh, indent=1)``, several times faster.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> buf = io.StringIO()
+    >>> write_json({"layers": [{"per_channel": [{"channel": 0, "z3": "PROVED"}]}]}, buf)
+    >>> json.loads(buf.getvalue())
+    {'layers': [{'per_channel': [{'channel': 0, 'z3': 'PROVED'}]}]}
+    """
+    flat = json.JSONEncoder(default=_default, separators=(", ", ": ")).encode
+    write = fh.write
+
+    def emit(o, depth):
+        pad = "\n" + " " * (depth + 1)
+        if depth >= expand or not isinstance(o, (dict, list, tuple)) or not o:
+            write(flat(o))
+        elif isinstance(o, dict):
+            write("{")
+            for i, (k, v) in enumerate(o.items()):
+                key = flat(k) if isinstance(k, str) else flat({k: None})[1:-len(": null}")]   # json's key rules
+                write(("," if i else "") + pad + key + ": ")
+                emit(v, depth + 1)
+            write("\n" + " " * depth + "}")
+        else:
+            write("[")
+            for i, v in enumerate(o):
+                write(("," if i else "") + pad)
+                emit(v, depth + 1)
+            write("\n" + " " * depth + "]")
+
+    emit(obj, 0)
 
 
 def _default(o):

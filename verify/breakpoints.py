@@ -325,6 +325,56 @@ def _envelope(pts, upper):
     return hull
 
 
+def _core_hulls(T, lo_m, hi_m, shift, qmin):
+    """(status, idx) of the C++ hull search for every channel at its shift - 1 (fxbn._core.minimality_hull_search)."""
+    from fxbn import _core
+    T = np.ascontiguousarray(T, np.int64)
+    if T.ndim != 2:
+        return None
+    status, idx = _core.minimality_hull_search(T, np.ascontiguousarray(lo_m, np.int64),
+                                               np.ascontiguousarray(hi_m, np.int64),
+                                               np.ascontiguousarray(np.asarray(shift) - 1, np.int32), int(qmin))
+    return status.tolist(), idx.tolist()
+
+
+def _checked_certificate(fast, c, Tc, qmin, lo_m, hi_m, s):
+    """:func:`feasible_at`'s infeasibility certificate for channel c from the core's constraint indices, every
+    bound recomputed with Python integers and checked to cross; None when the core found the channel feasible or
+    did not handle it (the caller decides it with :func:`feasible_at`)."""
+    status, idx = fast[0][c], fast[1][c]
+    if status not in (1, 2):
+        return None
+
+    def low(i):                                     # A'*x + B >= L at a lower point: T(k) <= hi'
+        if not 0 <= i < len(Tc) or int(Tc[i]) > hi_m:
+            raise RuntimeError(f"channel {c}: the core's minimality certificate names no lower constraint ({i})")
+        return int(Tc[i]), (qmin + 1 + i) << s
+
+    def up(j):                                      # A'*x + B <= U at an upper point: T(k) > lo'
+        if not 0 <= j < len(Tc) or int(Tc[j]) <= lo_m:
+            raise RuntimeError(f"channel {c}: the core's minimality certificate names no upper constraint ({j})")
+        return int(Tc[j]) - 1, ((qmin + 1 + j) << s) - 1
+
+    if status == 2:
+        (xi, Li), (xj, Uj) = low(idx[0]), up(idx[1])
+        if xi != xj or Uj >= Li:
+            raise RuntimeError(f"channel {c}: the core's same-input minimality certificate does not hold")
+        return {"pair": (xi, Li, xj, Uj)}
+    (xi, Li), (xj, Uj) = low(idx[0]), up(idx[1])
+    if xj - xi <= 0:
+        raise RuntimeError(f"channel {c}: the core's upper A bound is not from an increasing pair")
+    a_max = ((Uj - Li) // (xj - xi), (xi, Li, xj, Uj))
+    a_min = (0, None)
+    if idx[2] >= 0:
+        (xi, Li), (xj, Uj) = low(idx[2]), up(idx[3])
+        if xj - xi >= 0:
+            raise RuntimeError(f"channel {c}: the core's lower A bound is not from a decreasing pair")
+        a_min = (_ceil_div(Uj - Li, xj - xi), (xi, Li, xj, Uj))
+    if not a_max[0] < a_min[0]:
+        raise RuntimeError(f"channel {c}: the core's minimality certificate bounds do not cross: {a_max}, {a_min}")
+    return {"A_at_most": a_max, "A_at_least": a_min}
+
+
 UNCONSTRAINED = "unconstrained (no (A, B) at shift - 1)"
 LIMITS_AWARE = "limits-aware (no (A, B) within acc_bits / max_multiplier_bits at shift - 1, decided exactly)"
 
@@ -337,7 +387,7 @@ def solve_limits(layer):
     return (None if acc is None else int(acc)), (None if mb is None else int(mb))
 
 
-def minimality(layer, engine="core"):
+def minimality(layer, engine="core", hulls="core"):
     """Per channel with s > 0: is the shift minimal, i.e. are the (A, B) constraints at s - 1 infeasible?
 
     The layer's ``solve_options`` are honoured: with acc_bits / max_multiplier_bits recorded, a shift above the
@@ -350,12 +400,29 @@ def minimality(layer, engine="core"):
         ``minimal`` (bool or None when s == 0), ``method`` (UNCONSTRAINED or LIMITS_AWARE), ``certificate``
         (crossing constraints) or ``smaller`` ((A, B, s - 1) that works at s - 1, within the limits if any, in
         original coordinates); ``unconstrained_smaller`` when only the limits exclude a smaller shift.
+
+    hulls : {"core", "python"}
+        Who searches the hulls of the unconstrained case: the C++ core (:func:`fxbn._core.minimality_hull_search`,
+        exact 128-bit integers) names the two binding constraints and every bound of its certificate is re-derived
+        and checked here with Python integers (a wrong claim raises RuntimeError); channels it finds feasible or
+        does not handle, and every limits-aware decision, run :func:`feasible_at`.  "python": :func:`feasible_at`
+        alone.  Both give the same certificates.
+
+    Examples
+    --------
+    >>> import fxbn
+    >>> layer = fxbn.from_affine([0.3, -0.7], [1.5, 0.25])
+    >>> [m["minimal"] for m in minimality(layer)] == [m["minimal"] for m in minimality(layer, hulls="python")]
+    True
     """
+    if hulls not in ("core", "python"):
+        raise ValueError(f"hulls must be 'core' or 'python', got {hulls!r}")
     d, T = layer.reference_breakpoints(engine)
     qmin, qmax = layer.out_range
     lo_m, hi_m = _mirror(layer, np.asarray(d, np.int64))
     acc_bits, mult_bits = solve_limits(layer)
     shifts = layer.shift.tolist()
+    fast = _core_hulls(T, lo_m, hi_m, layer.shift, qmin) if hulls == "core" else None
     out = []
     for c in range(layer.channels):
         s = shifts[c]
@@ -364,6 +431,10 @@ def minimality(layer, engine="core"):
             continue
         sign = -1 if d[c] < 0 else 1
         lo_c, hi_c = int(lo_m[c]), int(hi_m[c])
+        detail = None if fast is None else _checked_certificate(fast, c, T[c], qmin, lo_c, hi_c, s - 1)
+        if detail is not None:
+            out.append({"minimal": True, "method": UNCONSTRAINED, "certificate": detail})
+            continue
         ok, detail = feasible_at(T[c], qmin, qmax, lo_c, hi_c, s - 1)
         if not ok:
             out.append({"minimal": True, "method": UNCONSTRAINED, "certificate": detail})

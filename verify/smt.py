@@ -689,7 +689,7 @@ def threshold_block(layer, c, bound=0):
             f"(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))(assert {body})(check-sat)(pop 1)\n")
 
 
-def _level_thresholds(layer, c, ks):
+def _level_thresholds(layer, c, ks):  # ks: a range of consecutive levels
     """((r1, r0), [(below_k, above_k)] for k in ks): the reference's linear symbol sym = r1*x + r0 (integers) and
     its thresholds: R(v(x)) < k implies sym < below_k and R(v(x)) >= k implies sym >= above_k; so below_k ==
     above_k means sym >= above_k <=> R(v(x)) >= k.
@@ -716,13 +716,21 @@ def _level_thresholds(layer, c, ks):
     p = max(p, cmax.bit_length() + 32)
     L, H = sqrt_bracket(Fraction(nr, dr), p)
     out = []
-    ties = rounding in ("half_even", "half_away")
-    for k in ks:
-        C = ic1 * k + ic0
-        wl, wh = (C * L, C * H) if C >= 0 else (C * H, C * L)
-        if ties and _strict_const(k, rounding):
+    if not ks:
+        return (ip1, ip0), out
+    half_even, half_away = rounding == "half_even", rounding == "half_away"
+    k = ks[0]
+    C = ic1 * k + ic0
+    CL, step = C * L, ic1 * L             # C(k)*L and C(k)*H = C(k)*L + C(k)*(H - L), H - L in {0, 1}: additions
+    gap = H - L
+    for k in ks:                          # ks: consecutive levels
+        CH = CL + C if gap else CL
+        wl, wh = (CL, CH) if C >= 0 else (CH, CL)
+        if half_even and k & 1 or half_away and k <= 0:          # _strict_const: the tie goes down
             wl, wh = wl + 1, wh + 1
         out.append((-((-wh) >> p), -((-wl) >> p)))
+        C += ic1
+        CL += step
     return (ip1, ip0), out
 
 
