@@ -40,7 +40,8 @@ struct V {
   static FXBN_BODY_INLINE reg add32(reg a, reg b) { return _mm256_add_epi32(a, b); }
   static FXBN_BODY_INLINE reg add16(reg a, reg b) { return _mm256_add_epi16(a, b); }
   static FXBN_BODY_INLINE reg slli32_16(reg a) { return _mm256_slli_epi32(a, 16); }
-  static FXBN_BODY_INLINE reg srai32_16(reg a) { return _mm256_srai_epi32(a, 16); }
+  static FXBN_BODY_INLINE reg srli32_16(reg a) { return _mm256_srli_epi32(a, 16); }
+  static FXBN_BODY_INLINE reg blend_odd16(reg a, reg b) { return _mm256_blend_epi16(a, b, 0xAA); }  // odd words of b
   static FXBN_BODY_INLINE reg sra32(reg a, __m128i n) { return _mm256_sra_epi32(a, n); }
   static FXBN_BODY_INLINE reg sra16(reg a, __m128i n) { return _mm256_sra_epi16(a, n); }
   static FXBN_BODY_INLINE reg packs32(reg a, reg b) { return _mm256_packs_epi32(a, b); }
