@@ -1,7 +1,8 @@
 """The add kernel's bodies (csrc/fxbn/add_kernel*.cpp) against the exact int64 formula.
 
 The hand-written bodies serve two 8-bit inputs with a 32-bit accumulator: add_kernel_avx512.cpp (kernel ISA
-x86-64-v4*) and add_kernel_avx2.cpp ("avx2", FXBN_ISA=avx2); everything else takes the compiler-vectorized loops.
+x86-64-v4, and x86-64-v4+vbmi+vnni: vpdpwssd) and add_kernel_avx2.cpp ("avx2", FXBN_ISA=avx2), each with the plain,
+split and fold modes (add_kernel_simd.hpp); everything else takes the compiler-vectorized loops.
 Each body is run on every input/output dtype pair, multipliers that need the split (|A| >= 2^15, two vpmaddwd) and
 those that do not, lengths that leave every tail class, short and long broadcast periods, 1 and 2 threads, and
 out-of-range inputs (first index named; out= untouched with keep_y).  The comparison is clamp((A1*x1 + A2*x2 + B) >> s)
@@ -23,7 +24,7 @@ from fxbn import _core
 def _isas():
     before = _core.kernel_isa()
     found = []
-    for name in ("x86-64-v4", "avx2", "baseline"):
+    for name in ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "baseline"):
         try:
             _core.kernel_isa(name)
             found.append(name)
@@ -45,6 +46,10 @@ PARAMS = [
     ("no split shift 0", 1, 1, -3, 0),
     ("shift >= 32", 1 << 20, -(1 << 20), 5, 40),            # every output is 0 or -1 before the clamp
     ("max width", (1 << 22) - 1, 1 << 21, -(1 << 29), 30),
+    # the fold body (8-bit outputs: high halves by vpmaddubsw) needs s >= 16 and |h1| + |h2| <= 128; these two do not
+    ("split, |h1| + |h2| > 128", 4500001, -4499999, 777, 23),
+    ("split, shift < 16", 40000, -50001, 3, 12),
+    ("fold, |h1| + |h2| = 128", 64 * 65536 - 5, -64 * 65536 + 9, -1, 16),
 ]
 LENGTHS = [1, 31, 32, 33, 63, 64, 65, 127, 129, 1000, 4097, 16385]
 
@@ -238,14 +243,15 @@ def test_no_access_past_the_arrays():
 
 
 def test_lemma_add8_lanes_and_index_map():
-    """The bodies' lane arithmetic is proved (verify/lemmas.py add8_lanes, QF_BV, int8 and uint8 inputs), each wrong
-    variant is refuted, and the element order of both ISAs' packs and permutes is checked exhaustively."""
+    """The bodies' lane arithmetic is proved (verify/lemmas.py add8_lanes and, for the fold mode, add8_fold; QF_BV,
+    int8 and uint8 inputs), each wrong variant is refuted, and the element order of both ISAs' packs and permutes is checked exhaustively."""
     pytest.importorskip("z3")
     from verify import lemmas
 
     assert lemmas.add8_index_map() == []
     assert {f[:2] for f in lemmas.add8_index_map(wrong=True)} == {("avx2", 16), ("avx512", 16)}
-    for d in ("int8", "uint8"):
-        assert lemmas.prove("add8_lanes", d, 32, timeout_ms=20000)["status"] == "proved", d
-        for variant in lemmas.SIMD_WRONG["add8_lanes"]:
-            assert lemmas.prove("add8_lanes", d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
+    for name in ("add8_lanes", "add8_fold"):
+        for d in ("int8", "uint8"):
+            assert lemmas.prove(name, d, 32, timeout_ms=20000)["status"] == "proved", (name, d)
+            for variant in lemmas.SIMD_WRONG[name]:
+                assert lemmas.prove(name, d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
