@@ -423,17 +423,17 @@ cdef class AddKernel:
             return None
         try:
             PyObject_GetBuffer(x1, &b1, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        except BufferError:
+        except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
             return None
         try:
             try:
                 PyObject_GetBuffer(x2, &b2, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            except BufferError:
+            except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
                 return None
             try:
                 try:
                     PyObject_GetBuffer(y, &by, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-                except BufferError:
+                except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
                     return None
                 try:
                     if b1.ndim != b2.ndim or b1.ndim != by.ndim or not _add_code(b1.format, &t1) or \

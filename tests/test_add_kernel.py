@@ -255,3 +255,46 @@ def test_lemma_add8_lanes_and_index_map():
             assert lemmas.prove(name, d, 32, timeout_ms=20000)["status"] == "proved", (name, d)
             for variant in lemmas.SIMD_WRONG[name]:
                 assert lemmas.prove(name, d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
+
+
+def test_apply_fast_path_and_its_fallbacks(isa):
+    """apply's fast path (AddKernel.run_same: same-shape contiguous arrays) against the general path and the int64
+    formula, and every argument that must leave it: broadcasting, non-contiguous or read-only arrays, an out
+    overlapping an input, wrong out dtype / shape, non-native byte order, unsupported dtypes (clear ValueErrors)."""
+    layer = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1)
+    a1, a2 = layer.multipliers
+    rng = np.random.default_rng(17)
+    x1 = rng.integers(-128, 128, (3, 5, 67)).astype(np.int8)
+    x2 = rng.integers(-128, 128, (3, 5, 67)).astype(np.int8)
+    want = _want(a1, a2, layer.bias, layer.shift, x1, x2, -128, 127).astype(np.int8)
+    k = layer._get_kernel()
+    y = np.empty_like(x1)
+    assert k.run_same(x1, x2, y, 1, b"b", True) == (-1, 0) and np.array_equal(y, want)
+    assert np.array_equal(layer.apply(x1, x2), want)
+    out = np.empty_like(x1)
+    assert layer.apply(x1, x2, out=out) is out and np.array_equal(out, want)
+    # not qualifying: None from run_same, the general path gives the same result
+    for args in ((x1, x2[:1], y), (x1[:, :, ::2], x2[:, :, ::2], y[:, :, ::2]), (x1, x2, x1), (x1, x2, y[0]),
+                 (x1, x2, y.astype(np.int16)), (x1.astype(">i2"), x2, y), (x1.astype(np.float32), x2, y)):
+        assert k.run_same(*args, 1, b"b", True) is None
+    assert np.array_equal(layer.apply(x1, x2[:1]), _want(a1, a2, layer.bias, layer.shift, x1, x2[:1], -128, 127))
+    assert np.array_equal(layer.apply(x1[:, :, ::2], x2[:, :, ::2]), want[:, :, ::2])
+    x = x1.copy()
+    layer.apply(x, x2, out=x)
+    assert np.array_equal(x, want)
+    ro = np.empty_like(x1)
+    ro.flags.writeable = False
+    for bad_out in (ro, np.empty(x1.shape, np.int16), np.empty((3, 5, 66), np.int8), [0] * x1.size):
+        with pytest.raises(ValueError, match="out must be"):
+            layer.apply(x1, x2, out=bad_out)
+    with pytest.raises(ValueError, match="dtype float32"):
+        layer.apply(x1.astype(np.float32), x2, out=out)
+    narrow = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1, in_ranges=((-128, 127), (-100, 127)))
+    bad = np.clip(x2, -100, 127).astype(np.int8)
+    bad[2, 4, 66] = -101
+    out = np.full(x1.shape, 9, np.int8)
+    with pytest.raises(ValueError, match=r"x2 at \[2, 4, 66\] is -101"):
+        narrow.apply(x1, bad, out=out)
+    assert (out == 9).all()
+    with pytest.raises(ValueError, match=r"x2 at \[2, 4, 66\] is -101"):
+        narrow.apply(x1, bad)
