@@ -1203,6 +1203,16 @@ def _add8_coefs(z3, A, bad):
     return hi, lo
 
 
+def _narrow_minmax(z3, e, qmin, qmax, osigned):
+    """The bodies' min/max of the packed narrow lanes e with the low bits of qmin, qmax (signed or unsigned)."""
+    lb, hb = z3.Extract(e.size() - 1, 0, qmin), z3.Extract(e.size() - 1, 0, qmax)
+    if osigned:
+        e = z3.If(e > lb, e, lb)
+        return z3.If(e < hb, e, hb)
+    e = z3.If(z3.UGT(e, lb), e, lb)
+    return z3.If(z3.ULT(e, hb), e, hb)
+
+
 def add8_lanes(in_dtype, w=32, wrong=False):
     """The add bodies' lane arithmetic, for inputs of in_dtype (int8: the x ^ 0x80 fold; uint8: none).
     Claims, proved separately: (1) the pair layout: in one 128-bit lane, lo = vpunpcklbw(u1, u2), hi = vpunpckhbw,
@@ -1294,14 +1304,8 @@ def add8_lanes(in_dtype, w=32, wrong=False):
         y_math = _clamp(z3, _ext(z3, E, 36) >> _ext(z3, s, 36, False), _ext(z3, qmin, 36), _ext(z3, qmax, 36))
         # without the min/max (the bodies' Clamp = false) when [qmin, qmax] is Out's whole range
         claims.append(z3.Implies(z3.And(*pre, qmin == lo_t, qmax == hi_t), z3.Extract(obits - 1, 0, y_math) == e))
-        lb, hb = z3.Extract(obits - 1, 0, qmin), z3.Extract(obits - 1, 0, qmax)
-        if osigned:
-            e = z3.If(e > lb, e, lb)
-            e = z3.If(e < hb, e, hb)
-        else:
-            e = z3.If(z3.UGT(e, lb), e, lb)
-            e = z3.If(z3.ULT(e, hb), e, hb)
-        claims.append(z3.Implies(z3.And(*pre), z3.Extract(obits - 1, 0, y_math) == e))
+        claims.append(z3.Implies(z3.And(*pre), z3.Extract(obits - 1, 0, y_math) == _narrow_minmax(z3, e, qmin, qmax,
+                                                                                             osigned)))
     # (4) the 8-bit packs' element order within the lane (data movement of tagged dwords)
     tags = [[z3.BitVec(f"r{k}_{j}", 8) for j in range(4)] for k in range(4)]
     packs = lambda a, b: a + b  # noqa: E731  per lane: a's elements, then b's
@@ -1416,14 +1420,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
         y_math = _clamp(z3, z3.SignExt(2, V) >> z3.ZeroExt(2, s), z3.SignExt(2, qmin), z3.SignExt(2, qmax))
         opre = [z3.UGE(s, 16), z3.ULE(s, 62), qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
         claims.append(z3.Implies(z3.And(*opre, qmin == lo_t, qmax == hi_t), z3.Extract(7, 0, y_math) == e))
-        lb, hb = z3.Extract(7, 0, qmin), z3.Extract(7, 0, qmax)
-        if osigned:
-            c = z3.If(e > lb, e, lb)
-            c = z3.If(c < hb, c, hb)
-        else:
-            c = z3.If(z3.UGT(e, lb), e, lb)
-            c = z3.If(z3.ULT(c, hb), c, hb)
-        claims.append(z3.Implies(z3.And(*opre), z3.Extract(7, 0, y_math) == c))                     # (2b)
+        claims.append(z3.Implies(z3.And(*opre), z3.Extract(7, 0, y_math) == _narrow_minmax(z3, e, qmin, qmax,
+                                                                                       osigned)))     # (2b)
     return claims, variables
 
 
