@@ -6,7 +6,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t
 from libcpp.string cimport string
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 from fxbn.errors import InfeasibleError
 
@@ -408,6 +408,81 @@ cdef class AddKernel:
             PyBuffer_Release(&b1)
         return bad, which
 
+    def run_same(self, x1, x2, y, int threads, bytes out_code, bint keep_y):
+        """The fast path of FixedPointAdd.apply: x1, x2 and y C-contiguous, of one shape, x1, x2 int8 / uint8 /
+        int16 in native order, y writable with the one-character buffer format out_code, not overlapping the
+        inputs.  Returns None when the arguments do not qualify (the caller then takes run()'s general path), else
+        (index, which) as run(x1, x2, y, n, n, threads, keep_y).  The GIL is released while the kernel runs."""
+        cdef Py_buffer b1, b2, by
+        cdef DType t1 = DType.int8, t2 = DType.int8, to
+        cdef int64_t bad = -1, n
+        cdef int which = 0, i
+        cdef char* ys
+        cdef char* ye
+        if len(out_code) != 1:
+            return None
+        try:
+            PyObject_GetBuffer(x1, &b1, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
+            return None
+        try:
+            try:
+                PyObject_GetBuffer(x2, &b2, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
+                return None
+            try:
+                try:
+                    PyObject_GetBuffer(y, &by, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+                except (BufferError, ValueError, TypeError):  # numpy: ValueError for non-contiguous or read-only
+                    return None
+                try:
+                    if b1.ndim != b2.ndim or b1.ndim != by.ndim or not _add_code(b1.format, &t1) or \
+                            not _add_code(b2.format, &t2) or by.format[0] != out_code[0] or by.format[1] != 0:
+                        return None
+                    for i in range(b1.ndim):
+                        if b1.shape[i] != b2.shape[i] or b1.shape[i] != by.shape[i]:
+                            return None
+                    n = b1.len // b1.itemsize
+                    ys = <char*>by.buf
+                    ye = ys + by.len
+                    if n == 0 or (ys < <char*>b1.buf + b1.len and <char*>b1.buf < ye) or \
+                            (ys < <char*>b2.buf + b2.len and <char*>b2.buf < ye):
+                        return None
+                    to = _out_type(out_code[0])
+                    with nogil:
+                        bad = add_apply(t1, b1.buf, t2, b2.buf, n, to, by.buf, n, self.p, threads, &which, keep_y)
+                finally:
+                    PyBuffer_Release(&by)
+            finally:
+                PyBuffer_Release(&b2)
+        finally:
+            PyBuffer_Release(&b1)
+        return bad, which
+
+
+cdef bint _add_code(const char* fmt, DType* t) noexcept:
+    """An add input's one-character native buffer format: int8 'b', uint8 'B', int16 'h'."""
+    if fmt == NULL or fmt[0] == 0 or fmt[1] != 0:
+        return False
+    if fmt[0] == b'b':
+        t[0] = DType.int8
+    elif fmt[0] == b'B':
+        t[0] = DType.uint8
+    elif fmt[0] == b'h':
+        t[0] = DType.int16
+    else:
+        return False
+    return True
+
+
+cdef DType _out_type(char c) noexcept:
+    if c == b'b':
+        return DType.int8
+    if c == b'B':
+        return DType.uint8
+    if c == b'h':
+        return DType.int16
+    return DType.uint16
 
 def minimality_hull_search(const int64_t[:, ::1] T, const int64_t[::1] lo, const int64_t[::1] hi,
                            const int32_t[::1] shift_m1, int64_t qmin):

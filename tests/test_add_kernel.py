@@ -1,7 +1,8 @@
 """The add kernel's bodies (csrc/fxbn/add_kernel*.cpp) against the exact int64 formula.
 
 The hand-written bodies serve two 8-bit inputs with a 32-bit accumulator: add_kernel_avx512.cpp (kernel ISA
-x86-64-v4*) and add_kernel_avx2.cpp ("avx2", FXBN_ISA=avx2); everything else takes the compiler-vectorized loops.
+x86-64-v4, and x86-64-v4+vbmi+vnni: vpdpwssd) and add_kernel_avx2.cpp ("avx2", FXBN_ISA=avx2), each with the plain,
+split and fold modes (add_kernel_simd.hpp); everything else takes the compiler-vectorized loops.
 Each body is run on every input/output dtype pair, multipliers that need the split (|A| >= 2^15, two vpmaddwd) and
 those that do not, lengths that leave every tail class, short and long broadcast periods, 1 and 2 threads, and
 out-of-range inputs (first index named; out= untouched with keep_y).  The comparison is clamp((A1*x1 + A2*x2 + B) >> s)
@@ -23,7 +24,7 @@ from fxbn import _core
 def _isas():
     before = _core.kernel_isa()
     found = []
-    for name in ("x86-64-v4", "avx2", "baseline"):
+    for name in ("x86-64-v4+vbmi+vnni", "x86-64-v4", "avx2", "baseline"):
         try:
             _core.kernel_isa(name)
             found.append(name)
@@ -45,6 +46,10 @@ PARAMS = [
     ("no split shift 0", 1, 1, -3, 0),
     ("shift >= 32", 1 << 20, -(1 << 20), 5, 40),            # every output is 0 or -1 before the clamp
     ("max width", (1 << 22) - 1, 1 << 21, -(1 << 29), 30),
+    # the fold body (8-bit outputs: high halves by vpmaddubsw) needs s >= 16 and |h1| + |h2| <= 128; these two do not
+    ("split, |h1| + |h2| > 128", 4500001, -4499999, 777, 23),
+    ("split, shift < 16", 40000, -50001, 3, 12),
+    ("fold, |h1| + |h2| = 128", 64 * 65536 - 5, -64 * 65536 + 9, -1, 16),
 ]
 LENGTHS = [1, 31, 32, 33, 63, 64, 65, 127, 129, 1000, 4097, 16385]
 
@@ -238,14 +243,58 @@ def test_no_access_past_the_arrays():
 
 
 def test_lemma_add8_lanes_and_index_map():
-    """The bodies' lane arithmetic is proved (verify/lemmas.py add8_lanes, QF_BV, int8 and uint8 inputs), each wrong
-    variant is refuted, and the element order of both ISAs' packs and permutes is checked exhaustively."""
+    """The bodies' lane arithmetic is proved (verify/lemmas.py add8_lanes and, for the fold mode, add8_fold; QF_BV,
+    int8 and uint8 inputs), each wrong variant is refuted, and the element order of both ISAs' packs and permutes is checked exhaustively."""
     pytest.importorskip("z3")
     from verify import lemmas
 
     assert lemmas.add8_index_map() == []
     assert {f[:2] for f in lemmas.add8_index_map(wrong=True)} == {("avx2", 16), ("avx512", 16)}
-    for d in ("int8", "uint8"):
-        assert lemmas.prove("add8_lanes", d, 32, timeout_ms=20000)["status"] == "proved", d
-        for variant in lemmas.SIMD_WRONG["add8_lanes"]:
-            assert lemmas.prove("add8_lanes", d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
+    for name in ("add8_lanes", "add8_fold"):
+        for d in ("int8", "uint8"):
+            assert lemmas.prove(name, d, 32, timeout_ms=20000)["status"] == "proved", (name, d)
+            for variant in lemmas.SIMD_WRONG[name]:
+                assert lemmas.prove(name, d, 32, wrong=variant, timeout_ms=20000)["status"] == "refuted", variant
+
+
+def test_apply_fast_path_and_its_fallbacks(isa):
+    """apply's fast path (AddKernel.run_same: same-shape contiguous arrays) against the general path and the int64
+    formula, and every argument that must leave it: broadcasting, non-contiguous or read-only arrays, an out
+    overlapping an input, wrong out dtype / shape, non-native byte order, unsupported dtypes (clear ValueErrors)."""
+    layer = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1)
+    a1, a2 = layer.multipliers
+    rng = np.random.default_rng(17)
+    x1 = rng.integers(-128, 128, (3, 5, 67)).astype(np.int8)
+    x2 = rng.integers(-128, 128, (3, 5, 67)).astype(np.int8)
+    want = _want(a1, a2, layer.bias, layer.shift, x1, x2, -128, 127).astype(np.int8)
+    k = layer._get_kernel()
+    y = np.empty_like(x1)
+    assert k.run_same(x1, x2, y, 1, b"b", True) == (-1, 0) and np.array_equal(y, want)
+    assert np.array_equal(layer.apply(x1, x2), want)
+    out = np.empty_like(x1)
+    assert layer.apply(x1, x2, out=out) is out and np.array_equal(out, want)
+    # not qualifying: None from run_same, the general path gives the same result
+    for args in ((x1, x2[:1], y), (x1[:, :, ::2], x2[:, :, ::2], y[:, :, ::2]), (x1, x2, x1), (x1, x2, y[0]),
+                 (x1, x2, y.astype(np.int16)), (x1.astype(">i2"), x2, y), (x1.astype(np.float32), x2, y)):
+        assert k.run_same(*args, 1, b"b", True) is None
+    assert np.array_equal(layer.apply(x1, x2[:1]), _want(a1, a2, layer.bias, layer.shift, x1, x2[:1], -128, 127))
+    assert np.array_equal(layer.apply(x1[:, :, ::2], x2[:, :, ::2]), want[:, :, ::2])
+    x = x1.copy()
+    layer.apply(x, x2, out=x)
+    assert np.array_equal(x, want)
+    ro = np.empty_like(x1)
+    ro.flags.writeable = False
+    for bad_out in (ro, np.empty(x1.shape, np.int16), np.empty((3, 5, 66), np.int8), [0] * x1.size):
+        with pytest.raises(ValueError, match="out must be"):
+            layer.apply(x1, x2, out=bad_out)
+    with pytest.raises(ValueError, match="dtype float32"):
+        layer.apply(x1.astype(np.float32), x2, out=out)
+    narrow = fxbn.from_add((0.0123, 0.05), (3, -5), 0.07, 1, in_ranges=((-128, 127), (-100, 127)))
+    bad = np.clip(x2, -100, 127).astype(np.int8)
+    bad[2, 4, 66] = -101
+    out = np.full(x1.shape, 9, np.int8)
+    with pytest.raises(ValueError, match=r"x2 at \[2, 4, 66\] is -101"):
+        narrow.apply(x1, bad, out=out)
+    assert (out == 9).all()
+    with pytest.raises(ValueError, match=r"x2 at \[2, 4, 66\] is -101"):
+        narrow.apply(x1, bad)

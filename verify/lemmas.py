@@ -1238,6 +1238,16 @@ def _add8_coefs(z3, A, bad):
     return hi, lo
 
 
+def _narrow_minmax(z3, e, qmin, qmax, osigned):
+    """The bodies' min/max of the packed narrow lanes e with the low bits of qmin, qmax (signed or unsigned)."""
+    lb, hb = z3.Extract(e.size() - 1, 0, qmin), z3.Extract(e.size() - 1, 0, qmax)
+    if osigned:
+        e = z3.If(e > lb, e, lb)
+        return z3.If(e < hb, e, hb)
+    e = z3.If(z3.UGT(e, lb), e, lb)
+    return z3.If(z3.ULT(e, hb), e, hb)
+
+
 def add8_lanes(in_dtype, w=32, wrong=False):
     """The add bodies' lane arithmetic, for inputs of in_dtype (int8: the x ^ 0x80 fold; uint8: none).
     Claims, proved separately: (1) the pair layout: in one 128-bit lane, lo = vpunpcklbw(u1, u2), hi = vpunpckhbw,
@@ -1248,7 +1258,8 @@ def add8_lanes(in_dtype, w=32, wrong=False):
     one-vpmaddwd body (no split) is too when h1 = h2 = 0; with the solver's bound (the exact sum within 32 bits)
     the wrapped v is the exact sum (``fits_sign_extends``); (3) for every
     exact E within 32 bits and s in [0, 62], vpsrad then vpackssdw and vpacksswb / vpackuswb (8-bit Out), vpackssdw /
-    vpackusdw (16-bit Out), then min/max with [qmin, qmax] inside Out, is clamp(floor(E / 2^s)); (4) the packs
+    vpackusdw (16-bit Out), then min/max with [qmin, qmax] inside Out, is clamp(floor(E / 2^s)), and so are the packs
+    alone when [qmin, qmax] is Out's whole range (the bodies then leave the min/max out); (4) the packs
     return the lane's elements in order (vpackssdw(r0, r1), vpackssdw(r2, r3), vpacksswb: byte e from r_{e/4}
     dword e%4); ``add8_index_map`` checks the 16-bit outputs' cross-lane permutes (vperm2i128 on AVX2, vpermt2q on
     AVX-512) exhaustively.
@@ -1325,15 +1336,11 @@ def add8_lanes(in_dtype, w=32, wrong=False):
             e = _sat(z3, z3.SignExt(16, wd), lo_t, hi_t, 8)           # vpacksswb / vpackuswb
         else:
             e = _sat(z3, r, lo_t, hi_t, 16)                           # vpackssdw / vpackusdw
-        lb, hb = z3.Extract(obits - 1, 0, qmin), z3.Extract(obits - 1, 0, qmax)
-        if osigned:
-            e = z3.If(e > lb, e, lb)
-            e = z3.If(e < hb, e, hb)
-        else:
-            e = z3.If(z3.UGT(e, lb), e, lb)
-            e = z3.If(z3.ULT(e, hb), e, hb)
         y_math = _clamp(z3, _ext(z3, E, 36) >> _ext(z3, s, 36, False), _ext(z3, qmin, 36), _ext(z3, qmax, 36))
-        claims.append(z3.Implies(z3.And(*pre), z3.Extract(obits - 1, 0, y_math) == e))
+        # without the min/max (the bodies' Clamp = false) when [qmin, qmax] is Out's whole range
+        claims.append(z3.Implies(z3.And(*pre, qmin == lo_t, qmax == hi_t), z3.Extract(obits - 1, 0, y_math) == e))
+        claims.append(z3.Implies(z3.And(*pre), z3.Extract(obits - 1, 0, y_math) == _narrow_minmax(z3, e, qmin, qmax,
+                                                                                             osigned)))
     # (4) the 8-bit packs' element order within the lane (data movement of tagged dwords)
     tags = [[z3.BitVec(f"r{k}_{j}", 8) for j in range(4)] for k in range(4)]
     packs = lambda a, b: a + b  # noqa: E731  per lane: a's elements, then b's
@@ -1367,6 +1374,94 @@ def add8_index_map(wrong=False):
         fails += [(isa, 16, i, v) for i, v in enumerate(o) if v != i]
         assert len(o) == n
     return fails
+
+
+def add8_fold(in_dtype, w=32, wrong=False):
+    """The fold body of the add (add_kernel_body.inc ``fold_words``; 8-bit Out, split coefficients with s >= 16 and
+    |h1| + |h2| <= 128, h1, h2 <= 127), for inputs of in_dtype.  Claims: (1) layout, per 128-bit lane, bytes
+    symbolic: with lo = vpunpcklbw(u1, u2) (hi likewise for elements 8..15), dword j of vpshufb(lo, even) is the
+    zero-extended pair (u1[2j], u2[2j]) and of vpshufb(lo, odd) the pair of element 2j + 1; word e of lo (the
+    vpmaddubsw operand) is the byte pair (u1[e], u2[e]); vpblendw 0xAA of (vpsrld(te, 16), to) puts element e in
+    word e, and vpacksswb(t_lo, t_hi) element e in byte e; (2a) vpmaddubsw((u1, u2), (h1, h2) bytes) (signed
+    saturation) is the low word of vpmaddwd((u1, u2), (h1, h2)) for h1, h2 <= 127 with |h1| + |h2| <= 128;
+    (2b) for every 32-bit T (the wrapped vpmaddwd((u1, u2), (l1, l2)) + B') and Hsum, with V = T + (Hsum << 16)
+    modulo 2^32 (the exact sum, by add8_lanes (2a)-(2e) and the 32-bit bound), s in [16, 62] and [qmin, qmax]
+    inside Out: t = high word of T + low word of Hsum modulo 2^16, vpsraw(t, s - 16), vpacksswb / vpackuswb, then
+    min/max (or not, when [qmin, qmax] is Out's whole range) is clamp(floor(V / 2^s), qmin, qmax).
+    Wrong: ``no_magnitude_bound`` (the |h1| + |h2| <= 128 condition dropped: vpmaddubsw saturates),
+    ``shift_not_reduced`` (vpsraw by s instead of s - 16), ``maddubs_bytes_swapped`` (h2 in the low byte of the
+    vpmaddubsw operand), ``even_odd_swapped`` (the odd index vector used for the even elements)."""
+    z3 = z3mod()
+    bad = _variant("add8_fold", wrong)
+    bits, signed1 = IN_BITS[in_dtype]
+    assert bits == 8, "add8_fold: 8-bit inputs"
+    claims, variables = [], {}
+    # (1) layout
+    ua = [z3.BitVec(f"u1_{e}", 8) for e in range(8)]
+    ub = [z3.BitVec(f"u2_{e}", 8) for e in range(8)]
+    lo = [v for e in range(8) for v in (ua[e], ub[e])]
+    zero = z3.BitVecVal(0, 8)
+    even = [0, -1, 1, -1, 4, -1, 5, -1, 8, -1, 9, -1, 12, -1, 13, -1]
+    odd = [2, -1, 3, -1, 6, -1, 7, -1, 10, -1, 11, -1, 14, -1, 15, -1]
+    if bad == "even_odd_swapped":
+        even = odd
+    shuf = lambda idx: [zero if i < 0 else lo[i] for i in idx]  # noqa: E731  vpshufb, in-lane
+    pe, po = shuf(even), shuf(odd)
+    for j in range(4):
+        for p, e in ((pe, 2 * j), (po, 2 * j + 1)):
+            claims.append(z3.Concat(p[4 * j + 3], p[4 * j + 2], p[4 * j + 1], p[4 * j])
+                          == z3.Concat(zero, ub[e], zero, ua[e]))
+    for e in range(8):
+        claims.append(z3.Concat(lo[2 * e + 1], lo[2 * e]) == z3.Concat(ub[e], ua[e]))
+    tag_e = [z3.BitVec(f"te_{j}", 8) for j in range(4)]      # whatever te's dword j holds: element 2j, per (1)
+    tag_o = [z3.BitVec(f"to_{j}", 8) for j in range(4)]
+    blend = [tag_e[k // 2] if k % 2 == 0 else tag_o[k // 2] for k in range(8)]   # vpblendw 0xAA, word k
+    for k in range(8):
+        claims.append(blend[k] == (tag_e if k % 2 == 0 else tag_o)[k // 2])
+    packed = list(range(8)) + list(range(8, 16))              # vpacksswb(t_lo, t_hi): per lane 8 words of each
+    claims.append(z3.BoolVal(packed == list(range(16))))
+    # (2) arithmetic, one element, as two claims z3 decides quickly (the direct statement times out): add8_lanes
+    # (2a)-(2e) proved V = T + (Hsum << 16) modulo 2^32 is A1*x1 + A2*x2 + B, for T = vpmaddwd(p, (l1, l2)) + B' and
+    # Hsum = vpmaddwd(p, (h1, h2)), and ``fits_sign_extends`` that V is then the exact sum; here (2a) vpmaddubsw on
+    # the byte pairs is the low word of Hsum within the fold bound, (2b) for every 32-bit T and Hsum and s in [16, 62]
+    # the 16-bit path on (high word of T, low word of Hsum) is clamp(floor(V / 2^s)) with the packs (and min/max).
+    h1, h2 = z3.BitVecs("h1 h2", 16)
+    g1, g2 = z3.BitVecs("g1 g2", 8)
+    u1, u2 = z3.BitVecs("u1 u2", 8)
+    variables.update({"h1": h1, "h2": h2, "g1": g1, "g2": g2, "u1": u1, "u2": u2})
+    mag = lambda h: z3.If(h < 0, -_ext(z3, h, h.size() + 2), _ext(z3, h, h.size() + 2))  # noqa: E731  no wrap
+    bound = lambda a, b: [] if bad == "no_magnitude_bound" else [mag(a) + mag(b) <= 128]  # noqa: E731
+    # the fold bound keeps h1, h2 within 8 bits (make_coefs: h <= 127 and |h1| + |h2| <= 128) ...
+    claims.append(z3.Implies(z3.And(h1 <= 127, h2 <= 127, *bound(h1, h2)),
+                             z3.And(*(h == z3.SignExt(8, z3.Extract(7, 0, h)) for h in (h1, h2)))))
+    # ... so with 8-bit g1, g2: the products of vpmaddwd's exact sum are exact on 16 bits (|g*u| <= 128*255)
+    b1, b2 = (g2, g1) if bad == "maddubs_bytes_swapped" else (g1, g2)   # the bytes of k.hbytes
+    prod = lambda g, u: z3.SignExt(8, g) * z3.ZeroExt(8, u)  # noqa: E731
+    Mx = z3.SignExt(2, prod(b1, u1)) + z3.SignExt(2, prod(b2, u2))                                   # 18 bits
+    M = _sat(z3, Mx, -(1 << 15), (1 << 15) - 1, 16)                                                   # vpmaddubsw
+    claims.append(z3.Implies(z3.And(*bound(g1, g2)), M == prod(g1, u1) + prod(g2, u2)))              # (2a)
+    T, Hs = z3.BitVecs("T Hsum", 32)
+    s = z3.BitVec("s", 32)
+    variables.update({"T": T, "Hsum": Hs, "s": s})
+    V = T + (Hs << 16)
+    t = z3.Extract(31, 16, T) + z3.Extract(15, 0, Hs)
+    cnt = s if bad == "shift_not_reduced" else s - 16
+    r = t >> z3.If(z3.ULT(cnt, 16), z3.Extract(15, 0, cnt), z3.BitVecVal(15, 16))                  # vpsraw
+    for out, osigned in (("int8", True), ("uint8", False)):
+        qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+        variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+        lo_t, hi_t = (-128, 127) if osigned else (0, 255)
+        e = _sat(z3, r, lo_t, hi_t, 8)                                                              # vpacks*wb
+        y_math = _clamp(z3, z3.SignExt(2, V) >> z3.ZeroExt(2, s), z3.SignExt(2, qmin), z3.SignExt(2, qmax))
+        opre = [z3.UGE(s, 16), z3.ULE(s, 62), qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        claims.append(z3.Implies(z3.And(*opre, qmin == lo_t, qmax == hi_t), z3.Extract(7, 0, y_math) == e))
+        claims.append(z3.Implies(z3.And(*opre), z3.Extract(7, 0, y_math) == _narrow_minmax(z3, e, qmin, qmax,
+                                                                                       osigned)))     # (2b)
+    return claims, variables
+
+
+SIMD_WRONG["add8_fold"] = ("no_magnitude_bound", "shift_not_reduced", "maddubs_bytes_swapped", "even_odd_swapped")
+SIMD_LEMMAS["add8_fold"] = (add8_fold, "QF_BV", (32,), ("int8", "uint8"))
 
 
 SIMD_WRONG["add8_lanes"] = ("bias_fold_toggled", "split_high_unadjusted", "single_madd_unchecked", "pair_order_swapped")

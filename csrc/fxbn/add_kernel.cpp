@@ -272,6 +272,7 @@ int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t pe
   j.c.hi1 = static_cast<int32_t>(std::min(p.h1, hi1));
   j.c.lo2 = static_cast<int32_t>(std::max(p.l2, lo2));
   j.c.hi2 = static_cast<int32_t>(std::min(p.h2, hi2));
+  j.c.vnni = std::strstr(kernel_isa(), "vnni") != nullptr;
   // A short x2 period (x2 broadcast along the last axes) is tiled to >= 4096 elements: the period only has to index
   // x2 modulo itself, any multiple of the original does so, and long blocks keep the SIMD bodies busy.
   std::vector<unsigned char> tiled;

@@ -8,7 +8,15 @@
 //                                                             e = 4k + j),
 //   v = (vpmaddwd(p, (H1, H2)) << 16) + vpmaddwd(p, (L1, L2)) + B'   (mod 2^32; A = H*2^16 + L, L signed 16-bit),
 //   q = vpsrad(v, s), then vpackssdw (+ vpacksswb / vpackuswb) and a min/max on the narrow lanes: the packs undo
-//   the element order of the pshufb split, the saturation is monotone, so the narrow clamp equals the 32-bit clamp.
+//   the element order of the pshufb split, the saturation is monotone, so the narrow clamp equals the 32-bit clamp
+//   (left out when [qmin, qmax] is Out's whole range: the packs saturate to it).
+// The fold body (8-bit outputs, split coefficients with s >= 16 and |h1| + |h2| <= 128, the common int8 layer):
+//   t = vpackssdw(vpsrad(vpmaddwd(p0, (L1, L2)) + B', 16), same for p1)   (floor(T / 2^16) of the wrapped low sum T,
+//                                                                          exact in 16 bits),
+//   t = vpsraw(t + vpmaddubsw(lo, (h1, h2) bytes), s - 16)               (modulo 2^16: floor(v / 2^s) since the
+//                                                                          exact v fits 32 bits; no saturation in
+//                                                                          vpmaddubsw: 255*(|h1| + |h2|) < 2^15),
+//   then vpacksswb / vpackuswb.  The lemma is ``add8_fold``.  With AVX512_VNNI, vpdpwssd fuses vpmaddwd + B'.
 // Everything is exact modulo 2^32 and the solver's bound (A1*x1 + A2*x2 + B within 32 bits over the box) makes the
 // wrapped v the exact sum.  The lemma is ``add8_lanes`` in verify/lemmas.py.
 #pragma once
@@ -22,6 +30,8 @@ struct Coefs {
   int16_t h1 = 0, h2 = 0, l1 = 0, l2 = 0;  // A_i = h_i*2^16 + l_i modulo 2^32 (l_i the sign-extended low 16 bits)
   int32_t bias = 0;                        // B' = B - 128*A_i for each int8 input (modulo 2^32)
   bool split = false;                      // some h_i != 0: two vpmaddwd per pair vector, else one
+  bool fold = false;                       // split, s >= 16, |h1| + |h2| <= 128: the high halves by vpmaddubsw
+  bool vnni = false;                       // AVX-512 body: vpdpwssd for vpmaddwd + bias (set by the dispatcher)
   int shift = 0;
   int32_t qmin = 0, qmax = 0;
   int32_t lo1 = 0, hi1 = 0, lo2 = 0, hi2 = 0;  // the proven box clipped to the input types
@@ -41,6 +51,8 @@ inline Coefs make_coefs(int64_t a1, int64_t a2, int64_t b, int s, int64_t qmin, 
   split(a1, &c.h1, &c.l1);
   split(a2, &c.h2, &c.l2);
   c.split = c.h1 != 0 || c.h2 != 0;
+  const auto mag = [](int16_t v) { return v < 0 ? -static_cast<int>(v) : static_cast<int>(v); };
+  c.fold = c.split && s >= 16 && mag(c.h1) + mag(c.h2) <= 128 && c.h1 <= 127 && c.h2 <= 127;
   // A*x = A*(u - 128) for a signed input: B' = B - 128*A (modulo 2^32)
   uint32_t bb = static_cast<uint32_t>(static_cast<uint64_t>(b));
   if (signed1) bb -= 128u * static_cast<uint32_t>(static_cast<uint64_t>(a1));
