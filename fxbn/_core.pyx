@@ -484,6 +484,7 @@ cdef DType _out_type(char c) noexcept:
         return DType.int16
     return DType.uint16
 
+
 def minimality_hull_search(const int64_t[:, ::1] T, const int64_t[::1] lo, const int64_t[::1] hi,
                            const int32_t[::1] shift_m1, int64_t qmin):
     """(status int32[C], idx int64[C, 4]): verify.breakpoints.feasible_at's hull search at shift_m1 for every
