@@ -451,13 +451,14 @@ FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 // unpacks and vpackuswb work per 128-bit lane, so the table layout is the same per lane); the range check is
 // vpcmpub / vpcmpb into a mask.  QF_BV lemma ``byte_template`` (width 64).
 namespace {
+FXBN_TARGET_V4 FXBN_INLINE __m512i ld(const void* p) { return _mm512_loadu_si512(p); }
+
 template <class In, class Out, bool Check>
 FXBN_TARGET_V4 bool byte_periodic(const Job& j, int64_t begin, int64_t end) {
   const ByteJob& bj = *static_cast<const ByteJob*>(j.a);
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   constexpr int64_t W = 64;
-  const auto ld = [](const void* p) FXBN_TARGET_V4 { return _mm512_loadu_si512(p); };
   const __m512i zero = _mm512_setzero_si512();
   const __m512i qlo = _mm512_set1_epi8(static_cast<char>(bj.qlo)), qhi = _mm512_set1_epi8(static_cast<char>(bj.qhi));
   const __m512i ob = _mm512_set1_epi8(static_cast<char>(0x80));
