@@ -315,7 +315,7 @@ SHAPES = {"small": (1, 64, 56, 56), "large": (32, 64, 56, 56)}
 LARGE_WARM = 8
 
 
-def kernel_cases(shapes, threads_list, repeats, use_torch, log):
+def kernel_cases(shapes, threads_list, repeats, use_torch, log, cases=None):
     rng = np.random.default_rng(2026)
     rows = []
     group = 0
@@ -332,6 +332,8 @@ def kernel_cases(shapes, threads_list, repeats, use_torch, log):
         ("int32->int8 +-2^25", "int32", "int8"),   # and its widest (26 bits)
         ("int16->int16", "int16", "int16"),
     ]
+    if cases:
+        configs = [cfg for cfg in configs if cfg[0] in cases]
     for size_name, shape in shapes.items():
         n, c, h, w = shape
         for name, tin, tout in configs:
@@ -558,7 +560,9 @@ def summarize(rows, solver_rows, threads_list):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shape only, fewer repeats (smoke test)")
-    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--repeats", type=int, default=None, help="samples per row (default 21; 5 with --quick)")
+    ap.add_argument("--cases", default=None,
+                    help="comma-separated rows to run (e.g. uint8->uint8,int8->int8); default all")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench.json"))
     ap.add_argument("--no-torch", action="store_true")
@@ -575,7 +579,7 @@ def main():
         CLOCK = time.process_time
     threads_list = [int(t) for t in args.threads.split(",")]
     shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
-    repeats = 5 if args.quick else args.repeats
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 21)
     use_torch = torch is not None and not args.no_torch
     notes = []
     if torch is None:
@@ -595,7 +599,8 @@ def main():
     if env.get("fxbn_kernel"):
         print(f"fxbn kernel ISA body: {env['fxbn_kernel']}  (CPU: {env['cpu']}, AVX-512 in the CPU: "
               f"{'yes' if env.get('avx512') else 'no'}; FXBN_ISA={os.environ.get('FXBN_ISA')}, --isa={args.isa})")
-    rows = kernel_cases(shapes, threads_list, repeats, use_torch, log)
+    rows = kernel_cases(shapes, threads_list, repeats, use_torch, log,
+                        cases=args.cases.split(",") if args.cases else None)
     solver_rows = [] if args.no_solver else solver_cases(3 if args.quick else 7, log)
     env["loadavg_at_end"] = os.getloadavg()
     lines, targets = summarize(rows, solver_rows, threads_list)

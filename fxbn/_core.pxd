@@ -79,6 +79,16 @@ cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
         uint16
         int32
 
+    cdef cppclass KernelCache:
+        pass
+    KernelCache* new_kernel_cache() except +raise_fxbn_error
+    void delete_kernel_cache(KernelCache* cache)
+    int64_t byte_template_channels(KernelCache* cache, DType in_type, DType out_type)
+    void byte_template_params(bool in_signed, bool out_signed, int64_t channels, const int64_t* multiplier,
+                              const int64_t* bias, const int32_t* shift, const int64_t* lo, const int64_t* hi,
+                              int64_t qmin, int64_t qmax, bool find, int32_t* params,
+                              int8_t* ok) except +raise_fxbn_error nogil
+
     cdef struct KernelParams:
         const int64_t* multiplier
         const int64_t* bias
@@ -88,6 +98,7 @@ cdef extern from "fxbn/kernel.hpp" namespace "fxbn":
         int64_t qmin, qmax
         bool acc32
         bool keep_out_on_error
+        KernelCache* cache
 
     int64_t apply(DType in_type, const void* x, DType out_type, void* y, int64_t outer, int64_t channels,
                   int64_t inner, const KernelParams& p, int threads) except +raise_fxbn_error nogil

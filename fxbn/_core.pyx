@@ -179,9 +179,12 @@ cdef class Kernel:
     cdef KernelParams p
     cdef readonly int64_t channels
     cdef object arrays
+    cdef KernelCache* cache
 
     def __cinit__(self, const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
                   const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, bint acc32):
+        self.cache = new_kernel_cache()  # the 8-bit template's verified parameters and tables, built on first use
+        self.p.cache = self.cache
         self.channels = multiplier.shape[0]
         if bias.shape[0] != self.channels or shift.shape[0] != self.channels or lo.shape[0] != self.channels \
                 or hi.shape[0] != self.channels:
@@ -197,6 +200,15 @@ cdef class Kernel:
         self.p.shift = &shift[0]
         self.p.lo = &lo[0]
         self.p.hi = &hi[0]
+
+    def __dealloc__(self):
+        if self.cache != NULL:
+            delete_kernel_cache(self.cache)
+
+    def byte_template_channels(self, str in_dtype, str out_dtype):
+        """How many channels run the verified 8-bit template for (in_dtype, out_dtype) channel-last calls, or -1
+        when no call built it yet."""
+        return byte_template_channels(self.cache, _DTYPE[in_dtype], _DTYPE[out_dtype])
 
     def run(self, x, y, int64_t outer, int64_t inner, int threads, bint keep_out=False):
         """x, y: C-contiguous arrays of outer * channels * inner elements (any shape).  Returns -1 or the flat
@@ -226,6 +238,31 @@ cdef class Kernel:
         finally:
             PyBuffer_Release(&xb)
         return bad
+
+
+def byte_template(const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
+                  const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, str in_dtype,
+                  str out_dtype, params=None):
+    """The 8-bit template of a layer (8-bit input and output): with params None, search it; else check the given
+    int32[C, 5] params (m, p, n, sm, flip per channel).  Returns (params int32[C, 5], ok bool[C]): ok[c] when the
+    exhaustive check passed on every input of channel c's range, the only way parameters reach the kernel."""
+    cdef int64_t n = multiplier.shape[0]
+    if in_dtype not in ("int8", "uint8") or out_dtype not in ("int8", "uint8"):
+        raise ValueError(f"the 8-bit template needs 8-bit dtypes, not {in_dtype} -> {out_dtype}")
+    if bias.shape[0] != n or shift.shape[0] != n or lo.shape[0] != n or hi.shape[0] != n:
+        raise ValueError(f"parameter arrays differ in length from the {n} multipliers")
+    cdef bint find = params is None
+    out = np.zeros((n, 5), np.int32) if find else np.array(params, np.int32, copy=True).reshape(n, 5)
+    ok = np.zeros(n, np.int8)
+    if n == 0:
+        return out, ok != 0
+    cdef int32_t[:, ::1] pv = out
+    cdef int8_t[::1] okv = ok
+    cdef bint ins = in_dtype == "int8", outs = out_dtype == "int8"
+    with nogil:
+        byte_template_params(ins, outs, n, &multiplier[0], &bias[0], &shift[0], &lo[0], &hi[0], qmin, qmax, find,
+                             &pv[0, 0], &okv[0])
+    return out, ok != 0
 
 
 def apply_kernel(x, y, multiplier, bias, shift, lo, hi, int64_t qmin, int64_t qmax, bint acc32, int threads):

@@ -1043,6 +1043,123 @@ SIMD_LEMMAS = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ 8-bit template
+def _byte_spec(z3, xb, flip, m, p, n, sm, qlo, qhi, ob):
+    """kernel_impl.hpp byte_template, one element (the reference the exhaustive check runs): its uint32 products
+    w * m and v * sm have factors below 2^16, so they are the 32-bit products of zero-extended 16-bit words."""
+    w = z3.Concat(xb ^ flip, z3.BitVecVal(0, 8))                    # (x ^ flip) << 8, below 2^16
+    u = z3.Extract(31, 16, z3.ZeroExt(16, w) * z3.ZeroExt(16, m))  # (w * m) >> 16
+    a = u + p                                                       # (u + p) & 0xFFFF
+    v = z3.If(z3.UGT(a, n), a - n, z3.BitVecVal(0, 16))
+    q = z3.Extract(31, 16, z3.ZeroExt(16, v) * z3.ZeroExt(16, sm))  # (v * sm) >> 16
+    t = q                                                           # int16_t(q)
+    b = z3.If(t < 0, z3.BitVecVal(0, 8), z3.If(t > 255, z3.BitVecVal(255, 8), z3.Extract(7, 0, t)))
+    b = z3.If(z3.ULT(b, qlo), qlo, b)
+    b = z3.If(z3.UGT(b, qhi), qhi, b)
+    return b ^ ob
+
+
+def _byte_template(in_dtype, width, wrong, name):
+    z3 = z3mod()
+    bad = _variant(name, wrong)
+    signed_in = IN_BITS[in_dtype][1]
+    x = [z3.BitVec(f"x{i}", 8) for i in range(width)]
+    flip = [z3.BitVec(f"flip{i}", 8) for i in range(width)]
+    lo = [z3.BitVec(f"lo{i}", 8) for i in range(width)]
+    hi = [z3.BitVec(f"hi{i}", 8) for i in range(width)]
+    half = width // 2
+    # the tables as kernel_byte.cpp lays them out: m_lo, m_hi, p_lo, p_hi, n_lo, n_hi, sm_lo, sm_hi (width/2 words)
+    tab = {nm: [[z3.BitVec(f"{nm}_{h}_{k}", 16) for k in range(half)] for h in (0, 1)] for nm in "mpns"}
+    qlo, qhi = z3.BitVecs("qlo qhi", 8)
+    variables = {"qlo": qlo, "qhi": qhi}
+    for i in range(width):
+        variables.update({f"x{i}": x[i], f"flip{i}": flip[i]})
+    zero = z3.BitVecVal(0, 8)
+
+    def unpack(a, b, high):        # vpunpck[lh]bw per 128-bit lane: word j = a[j (+8)] | b[j (+8)] << 8
+        out = []
+        for lane in range(width // 16):
+            for j in range(8):
+                e = 16 * lane + (8 if high else 0) + j
+                out.append(z3.Concat(b[e], a[e]))
+        return out
+
+    def mulhi(a, b, signed=False):  # vpmulhuw / vpmulhw
+        ext = z3.SignExt if signed else z3.ZeroExt
+        return z3.Extract(31, 16, ext(16, a) * ext(16, b))
+
+    def packus(a, b):               # vpackuswb per lane: 8 words of a, then 8 of b, signed words saturated to u8
+        sat = lambda v: z3.If(v < 0, zero, z3.If(v > 255, z3.BitVecVal(255, 8), z3.Extract(7, 0, v)))  # noqa: E731
+        if bad == "signed_pack":    # vpacksswb
+            sat = lambda v: z3.If(v < -128, z3.BitVecVal(128, 8), z3.If(v > 127, z3.BitVecVal(127, 8),  # noqa: E731
+                                                                           z3.Extract(7, 0, v)))
+        out = []
+        for lane in range(width // 16):
+            out += [sat(a[8 * lane + j]) for j in range(8)] + [sat(b[8 * lane + j]) for j in range(8)]
+        return out
+
+    xf = [x[i] ^ flip[i] for i in range(width)]
+    if bad == "unpack_operands_swapped":
+        w0, w1 = unpack(xf, [zero] * width, False), unpack(xf, [zero] * width, True)
+    else:
+        w0, w1 = unpack([zero] * width, xf, False), unpack([zero] * width, xf, True)
+    tl = {nm: (tab[nm][1], tab[nm][0]) if bad == "halves_swapped" else (tab[nm][0], tab[nm][1]) for nm in "mpns"}
+    halves = []
+    for h, wv in ((0, w0), (1, w1)):
+        u = [mulhi(wv[k], tl["m"][h][k], bad == "signed_mulhi") for k in range(half)]
+        v = [z3.If(z3.UGT(u[k] + tl["p"][h][k], tl["n"][h][k]), u[k] + tl["p"][h][k] - tl["n"][h][k],
+                   z3.BitVecVal(0, 16)) for k in range(half)]                     # vpaddw, vpsubusw
+        halves.append([mulhi(v[k], tl["s"][h][k]) for k in range(half)])
+    packed = packus(halves[0], halves[1])
+    claims = []
+    for ob in (0, 0x80):
+        for i in range(width):
+            b = z3.If(z3.ULT(packed[i], qlo), qlo, packed[i])                      # vpmaxub
+            b = z3.If(z3.UGT(b, qhi), qhi, b)                                      # vpminub
+            y = b ^ ob                                                             # vpxor (int8 outputs)
+            h, k = (i % 16) // 8, (i // 16) * 8 + i % 8                           # kernel_byte.cpp's layout
+            spec = _byte_spec(z3, x[i], flip[i], tab["m"][h][k], tab["p"][h][k], tab["n"][h][k], tab["s"][h][k],
+                              qlo, qhi, z3.BitVecVal(ob, 8))
+            claims.append(y == spec)
+    # the range check: AVX2 vpmax/vpmin + vpxor (signed for int8 inputs), AVX-512 vpcmp masks
+    for i in range(width):
+        outside = z3.Or(x[i] < lo[i], x[i] > hi[i]) if signed_in else z3.Or(z3.ULT(x[i], lo[i]), z3.UGT(x[i], hi[i]))
+        use_signed = signed_in and bad != "unsigned_check_for_int8"
+        mx = z3.If(x[i] > lo[i], x[i], lo[i]) if use_signed else z3.If(z3.UGT(x[i], lo[i]), x[i], lo[i])
+        mn = z3.If(x[i] < hi[i], x[i], hi[i]) if use_signed else z3.If(z3.ULT(x[i], hi[i]), x[i], hi[i])
+        claims.append(((mx ^ x[i]) | (mn ^ x[i]) != 0) == outside)
+        variables.update({f"lo{i}": lo[i], f"hi{i}": hi[i]})
+    return claims, variables
+
+
+def avx2_byte_template(in_dtype, w=32, wrong=False):
+    """AVX2 byte_periodic (kernel_avx2.cpp; 8-bit -> 8-bit channel-last layers, 32 elements per step): vpxor flip,
+    vpunpcklbw / vpunpckhbw with zero, vpmulhuw m, vpaddw p, vpsubusw n, vpmulhuw sm, vpackuswb, vpmaxub / vpminub,
+    vpxor 0x80 (int8 outputs), modelled with each instruction's 128-bit-lane structure and the table layout
+    kernel_byte.cpp builds.  Claims: output element i is kernel_impl.hpp's byte_template of x_i with the parameters
+    the layout stores for element i, for every input, parameter and clamp byte (so the exhaustive per-channel check
+    of byte_template, which alone admits parameters, is a check of the body); and the range check's max/min/xor is
+    nonzero exactly when x_i is outside [lo_i, hi_i] (signed bytes for int8 inputs).
+    Wrong: ``unpack_operands_swapped`` (x in the low byte: x, not x << 8), ``halves_swapped`` (the high unpacked
+    half reads the low half's tables), ``signed_mulhi`` (vpmulhw), ``signed_pack`` (vpacksswb),
+    ``unsigned_check_for_int8`` (vpmaxub/vpminub on int8 inputs)."""
+    return _byte_template(in_dtype, 32, wrong, "avx2_byte_template")
+
+
+def byte_template(in_dtype, w=32, wrong=False):
+    """AVX-512 byte_periodic (kernel_avx512.cpp): avx2_byte_template's instruction sequence on 64 elements (the
+    unpacks and vpackuswb act per 128-bit lane; the tables follow the same per-lane layout); the range check there
+    is vpcmp[u]b into a mask, modelled by the same max/min equivalence.  Same claims and wrong variants."""
+    return _byte_template(in_dtype, 64, wrong, "byte_template")
+
+
+_BYTE_WRONG = ("unpack_operands_swapped", "halves_swapped", "signed_mulhi", "signed_pack", "unsigned_check_for_int8")
+SIMD_WRONG["avx2_byte_template"] = _BYTE_WRONG
+SIMD_WRONG["byte_template"] = _BYTE_WRONG
+SIMD_LEMMAS["avx2_byte_template"] = (avx2_byte_template, "QF_BV", (32,), ("int8", "uint8"))
+SIMD_LEMMAS["byte_template"] = (byte_template, "QF_BV", (32,), ("int8", "uint8"))
+
+
 def _signed(v, signed=True):
     z3 = z3mod()
     val = v.as_long()

@@ -671,9 +671,53 @@ int64_t apply_mul(const In* x, Out* y, int64_t outer, int64_t channels, int64_t 
   return apply_typed<Mul::mul64, In, Out>(x, y, outer, channels, inner, p, threads);
 }
 
+// 8-bit -> 8-bit periodic layers with a KernelCache: the verified byte template (kernel_byte.cpp) where some channel
+// has one.  Returns false (nothing done) when it does not serve the call.
+template <class In, class Out>
+bool apply_byte(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
+                int threads, int64_t* result) {
+#if FXBN_X86_DISPATCH
+  const Isa isa = current_isa();
+  if (p.cache == nullptr || use_rows(channels, inner) || !(isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi)) {
+    return false;
+  }
+  const int64_t width = isa == Isa::avx2 ? 32 : 64;
+  bool check = false;
+  const ByteJob* bj = byte_plan_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner,
+                                    width, p, &check);
+  if (bj == nullptr) return false;
+  Job j{};
+  j.x = x;
+  j.y = y;
+  j.a = bj;
+  const ChunkFn fn = width == 32 ? avx2_byte_periodic<In, Out>(check) : avx512_byte_periodic<In, Out>(check);
+  const int64_t total = outer * channels * inner;
+  const int nt = thread_count(threads, total * 2);
+  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, sizeof(Out))
+                                                 : run_chunks(fn, j, total, nt);
+  *result = -1;
+  if (bad) {
+    *result = first_bad(x, outer, channels, inner, p.lo, p.hi);
+    if (*result < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact "
+                                            "rescan did not find (outputs are not trusted)");
+  }
+  return true;
+#else
+  (void)x, (void)y, (void)outer, (void)channels, (void)inner, (void)p, (void)threads, (void)result;
+  return false;
+#endif
+}
+
 template <class In>
 int64_t apply_in(const In* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
                  const KernelParams& p, int threads) {
+  if constexpr (sizeof(In) == 1) {
+    int64_t r = -1;
+    if (out_type == DType::int8 &&
+        apply_byte(x, static_cast<int8_t*>(y), outer, channels, inner, p, threads, &r)) return r;
+    if (out_type == DType::uint8 &&
+        apply_byte(x, static_cast<uint8_t*>(y), outer, channels, inner, p, threads, &r)) return r;
+  }
   switch (out_type) {
     case DType::int8: return apply_mul(x, static_cast<int8_t*>(y), outer, channels, inner, p, threads);
     case DType::uint8: return apply_mul(x, static_cast<uint8_t*>(y), outer, channels, inner, p, threads);

@@ -16,6 +16,21 @@ namespace fxbn {
 
 enum class DType : int { int8 = 0, uint8 = 1, int16 = 2, uint16 = 3, int32 = 4 };
 
+// What a caller may keep between the calls of one layer (fxbn._core.Kernel does): the 8-bit template's verified
+// per-channel parameters and its tables (kernel_byte.cpp).  Thread-safe.  It belongs to one parameter set (the
+// arrays of the KernelParams it is passed with must not change) and must outlive the calls that use it.
+struct KernelCache;
+KernelCache* new_kernel_cache();
+void delete_kernel_cache(KernelCache* cache);
+// Channels with verified template parameters for (in_type, out_type), or -1 when no call built them yet.
+int64_t byte_template_channels(KernelCache* cache, DType in_type, DType out_type);
+// The 8-bit template for tests and tools: search (find = true: params receives, per channel, m, p, n, sm, flip) or
+// only check the given params; ok[c] = 1 where channel c's params passed the exhaustive check on every input of its
+// range [lo, hi] (within the 8-bit input type), i.e. equal clamp((A*x + B) >> s, qmin, qmax) there.
+void byte_template_params(bool in_signed, bool out_signed, int64_t channels, const int64_t* multiplier,
+                          const int64_t* bias, const int32_t* shift, const int64_t* lo, const int64_t* hi,
+                          int64_t qmin, int64_t qmax, bool find, int32_t* params, int8_t* ok);
+
 struct KernelParams {
   const int64_t* multiplier;
   const int64_t* bias;
@@ -27,6 +42,7 @@ struct KernelParams {
   // y is left as it was when an element is out of range (one pass: each block of y is saved before the kernel
   // writes it, and every written block is restored on a violation)
   bool keep_out_on_error = false;
+  KernelCache* cache = nullptr;  // optional: 8-bit -> 8-bit channel-last layers then take the verified byte template
 };
 
 // Returns -1 when every element is in range, else the flat (row-major) index of the first element outside its

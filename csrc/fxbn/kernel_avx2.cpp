@@ -509,6 +509,67 @@ FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 #undef FXBN_ROWS
 #undef FXBN_PERIODIC
 
+// ------------------------------------------------------------------------------------------------ 8-bit template
+// byte_periodic: 8-bit -> 8-bit periodic tables (kernel_byte.cpp verified every parameter on every input of its
+// channel's range; kernel_impl.hpp byte_template is one lane), 32 elements per step: vpxor (flip), vpunpck[lh]bw
+// with zero (x << 8 in 16-bit lanes), vpmulhuw (m), vpaddw (p), vpsubusw (n), vpmulhuw (sm = 2^(16 - S): a
+// per-lane shift), vpackuswb (restores the element order the unpacks left), vpmaxub / vpminub, vpxor 0x80 for int8
+// outputs.  The range check is a byte max/min against the lo/hi tables.  QF_BV lemma ``byte_template``.
+namespace {
+template <class In, class Out, bool Check>
+FXBN_TARGET_AVX2 bool byte_periodic(const Job& j, int64_t begin, int64_t end) {
+  const ByteJob& bj = *static_cast<const ByteJob*>(j.a);
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  constexpr int64_t W = 32;
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i qlo = _mm256_set1_epi8(static_cast<char>(bj.qlo)), qhi = _mm256_set1_epi8(static_cast<char>(bj.qhi));
+  const __m256i ob = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i bad = zero;
+  const int64_t vend = begin + (end - begin) / W * W;
+  int64_t off = begin % bj.period;
+  for (int64_t pos = begin; pos < vend; pos += W) {
+    const uint8_t* t = bj.tab + off / W * (kByteTabVectors * W);
+    const __m256i x = ld(xs + pos);
+    if constexpr (Check) {
+      const __m256i lo = ld(t + W), hi = ld(t + 2 * W);
+      const __m256i a = std::is_signed<In>::value ? _mm256_max_epi8(x, lo) : _mm256_max_epu8(x, lo);
+      const __m256i b = std::is_signed<In>::value ? _mm256_min_epi8(x, hi) : _mm256_min_epu8(x, hi);
+      bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_xor_si256(a, x), _mm256_xor_si256(b, x)));
+    }
+    const __m256i xf = _mm256_xor_si256(x, ld(t));
+    const __m256i w0 = _mm256_unpacklo_epi8(zero, xf), w1 = _mm256_unpackhi_epi8(zero, xf);
+    const __m256i u0 = _mm256_mulhi_epu16(w0, ld(t + 3 * W)), u1 = _mm256_mulhi_epu16(w1, ld(t + 4 * W));
+    const __m256i v0 = _mm256_subs_epu16(_mm256_add_epi16(u0, ld(t + 5 * W)), ld(t + 7 * W));
+    const __m256i v1 = _mm256_subs_epu16(_mm256_add_epi16(u1, ld(t + 6 * W)), ld(t + 8 * W));
+    const __m256i q0 = _mm256_mulhi_epu16(v0, ld(t + 9 * W)), q1 = _mm256_mulhi_epu16(v1, ld(t + 10 * W));
+    __m256i y = _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(q0, q1), qlo), qhi);
+    if constexpr (std::is_signed<Out>::value) y = _mm256_xor_si256(y, ob);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos), y);
+    off += W;
+    if (off == bj.period) off = 0;
+  }
+  bool flag = Check && !_mm256_testz_si256(bad, bad);
+  flag |= byte_scalar<In, Out, Check>(bj, xs, ys, vend, end);
+  byte_fixups<In, Out>(bj, xs, ys, begin, vend);
+  return flag;
+}
+}  // namespace
+
+template <class In, class Out>
+ChunkFn avx2_byte_periodic(bool check) {
+  if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
+    return check ? &byte_periodic<In, Out, true> : &byte_periodic<In, Out, false>;
+  } else {
+    (void)check;
+    return nullptr;
+  }
+}
+template ChunkFn avx2_byte_periodic<int8_t, int8_t>(bool);
+template ChunkFn avx2_byte_periodic<int8_t, uint8_t>(bool);
+template ChunkFn avx2_byte_periodic<uint8_t, int8_t>(bool);
+template ChunkFn avx2_byte_periodic<uint8_t, uint8_t>(bool);
+
 }  // namespace detail
 }  // namespace fxbn
 

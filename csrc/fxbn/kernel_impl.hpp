@@ -257,5 +257,104 @@ template <Mul M, class In, class Out>
 ChunkFn neon_periodic(bool check, bool sat);
 #endif
 
+// ------------------------------------------------------------------------------------------------ 8-bit template
+// 8-bit -> 8-bit layers in periodic mode (channel-last): kernel_byte.cpp finds, per channel, the parameters of one
+// fixed sequence of 16-bit lane instructions and keeps them only when that sequence, evaluated by byte_template on
+// EVERY input of the channel's range (at most 256), gives the kernel's proven output clamp((A*x + B) >> s, qmin,
+// qmax) -- an exhaustive check is a proof, whatever the search did.  Channels without verified parameters keep the
+// exact scalar formula (the bodies fix their elements up after the vector loop).
+struct ByteLane {
+  uint16_t m = 0, p = 0, n = 0, sm = 0;  // vpmulhuw multiplier, vpaddw addend, vpsubusw subtrahend, shift multiplier
+  uint8_t flip = 0;                      // x ^ flip: 0x00 / 0xFF (uint8 input), 0x80 / 0x7F (int8 input)
+};
+
+// One lane of the SIMD bodies, instruction by instruction (the QF_BV lemma ``byte_template`` models the same
+// instructions with their lane structure): xb is the input's bit pattern; ob = 0x80 for int8 outputs, else 0.
+FXBN_INLINE uint8_t byte_template(const ByteLane& l, uint8_t xb, uint8_t qlo, uint8_t qhi, uint8_t ob) {
+  const uint32_t w = static_cast<uint32_t>(static_cast<uint8_t>(xb ^ l.flip)) << 8;  // vpxor, vpunpck[lh]bw(0, x)
+  const uint32_t u = (w * l.m) >> 16;                                                // vpmulhuw
+  const uint32_t a = (u + l.p) & 0xFFFFu;                                            // vpaddw (mod 2^16)
+  const uint32_t v = a > l.n ? a - l.n : 0;                                          // vpsubusw
+  const uint32_t q = (v * l.sm) >> 16;                                               // vpmulhuw
+  const int32_t t = static_cast<int16_t>(static_cast<uint16_t>(q));                  // vpackuswb reads signed words
+  uint32_t b = t < 0 ? 0u : t > 255 ? 255u : static_cast<uint32_t>(t);
+  b = b < qlo ? qlo : b;                                                             // vpmaxub
+  b = b > qhi ? qhi : b;                                                             // vpminub
+  return static_cast<uint8_t>(b ^ ob);                                               // vpxor (int8 out)
+}
+
+// The byte bodies' tables: per W-element block of the period (W = 32 AVX2, 64 AVX-512), W bytes each of flip,
+// lo, hi (the input range, In-typed), then W/2 words each of m, p, n, sm for the low unpacked half and the high one
+// (m_lo, m_hi, p_lo, p_hi, n_lo, n_hi, sm_lo, sm_hi): word k of a low half is element 16*(k/8) + k%8 of the block,
+// of a high half element 16*(k/8) + 8 + k%8 (the order vpunpck[lh]bw leave and vpackuswb restores).
+constexpr int64_t kByteTabVectors = 11;
+
+struct ByteJob {
+  const uint8_t* tab;
+  int64_t period;              // elements, a multiple of 64
+  int64_t channels, inner;     // element i belongs to channel (i / inner) % channels
+  uint8_t qlo, qhi;            // qmin, qmax as biased output bytes (+ ob)
+  const int64_t* a;            // exact formula per channel (tails and channels without a template)
+  const int64_t* b;
+  const int64_t* s;
+  const int64_t* lo;
+  const int64_t* hi;
+  int64_t qmin, qmax;
+  const int64_t* fix;          // (period offset, channel) of the elements whose channel has no template, ascending
+  int64_t nfix;
+  const uint8_t* lut;          // per channel, 256 output bytes by input bits: the exact formula (fix-ups)
+};
+
+// Elements [pos, end) by the exact formula (tails): returns whether one is out of range.
+template <class In, class Out, bool Check>
+FXBN_INLINE bool byte_scalar(const ByteJob& bj, const In* xs, Out* ys, int64_t pos, int64_t end) {
+  bool bad = false;
+  for (; pos < end; ++pos) {
+    const int64_t c = (pos / bj.inner) % bj.channels;
+    const In v = xs[pos];
+    if constexpr (Check) bad |= (v < bj.lo[c]) | (v > bj.hi[c]);
+    ys[pos] = static_cast<Out>(fixed_point<Mul::mul64, In>(v, bj.a[c], bj.b[c], bj.s[c], bj.qmin, bj.qmax));
+  }
+  return bad;
+}
+
+// The elements in [begin, end) of channels without a template: the exact formula's outputs, tabulated.
+template <class In, class Out>
+FXBN_INLINE void byte_fixups(const ByteJob& bj, const In* xs, Out* ys, int64_t begin, int64_t end) {
+  if (bj.nfix == 0 || begin >= end) return;
+  const uint8_t* const x8 = reinterpret_cast<const uint8_t*>(xs);
+  uint8_t* const y8 = reinterpret_cast<uint8_t*>(ys);
+  for (int64_t base = begin / bj.period * bj.period; base < end; base += bj.period) {
+    for (int64_t k = 0; k < bj.nfix; ++k) {
+      const int64_t pos = base + bj.fix[2 * k];
+      if (pos < begin) continue;
+      if (pos >= end) break;
+      y8[pos] = bj.lut[bj.fix[2 * k + 1] * 256 + x8[pos]];
+    }
+  }
+}
+
+// Per-channel template search and exhaustive check (kernel_byte.cpp).  lo/hi: the channel ranges within In.
+// Returns, per channel, whether verified parameters were found; lanes[c] is left zero where not.
+std::vector<bool> byte_template_search(bool in_signed, bool out_signed, int64_t channels, const int64_t* a,
+                                       const int64_t* b, const int32_t* s, const int64_t* lo, const int64_t* hi,
+                                       int64_t qmin, int64_t qmax, std::vector<ByteLane>& lanes);
+// The exhaustive check alone: whether lane gives the exact formula's output on every x in [lo, hi].
+bool byte_template_check(const ByteLane& lane, bool in_signed, bool out_signed, int64_t a, int64_t b, int32_t s,
+                         int64_t lo, int64_t hi, int64_t qmin, int64_t qmax);
+
+// The cached plan's job for this layout (built on first use; kernel_byte.cpp), nullptr when no channel has verified
+// parameters or the period is too long; *check: some channel's range is narrower than In.
+const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
+                             int64_t width, const KernelParams& p, bool* check);
+
+#if FXBN_X86_DISPATCH
+// kernel_avx2.cpp / kernel_avx512.cpp: the byte bodies (Job::a points to a ByteJob; In, Out 8-bit).
+template <class In, class Out>
+ChunkFn avx2_byte_periodic(bool check);
+template <class In, class Out>
+ChunkFn avx512_byte_periodic(bool check);
+#endif
+
 }  // namespace detail
 }  // namespace fxbn
