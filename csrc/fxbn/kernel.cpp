@@ -643,15 +643,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     }
   }
 #endif
-  const int64_t total = outer * channels * inner;
-  const int nt = thread_count(threads, total * static_cast<int64_t>(sizeof(In) + sizeof(Out)));
-  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, sizeof(Out))
-                                                 : run_chunks(fn, j, total, nt);
-  if (!bad) return -1;
-  const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
-  if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "
-                                        "did not find (outputs are not trusted)");
-  return first;
+  return run_reporting(fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out), sizeof(Out));
 }
 
 bool multipliers_fit_int32(const int64_t* m, int64_t channels) {
@@ -691,16 +683,7 @@ bool apply_byte(const In* x, Out* y, int64_t outer, int64_t channels, int64_t in
   j.y = y;
   j.a = bj;
   const ChunkFn fn = width == 32 ? avx2_byte_periodic<In, Out>(check) : avx512_byte_periodic<In, Out>(check);
-  const int64_t total = outer * channels * inner;
-  const int nt = thread_count(threads, total * 2);
-  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, sizeof(Out))
-                                                 : run_chunks(fn, j, total, nt);
-  *result = -1;
-  if (bad) {
-    *result = first_bad(x, outer, channels, inner, p.lo, p.hi);
-    if (*result < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact "
-                                            "rescan did not find (outputs are not trusted)");
-  }
+  *result = run_reporting(fn, j, x, outer, channels, inner, p, check, threads, 2, sizeof(Out));
   return true;
 #else
   (void)x, (void)y, (void)outer, (void)channels, (void)inner, (void)p, (void)threads, (void)result;

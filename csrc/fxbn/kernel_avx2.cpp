@@ -49,6 +49,23 @@ FXBN_TARGET_AVX2 FXBN_INLINE Bounds bounds(int64_t qmin, int64_t qmax) {
           _mm256_set1_epi8(static_cast<char>(qmin)), _mm256_set1_epi8(static_cast<char>(qmax))};
 }
 
+// Four vectors of int32 lanes (elements 0-7, 8-15, 16-23, 24-31) narrowed to 32 bytes in order: the 8-bit
+// packs of store_lanes and widen_pixels (``avx2_pack_narrow``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, __m256i h3, const Bounds& q) {
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
+  __m256i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+    if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
+  } else {
+    v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
+    v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+  }
+  return v;
+}
+
 // Stores elements [i, n) in whole blocks from lanes8(k), the int32 lanes (before the clamp) of elements k..k+7:
 // 8-bit Out 32 at a time (vpackssdw, vpacksswb / vpackuswb, vpermd restoring the order the per-128-bit-lane packs
 // interleave, byte min/max), 16-bit Out 16 at a time (vpackssdw / vpackusdw, vpermq, word min/max), int32 8 at a
@@ -58,18 +75,8 @@ FXBN_TARGET_AVX2 FXBN_INLINE Bounds bounds(int64_t qmin, int64_t qmax) {
 template <class Out, bool Sat, class Lanes8>
 FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_lanes(Out* y, int64_t i, int64_t n, const Lanes8& lanes8, const Bounds& q) {
   if constexpr (sizeof(Out) == 1) {
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (; i + 32 <= n; i += 32) {
-      const __m256i h0 = lanes8(i), h1 = lanes8(i + 8), h2 = lanes8(i + 16), h3 = lanes8(i + 24);
-      const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
-      __m256i v;
-      if constexpr (std::is_signed<Out>::value) {
-        v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
-        if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
-      } else {
-        v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
-        v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
-      }
+      const __m256i v = pack32<Out, Sat>(lanes8(i), lanes8(i + 8), lanes8(i + 16), lanes8(i + 24), q);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
     }
   } else if constexpr (sizeof(Out) == 2) {
@@ -346,23 +353,6 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
     pos += n;
   }
   return false;
-}
-
-// Four vectors of int32 lanes (elements 0-7, 8-15, 16-23, 24-31) narrowed to 32 bytes in order: store_lanes'
-// 8-bit packs (``avx2_pack_narrow``).
-template <class Out, bool Sat>
-FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, __m256i h3, const Bounds& q) {
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
-  __m256i v;
-  if constexpr (std::is_signed<Out>::value) {
-    v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
-    if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
-  } else {
-    v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
-    v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
-  }
-  return v;
 }
 
 // 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
