@@ -311,18 +311,13 @@ def load(path, *, check=True):
                 attrs[k] = r.int(fa, v, 1, 1 << 16)
             elif kind == "bool":
                 attrs[k] = r.bool(fa, v)
-            elif kind == "pair":
+            elif kind in ("pair", "pad"):  # (kh, kw) >= 1 or (top, bottom, left, right) >= 0
+                n, low = (2, 1) if kind == "pair" else (4, 0)
                 r.obj(fa, v, ("tuple",))
                 t = v["tuple"]
-                if not isinstance(t, list) or len(t) != 2:
-                    raise r.fail(fa, f"must be 2 integers, got {t!r}")
-                attrs[k] = tuple(r.int(fa, p, 1, 1 << 16) for p in t)
-            elif kind == "pad":
-                r.obj(fa, v, ("tuple",))
-                t = v["tuple"]
-                if not isinstance(t, list) or len(t) != 4:
-                    raise r.fail(fa, f"must be 4 integers, got {t!r}")
-                attrs[k] = tuple(r.int(fa, p, 0, 1 << 16) for p in t)
+                if not isinstance(t, list) or len(t) != n:
+                    raise r.fail(fa, f"must be {n} integers, got {t!r}")
+                attrs[k] = tuple(r.int(fa, p, low, 1 << 16) for p in t)
             elif kind == "act":
                 if isinstance(v, dict):
                     r.obj(fa, v, ("tuple",))

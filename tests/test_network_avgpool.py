@@ -1,6 +1,5 @@
 """fxbn.network's local average pooling (``avgpool``): window geometry, the integer output against an independent
 exact rational computation, the exact reference path, and save / load with tampering refused."""
-import json
 from fractions import Fraction
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 
 from fxbn.importers import BatchNormParams
 from fxbn.network import Graph, Node, avgpool_counts, avgpool_windows, load
+from network_files import assert_malformed_named, rewrite
 
 CONFIGS = {   # kernel, stride, pad (t, b, l, r), count_include_pad
     "k2s2": ((2, 2), (2, 2), (0, 0, 0, 0), True),
@@ -165,14 +165,6 @@ def test_round_trip(saved):
     assert np.array_equal(lf, lr) and diverged == []
 
 
-def _rewrite(src, dst, edit):
-    with np.load(src, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k].copy() for k in z.files if k != "meta"}
-    edit(meta)
-    np.savez(dst, meta=np.array(json.dumps(meta)), **arrays)
-    return dst
-
 
 def _ap(m):
     return next(n for n in m["nodes"] if n["name"] == "ap")
@@ -224,7 +216,7 @@ MALFORMED = {  # refused by the structural validation, with or without the check
 def test_tampered_file_refused(saved, tmp_path, case):
     g, px, path = saved
     edit, field = TAMPERED[case]
-    bad = _rewrite(path, tmp_path / "bad.npz", edit)
+    bad = rewrite(path, tmp_path / "bad.npz", edit)
     with pytest.raises(ValueError) as e:
         load(bad)
     assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
@@ -234,7 +226,7 @@ def test_tampering_changes_the_network_without_the_check(saved, tmp_path):
     """The refusals above come from the check: loaded without it, a tampered avgpool computes differently."""
     g, px, path = saved
     for k, edit in enumerate((_bump(-1, "multiplier"), _window_and_op)):
-        bad = _rewrite(path, tmp_path / f"bad{k}.npz", edit)
+        bad = rewrite(path, tmp_path / f"bad{k}.npz", edit)
         h = load(bad, check=False)
         gp = Graph(h.nodes, h.input_mean, h.input_std, output="ap")
         gp.acts, gp.q = h.acts, h.q
@@ -246,13 +238,7 @@ def test_tampering_changes_the_network_without_the_check(saved, tmp_path):
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_field_named(saved, tmp_path, case):
-    g, px, path = saved
-    edit, field = MALFORMED[case]
-    bad = _rewrite(path, tmp_path / "bad.npz", edit)
-    for check in (True, False):
-        with pytest.raises(ValueError) as e:
-            load(bad, check=check)
-        assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
+    assert_malformed_named(saved[2], tmp_path, *MALFORMED[case])
 
 
 def test_network_doctests():

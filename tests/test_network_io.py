@@ -1,6 +1,5 @@
 """Graph.save / fxbn.network.load: a calibrated, quantized integer network round-trips bit for bit, and a hostile
 or tampered file is refused with a ValueError naming the file and the field."""
-import json
 import os
 import pathlib
 import zipfile
@@ -10,6 +9,7 @@ import pytest
 
 from fxbn.importers import BatchNormParams
 from fxbn.network import Graph, Node, load
+from network_files import assert_malformed_named, rewrite
 
 DATA_DIR = pathlib.Path(os.environ.get("FXBN_DATA", pathlib.Path(__file__).resolve().parents[1] / ".." / "shared"
                                        / "data"))
@@ -81,17 +81,6 @@ def test_round_trip_identical_integer_logits(saved):
         assert all(z[k].dtype.kind in "iufU" for k in z.files)
 
 
-def _rewrite(src, dst, edit_meta=None, edit_arrays=None):
-    with np.load(src, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k].copy() for k in z.files if k != "meta"}
-    if edit_meta:
-        edit_meta(meta)
-    if edit_arrays:
-        edit_arrays(meta, arrays)
-    np.savez(dst, meta=np.array(json.dumps(meta)), **arrays)
-    return dst
-
 
 def _array_of(meta, *where):
     node = next(n for n in meta["nodes"] if n["name"] == where[0])
@@ -154,7 +143,7 @@ TAMPERED = {   # well-formed files whose integer network is not the one the floa
 def test_tampered_file_refused(saved, tmp_path, case):
     g, pixels, path = saved
     edit_meta, edit_arrays, field = TAMPERED[case]
-    bad = _rewrite(path, tmp_path / "bad.npz", edit_meta, edit_arrays)
+    bad = rewrite(path, tmp_path / "bad.npz", edit_meta, edit_arrays)
     with pytest.raises(ValueError) as e:
         load(bad)
     assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
@@ -164,10 +153,10 @@ def test_tampering_is_caught_by_the_check(saved, tmp_path):
     """The refusals above come from load's check: without it the same tampered files load (and compute differently),
     so the tampering tests can fail."""
     g, pixels, path = saved
-    bad = _rewrite(path, tmp_path / "bad.npz", _bump_add_bias)
+    bad = rewrite(path, tmp_path / "bad.npz", _bump_add_bias)
     h = load(bad, check=False)
     assert not np.array_equal(h.forward_int(pixels)[0], g.forward_int(pixels)[0])
-    bad = _rewrite(path, tmp_path / "bad2.npz", None, _w_q)
+    bad = rewrite(path, tmp_path / "bad2.npz", None, _w_q)
     h = load(bad, check=False)
     assert not np.array_equal(h.q["c2"]["w_q"], g.q["c2"]["w_q"])
 
@@ -215,13 +204,7 @@ MALFORMED = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_field_named(saved, tmp_path, case):
-    g, pixels, path = saved
-    edit, field = MALFORMED[case]
-    bad = _rewrite(path, tmp_path / "bad.npz", edit)
-    for check in (True, False):
-        with pytest.raises(ValueError) as e:
-            load(bad, check=check)
-        assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
+    assert_malformed_named(saved[2], tmp_path, *MALFORMED[case])
 
 
 ARRAY_EDITS = {
@@ -248,7 +231,7 @@ ARRAY_EDITS = {
 def test_bad_arrays_named(saved, tmp_path, case):
     g, pixels, path = saved
     edit, field = ARRAY_EDITS[case]
-    bad = _rewrite(path, tmp_path / "bad.npz", None, edit)
+    bad = rewrite(path, tmp_path / "bad.npz", None, edit)
     with pytest.raises(ValueError) as e:
         load(bad)
     assert str(bad) in str(e.value) and field in str(e.value), str(e.value)
