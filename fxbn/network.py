@@ -89,7 +89,7 @@ def conv_nhwc(x, w, stride, pad, depthwise=False, dtype=np.float32):
     kh, kw, _, o = w.shape
     n, h, wd, _ = x.shape
     ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
-    w = w.astype(dtype)
+    w = np.ascontiguousarray(w, dtype)  # w[i, j] must have unit stride for BLAS (weights arrive transposed: ~20x)
     out = np.zeros((n, ho, wo, o), dtype)
     for i in range(kh):  # one matmul per kernel tap: faster than im2col for the narrow layers here
         for j in range(kw):
