@@ -325,20 +325,22 @@ def _batch(span):
     graph, pixels = _WORK["graph"], _WORK["pixels"]
     px = pixels[span[0]:span[1]]
     obs = AddObserver(graph)
-    exact, _ = graph.forward_int(px, observe_add=obs)
+    exact, exact_real = graph.forward_int(px, observe_add=obs)
     saved = graph.q
     graph.q = _WORK["requant_q"]
     try:
-        approx, _ = graph.forward_int(px)
+        approx, approx_real = graph.forward_int(px)
     finally:
         graph.q = saved
-    return exact, approx, obs.hist, obs.fxbn_wrong, obs.outputs
+    return exact, approx, obs.hist, obs.fxbn_wrong, obs.outputs, exact_real, approx_real
 
 
 def observe_network(graph, pixels, batch=100, workers=1):
     """Run every image through the exact and the add_requant integer networks.
 
-    Returns (exact logits, approximate logits, {node: pair histogram}, {node: fxbn wrong}, {node: outputs})."""
+    Returns (exact logits, approximate logits, {node: pair histogram}, {node: fxbn wrong}, {node: outputs},
+    exact real logits, approximate real logits): the integer logits and the same times their per-class unit (the
+    classifier's weights have per-output-channel scales, so only the real logits rank the classes)."""
     if len(pixels) > batch:   # many images: the whole box's reference, computed once before forking
         for node in graph.nodes:
             if node.op == "add":
@@ -352,13 +354,15 @@ def observe_network(graph, pixels, batch=100, workers=1):
         parts = [_batch(s) for s in spans]
     exact = np.concatenate([p[0] for p in parts])
     approx = np.concatenate([p[1] for p in parts])
+    exact_real = np.concatenate([p[5] for p in parts])
+    approx_real = np.concatenate([p[6] for p in parts])
     hist, wrong, outputs = {}, {}, {}
     for p in parts:
         for name in p[2]:
             hist[name] = hist.get(name, 0) + p[2][name]
             wrong[name] = wrong.get(name, 0) + p[3][name]
             outputs[name] = outputs.get(name, 0) + p[4][name]
-    return exact, approx, hist, wrong, outputs
+    return exact, approx, hist, wrong, outputs, exact_real, approx_real
 
 
 def count_peers(graph, hist, peers):
@@ -430,7 +434,8 @@ def run_network(name, args, data_root):
                     percentile=args.percentile)
     graph.quantize(rounding=args.rounding)
     t1 = time.perf_counter()
-    exact, approx, hist, fx_wrong, outputs = observe_network(graph, pixels, args.batch, args.workers)
+    exact, approx, hist, fx_wrong, outputs, exact_real, approx_real = observe_network(graph, pixels, args.batch,
+                                                                                     args.workers)
     t2 = time.perf_counter()
     peers = []
     skipped = {}
@@ -447,7 +452,7 @@ def run_network(name, args, data_root):
             raise AssertionError(f"{node}: histogram holds {row['outputs']} pairs, observer saw {outputs[node]}")
     t3 = time.perf_counter()
     changed = np.any(exact.reshape(len(exact), -1) != approx.reshape(len(approx), -1), axis=1)
-    top_exact, top_approx = exact.argmax(axis=1), approx.argmax(axis=1)
+    top_exact, top_approx = exact_real.argmax(axis=1), approx_real.argmax(axis=1)
     e2e = {"images": int(len(pixels)), "logits_changed_images": int(changed.sum()),
            "logits_changed_values": int(np.count_nonzero(exact != approx)), "logits_values": int(exact.size),
            "top1_changed_images": int(np.count_nonzero(top_exact != top_approx))}

@@ -47,12 +47,14 @@ def test_counts_zero_for_fxbn_and_a_mutated_add_is_counted():
     from experiments import add_peers
 
     g, pixels = _small()
-    _, _, hist, wrong, outputs = add_peers.observe_network(g, pixels, batch=2)
+    exact, _, hist, wrong, outputs, exact_real, _ = add_peers.observe_network(g, pixels, batch=2)
+    logits, real = g.forward_int(pixels)
+    assert np.array_equal(exact, logits) and np.array_equal(exact_real, real)  # top-1 ranks the real logits
     rows, errors = add_peers.count_peers(g, hist, ["add_requant"])
     assert rows["sum"]["outputs"] == outputs["sum"] == pixels.shape[0] * 8 * 8 * 4
     assert rows["sum"]["wrong"]["fxbn"] == 0 and wrong["sum"] == 0 and not errors
     g.q["sum"] = dict(g.q["sum"], layer=_mutated(g.q["sum"]["layer"]))
-    _, _, hist, wrong, _ = add_peers.observe_network(g, pixels, batch=2)
+    _, _, hist, wrong, _, _, _ = add_peers.observe_network(g, pixels, batch=2)
     rows, _ = add_peers.count_peers(g, hist, [])
     assert wrong["sum"] > 0 and rows["sum"]["wrong"]["fxbn"] > 0
 
@@ -61,7 +63,7 @@ def test_a_wrong_peer_is_counted(monkeypatch):
     from experiments import add_peers
 
     g, pixels = _small()
-    _, _, hist, _, _ = add_peers.observe_network(g, pixels, batch=4)
+    _, _, hist, _, _, _, _ = add_peers.observe_network(g, pixels, batch=4)
     layer = g.q["sum"]["layer"]
 
     def off_by_one(x1, x2, a1, a2, out, relu):
