@@ -81,6 +81,31 @@ def test_incremental_thresholds_on_real_layers():
             assert smt._level_thresholds(layer, c, ks) == _direct_thresholds(layer, c, ks), (name, c)
 
 
+def _ceil_div(m, g):
+    return -(-m // g)
+
+
+@pytest.mark.parametrize("rounding", ["half_even", "half_up", "half_away", "floor"])
+def test_reduced_thresholds_are_the_direct_ones_divided_by_the_gcd(rounding):
+    """exact_block's symbol sym/g (g = gcd of its coefficients) and thresholds ceil(M/g): the direct thresholds of
+    both forms divided with Python's own ceiling, and each reduced symbol's coefficients coprime."""
+    layers = [_bn_layer(rounding, seed, square=seed == 2) for seed in range(3)]
+    layers.append(fxbn.from_affine([0.3, -0.7, 0.01, 0.0], [1.5, 0.25, -3.0, 2.0], in_dtype="int16",
+                                   rounding=rounding))
+    layers += [lay for lay in real_layers().values()][:2]
+    for layer in layers:
+        qmin, qmax = layer.out_range
+        for c in range(min(layer.channels, 8)):
+            ks = range(qmin + 1, qmax + 1)
+            (r1, r0), th = smt._level_thresholds(layer, c, ks)
+            (q1, q0), thr = smt._level_thresholds(layer, c, ks, reduced=True)
+            g = math.gcd(r1, r0) or 1
+            assert (q1 * g, q0 * g) == (r1, r0) and math.gcd(q1, q0) in (0, 1)
+            assert thr == [(_ceil_div(b, g), _ceil_div(a, g)) for b, a in th]
+            if layer.source["form"] == "affine":
+                assert g % 2 == 0                            # V = 2*v*2^e: always even
+
+
 def test_certificate_unchanged_by_core_hulls_and_json_writer(monkeypatch):
     layers = dict(list(real_layers().items())[:3]) or {"bn": _bn_layer("half_even", 0), "affine": fxbn.from_affine(
         [0.3, -0.7, 0.01], [1.5, 0.25, -3.0], in_dtype="int16")}

@@ -119,8 +119,9 @@ def _some(names, n=8):
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
-def _model_layers(items, args):
-    """Replace the models among `items` by their layers; (layers, {name: model info}). ValueError: usage error."""
+def _model_layers(items, args, on_layer=None):
+    """Replace the models among `items` by their layers; (layers, {name: model info}). ValueError: usage error.
+    on_layer(name, layer): called as each model layer is built."""
     from verify import model
 
     models = [i for i in items if isinstance(i, model.Model)]
@@ -162,7 +163,7 @@ def _model_layers(items, args):
         print(f"python -m verify: --activations {args.activations}: no BN layer {_some(extra)} in the model "
               "file(s): ignored", file=sys.stderr)
     built = {}
-    for name, layer, meta in model.build_layers(models, acts, args.eps, args.rounding):
+    for name, layer, meta in model.build_layers(models, acts, args.eps, args.rounding, on_layer):
         built.setdefault(meta["model"], []).append((name, layer, meta))
     layers, info = [], {}
     for item in items:
@@ -285,28 +286,46 @@ def _main(argv):
     in_dtypes, acc_bits = args.in_dtypes_list, args.acc_bits_list
     from verify import run
 
+    cert = {"format": "fxbn.verify.certificate", "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                         time.gmtime()),
+            "solver": None, "layers": [], "lemmas": [], "audit": []}
+    executor, close = None, _no_executor
+    pending = {}                    # id(layer) -> (layer, collector of its z3 work queued on the executor)
+
+    def queue_z3(name, layer):      # as soon as a layer is built: the workers start while the next one is built
+        if executor is not None and not _is_add(layer) and id(layer) not in pending:
+            pending[id(layer)] = (layer, run.start_z3(layer, args.bound, int(args.timeout * 1000), args.rlimit,
+                                                      args.emit_smt2, name, args.jobs,
+                                                      _Progress(layer.channels, not args.quiet), executor,
+                                                      not args.no_batch))
+
     try:
         from verify import model
 
         args.activations_data = model.load_activations(args.activations) if args.activations else None
         style = (args.activations_data or {}).get("style")
-        layers, info = _model_layers(_collect(args.paths, style), args)
+        items = _collect(args.paths, style)
+        if args.method != "breakpoints" or args.lemmas:
+            from verify import smt
+
+            cert["solver"] = {"name": "z3", "version": smt.solver_version()}   # z3 loaded before workers fork
+        if not args.write_activations_template:
+            executor, close = _executor(args)
+        layers, info = _model_layers(items, args, queue_z3)
     except (ValueError, OSError, RecursionError) as e:
+        close(cancel=True)
         print(f"python -m verify: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:
+        close(cancel=True)
+        raise
     if layers is None:                      # --write-activations-template
+        close()
         return EXIT_PROVED
     if args.demo:
         from verify import demo
 
         layers += demo.demo_layers()
-    cert = {"format": "fxbn.verify.certificate", "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                         time.gmtime()),
-            "solver": None, "layers": [], "lemmas": [], "audit": []}
-    if args.method != "breakpoints" or args.lemmas:
-        from verify import smt
-
-        cert["solver"] = {"name": "z3", "version": smt.solver_version()}
     worst = EXIT_PROVED
     rank = {"PROVED": EXIT_PROVED, "UNKNOWN": EXIT_UNKNOWN, "REFUTED": EXIT_REFUTED}
 
@@ -317,23 +336,16 @@ def _main(argv):
             worst = code
 
     try:
-        executor, close = _executor(args)
-    except (ValueError, OSError) as e:
-        print(f"python -m verify: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        pending = {}
-        if executor is not None:            # every layer's z3 work queued at once: no idle workers between layers
-            for i, (name, layer) in enumerate(layers):
-                if _is_add(layer):
-                    continue
-                pending[i] = run.start_z3(layer, args.bound, int(args.timeout * 1000), args.rlimit, args.emit_smt2,
-                                          name, args.jobs, _Progress(layer.channels, not args.quiet), executor,
-                                          not args.no_batch)
-        for i, (name, layer) in enumerate(layers):
-            _verify_one(args, cert, info, name, layer, note, executor, pending.get(i))
-    finally:
-        close()
+        for name, layer in layers:          # every layer's z3 work queued at once: no idle workers between layers
+            queue_z3(name, layer)
+        for name, layer in layers:
+            queued = pending.get(id(layer))
+            _verify_one(args, cert, info, name, layer, note, executor,
+                        queued[1] if queued is not None and queued[0] is layer else None)
+    except BaseException:
+        close(cancel=True)                  # an error or an interrupt: drop the queued work, do not wait for it
+        raise
+    close()
     if args.lemmas:
         from verify import lemmas
 
@@ -357,22 +369,26 @@ def _main(argv):
     return worst
 
 
+def _no_executor(cancel=False):
+    pass
+
+
 def _executor(args):
-    """(executor or None, close): a Dask client's executor for --scheduler, one process pool for --jobs > 1 shared
-    by every layer, else None (in-process)."""
+    """(executor or None, close(cancel=False)): a Dask client's executor for --scheduler, one process pool for
+    --jobs > 1 shared by every layer, else None (in-process).  close(cancel=True) drops the queued work."""
     if args.scheduler and args.method != "breakpoints":
         try:
             from dask.distributed import Client
         except ImportError:
             raise ValueError("--scheduler needs dask.distributed: pip install 'fxbn[dask]'") from None
         client = Client(args.scheduler)
-        return client.get_executor(), client.close
+        return client.get_executor(), lambda cancel=False: client.close()
     if args.jobs > 1 and args.method != "breakpoints":
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(max_workers=args.jobs)
-        return pool, pool.shutdown
-    return None, lambda: None
+        return pool, lambda cancel=False: pool.shutdown(cancel_futures=cancel)
+    return None, _no_executor
 
 
 def _is_add(layer):

@@ -610,10 +610,11 @@ def _affine_layer(model, bn, acts, eps, rounding, top_solver, prefix):
     return _layer_name(model, bn, prefix), layer, info
 
 
-def build_layers(models, acts, eps=None, rounding=None):
+def build_layers(models, acts, eps=None, rounding=None, on_layer=None):
     """[(name, FixedPointBN, info)] for every BN pair of `models`, in model order.
 
     `acts` is a loaded activations file covering every BN (see :func:`uncovered`); `eps` / `rounding` override it.
+    `on_layer(name, layer)` is called as soon as each layer is built (``python -m verify`` queues its z3 work then).
     A LeakyReLU BN gives two layers, ``<bn>`` (the BN) and ``<bn>.leaky`` (alpha times the BN): its output is
     their maximum, exact because both are (as in ``experiments/qgraph.py``).
     Raises ModelError naming the layer and what is wrong.
@@ -626,6 +627,8 @@ def build_layers(models, acts, eps=None, rounding=None):
     for model in models:
         for bn in model.affine:
             out.append(_affine_layer(model, bn, acts, eps, rounding, top_solver, prefix))
+            if on_layer is not None:
+                on_layer(*out[-1][:2])
         for pair in model.pairs:
             bn = pair.bn
             entry = acts["layers"][bn]
@@ -669,4 +672,7 @@ def build_layers(models, acts, eps=None, rounding=None):
                     out.append((_layer_name(model, name, prefix), layer, info))
             except (ValueError, InfeasibleError) as e:
                 raise ModelError(f"BN layer {bn!r} ({model.path}): {e}") from None
+            if on_layer is not None:
+                for name, layer, _ in out[-len(variants):]:
+                    on_layer(name, layer)
     return out

@@ -20,7 +20,8 @@ The query is "exists an integer x in [lo, hi] with |f(x) - y(x)| > d"; unsat pro
 - batches (:func:`prove_batch`): many channels per z3 call, one (push)...(pop) block each; at bound 0
   (:func:`exact_block`) f = y iff for every output threshold k, f >= k  <=>  y >= k, one xor of two atoms per k
   (A*x + B >= 2^s*k against the reference symbol's threshold); z3's time is mostly parsing and preprocessing the
-  atoms, so fewer atoms and no negative numerals are what makes it faster.
+  atoms, so fewer atoms, no negative numerals and shorter ones (the symbol divided by its coefficients' gcd) are
+  what makes it faster.
 """
 import math
 import re
@@ -689,14 +690,17 @@ def threshold_block(layer, c, bound=0):
             f"(assert (<= {n(lo)} x))(assert (<= x {n(hi)}))(assert {body})(check-sat)(pop 1)\n")
 
 
-def _level_thresholds(layer, c, ks):  # ks: a range of consecutive levels
+def _level_thresholds(layer, c, ks, reduced=False):  # ks: a range of consecutive levels
     """((r1, r0), [(below_k, above_k)] for k in ks): the reference's linear symbol sym = r1*x + r0 (integers) and
     its thresholds: R(v(x)) < k implies sym < below_k and R(v(x)) >= k implies sym >= above_k; so below_k ==
     above_k means sym >= above_k <=> R(v(x)) >= k.
 
     Affine: sym = V = 2*v(x)*2^e (exact, below == above).  Batchnorm: sym = P and the square root bracketed as in
     :func:`batchnorm_bracket_script`, with at least bits(max|C(k)|) + 32 bits, so that for all but the rare level
-    whose threshold lies within |C(k)|*2^-p of a lattice point the two integers coincide and the check is exact."""
+    whose threshold lies within |C(k)|*2^-p of a lattice point the two integers coincide and the check is exact.
+    reduced: the symbol divided by g = gcd(r1, r0) and every threshold M by ceil(M/g) (for an integer sym' = sym/g,
+    sym < M  <=>  sym' < ceil(M/g) and sym >= M  <=>  sym' >= ceil(M/g), so the implications hold for sym'); the
+    batchnorm thresholds are then ceil(ceil(W/2^p)/g) = -((-W >> p) // g)."""
     rounding = layer.rounding
     src = exact.channel_source(layer, c)
     if src["form"] == "affine":
@@ -706,7 +710,11 @@ def _level_thresholds(layer, c, ks):  # ks: a range of consecutive levels
         for k in ks:
             t = 2 * k * D if rounding == "floor" else (2 * k - 1) * D + (1 if _strict_const(k, rounding) else 0)
             out.append((t, t))
-        return (2 * ia, 2 * ib), out
+        r1, r0 = 2 * ia, 2 * ib
+        g = (math.gcd(r1, r0) or 1) if reduced else 1
+        if g > 1:
+            return (r1 // g, r0 // g), [(-(-t // g),) * 2 for t, _ in out]
+        return (r1, r0), out
     ip1, ip0, ic1, ic0, nr, dr = _bn_integers(src, rounding)
     qmin, qmax = layer.out_range
     cmax = max(abs(ic1 * k + ic0) for k in (qmin, qmax + 1))
@@ -716,8 +724,10 @@ def _level_thresholds(layer, c, ks):  # ks: a range of consecutive levels
     p = max(p, cmax.bit_length() + 32)
     L, H = sqrt_bracket(Fraction(nr, dr), p)
     out = []
+    g = (math.gcd(ip1, ip0) or 1) if reduced else 1   # 0: gamma = 0
+    sym = (ip1 // g, ip0 // g) if g > 1 else (ip1, ip0)
     if not ks:
-        return (ip1, ip0), out
+        return sym, out
     half_even, half_away = rounding == "half_even", rounding == "half_away"
     k = ks[0]
     C = ic1 * k + ic0
@@ -728,10 +738,10 @@ def _level_thresholds(layer, c, ks):  # ks: a range of consecutive levels
         wl, wh = (CL, CH) if C >= 0 else (CH, CL)
         if half_even and k & 1 or half_away and k <= 0:          # _strict_const: the tie goes down
             wl, wh = wl + 1, wh + 1
-        out.append((-((-wh) >> p), -((-wl) >> p)))
+        out.append((-((-wh) >> p), -((-wl) >> p)) if g == 1 else (-(((-wh) >> p) // g), -(((-wl) >> p) // g)))
         C += ic1
         CL += step
-    return (ip1, ip0), out
+    return sym, out
 
 
 def exact_block(layer, c):
@@ -746,24 +756,30 @@ def exact_block(layer, c):
     is 'some x in range and some k with (f >= k) xor (y >= k)'; unsat proves f = y for every x in range.
     Half as many atoms as :func:`threshold_block` at bound 0, and every numeral made non-negative by adding the
     same constant to a symbol's definition and to its thresholds (z3 parses (- n) as an application): parsing
-    the text is most of z3's time."""
+    the text is most of z3's time, mostly its numerals (z3 reads them digit by digit in rationals).  So the
+    symbol is divided by the gcd g of its two coefficients (the batchnorm gamma's odd mantissa, ~7 digits of
+    the ~27; at least 2 for the affine form), sym = g*sym', and each threshold with it: for an integer sym',
+    g*sym' >= M  <=>  sym' >= ceil(M/g) and g*sym' < M  <=>  sym' < ceil(M/g), so a level whose two one-sided
+    thresholds coincide still coincides (and its single atom is still exact: y >= k  =>  sym' >= ceil(M_above/g),
+    y < k  =>  sym' < ceil(M_below/g))."""
     A, B, s, lo, hi = exact.channel_params(layer, c)
     qmin, qmax = layer.out_range
     S = 1 << s
     f_lo, f_hi = sorted(exact.fixed_output(A, B, s, v, qmin, qmax) for v in (lo, hi))
     ks = range(max(qmin + 1, f_lo), min(qmax, f_hi + 1) + 1)
-    (r1, r0), th = _level_thresholds(layer, c, ks)
-    acc_t = [S * f_lo] + [S * k for k in ks] + [S * (f_hi + 1)]
-    ka = max(0, -min(acc_t))
-    kr = max([0] + [-m for pair in th for m in pair])
+    (r1, r0), th = _level_thresholds(layer, c, ks, reduced=True)
+    ka = max(0, -S * f_lo)                     # the smallest accumulator threshold: every k in ks is >= f(lo)
+    kr = max(0, -min((above for _, above in th), default=0))     # below >= above (ceilings of wh >= wl)
     parts = ([f"(< a {S * f_lo + ka})"] if f_lo > qmin else []) + \
         ([f"(>= a {S * (f_hi + 1) + ka})"] if f_hi < qmax else [])
-    for k, (below, above) in zip(ks, th):
+    acc = S * ks.start + ka if ks else 0
+    for below, above in th:
         if below == above:
-            parts.append(f"(xor (>= a {S * k + ka}) (>= r {above + kr}))")
+            parts.append(f"(xor (>= a {acc}) (>= r {above + kr}))")
         else:
-            ge = f"(>= a {S * k + ka})"
+            ge = f"(>= a {acc})"
             parts.append(f"(and {ge} (< r {below + kr})) (and (not {ge}) (>= r {above + kr}))")
+        acc += S
     n = _num
     body = "false" if not parts else parts[0] if len(parts) == 1 else f"(or {' '.join(parts)})"
     return (f"(push 1)(declare-const x Int)(define-fun a () Int (+ (* {n(A)} x) {n(B + ka)}))"
