@@ -152,15 +152,27 @@ _KIND_SIZE = {("i", 1): DType.int8, ("u", 1): DType.uint8, ("i", 2): DType.int16
               ("i", 4): DType.int32}
 
 
+# id(dtype) -> (dtype, DType, itemsize) of the dtypes _dtype_of accepted: the entry keeps its dtype alive (so the id
+# is not reused) and is used only when it holds that very object.  No tuple is built per call.
+cdef dict _ACCEPTED_DTYPES = {}
+
+
 cdef DType _dtype_of(object arr, Py_ssize_t* itemsize) except *:
     dt = arr.dtype
+    entry = _ACCEPTED_DTYPES.get(id(dt))
+    if entry is not None and (<tuple>entry)[0] is dt:
+        itemsize[0] = (<tuple>entry)[2]
+        return (<tuple>entry)[1]
     if not dt.isnative:
         raise ValueError(f"dtype {dt} is not in the machine's byte order")
     itemsize[0] = dt.itemsize
     try:
-        return _KIND_SIZE[(dt.kind, itemsize[0])]
+        code = _KIND_SIZE[(dt.kind, itemsize[0])]
     except KeyError:
         raise ValueError(f"unsupported dtype {dt}") from None
+    if len(_ACCEPTED_DTYPES) < 64:
+        _ACCEPTED_DTYPES[id(dt)] = (dt, code, itemsize[0])
+    return code
 
 
 cdef int _get_buffer(object arr, Py_buffer* view, int flags, int64_t nbytes, str name) except -1:

@@ -538,6 +538,7 @@ class FixedPointBN:
         self._kernel = None  # built on first use (_run_kernel)
         self._breakpoints = {}
         self._covers_cache = {}
+        self._shape_cache = {}  # apply: (x.shape, id(x.dtype), axis) -> (x.dtype, axis, outer, inner), validated
 
     def _widths(self):
         def bits(v):
@@ -608,11 +609,13 @@ class FixedPointBN:
     def __getstate__(self):  # copies and pickles rebind the kernel on first use
         state = self.__dict__.copy()
         state["_kernel"] = None
+        state["_shape_cache"] = {}
         state["_source"] = dict(self._source)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("_shape_cache", {})
         for v in list(state.values()) + list(state["_source"].values()):
             if isinstance(v, np.ndarray):
                 v.flags.writeable = False   # unpickled arrays come back writeable
@@ -673,11 +676,14 @@ class FixedPointBN:
             self._covers_cache[dtype] = bool(np.all(self._lo <= info.min) and np.all(self._hi >= info.max))
         return self._covers_cache[dtype]
 
-    def _run_kernel(self, x, y, outer, inner, threads, keep_out=False):
+    def _bound_kernel(self):
         if self._kernel is None:  # the parameter arrays are read-only: bound once
             self._kernel = _core.Kernel(self._multiplier, self._bias, self._shift32, self._lo, self._hi,
                                         *self._out_range, self._acc32)
-        return self._kernel.run(x, y, outer, inner, threads, keep_out)
+        return self._kernel
+
+    def _run_kernel(self, x, y, outer, inner, threads, keep_out=False):
+        return self._bound_kernel().run(x, y, outer, inner, threads, keep_out)
 
     def _range_error(self, x, axis, flat):
         idx = np.unravel_index(flat, x.shape)
@@ -706,20 +712,40 @@ class FixedPointBN:
         ValueError
             An input outside its channel's in_range (first offending index and value), or a bad shape/dtype.
         """
-        x, axis, (outer, _, inner) = self._shape3(x, axis)
-        threads = _threads(threads)
-        xc = np.ascontiguousarray(x)
-        if out is None:
-            y = np.empty(x.shape, self.out_dtype)
+        # _shape3's checks, once per (shape, dtype, axis) of an ndarray: the cache holds only validated triples
+        # (the dtype object itself is kept and compared by identity; an int axis, not a bool)
+        key = known = None
+        if type(x) is np.ndarray and type(axis) is int:
+            dt = x.dtype
+            key = (x.shape, id(dt), axis)
+            known = self._shape_cache.get(key)
+            if known is not None and known[0] is not dt:
+                known = None
+        if known is None:
+            x, axis, (outer, _, inner) = self._shape3(x, axis)
+            if key is not None and len(self._shape_cache) < 64:
+                self._shape_cache[key] = (dt, axis, outer, inner)
         else:
-            if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != self.out_dtype \
-                    or not out.flags.c_contiguous or not out.flags.writeable:
-                raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape {x.shape}")
+            _, axis, outer, inner = known
+        if threads is None:
+            threads = 0
+        elif type(threads) is not int or not 0 <= threads <= MAX_THREADS:
+            threads = _threads(threads)
+        xc = np.ascontiguousarray(x)
+        out_dtype = self._out_dtype
+        if out is None:
+            y = np.empty(x.shape, out_dtype)
+        else:
+            flags = out.flags if isinstance(out, np.ndarray) else None
+            if flags is None or out.shape != x.shape or (out.dtype is not out_dtype and out.dtype != out_dtype) \
+                    or not flags.c_contiguous or not flags.writeable:
+                raise ValueError(f"out must be a writeable C-contiguous {out_dtype} array of shape {x.shape}")
             # an out that overlaps the input is written through a temporary, as NumPy's ufuncs do
-            y = np.empty(x.shape, self.out_dtype) if np.may_share_memory(xc, out) else out
+            y = np.empty(x.shape, out_dtype) if np.may_share_memory(xc, out) else out
         # out is left untouched on error: the kernel checks the range in the same pass and, on a violation, puts
         # back the blocks of out it saved before writing them (keep_out)
-        bad = self._run_kernel(xc, y, outer, inner, threads, keep_out=y is out)
+        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
+        bad = kernel.run(xc, y, outer, inner, threads, y is out)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)
         if out is not None and y is not out:

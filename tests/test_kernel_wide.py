@@ -1,9 +1,10 @@
-"""The AVX2 int32 -> 8-bit bodies of issue 14 item 1 (kernel ISA "avx2"), against the NumPy int64 formula.
+"""The AVX2 int32 -> 8-bit bodies of issue 14 item 1, against the NumPy int64 formula: kernel ISA "avx2", and the
+AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s and ranges held in registers for 8 channels at a time.  Covered: channel counts
-  that are multiples of 8 (the body) and not (the periodic tables), pixel counts around the 4-pixel groups and the
-  64-pixel tiles, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
+  s >= 32, with per-channel A, B, s held in registers for 8 channels at a time, 4 pixels at a time, and a per-channel
+  min/max kept across the pixels.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
 * widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
@@ -24,11 +25,15 @@ from test_kernel_paths import ISAS, _active_inputs, expected, inputs, raw
 pytestmark = pytest.mark.skipif("avx2" not in ISAS, reason="the CPU has no AVX2")
 
 
-@pytest.fixture(autouse=True)
-def avx2():
+# widen_pixels serves the AVX-512 ISAs too (kernel.cpp apply_typed); widen_rows there is the AVX-512 body
+X86_ISAS = [isa for isa in ISAS if isa in ("avx2", "x86-64-v4", "x86-64-v4+vbmi+vnni")]
+
+
+@pytest.fixture(autouse=True, params=X86_ISAS)
+def x86_isa(request):
     before = _core.kernel_isa()
-    _core.kernel_isa("avx2")
-    yield
+    _core.kernel_isa(request.param)
+    yield request.param
     _core.kernel_isa(before)
 
 
@@ -106,12 +111,13 @@ def test_widen_pixels_two_threads_and_split_pixels():
             assert bad == -1
             np.testing.assert_array_equal(y, want)
         for where in (0, 5, x.size // 2 + 3, x.size - channels + 2, x.size - 1):
-            xb = x.copy()
             c = where % channels
-            xb.reshape(-1)[where] = layer.in_range[c, 1] + 1 if where % 2 else layer.in_range[c, 0] - 1
-            for threads in (1, 2):
-                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                assert bad == where, (channels, where, threads, bad)
+            for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1):  # above and below the range
+                xb = x.copy()
+                xb.reshape(-1)[where] = value
+                for threads in (1, 2):
+                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                    assert bad == where, (channels, where, value, threads, bad)
 
 
 @pytest.mark.parametrize("channels", [24, 64])
@@ -167,3 +173,20 @@ def test_widen_rows_second_load(tout):
         xb = x.copy()
         xb[2, 4, -1] = layer.in_range[4, 1] + 1
         assert raw(layer, xb, 1, acc32=False)[1] == x.size - 1
+
+
+def test_widen_pixels_many_channels():
+    """1032 channels: the per-channel min/max of widen_pixels live on the heap past 1024 channels; violations in the
+    last channels of a late pixel and in the first pixel are named, and the outputs are exact."""
+    rng = np.random.default_rng(21)
+    layer = real_layer(1032, rng)
+    x = inputs(layer, (1, 3, 6, 1032), -1, rng)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
+    for where in (1032 * 13 + 1031, 1032 * 9 + 1025, 7):
+        xb = x.copy()
+        c = where % 1032
+        xb.reshape(-1)[where] = layer.in_range[c, 0] - 1 if where % 2 else layer.in_range[c, 1] + 1
+        assert raw(layer, xb, -1, acc32=False)[1] == where

@@ -8,7 +8,7 @@
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 //               int32 inputs: the odd elements from a second load one element on, vpsravd.
 //   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 8 channels' parameters in
-//               registers over tiles of 64 pixels (no per-element table loads).
+//               registers, 4 pixels at a time (no per-element table loads); the AVX-512 ISAs take it too.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -356,16 +356,18 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 }
 
 // 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
-// every s >= 32: the widen_periodic arithmetic with the parameters of 8 channels held in registers instead of loaded
-// per element (widen_periodic loads A, B (even and odd), s, lo and hi for every 8 elements: 8 loads where the
-// arithmetic needs 1).  Tiles of kPixelTile pixels (16 KB of input at 64 channels: they stay in L1 while every group
-// of 8 channels walks them); per group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32
-// brings the odd ones down), B split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd),
-// lo, hi (the range check: a min/max per channel lane over the tile, compared once).  The odd elements come from a
-// second load one element on; the tensor's last pixel, the pixels of a tile past a multiple of 4, and a pixel split
-// by the chunk's ends take the scalar formula.  Four pixels' 8 lanes are narrowed together (pack32) and stored as
-// four 8-byte pieces.  ``avx2_widen_pixels`` in verify/lemmas.py.
-constexpr int64_t kPixelTile = 64;
+// every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
+// 8 loads per 8 elements where the arithmetic needs 1).  Pixel-major: four pixels at a time, and within them one group
+// of 8 channels after the other, so that input and output are walked in address order (a walk of a tile of pixels
+// one channel group at a time, with the group's parameters held in registers, was 1-2 us slower on 1x64x56x56).  Per
+// group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
+// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); the odd elements come from a
+// second load one element on.  The range check is a min/max per channel lane, kept per group in a small array
+// across the pixels and compared with lo, hi once at the end.  Four pixels' 8 lanes are narrowed together (pack32)
+// and stored as four 8-byte pieces.  The tensor's last pixel (its odd-element load would read one past the array),
+// the pixels past a multiple of 4 and a pixel split by the chunk's ends take the scalar formula.
+// ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
+constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
 
 template <class Out, bool Check, bool Sat>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
@@ -394,22 +396,32 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   };
   const int64_t p0 = (begin + C - 1) / C;                      // the first whole pixel
   const int64_t p1 = std::min(end / C, (j.total - 1) / C);     // past the last one, the tensor's last excluded
-  if (p1 <= p0) {
+  const int64_t p4 = p1 > p0 ? p0 + (p1 - p0) / 4 * 4 : p0;    // past the last group of 4 pixels
+  if (p4 == p0) {
     scalar(begin, end);
     return flag;
   }
   scalar(begin, p0 * C);
   const Bounds q = bounds(j.qmin, j.qmax);
-  for (int64_t t0 = p0; t0 < p1; t0 += kPixelTile) {
-    const int64_t t1 = std::min(t0 + kPixelTile, p1);
-    const int64_t t4 = t0 + (t1 - t0) / 4 * 4;
+  alignas(32) int32_t stack_mm[Check ? 2 * kPixelStackChannels : 8];
+  std::vector<int32_t> heap_mm(Check && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
+  int32_t* const mins = heap_mm.empty() ? stack_mm : heap_mm.data();  // per channel lane: the minimum input so far
+  int32_t* const maxs = mins + C;                                   // and the maximum
+  if constexpr (Check) {
+    std::fill(mins, mins + C, std::numeric_limits<int32_t>::max());
+    std::fill(maxs, maxs + C, std::numeric_limits<int32_t>::min());
+  }
+  for (int64_t px = p0; px < p4; px += 4) {
     for (int64_t g = 0; g < C; g += 8) {
       const __m256i a = ld(A + g), ao = _mm256_srli_epi64(a, 32);
       const __m256i be = ld(Bs + g), bo = ld(Bs + g + 4), cnt = ld(S + g);
-      __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
-      __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
-      const auto lanes8 = [&](int64_t px) FXBN_TARGET_AVX2 {
-        const int32_t* x = xs + px * C + g;
+      __m256i mn = _mm256_setzero_si256(), mx = mn;
+      if constexpr (Check) {
+        mn = ld(mins + g);
+        mx = ld(maxs + g);
+      }
+      const auto lanes8 = [&](int64_t p) FXBN_TARGET_AVX2 {
+        const int32_t* x = xs + p * C + g;
         const __m256i v = ld(x);
         if constexpr (Check) {
           mn = _mm256_min_epi32(mn, v);
@@ -420,23 +432,30 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
         return _mm256_srav_epi32(h, cnt);
       };
-      for (int64_t px = t0; px < t4; px += 4) {
-        const __m256i v = pack32<Out, Sat>(lanes8(px), lanes8(px + 1), lanes8(px + 2), lanes8(px + 3), q);
-        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-        Out* y = ys + px * C + g;
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
-        _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
-        _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
-      }
+      const __m256i v = pack32<Out, Sat>(lanes8(px), lanes8(px + 1), lanes8(px + 2), lanes8(px + 3), q);
       if constexpr (Check) {
-        const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), mn), _mm256_cmpgt_epi32(mx, ld(HI + g)));
-        flag |= !_mm256_testz_si256(out, out);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
+      } else {
+        (void)mn, (void)mx;
       }
+      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+      Out* y = ys + px * C + g;
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
+      _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
+      _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
     }
-    scalar(t4 * C, t1 * C);
   }
-  scalar(p1 * C, end);
+  if constexpr (Check) {
+    __m256i out = _mm256_setzero_si256();
+    for (int64_t g = 0; g < C; g += 8) {
+      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), ld(mins + g)),
+                                                 _mm256_cmpgt_epi32(ld(maxs + g), ld(HI + g))));
+    }
+    flag |= !_mm256_testz_si256(out, out);
+  }
+  scalar(p4 * C, end);
   return flag;
 }
 
