@@ -217,3 +217,146 @@ def test_without_template_channels_the_fixups_are_exact(isa):
     assert 0 < found < c
     hard = [i for i in range(c) if i % 3 == 0 and i % 5 != 1]
     assert found == c - len(hard)
+
+
+# ------------------------------------------------------------------------------------------------ lean bodies, rows
+def all_values_3d(layer, outer, inner, rng):
+    """(outer, C, inner) inputs: channel c sees every value of its range (outer * inner >= 256), shuffled."""
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    x = np.empty((outer, layer.channels, inner), np.int64)
+    for c in range(layer.channels):
+        vals = np.resize(np.arange(lo[c], hi[c] + 1), outer * inner)
+        rng.shuffle(vals)
+        x[:, c, :] = vals.reshape(outer, inner)
+    return x.astype(layer.in_dtype)
+
+
+def affine8(channels, tin, tout, rng, offset_low, out_range=None):
+    """Explicit fixed-point layers: slopes in (0, 2], s = 8; offset_low: outputs reach the bottom of the type (the
+    lanes need n > 0), else every output stays above it (every n = 0: the body without vpsubusw)."""
+    info_in, info_out = np.iinfo(tin), np.iinfo(tout)
+    m = rng.integers(1, 512, channels)
+    if offset_low:
+        target0 = rng.integers(int(info_out.min) - 100, int(info_out.min) + 20, channels)
+    else:
+        target0 = rng.integers(int(info_out.min) + 5, int(info_out.min) + 40, channels)
+    # y(x) = (m * x + b) >> 8 with y(min input) = target0
+    b = (target0 << 8) - m * int(info_in.min)
+    s = np.full(channels, 8)
+    source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
+    q = out_range if out_range is not None else (int(info_out.min), int(info_out.max))
+    return fxbn.FixedPointBN(m.astype(np.int64), b.astype(np.int64), s.astype(np.int64),
+                             np.array([(int(info_in.min), int(info_in.max))] * channels, np.int64), q, "half_up",
+                             source, out_dtype=tout, in_dtype=tin)
+
+
+LAYOUTS = [(64, 1), (32, 1), (16, 2), (8, 8), (48, 1), (100, 1)]  # period 64 (tables in registers) and longer
+
+
+@pytest.mark.parametrize("tin,tout", PAIRS)
+@pytest.mark.parametrize("kind", ["bn", "bn_narrow_out", "bn_floor_out", "low", "high", "high_narrow_out"])
+def test_lean_variants_channel_last(isa, tin, tout, kind):
+    """The byte bodies with and without the flip vpxor (BN with negative gammas vs slopes all positive), vpsubusw
+    (outputs reaching the type's bottom vs not) and the clamp (a narrower output range), with a period of 64
+    (tables held in registers) and longer ones, 1 and 2 threads, every input of every channel."""
+    rng = np.random.default_rng(len(kind) * 13 + len(tin) + 5 * len(tout))
+    qmin, qmax = DTYPE_RANGES[tout]
+    narrow = (qmin + 7, qmax - 9) if kind.endswith("narrow_out") else (qmin + 7, qmax) if kind.endswith("floor_out") \
+        else None
+    for channels, inner in LAYOUTS:
+        if kind.startswith("bn"):
+            layer = bn(channels, tin, tout, rng, out_range=narrow)
+        else:
+            layer = affine8(channels, tin, tout, rng, kind == "low", out_range=narrow)
+        k = kernel(layer)
+        for outer, threads in ((256 // inner + 3, 1), ((1 << 20) // (channels * inner) + 1, 2)):
+            x = all_values_3d(layer, outer, inner, rng)
+            y = np.empty(x.shape, layer.out_dtype)
+            assert k.run(x, y, outer, inner, threads) == -1
+            np.testing.assert_array_equal(y, expected3(layer, x),
+                                          err_msg=f"{isa} {kind} {tin}->{tout} C={channels} inner={inner}")
+        found = k.byte_template_channels(tin, tout)
+        assert found == channels if not kind.startswith("bn") else found > 0
+
+
+def expected3(layer, x):
+    """The int64 formula on an (outer, C, inner) array."""
+    acc = x.astype(np.int64) * layer.multiplier[None, :, None] + layer.bias[None, :, None]
+    return np.clip(acc >> layer.shift[None, :, None], *layer.out_range).astype(layer.out_dtype)
+
+
+@pytest.mark.parametrize("tin,tout", PAIRS)
+@pytest.mark.parametrize("kind", ["bn", "bn_narrow_out", "bn_floor_out", "low", "high"])
+@pytest.mark.parametrize("inner", [256, 100, 3136])
+def test_nchw_rows(isa, tin, tout, kind, inner):
+    """NCHW rows (inner >= 64): on AVX2 the template with each row's lane in registers (vpaddw or vpsubusw, vpxor or
+    not per row), rows with tails (100 = 3 * 32 + 4), chunks splitting rows (2 threads), every input of every
+    channel.  Other ISAs run their own row bodies on the same tensors."""
+    rng = np.random.default_rng(inner + len(kind) + len(tin) * 3 + len(tout))
+    qmin, qmax = DTYPE_RANGES[tout]
+    narrow = (qmin + 3, qmax - 11) if kind.endswith("narrow_out") else (qmin + 3, qmax) if kind.endswith("floor_out") \
+        else None
+    channels = 5 if inner == 3136 else 37
+    layer = bn(channels, tin, tout, rng, out_range=narrow) if kind.startswith("bn") else \
+        affine8(channels, tin, tout, rng, kind == "low", out_range=narrow)
+    k = kernel(layer)
+    for outer, threads in ((-(-256 // inner) + 1, 1), ((1 << 20) // (channels * inner) + 1, 2)):
+        x = all_values_3d(layer, outer, inner, rng)
+        y = np.empty(x.shape, layer.out_dtype)
+        assert k.run(x, y, outer, inner, threads) == -1
+        np.testing.assert_array_equal(y, expected3(layer, x), err_msg=f"{isa} {kind} {tin}->{tout} inner={inner}")
+    if isa == "avx2":
+        found = k.byte_template_channels(tin, tout)
+        assert found == channels if not kind.startswith("bn") else found > 0
+
+
+@pytest.mark.parametrize("tin,tout", PAIRS)
+def test_nchw_rows_range_errors(isa, tin, tout):
+    """NCHW rows with declared ranges narrower than the type: in range exact; an element outside its channel's range
+    in a row's vector steps or its tail is named, and with keep_out the output is left as it was."""
+    rng = np.random.default_rng(11)
+    info = np.iinfo(tin)
+    c, inner = 7, 100
+    lo = rng.integers(int(info.min), int(info.min) + 60, c)
+    hi = rng.integers(int(info.max) - 60, int(info.max) + 1, c)
+    layer = bn(c, tin, tout, rng, in_range=(lo, hi))
+    k = kernel(layer)
+    x = all_values_3d(layer, 4, inner, rng)
+    y = np.empty(x.shape, layer.out_dtype)
+    assert k.run(x, y, 4, inner, 1) == -1
+    np.testing.assert_array_equal(y, expected3(layer, x))
+    for flat in (5, inner * 9 + 40, inner * 10 + 97, x.size - 1):
+        ch = (flat // inner) % c
+        for high in (False, True):
+            if (not high and lo[ch] == info.min) or (high and hi[ch] == info.max):
+                continue
+            xb = x.copy().reshape(-1)
+            xb[flat] = hi[ch] + 1 if high else lo[ch] - 1
+            xb = xb.reshape(x.shape)
+            for threads in (1, 2):
+                before = np.full(x.shape, 7, layer.out_dtype)
+                out = before.copy()
+                assert k.run(xb, out, 4, inner, threads, keep_out=True) == flat
+                np.testing.assert_array_equal(out, before)
+
+
+def test_nchw_rows_without_template_channels(isa):
+    """Rows of channels whose parameters fail the check take the exact table, beside template rows."""
+    c = 37
+    m = np.where(np.arange(c) % 3 == 0, 300 << 8, 77)
+    m = np.where(np.arange(c) % 5 == 1, -91, m)
+    b = np.where(np.arange(c) % 3 == 0, -(300 << 8) * 128, 1 << 9)
+    s = np.full(c, 8)
+    source = {"form": "affine", "a": np.zeros(c), "b": np.zeros(c)}
+    layer = fxbn.FixedPointBN(m.astype(np.int64), b.astype(np.int64), s.astype(np.int64),
+                              np.array([(0, 255)] * c, np.int64), (0, 255), "half_up", source, "uint8", "uint8")
+    k = kernel(layer)
+    rng = np.random.default_rng(2)
+    for outer, inner, threads in ((2, 130, 1), (3, 256, 2)):
+        x = all_values_3d(layer, outer, inner, rng)
+        y = np.empty_like(x)
+        assert k.run(x, y, outer, inner, threads) == -1
+        np.testing.assert_array_equal(y, expected3(layer, x))
+    if isa == "avx2":
+        hard = [i for i in range(c) if i % 3 == 0 and i % 5 != 1]
+        assert k.byte_template_channels("uint8", "uint8") == c - len(hard)

@@ -62,6 +62,9 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_widen_rows_int32``: avx2 widen_rows with int32 inputs (the odd elements from a second load one element on,
   vpsravd); ``avx2_widen_pixels``: int32 -> 8-bit channel-last with 8 channels' A (as dwords: vpsrlq 32 for the odd
   channels), B, s - 32 in registers.
+- ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
+  sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
+  broadcast.
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 
@@ -1046,13 +1049,19 @@ SIMD_LEMMAS = {
 
 
 # ------------------------------------------------------------------------------------------------ 8-bit template
-def _byte_spec(z3, xb, flip, m, p, n, sm, qlo, qhi, ob):
+def _sub_floor(z3, a, n):
+    """a > n ? a - n : 0 (byte_template's vpsubusw) written as a - min(a, n): the same function (``_byte_lean`` proves
+    it), in the form z3's rewriter reduces to a when n is 0."""
+    return a - z3.If(z3.ULT(a, n), a, n)
+
+
+def _byte_spec(z3, xb, flip, m, p, n, sm, qlo, qhi, ob, sub_as_min=False):
     """kernel_impl.hpp byte_template, one element (the reference the exhaustive check runs): its uint32 products
     w * m and v * sm have factors below 2^16, so they are the 32-bit products of zero-extended 16-bit words."""
     w = z3.Concat(xb ^ flip, z3.BitVecVal(0, 8))                    # (x ^ flip) << 8, below 2^16
     u = z3.Extract(31, 16, z3.ZeroExt(16, w) * z3.ZeroExt(16, m))  # (w * m) >> 16
     a = u + p                                                       # (u + p) & 0xFFFF
-    v = z3.If(z3.UGT(a, n), a - n, z3.BitVecVal(0, 16))
+    v = _sub_floor(z3, a, n) if sub_as_min else z3.If(z3.UGT(a, n), a - n, z3.BitVecVal(0, 16))
     q = z3.Extract(31, 16, z3.ZeroExt(16, v) * z3.ZeroExt(16, sm))  # (v * sm) >> 16
     t = q                                                           # int16_t(q)
     b = z3.If(t < 0, z3.BitVecVal(0, 8), z3.If(t > 255, z3.BitVecVal(255, 8), z3.Extract(7, 0, t)))
@@ -1160,6 +1169,113 @@ SIMD_WRONG["avx2_byte_template"] = _BYTE_WRONG
 SIMD_WRONG["byte_template"] = _BYTE_WRONG
 SIMD_LEMMAS["avx2_byte_template"] = (avx2_byte_template, "QF_BV", (32,), ("int8", "uint8"))
 SIMD_LEMMAS["byte_template"] = (byte_template, "QF_BV", (32,), ("int8", "uint8"))
+
+
+# The lean AVX2 byte bodies (kernel_avx2.cpp byte_step with its Ops mask): avx2_byte_template's sequence with the
+# instructions the plan proved to be identities left out.
+_LEAN_FLIP, _LEAN_SUB, _LEAN_CLAMP, _LEAN_NOADD = 1, 2, 4, 8
+
+
+def _byte_lean(in_dtype, wrong, name, rows):
+    z3 = z3mod()
+    bad = _variant(name, wrong)
+    width, half = 32, 16
+    zero8, zero16 = z3.BitVecVal(0, 8), z3.BitVecVal(0, 16)
+    x = [z3.BitVec(f"x{i}", 8) for i in range(width)]
+    qlo, qhi = z3.BitVecs("qlo qhi", 8)
+    variables = {"qlo": qlo, "qhi": qhi}
+    variables.update({f"x{i}": x[i] for i in range(width)})
+    if rows:   # one channel per row: every lane reads the same broadcast scalars
+        fl = z3.BitVec("flip", 8)
+        flip = [fl] * width
+        sc = {nm: z3.BitVec(nm, 16) for nm in "mpns"}
+        tab = {nm: [[sc[nm]] * half for _ in (0, 1)] for nm in "mpns"}
+        variables.update({"flip": fl, **sc})
+        # byte_rows' modes: n == 0 (no vpsubusw), p == 0 (no vpaddw), both kept; flip == 0 (no vpxor) or kept
+        masks = [f | c | sub for f in (0, _LEAN_FLIP) for c in (0, _LEAN_CLAMP)
+                 for sub in (0, _LEAN_SUB | _LEAN_NOADD, _LEAN_SUB)]
+    else:      # periodic tables in kernel_byte.cpp's layout (loaded per step or held in registers)
+        flip = [z3.BitVec(f"flip{i}", 8) for i in range(width)]
+        tab = {nm: [[z3.BitVec(f"{nm}_{h}_{k}", 16) for k in range(half)] for h in (0, 1)] for nm in "mpns"}
+        variables.update({f"flip{i}": flip[i] for i in range(width)})
+        masks = list(range(8))   # byte_periodic_ops: flip, sub, clamp; vpaddw always
+    words = [tab[nm][h][k] for nm in "mpns" for h in (0, 1) for k in range(half)]
+
+    def unpack(b, high):           # vpunpck[lh]bw(zero, b) per 128-bit lane: word j = b[j (+8)] << 8
+        return [z3.Concat(b[16 * lane + (8 if high else 0) + j], zero8) for lane in range(2) for j in range(8)]
+
+    def mulhi(a, b):               # vpmulhuw
+        return z3.Extract(31, 16, z3.ZeroExt(16, a) * z3.ZeroExt(16, b))
+
+    def packus(a, b):              # vpackuswb per lane
+        sat = lambda v: z3.If(v < 0, zero8, z3.If(v > 255, z3.BitVecVal(255, 8), z3.Extract(7, 0, v)))  # noqa: E731
+        return [sat(v) for lane in range(2) for v in a[8 * lane:8 * lane + 8] + b[8 * lane:8 * lane + 8]]
+
+    claims = []
+    for ops in masks:
+        # the plan's facts that make each left-out instruction an identity (kernel_byte.cpp sets the flags from them)
+        hyp = []
+        if not ops & _LEAN_FLIP and bad != "flip_dropped_without_zero_flips":
+            hyp += [f == 0 for f in flip]
+        if not ops & _LEAN_SUB and bad != "sub_dropped_without_zero_n":
+            hyp += [w == 0 for w in (tab["n"][0] + tab["n"][1])]
+        if ops & _LEAN_NOADD and bad != "add_dropped_without_zero_p":
+            hyp += [w == 0 for w in (tab["p"][0] + tab["p"][1])]
+        if not ops & _LEAN_CLAMP:
+            hyp += [qhi == 255] + ([] if bad == "clamp_dropped_with_qlo" else [qlo == 0])
+        xf = [x[i] ^ flip[i] for i in range(width)] if ops & _LEAN_FLIP else x
+        halves = []
+        for h in (0, 1):
+            u = [mulhi(w, tab["m"][h][k]) for k, w in enumerate(unpack(xf, h == 1))]
+            v = u if ops & _LEAN_NOADD else [u[k] + tab["p"][h][k] for k in range(half)]
+            if ops & _LEAN_SUB:
+                v = [_sub_floor(z3, v[k], tab["n"][h][k]) for k in range(half)]
+            halves.append([mulhi(v[k], tab["s"][h][k]) for k in range(half)])
+        packed = packus(halves[0], halves[1])
+        for ob in (0, 0x80):
+            for i in range(width):
+                b = packed[i]
+                if ops & _LEAN_CLAMP:
+                    b = z3.If(z3.UGT(z3.If(z3.ULT(b, qlo), qlo, b), qhi), qhi, z3.If(z3.ULT(b, qlo), qlo, b))
+                y = b ^ ob
+                h, k = (i % 16) // 8, (i // 16) * 8 + i % 8
+                spec = _byte_spec(z3, x[i], flip[i], tab["m"][h][k], tab["p"][h][k], tab["n"][h][k], tab["s"][h][k],
+                                  qlo, qhi, z3.BitVecVal(ob, 8), sub_as_min=True)
+                claims.append(z3.Implies(z3.And(hyp) if hyp else z3.BoolVal(True), y == spec))
+    # the spec's vpsubusw as a - min(a, n) is byte_template's a > n ? a - n : 0, for every pair of words
+    a16, n16 = z3.BitVecs("sub_a sub_n", 16)
+    claims.append(_sub_floor(z3, a16, n16) == z3.If(z3.UGT(a16, n16), a16 - n16, zero16))
+    variables.update({"sub_a": a16, "sub_n": n16})
+    if not rows:
+        variables.update({str(w): w for w in words})
+    # the range check is byte_step's, unchanged from avx2_byte_template (its lemma covers it)
+    return claims, variables
+
+
+def avx2_byte_lean(in_dtype, w=32, wrong=False):
+    """AVX2 byte_periodic with its Ops mask (kernel_avx2.cpp byte_step; the tables loaded per step or, for a period of
+    64 elements, held in registers): avx2_byte_template's sequence with vpxor flip left out when every flip is 0,
+    vpsubusw when every n is 0, vpmaxub / vpminub when [qlo, qhi] = [0, 255].  Claims, for each of the 8 masks and
+    both output signednesses: under the facts that make the left-out instructions identities, output element i is
+    kernel_impl.hpp's byte_template of x_i with element i's parameters (so the exhaustive per-channel check of
+    byte_template still checks the body).  Wrong: each fact dropped or weakened: ``sub_dropped_without_zero_n``,
+    ``flip_dropped_without_zero_flips``, ``clamp_dropped_with_qlo`` (only qhi = 255 required)."""
+    return _byte_lean(in_dtype, wrong, "avx2_byte_lean", rows=False)
+
+
+def avx2_byte_rows(in_dtype, w=32, wrong=False):
+    """AVX2 byte_rows (NCHW rows: one channel per row): byte_step with the row's lane broadcast in registers, in the
+    modes byte_rows picks per row: vpaddw p only (n == 0), vpsubusw n only (p == 0) or both; vpxor flip or not
+    (flip == 0); the clamp kept or left out ([qlo, qhi] = [0, 255]).  Claims as for avx2_byte_lean.  Wrong:
+    ``add_dropped_without_zero_p``, ``sub_dropped_without_zero_n``, ``flip_dropped_without_zero_flips``."""
+    return _byte_lean(in_dtype, wrong, "avx2_byte_rows", rows=True)
+
+
+SIMD_WRONG["avx2_byte_lean"] = ("sub_dropped_without_zero_n", "flip_dropped_without_zero_flips", "clamp_dropped_with_qlo")
+SIMD_WRONG["avx2_byte_rows"] = ("add_dropped_without_zero_p", "sub_dropped_without_zero_n",
+                                "flip_dropped_without_zero_flips")
+SIMD_LEMMAS["avx2_byte_lean"] = (avx2_byte_lean, "QF_BV", (32,), ("int8", "uint8"))
+SIMD_LEMMAS["avx2_byte_rows"] = (avx2_byte_rows, "QF_BV", (32,), ("int8", "uint8"))
 
 
 def _signed(v, signed=True):

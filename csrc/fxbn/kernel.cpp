@@ -671,8 +671,21 @@ bool apply_byte(const In* x, Out* y, int64_t outer, int64_t channels, int64_t in
                 int threads, int64_t* result) {
 #if FXBN_X86_DISPATCH
   const Isa isa = current_isa();
-  if (p.cache == nullptr || use_rows(channels, inner) || !(isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi)) {
-    return false;
+  if (p.cache == nullptr || !(isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi)) return false;
+  if (use_rows(channels, inner)) {
+    // AVX2 NCHW rows: the template with each row's lane in registers (AVX-512 with VBMI has its lookup rows)
+    if (isa != Isa::avx2 || inner < kMinRow) return false;
+    bool check = false;
+    const ByteJob* bj =
+        byte_rows_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner, p, &check);
+    if (bj == nullptr) return false;
+    Job j{};
+    j.x = x;
+    j.y = y;
+    j.a = bj;
+    *result = run_reporting(avx2_byte_rows<In, Out>(check, bj->clamp), j, x, outer, channels, inner, p, check,
+                            threads, 2, sizeof(Out));
+    return true;
   }
   const int64_t width = isa == Isa::avx2 ? 32 : 64;
   bool check = false;
@@ -683,7 +696,7 @@ bool apply_byte(const In* x, Out* y, int64_t outer, int64_t channels, int64_t in
   j.x = x;
   j.y = y;
   j.a = bj;
-  const ChunkFn fn = width == 32 ? avx2_byte_periodic<In, Out>(check) : avx512_byte_periodic<In, Out>(check);
+  const ChunkFn fn = width == 32 ? avx2_byte_body<In, Out>(*bj, check) : avx512_byte_periodic<In, Out>(check);
   *result = run_reporting(fn, j, x, outer, channels, inner, p, check, threads, 2, sizeof(Out));
   return true;
 #else

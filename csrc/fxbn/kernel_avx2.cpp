@@ -523,61 +523,208 @@ FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 // channel's range; kernel_impl.hpp byte_template is one lane), 32 elements per step: vpxor (flip), vpunpck[lh]bw
 // with zero (x << 8 in 16-bit lanes), vpmulhuw (m), vpaddw (p), vpsubusw (n), vpmulhuw (sm = 2^(16 - S): a
 // per-lane shift), vpackuswb (restores the element order the unpacks left), vpmaxub / vpminub, vpxor 0x80 for int8
-// outputs.  The range check is a byte max/min against the lo/hi tables.  QF_BV lemma ``byte_template``.
+// outputs.  The range check is a byte max/min against the lo/hi tables.  QF_BV lemma ``avx2_byte_template``.
+// Left out where the plan's lanes make them identities (ByteJob::flip / sub / clamp; ``avx2_byte_lean``): the flip
+// vpxor when every flip is 0, vpsubusw when every n is 0, vpmaxub / vpminub when [qlo, qhi] = [0, 255].
+// Resident: a period of 64 elements (channels * inner divides 64, e.g. NHWC with 64 channels): both blocks' tables
+// are loaded once per chunk and stay in registers, no table load per element.
+// byte_rows: NCHW rows (one channel per row): the row's lane broadcast in registers, its p or n (one is 0) and flip
+// picked per row (``avx2_byte_rows``); rows of channels without a verified lane take the exact formula's table.
 namespace {
-template <class In, class Out, bool Check>
+constexpr int kByteFlip = 1, kByteSub = 2, kByteClamp = 4, kByteNoAdd = 8;  // kByteNoAdd: every p is 0
+
+struct ByteRegs {
+  __m256i flip, m0, m1, p0, p1, n0, n1, s0, s1, lo, hi;
+};
+
+template <bool Check, int Ops>
+FXBN_TARGET_AVX2 FXBN_INLINE ByteRegs byte_regs(const uint8_t* t) {
+  constexpr int64_t W = 32;
+  ByteRegs r;
+  const __m256i zero = _mm256_setzero_si256();
+  r.flip = (Ops & kByteFlip) ? ld(t) : zero;
+  r.lo = Check ? ld(t + W) : zero;
+  r.hi = Check ? ld(t + 2 * W) : zero;
+  r.m0 = ld(t + 3 * W), r.m1 = ld(t + 4 * W), r.p0 = ld(t + 5 * W), r.p1 = ld(t + 6 * W);
+  r.n0 = (Ops & kByteSub) ? ld(t + 7 * W) : zero;
+  r.n1 = (Ops & kByteSub) ? ld(t + 8 * W) : zero;
+  r.s0 = ld(t + 9 * W), r.s1 = ld(t + 10 * W);
+  return r;
+}
+
+// One 32-element step of the template on x; ORs the range check into bad.
+template <class In, class Out, bool Check, int Ops>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i byte_step(__m256i x, const ByteRegs& r, __m256i qlo, __m256i qhi,
+                                               __m256i& bad) {
+  const __m256i zero = _mm256_setzero_si256();
+  if constexpr (Check) {
+    const __m256i a = std::is_signed<In>::value ? _mm256_max_epi8(x, r.lo) : _mm256_max_epu8(x, r.lo);
+    const __m256i b = std::is_signed<In>::value ? _mm256_min_epi8(x, r.hi) : _mm256_min_epu8(x, r.hi);
+    bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_xor_si256(a, x), _mm256_xor_si256(b, x)));
+  }
+  const __m256i xf = (Ops & kByteFlip) ? _mm256_xor_si256(x, r.flip) : x;
+  const __m256i w0 = _mm256_unpacklo_epi8(zero, xf), w1 = _mm256_unpackhi_epi8(zero, xf);
+  __m256i v0 = _mm256_mulhi_epu16(w0, r.m0), v1 = _mm256_mulhi_epu16(w1, r.m1);
+  if constexpr ((Ops & kByteNoAdd) == 0) {
+    v0 = _mm256_add_epi16(v0, r.p0);
+    v1 = _mm256_add_epi16(v1, r.p1);
+  }
+  if constexpr ((Ops & kByteSub) != 0) {
+    v0 = _mm256_subs_epu16(v0, r.n0);
+    v1 = _mm256_subs_epu16(v1, r.n1);
+  }
+  __m256i y = _mm256_packus_epi16(_mm256_mulhi_epu16(v0, r.s0), _mm256_mulhi_epu16(v1, r.s1));
+  if constexpr ((Ops & kByteClamp) != 0) y = _mm256_min_epu8(_mm256_max_epu8(y, qlo), qhi);
+  if constexpr (std::is_signed<Out>::value) y = _mm256_xor_si256(y, _mm256_set1_epi8(static_cast<char>(0x80)));
+  return y;
+}
+
+template <class In, class Out, bool Check, int Ops, bool Resident>
 FXBN_TARGET_AVX2 bool byte_periodic(const Job& j, int64_t begin, int64_t end) {
   const ByteJob& bj = *static_cast<const ByteJob*>(j.a);
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   constexpr int64_t W = 32;
-  const __m256i zero = _mm256_setzero_si256();
   const __m256i qlo = _mm256_set1_epi8(static_cast<char>(bj.qlo)), qhi = _mm256_set1_epi8(static_cast<char>(bj.qhi));
-  const __m256i ob = _mm256_set1_epi8(static_cast<char>(0x80));
-  __m256i bad = zero;
+  __m256i bad = _mm256_setzero_si256();
   const int64_t vend = begin + (end - begin) / W * W;
-  int64_t off = begin % bj.period;
-  for (int64_t pos = begin; pos < vend; pos += W) {
-    const uint8_t* t = bj.tab + off / W * (kByteTabVectors * W);
-    const __m256i x = ld(xs + pos);
-    if constexpr (Check) {
-      const __m256i lo = ld(t + W), hi = ld(t + 2 * W);
-      const __m256i a = std::is_signed<In>::value ? _mm256_max_epi8(x, lo) : _mm256_max_epu8(x, lo);
-      const __m256i b = std::is_signed<In>::value ? _mm256_min_epi8(x, hi) : _mm256_min_epu8(x, hi);
-      bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_xor_si256(a, x), _mm256_xor_si256(b, x)));
+  if constexpr (Resident) {
+    // period 64 and 64-aligned chunks: every 64-element step starts at table block 0
+    const ByteRegs r0 = byte_regs<Check, Ops>(bj.tab), r1 = byte_regs<Check, Ops>(bj.tab + kByteTabVectors * W);
+    int64_t pos = begin;
+    for (; pos + 2 * W <= vend; pos += 2 * W) {
+      const __m256i y0 = byte_step<In, Out, Check, Ops>(ld(xs + pos), r0, qlo, qhi, bad);
+      const __m256i y1 = byte_step<In, Out, Check, Ops>(ld(xs + pos + W), r1, qlo, qhi, bad);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos), y0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos + W), y1);
     }
-    const __m256i xf = _mm256_xor_si256(x, ld(t));
-    const __m256i w0 = _mm256_unpacklo_epi8(zero, xf), w1 = _mm256_unpackhi_epi8(zero, xf);
-    const __m256i u0 = _mm256_mulhi_epu16(w0, ld(t + 3 * W)), u1 = _mm256_mulhi_epu16(w1, ld(t + 4 * W));
-    const __m256i v0 = _mm256_subs_epu16(_mm256_add_epi16(u0, ld(t + 5 * W)), ld(t + 7 * W));
-    const __m256i v1 = _mm256_subs_epu16(_mm256_add_epi16(u1, ld(t + 6 * W)), ld(t + 8 * W));
-    const __m256i q0 = _mm256_mulhi_epu16(v0, ld(t + 9 * W)), q1 = _mm256_mulhi_epu16(v1, ld(t + 10 * W));
-    __m256i y = _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(q0, q1), qlo), qhi);
-    if constexpr (std::is_signed<Out>::value) y = _mm256_xor_si256(y, ob);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos), y);
-    off += W;
-    if (off == bj.period) off = 0;
+    if (pos < vend) {
+      const __m256i y0 = byte_step<In, Out, Check, Ops>(ld(xs + pos), r0, qlo, qhi, bad);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos), y0);
+    }
+  } else {
+    int64_t off = begin % bj.period;
+    for (int64_t pos = begin; pos < vend; pos += W) {
+      const ByteRegs r = byte_regs<Check, Ops>(bj.tab + off / W * (kByteTabVectors * W));
+      const __m256i y = byte_step<In, Out, Check, Ops>(ld(xs + pos), r, qlo, qhi, bad);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + pos), y);
+      off += W;
+      if (off == bj.period) off = 0;
+    }
   }
   bool flag = Check && !_mm256_testz_si256(bad, bad);
   flag |= byte_scalar<In, Out, Check>(bj, xs, ys, vend, end);
   byte_fixups<In, Out>(bj, xs, ys, begin, vend);
   return flag;
 }
+
+template <class In, class Out, bool Check, int Ops>
+ChunkFn byte_periodic_fn(bool resident) {
+  return resident ? &byte_periodic<In, Out, Check, Ops, true> : &byte_periodic<In, Out, Check, Ops, false>;
+}
+
+template <class In, class Out, bool Check>
+ChunkFn byte_periodic_ops(int ops, bool resident) {
+  switch (ops) {
+    case 0: return byte_periodic_fn<In, Out, Check, 0>(resident);
+    case 1: return byte_periodic_fn<In, Out, Check, 1>(resident);
+    case 2: return byte_periodic_fn<In, Out, Check, 2>(resident);
+    case 3: return byte_periodic_fn<In, Out, Check, 3>(resident);
+    case 4: return byte_periodic_fn<In, Out, Check, 4>(resident);
+    case 5: return byte_periodic_fn<In, Out, Check, 5>(resident);
+    case 6: return byte_periodic_fn<In, Out, Check, 6>(resident);
+    default: return byte_periodic_fn<In, Out, Check, 7>(resident);
+  }
+}
+
+// The 32-element steps of one row of n elements with the row's lane broadcast in registers; returns the first
+// element not done (the rest take the exact formula).
+template <class In, class Out, bool Check, int Ops>
+FXBN_TARGET_AVX2 FXBN_INLINE int64_t byte_row(const In* x, Out* y, int64_t n, const ByteLane& l, __m256i qlo,
+                                              __m256i qhi, __m256i lo, __m256i hi, __m256i& bad) {
+  ByteRegs r;
+  r.flip = _mm256_set1_epi8(static_cast<char>(l.flip));
+  r.lo = lo, r.hi = hi;
+  r.m0 = r.m1 = _mm256_set1_epi16(static_cast<int16_t>(l.m));
+  r.p0 = r.p1 = _mm256_set1_epi16(static_cast<int16_t>(l.p));
+  r.n0 = r.n1 = _mm256_set1_epi16(static_cast<int16_t>(l.n));
+  r.s0 = r.s1 = _mm256_set1_epi16(static_cast<int16_t>(l.sm));
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), byte_step<In, Out, Check, Ops>(ld(x + i), r, qlo, qhi, bad));
+  }
+  return i;
+}
+
+template <class In, class Out, bool Check, bool Clamp>
+FXBN_TARGET_AVX2 bool byte_rows(const Job& j, int64_t begin, int64_t end) {
+  const ByteJob& bj = *static_cast<const ByteJob*>(j.a);
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const __m256i qlo = _mm256_set1_epi8(static_cast<char>(bj.qlo)), qhi = _mm256_set1_epi8(static_cast<char>(bj.qhi));
+  __m256i bad = _mm256_setzero_si256();
+  bool flag = false;
+  for (int64_t pos = begin; pos < end;) {
+    const int64_t r = pos / bj.inner;
+    const int64_t n = std::min(bj.inner - (pos - r * bj.inner), end - pos);
+    const int64_t c = r % bj.channels;
+    const In* x = xs + pos;
+    Out* y = ys + pos;
+    int64_t i = 0;
+    if (bj.lane_ok[c]) {
+      const ByteLane& l = bj.lanes[c];
+      const __m256i lo = _mm256_set1_epi8(static_cast<char>(bj.lo[c])), hi = _mm256_set1_epi8(static_cast<char>(bj.hi[c]));
+      constexpr int C = Clamp ? kByteClamp : 0;
+      // kernel_byte.cpp's lanes have p == 0 or n == 0: vpaddw p or vpsubusw n, rarely both
+      const int mode = (l.flip != 0 ? 1 : 0) + (l.n == 0 ? 0 : l.p == 0 ? 2 : 4);
+      switch (mode) {
+        case 0: i = byte_row<In, Out, Check, C>(x, y, n, l, qlo, qhi, lo, hi, bad); break;
+        case 1: i = byte_row<In, Out, Check, C | kByteFlip>(x, y, n, l, qlo, qhi, lo, hi, bad); break;
+        case 2: i = byte_row<In, Out, Check, C | kByteSub | kByteNoAdd>(x, y, n, l, qlo, qhi, lo, hi, bad); break;
+        case 3:
+          i = byte_row<In, Out, Check, C | kByteFlip | kByteSub | kByteNoAdd>(x, y, n, l, qlo, qhi, lo, hi, bad);
+          break;
+        case 4: i = byte_row<In, Out, Check, C | kByteSub>(x, y, n, l, qlo, qhi, lo, hi, bad); break;
+        default: i = byte_row<In, Out, Check, C | kByteFlip | kByteSub>(x, y, n, l, qlo, qhi, lo, hi, bad); break;
+      }
+    } else {
+      const uint8_t* lut = bj.lut + c * 256;
+      for (; i < n; ++i) {
+        const In v = x[i];
+        if constexpr (Check) flag |= (v < bj.lo[c]) | (v > bj.hi[c]);
+        y[i] = static_cast<Out>(static_cast<int8_t>(lut[static_cast<uint8_t>(v)]));
+      }
+    }
+    flag |= byte_scalar<In, Out, Check>(bj, xs, ys, pos + i, pos + n);
+    pos += n;
+  }
+  return flag || (Check && !_mm256_testz_si256(bad, bad));
+}
 }  // namespace
 
 template <class In, class Out>
-ChunkFn avx2_byte_periodic(bool check) {
-  if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
-    return check ? &byte_periodic<In, Out, true> : &byte_periodic<In, Out, false>;
-  } else {
-    (void)check;
-    return nullptr;
-  }
+ChunkFn avx2_byte_body(const ByteJob& bj, bool check) {
+  static_assert(sizeof(In) == 1 && sizeof(Out) == 1, "8-bit types");
+  const int ops = (bj.flip ? kByteFlip : 0) | (bj.sub ? kByteSub : 0) | (bj.clamp ? kByteClamp : 0);
+  const bool resident = bj.period == 64;
+  return check ? byte_periodic_ops<In, Out, true>(ops, resident) : byte_periodic_ops<In, Out, false>(ops, resident);
 }
-template ChunkFn avx2_byte_periodic<int8_t, int8_t>(bool);
-template ChunkFn avx2_byte_periodic<int8_t, uint8_t>(bool);
-template ChunkFn avx2_byte_periodic<uint8_t, int8_t>(bool);
-template ChunkFn avx2_byte_periodic<uint8_t, uint8_t>(bool);
+
+template <class In, class Out>
+ChunkFn avx2_byte_rows(bool check, bool clamp) {
+  static_assert(sizeof(In) == 1 && sizeof(Out) == 1, "8-bit types");
+  if (clamp) return check ? &byte_rows<In, Out, true, true> : &byte_rows<In, Out, false, true>;
+  return check ? &byte_rows<In, Out, true, false> : &byte_rows<In, Out, false, false>;
+}
+
+#define FXBN_BYTE(In, Out)                                                                  \
+  template ChunkFn avx2_byte_body<In, Out>(const ByteJob&, bool);                           \
+  template ChunkFn avx2_byte_rows<In, Out>(bool, bool);
+FXBN_BYTE(int8_t, int8_t)
+FXBN_BYTE(int8_t, uint8_t)
+FXBN_BYTE(uint8_t, int8_t)
+FXBN_BYTE(uint8_t, uint8_t)
+#undef FXBN_BYTE
 
 }  // namespace detail
 }  // namespace fxbn

@@ -43,7 +43,9 @@ bool candidate(ByteLane& lane, int S, uint32_t m, const int32_t* target, uint8_t
     if (F < qhi) hi_k = std::min(hi_k, (F + 1) * unit - 1 - u);
   }
   if (lo_k > hi_k) return false;
-  const int64_t K = lo_k;
+  // the K nearest 0: K = 0 needs neither vpaddw nor vpsubusw, and a layer whose lanes all have n = 0 (K >= 0)
+  // runs without the vpsubusw (ByteJob::sub)
+  const int64_t K = std::min(std::max(int64_t{0}, lo_k), hi_k);
   lane.m = static_cast<uint16_t>(m);
   lane.p = static_cast<uint16_t>(K > 0 ? K : 0);
   lane.n = static_cast<uint16_t>(K < 0 ? -K : 0);
@@ -125,6 +127,7 @@ struct ByteChannels {
   bool in_signed, out_signed;
   std::vector<ByteLane> lanes;
   std::vector<bool> ok;
+  std::vector<uint8_t> ok_bytes;  // ok as bytes (ByteJob::lane_ok)
   int64_t count = 0;
 };
 
@@ -135,6 +138,7 @@ struct BytePlan {
   Table<uint8_t> tab;
   std::vector<int64_t> a, b, s, lo, hi, fix;
   std::vector<uint8_t> lut;  // channels without a template: 256 exact output bytes per channel (by input bits)
+  bool flip = false, sub = false;
   ByteJob job;
 };
 
@@ -182,6 +186,107 @@ void byte_template_params(bool in_signed, bool out_signed, int64_t channels, con
 
 namespace detail {
 
+namespace {
+
+// The verified lanes for this signedness (searched on first use); the caller holds cache->mu.
+ByteChannels* byte_channels(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels,
+                            const KernelParams& p) {
+  for (const auto& ch : cache->channels) {
+    if (ch->in_signed == in_signed && ch->out_signed == out_signed) return ch.get();
+  }
+  auto made = std::make_unique<ByteChannels>();
+  made->in_signed = in_signed;
+  made->out_signed = out_signed;
+  made->ok = byte_template_search(in_signed, out_signed, channels, p.multiplier, p.bias, p.shift, p.lo, p.hi, p.qmin,
+                                  p.qmax, made->lanes);
+  made->count = std::count(made->ok.begin(), made->ok.end(), true);
+  made->ok_bytes.assign(made->ok.begin(), made->ok.end());
+  cache->channels.push_back(std::move(made));
+  return cache->channels.back().get();
+}
+
+// The plan's exact-formula parameters, range flag and fix-up tables (channels without a verified lane).
+void byte_plan_exact(BytePlan& pl, const ByteChannels& chs, bool in_signed, int64_t channels,
+                     const KernelParams& p) {
+  const int64_t tmin = in_signed ? -128 : 0, tmax = in_signed ? 127 : 255;
+  pl.check = false;
+  for (int64_t c = 0; c < channels; ++c) {
+    pl.a.push_back(p.multiplier[c]);
+    pl.b.push_back(p.bias[c]);
+    pl.s.push_back(std::min(p.shift[c], 63));
+    pl.lo.push_back(p.lo[c]);
+    pl.hi.push_back(p.hi[c]);
+    pl.check |= p.lo[c] > tmin || p.hi[c] < tmax;
+  }
+  pl.lut.assign(static_cast<size_t>(channels * 256), 0);
+  for (int64_t c = 0; c < channels; ++c) {
+    if (chs.ok[static_cast<size_t>(c)]) continue;
+    for (int v = 0; v < 256; ++v) {  // the exact formula on every input value (out-of-range ones are reported)
+      const int64_t xv = in_signed ? static_cast<int8_t>(v) : v;
+      pl.lut[static_cast<size_t>(c * 256 + v)] =
+          static_cast<uint8_t>(exact_output(p.multiplier[c], p.bias[c], p.shift[c], xv, p.qmin, p.qmax));
+    }
+  }
+  pl.flip = pl.sub = false;
+  for (int64_t c = 0; c < channels; ++c) {
+    const ByteLane& l = chs.lanes[static_cast<size_t>(c)];
+    pl.flip |= l.flip != 0;
+    pl.sub |= l.n != 0;
+  }
+}
+
+void byte_job_common(BytePlan& pl, const ByteChannels& chs, const KernelParams& p) {
+  ByteJob& j = pl.job;
+  j.channels = pl.channels;
+  j.inner = pl.inner;
+  j.qlo = static_cast<uint8_t>(p.qmin + (pl.out_signed ? 0x80 : 0));
+  j.qhi = static_cast<uint8_t>(p.qmax + (pl.out_signed ? 0x80 : 0));
+  j.a = pl.a.data();
+  j.b = pl.b.data();
+  j.s = pl.s.data();
+  j.lo = pl.lo.data();
+  j.hi = pl.hi.data();
+  j.qmin = p.qmin;
+  j.qmax = p.qmax;
+  j.fix = pl.fix.data();
+  j.nfix = static_cast<int64_t>(pl.fix.size() / 2);
+  j.lut = pl.lut.data();
+  j.flip = pl.flip;
+  j.sub = pl.sub;
+  j.clamp = !(j.qlo == 0 && j.qhi == 255);
+  j.lanes = chs.lanes.data();
+  j.lane_ok = chs.ok_bytes.data();
+}
+
+}  // namespace
+
+const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
+                             const KernelParams& p, bool* check) {
+  std::lock_guard<std::mutex> lock(cache->mu);
+  for (const auto& pl : cache->plans) {
+    if (pl->in_signed == in_signed && pl->out_signed == out_signed && pl->channels == channels &&
+        pl->inner == inner && pl->width == 0) {
+      *check = pl->check;
+      return &pl->job;
+    }
+  }
+  ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
+  if (chs->count == 0) return nullptr;
+  auto pl = std::make_unique<BytePlan>();
+  pl->in_signed = in_signed;
+  pl->out_signed = out_signed;
+  pl->channels = channels;
+  pl->inner = inner;
+  pl->width = 0;
+  byte_plan_exact(*pl, *chs, in_signed, channels, p);
+  byte_job_common(*pl, *chs, p);
+  pl->job.tab = nullptr;
+  pl->job.period = 0;
+  *check = pl->check;
+  cache->plans.push_back(std::move(pl));
+  return &cache->plans.back()->job;
+}
+
 // The ByteJob of a cached plan (built on first use), or nullptr when no channel has verified parameters or the
 // period would be too long.  p.lo / p.hi: the channel ranges within In.
 const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
@@ -199,20 +304,7 @@ const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed
       return &pl->job;
     }
   }
-  ByteChannels* chs = nullptr;
-  for (const auto& ch : cache->channels) {
-    if (ch->in_signed == in_signed && ch->out_signed == out_signed) chs = ch.get();
-  }
-  if (chs == nullptr) {
-    auto made = std::make_unique<ByteChannels>();
-    made->in_signed = in_signed;
-    made->out_signed = out_signed;
-    made->ok = byte_template_search(in_signed, out_signed, channels, p.multiplier, p.bias, p.shift, p.lo, p.hi,
-                                    p.qmin, p.qmax, made->lanes);
-    made->count = std::count(made->ok.begin(), made->ok.end(), true);
-    chs = made.get();
-    cache->channels.push_back(std::move(made));
-  }
+  ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
   if (chs->count == 0) return nullptr;
   auto pl = std::make_unique<BytePlan>();
   pl->in_signed = in_signed;
@@ -220,25 +312,7 @@ const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed
   pl->channels = channels;
   pl->inner = inner;
   pl->width = width;
-  const int64_t tmin = in_signed ? -128 : 0, tmax = in_signed ? 127 : 255;
-  pl->check = false;
-  for (int64_t c = 0; c < channels; ++c) {
-    pl->a.push_back(p.multiplier[c]);
-    pl->b.push_back(p.bias[c]);
-    pl->s.push_back(std::min(p.shift[c], 63));
-    pl->lo.push_back(p.lo[c]);
-    pl->hi.push_back(p.hi[c]);
-    pl->check |= p.lo[c] > tmin || p.hi[c] < tmax;
-  }
-  pl->lut.assign(static_cast<size_t>(channels * 256), 0);
-  for (int64_t c = 0; c < channels; ++c) {
-    if (chs->ok[static_cast<size_t>(c)]) continue;
-    for (int v = 0; v < 256; ++v) {  // the exact formula on every input value (out-of-range ones are reported)
-      const int64_t xv = in_signed ? static_cast<int8_t>(v) : v;
-      pl->lut[static_cast<size_t>(c * 256 + v)] =
-          static_cast<uint8_t>(exact_output(p.multiplier[c], p.bias[c], p.shift[c], xv, p.qmin, p.qmax));
-    }
-  }
+  byte_plan_exact(*pl, *chs, in_signed, channels, p);
   const int64_t W = width;
   pl->tab.assign(static_cast<size_t>(period / W * kByteTabVectors * W), 0);
   for (int64_t blk = 0; blk < period / W; ++blk) {
@@ -261,23 +335,9 @@ const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed
       }
     }
   }
-  ByteJob& j = pl->job;
-  j.tab = pl->tab.data();
-  j.period = period;
-  j.channels = channels;
-  j.inner = inner;
-  j.qlo = static_cast<uint8_t>(p.qmin + (out_signed ? 0x80 : 0));
-  j.qhi = static_cast<uint8_t>(p.qmax + (out_signed ? 0x80 : 0));
-  j.a = pl->a.data();
-  j.b = pl->b.data();
-  j.s = pl->s.data();
-  j.lo = pl->lo.data();
-  j.hi = pl->hi.data();
-  j.qmin = p.qmin;
-  j.qmax = p.qmax;
-  j.fix = pl->fix.data();
-  j.nfix = static_cast<int64_t>(pl->fix.size() / 2);
-  j.lut = pl->lut.data();
+  byte_job_common(*pl, *chs, p);
+  pl->job.tab = pl->tab.data();
+  pl->job.period = period;
   *check = pl->check;
   cache->plans.push_back(std::move(pl));
   return &cache->plans.back()->job;

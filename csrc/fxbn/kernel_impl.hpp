@@ -303,6 +303,14 @@ struct ByteJob {
   const int64_t* fix;          // (period offset, channel) of the elements whose channel has no template, ascending
   int64_t nfix;
   const uint8_t* lut;          // per channel, 256 output bytes by input bits: the exact formula (fix-ups)
+  // The instructions the bodies may leave out, each an identity on the verified parameters (byte_template's model
+  // keeps them): flip: some lane has flip != 0 (else no vpxor); sub: some lane has n != 0 (else no vpsubusw);
+  // clamp: [qlo, qhi] is not [0, 255] (else no vpmaxub / vpminub: vpackuswb already gives bytes in [0, 255]).
+  bool flip, sub, clamp;
+  // By-row mode (NCHW rows: one channel per row of `inner` elements): the verified lane of each channel (valid
+  // where lane_ok), broadcast in registers for its rows; rows of other channels take lut.
+  const ByteLane* lanes;
+  const uint8_t* lane_ok;
 };
 
 // Elements [pos, end) by the exact formula (tails): returns whether one is out of range.
@@ -347,13 +355,20 @@ bool byte_template_check(const ByteLane& lane, bool in_signed, bool out_signed, 
 // parameters or the period is too long; *check: some channel's range is narrower than In.
 const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
                              int64_t width, const KernelParams& p, bool* check);
+// By-row mode (width 0 in the cache: no tables, per-channel lanes): nullptr when no channel has verified parameters.
+const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
+                             const KernelParams& p, bool* check);
 
 #if FXBN_X86_DISPATCH
 // kernel_avx2.cpp / kernel_avx512.cpp: the byte bodies (Job::a points to a ByteJob; In, Out 8-bit).
 template <class In, class Out>
-ChunkFn avx2_byte_periodic(bool check);
-template <class In, class Out>
 ChunkFn avx512_byte_periodic(bool check);
+// AVX2 with the ByteJob's flags (flip, sub, clamp) and the period: resident tables when the period is 64 elements.
+template <class In, class Out>
+ChunkFn avx2_byte_body(const ByteJob& bj, bool check);
+// AVX2 by rows (byte_rows_job).
+template <class In, class Out>
+ChunkFn avx2_byte_rows(bool check, bool clamp);
 #endif
 
 }  // namespace detail
