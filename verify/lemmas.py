@@ -1157,18 +1157,9 @@ def avx2_byte_template(in_dtype, w=32, wrong=False):
     return _byte_template(in_dtype, 32, wrong, "avx2_byte_template")
 
 
-def byte_template(in_dtype, w=32, wrong=False):
-    """AVX-512 byte_periodic (kernel_avx512.cpp): avx2_byte_template's instruction sequence on 64 elements (the
-    unpacks and vpackuswb act per 128-bit lane; the tables follow the same per-lane layout); the range check there
-    is vpcmp[u]b into a mask, modelled by the same max/min equivalence.  Same claims and wrong variants."""
-    return _byte_template(in_dtype, 64, wrong, "byte_template")
-
-
 _BYTE_WRONG = ("unpack_operands_swapped", "halves_swapped", "signed_mulhi", "signed_pack", "unsigned_check_for_int8")
 SIMD_WRONG["avx2_byte_template"] = _BYTE_WRONG
-SIMD_WRONG["byte_template"] = _BYTE_WRONG
 SIMD_LEMMAS["avx2_byte_template"] = (avx2_byte_template, "QF_BV", (32,), ("int8", "uint8"))
-SIMD_LEMMAS["byte_template"] = (byte_template, "QF_BV", (32,), ("int8", "uint8"))
 
 
 # The lean AVX2 byte bodies (kernel_avx2.cpp byte_step with its Ops mask): avx2_byte_template's sequence with the

@@ -446,68 +446,6 @@ FXBN_FOR_IN_OUT(FXBN_PERIODIC, _)
 #undef FXBN_ROWS
 #undef FXBN_PERIODIC
 
-// ------------------------------------------------------------------------------------------------ 8-bit template
-// byte_periodic: the AVX2 body's instruction sequence (kernel_avx2.cpp) on 64 elements per step (AVX-512BW: the
-// unpacks and vpackuswb work per 128-bit lane, so the table layout is the same per lane); the range check is
-// vpcmpub / vpcmpb into a mask.  QF_BV lemma ``byte_template`` (width 64).
-namespace {
-FXBN_TARGET_V4 FXBN_INLINE __m512i ld(const void* p) { return _mm512_loadu_si512(p); }
-
-template <class In, class Out, bool Check>
-FXBN_TARGET_V4 bool byte_periodic(const Job& j, int64_t begin, int64_t end) {
-  const ByteJob& bj = *static_cast<const ByteJob*>(j.a);
-  const In* const xs = static_cast<const In*>(j.x);
-  Out* const ys = static_cast<Out*>(j.y);
-  constexpr int64_t W = 64;
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i qlo = _mm512_set1_epi8(static_cast<char>(bj.qlo)), qhi = _mm512_set1_epi8(static_cast<char>(bj.qhi));
-  const __m512i ob = _mm512_set1_epi8(static_cast<char>(0x80));
-  __mmask64 bad = 0;
-  const int64_t vend = begin + (end - begin) / W * W;
-  int64_t off = begin % bj.period;
-  for (int64_t pos = begin; pos < vend; pos += W) {
-    const uint8_t* t = bj.tab + off / W * (kByteTabVectors * W);
-    const __m512i x = ld(xs + pos);
-    if constexpr (Check) {
-      if constexpr (std::is_signed<In>::value) {
-        bad |= _mm512_cmplt_epi8_mask(x, ld(t + W)) | _mm512_cmpgt_epi8_mask(x, ld(t + 2 * W));
-      } else {
-        bad |= _mm512_cmplt_epu8_mask(x, ld(t + W)) | _mm512_cmpgt_epu8_mask(x, ld(t + 2 * W));
-      }
-    }
-    const __m512i xf = _mm512_xor_si512(x, ld(t));
-    const __m512i w0 = _mm512_unpacklo_epi8(zero, xf), w1 = _mm512_unpackhi_epi8(zero, xf);
-    const __m512i u0 = _mm512_mulhi_epu16(w0, ld(t + 3 * W)), u1 = _mm512_mulhi_epu16(w1, ld(t + 4 * W));
-    const __m512i v0 = _mm512_subs_epu16(_mm512_add_epi16(u0, ld(t + 5 * W)), ld(t + 7 * W));
-    const __m512i v1 = _mm512_subs_epu16(_mm512_add_epi16(u1, ld(t + 6 * W)), ld(t + 8 * W));
-    const __m512i q0 = _mm512_mulhi_epu16(v0, ld(t + 9 * W)), q1 = _mm512_mulhi_epu16(v1, ld(t + 10 * W));
-    __m512i y = _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(q0, q1), qlo), qhi);
-    if constexpr (std::is_signed<Out>::value) y = _mm512_xor_si512(y, ob);
-    _mm512_storeu_si512(ys + pos, y);
-    off += W;
-    if (off == bj.period) off = 0;
-  }
-  bool flag = Check && bad != 0;
-  flag |= byte_scalar<In, Out, Check>(bj, xs, ys, vend, end);
-  byte_fixups<In, Out>(bj, xs, ys, begin, vend);
-  return flag;
-}
-}  // namespace
-
-template <class In, class Out>
-ChunkFn avx512_byte_periodic(bool check) {
-  if constexpr (sizeof(In) == 1 && sizeof(Out) == 1) {
-    return check ? &byte_periodic<In, Out, true> : &byte_periodic<In, Out, false>;
-  } else {
-    (void)check;
-    return nullptr;
-  }
-}
-template ChunkFn avx512_byte_periodic<int8_t, int8_t>(bool);
-template ChunkFn avx512_byte_periodic<int8_t, uint8_t>(bool);
-template ChunkFn avx512_byte_periodic<uint8_t, int8_t>(bool);
-template ChunkFn avx512_byte_periodic<uint8_t, uint8_t>(bool);
-
 }  // namespace detail
 }  // namespace fxbn
 

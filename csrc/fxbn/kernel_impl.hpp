@@ -360,9 +360,7 @@ const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed
                              const KernelParams& p, bool* check);
 
 #if FXBN_X86_DISPATCH
-// kernel_avx2.cpp / kernel_avx512.cpp: the byte bodies (Job::a points to a ByteJob; In, Out 8-bit).
-template <class In, class Out>
-ChunkFn avx512_byte_periodic(bool check);
+// kernel_avx2.cpp: the byte bodies (Job::a points to a ByteJob; In, Out 8-bit).
 // AVX2 with the ByteJob's flags (flip, sub, clamp) and the period: resident tables when the period is 64 elements.
 template <class In, class Out>
 ChunkFn avx2_byte_body(const ByteJob& bj, bool check);
