@@ -195,17 +195,22 @@ def test_check_accepts_exactly_the_exact_parameters(tin, tout):
     assert not ok3[ok & (bad[:, 1] < 65536)].any()
 
 
-def test_without_template_channels_the_fixups_are_exact(isa):
-    """Channels whose parameters fail the check (forced here: huge slopes need m > 65535) take the exact table in the
-    bodies' fix-up pass, beside template channels in the same vectors."""
-    c = 37
-    m = np.where(np.arange(c) % 3 == 0, 300 << 8, 77)       # slope 300 on every third channel: no 16-bit m
+def _mixed_template_layer(c=37):
+    """A uint8 layer where every third channel's slope (300) needs m > 65535, so its parameters fail the check."""
+    m = np.where(np.arange(c) % 3 == 0, 300 << 8, 77)
     m = np.where(np.arange(c) % 5 == 1, -91, m)
     b = np.where(np.arange(c) % 3 == 0, -(300 << 8) * 128, 1 << 9)
     s = np.full(c, 8)
     source = {"form": "affine", "a": np.zeros(c), "b": np.zeros(c)}
-    layer = fxbn.FixedPointBN(m.astype(np.int64), b.astype(np.int64), s.astype(np.int64),
-                              np.array([(0, 255)] * c, np.int64), (0, 255), "half_up", source, "uint8", "uint8")
+    return fxbn.FixedPointBN(m.astype(np.int64), b.astype(np.int64), s.astype(np.int64),
+                             np.array([(0, 255)] * c, np.int64), (0, 255), "half_up", source, "uint8", "uint8")
+
+
+def test_without_template_channels_the_fixups_are_exact(isa):
+    """Channels whose parameters fail the check (forced here: huge slopes need m > 65535) take the exact table in the
+    bodies' fix-up pass, beside template channels in the same vectors."""
+    c = 37
+    layer = _mixed_template_layer(c)
     k = kernel(layer)
     rng = np.random.default_rng(1)
     for outer, threads in ((300, 1), ((1 << 20) // c + 3, 2)):
@@ -343,13 +348,7 @@ def test_nchw_rows_range_errors(isa, tin, tout):
 def test_nchw_rows_without_template_channels(isa):
     """Rows of channels whose parameters fail the check take the exact table, beside template rows."""
     c = 37
-    m = np.where(np.arange(c) % 3 == 0, 300 << 8, 77)
-    m = np.where(np.arange(c) % 5 == 1, -91, m)
-    b = np.where(np.arange(c) % 3 == 0, -(300 << 8) * 128, 1 << 9)
-    s = np.full(c, 8)
-    source = {"form": "affine", "a": np.zeros(c), "b": np.zeros(c)}
-    layer = fxbn.FixedPointBN(m.astype(np.int64), b.astype(np.int64), s.astype(np.int64),
-                              np.array([(0, 255)] * c, np.int64), (0, 255), "half_up", source, "uint8", "uint8")
+    layer = _mixed_template_layer(c)
     k = kernel(layer)
     rng = np.random.default_rng(2)
     for outer, inner, threads in ((2, 130, 1), (3, 256, 2)):

@@ -258,27 +258,42 @@ void byte_job_common(BytePlan& pl, const ByteChannels& chs, const KernelParams& 
   j.lane_ok = chs.ok_bytes.data();
 }
 
-}  // namespace
-
-const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
-                             const KernelParams& p, bool* check) {
-  std::lock_guard<std::mutex> lock(cache->mu);
-  for (const auto& pl : cache->plans) {
+// The plan cached for this call's shape and body width (0: by rows), or nullptr.  Caller holds cache.mu.
+const BytePlan* cached_plan(const KernelCache& cache, bool in_signed, bool out_signed, int64_t channels,
+                            int64_t inner, int64_t width) {
+  for (const auto& pl : cache.plans) {
     if (pl->in_signed == in_signed && pl->out_signed == out_signed && pl->channels == channels &&
-        pl->inner == inner && pl->width == 0) {
-      *check = pl->check;
-      return &pl->job;
+        pl->inner == inner && pl->width == width) {
+      return pl.get();
     }
   }
-  ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
-  if (chs->count == 0) return nullptr;
+  return nullptr;
+}
+
+std::unique_ptr<BytePlan> new_plan(const ByteChannels& chs, bool in_signed, bool out_signed, int64_t channels,
+                                   int64_t inner, int64_t width, const KernelParams& p) {
   auto pl = std::make_unique<BytePlan>();
   pl->in_signed = in_signed;
   pl->out_signed = out_signed;
   pl->channels = channels;
   pl->inner = inner;
-  pl->width = 0;
-  byte_plan_exact(*pl, *chs, in_signed, channels, p);
+  pl->width = width;
+  byte_plan_exact(*pl, chs, in_signed, channels, p);
+  return pl;
+}
+
+}  // namespace
+
+const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
+                             const KernelParams& p, bool* check) {
+  std::lock_guard<std::mutex> lock(cache->mu);
+  if (const BytePlan* found = cached_plan(*cache, in_signed, out_signed, channels, inner, 0)) {
+    *check = found->check;
+    return &found->job;
+  }
+  ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
+  if (chs->count == 0) return nullptr;
+  auto pl = new_plan(*chs, in_signed, out_signed, channels, inner, 0, p);
   byte_job_common(*pl, *chs, p);
   pl->job.tab = nullptr;
   pl->job.period = 0;
@@ -297,22 +312,13 @@ const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed
   const int64_t period = base / std::gcd(base, int64_t{64}) * 64;
   if (period > kMaxBytePeriod) return nullptr;
   std::lock_guard<std::mutex> lock(cache->mu);
-  for (const auto& pl : cache->plans) {
-    if (pl->in_signed == in_signed && pl->out_signed == out_signed && pl->channels == channels &&
-        pl->inner == inner && pl->width == width) {
-      *check = pl->check;
-      return &pl->job;
-    }
+  if (const BytePlan* found = cached_plan(*cache, in_signed, out_signed, channels, inner, width)) {
+    *check = found->check;
+    return &found->job;
   }
   ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
   if (chs->count == 0) return nullptr;
-  auto pl = std::make_unique<BytePlan>();
-  pl->in_signed = in_signed;
-  pl->out_signed = out_signed;
-  pl->channels = channels;
-  pl->inner = inner;
-  pl->width = width;
-  byte_plan_exact(*pl, *chs, in_signed, channels, p);
+  auto pl = new_plan(*chs, in_signed, out_signed, channels, inner, width, p);
   const int64_t W = width;
   pl->tab.assign(static_cast<size_t>(period / W * kByteTabVectors * W), 0);
   for (int64_t blk = 0; blk < period / W; ++blk) {
