@@ -673,33 +673,26 @@ bool apply_byte(const In* x, Out* y, int64_t outer, int64_t channels, int64_t in
 #if FXBN_X86_DISPATCH
   const Isa isa = current_isa();
   if (p.cache == nullptr || !(isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi)) return false;
+  bool check = false;
+  const ByteJob* bj = nullptr;
+  ChunkFn fn = nullptr;
   if (use_rows(channels, inner)) {
     // AVX2 NCHW rows: the template with each row's lane in registers (AVX-512 with VBMI has its lookup rows)
     if (isa != Isa::avx2 || inner < kMinRow) return false;
-    bool check = false;
-    const ByteJob* bj =
-        byte_rows_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner, p, &check);
-    if (bj == nullptr) return false;
-    Job j{};
-    j.x = x;
-    j.y = y;
-    j.a = bj;
-    *result = run_reporting(avx2_byte_rows<In, Out>(check, bj->clamp), j, x, outer, channels, inner, p, check,
-                            threads, 2, sizeof(Out));
-    return true;
+    bj = byte_rows_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner, p, &check);
+    if (bj != nullptr) fn = avx2_byte_rows<In, Out>(check, bj->clamp);
+  } else {
+    // Every x86 ISA with AVX2 takes the AVX2 body: on the AMD EPYC here (512-bit ops issued as two halves) it ran
+    // at half the time of the former 64-lane AVX-512 body (uint8 NHWC 1x56x56x64: 6.4 vs 11.9 us kernel).
+    bj = byte_plan_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner, p, &check);
+    if (bj != nullptr) fn = avx2_byte_body<In, Out>(*bj, check);
   }
-  // Every x86 ISA with AVX2 takes the AVX2 body: on the AMD EPYC here (512-bit ops issued as two halves) it ran at
-  // half the time of the former 64-lane AVX-512 body (uint8 NHWC 1x56x56x64: 6.4 vs 11.9 us kernel).
-  bool check = false;
-  const ByteJob* bj = byte_plan_job(p.cache, std::is_signed<In>::value, std::is_signed<Out>::value, channels, inner,
-                                    32, p, &check);
   if (bj == nullptr) return false;
   Job j{};
   j.x = x;
   j.y = y;
   j.a = bj;
-  *result = run_reporting(avx2_byte_body<In, Out>(*bj, check), j, x, outer, channels, inner, p, check, threads, 2,
-                          sizeof(Out));
+  *result = run_reporting(fn, j, x, outer, channels, inner, p, check, threads, 2, sizeof(Out));
   return true;
 #else
   (void)x, (void)y, (void)outer, (void)channels, (void)inner, (void)p, (void)threads, (void)result;

@@ -305,21 +305,21 @@ const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed
 // The ByteJob of a cached plan (built on first use), or nullptr when no channel has verified parameters or the
 // period would be too long.  p.lo / p.hi: the channel ranges within In.
 const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
-                             int64_t width, const KernelParams& p, bool* check) {
+                             const KernelParams& p, bool* check) {
+  constexpr int64_t W = 32;  // the AVX2 body's step: the tables are laid out per 32 elements
   constexpr int64_t kMaxBytePeriod = int64_t{1} << 15;
   const int64_t base = channels * inner;
   if (base > kMaxBytePeriod) return nullptr;
   const int64_t period = base / std::gcd(base, int64_t{64}) * 64;
   if (period > kMaxBytePeriod) return nullptr;
   std::lock_guard<std::mutex> lock(cache->mu);
-  if (const BytePlan* found = cached_plan(*cache, in_signed, out_signed, channels, inner, width)) {
+  if (const BytePlan* found = cached_plan(*cache, in_signed, out_signed, channels, inner, W)) {
     *check = found->check;
     return &found->job;
   }
   ByteChannels* chs = byte_channels(cache, in_signed, out_signed, channels, p);
   if (chs->count == 0) return nullptr;
-  auto pl = new_plan(*chs, in_signed, out_signed, channels, inner, width, p);
-  const int64_t W = width;
+  auto pl = new_plan(*chs, in_signed, out_signed, channels, inner, W, p);
   pl->tab.assign(static_cast<size_t>(period / W * kByteTabVectors * W), 0);
   for (int64_t blk = 0; blk < period / W; ++blk) {
     uint8_t* t = pl->tab.data() + blk * kByteTabVectors * W;

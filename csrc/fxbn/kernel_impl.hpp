@@ -354,7 +354,7 @@ bool byte_template_check(const ByteLane& lane, bool in_signed, bool out_signed, 
 // The cached plan's job for this layout (built on first use; kernel_byte.cpp), nullptr when no channel has verified
 // parameters or the period is too long; *check: some channel's range is narrower than In.
 const ByteJob* byte_plan_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
-                             int64_t width, const KernelParams& p, bool* check);
+                             const KernelParams& p, bool* check);
 // By-row mode (width 0 in the cache: no tables, per-channel lanes): nullptr when no channel has verified parameters.
 const ByteJob* byte_rows_job(KernelCache* cache, bool in_signed, bool out_signed, int64_t channels, int64_t inner,
                              const KernelParams& p, bool* check);
