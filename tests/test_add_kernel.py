@@ -10,8 +10,6 @@ in NumPy int64, and through FixedPointAdd the exact Fraction reference.  test_mu
 comparison fails for a parameter off by one on every body; test_no_access_past_the_arrays runs the bodies on arrays
 that end right before an inaccessible page.
 """
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -19,6 +17,8 @@ import pytest
 
 import fxbn
 from fxbn import _core
+
+import guard_pages
 
 
 def _isas():
@@ -191,25 +191,10 @@ def test_mutations_are_caught(isa):
 
 
 GUARD_SCRIPT = r"""
-import ctypes, mmap, sys
+import sys
 import numpy as np
 from fxbn import _core
-
-libc = ctypes.CDLL(None)
-libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-PAGE = mmap.PAGESIZE
-keep = []
-
-
-def guarded(n, dtype):
-    nbytes = n * np.dtype(dtype).itemsize
-    pages = (nbytes + PAGE - 1) // PAGE + 1
-    m = mmap.mmap(-1, pages * PAGE)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    assert libc.mprotect(base + (pages - 1) * PAGE, PAGE, 0) == 0
-    keep.append(m)
-    return np.frombuffer(m, dtype, n, (pages - 1) * PAGE - nbytes)
-
+from guard_pages import guarded
 
 rng = np.random.default_rng(5)
 runs = 0
@@ -238,7 +223,7 @@ print("ok", runs)
 def test_no_access_past_the_arrays():
     """x1, x2 and y end right before an inaccessible page, on every body: lengths that are whole SIMD steps (32, 64,
     128), tails (33, 65, 1) and short broadcast periods: a read or write past an array is a segfault of the child."""
-    res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, *ISAS], capture_output=True, text=True, timeout=300)
+    res = guard_pages.run(GUARD_SCRIPT, *ISAS)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
 
 

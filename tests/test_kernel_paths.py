@@ -23,6 +23,8 @@ from fxbn import _core
 from fxbn.api import DTYPE_RANGES, FixedPointBN
 from fxbn.errors import InfeasibleError
 
+import guard_pages
+
 IN_DTYPES = ("int8", "uint8", "int16", "int32")
 OUT_DTYPES = ("int8", "uint8", "int16", "uint16")
 LENGTHS = (1, 7, 63, 65, 1023)
@@ -464,27 +466,11 @@ def test_widen_input_scaling(isa, tin, tout, out_range):
 
 
 GUARD_SCRIPT = r"""
-import ctypes, mmap, sys
+import sys
 import numpy as np
 import fxbn
 from fxbn import _core
-
-libc = ctypes.CDLL(None)
-libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-PAGE = mmap.PAGESIZE
-keep = []
-
-
-def guarded(shape, dtype):
-    # an array whose last byte is the last byte before a PROT_NONE page: any read or write past it faults
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    pages = (nbytes + PAGE - 1) // PAGE + 1
-    m = mmap.mmap(-1, pages * PAGE)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    assert libc.mprotect(base + (pages - 1) * PAGE, PAGE, 0) == 0
-    keep.append(m)
-    return np.frombuffer(m, dtype, int(np.prod(shape)), (pages - 1) * PAGE - nbytes).reshape(shape)
-
+from guard_pages import guarded
 
 rng = np.random.default_rng(5)
 layers = [fxbn.from_affine(10.0 ** rng.uniform(-4, -2, 8), rng.uniform(-50, 50, 8), in_dtype="int32")]
@@ -514,10 +500,7 @@ def test_no_access_past_the_arrays():
     """Inputs and outputs that end right before an inaccessible page, on every ISA body, 8/16/32-bit inputs, rows
     whose length is a multiple of 16 and 64 (the SIMD blocks end exactly at the end of the tensor) and periodic
     tables: a read or write past either array is a segfault of the child process, not a silent pass."""
-    import subprocess
-    import sys
-
-    res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, *ISAS], capture_output=True, text=True, timeout=300)
+    res = guard_pages.run(GUARD_SCRIPT, *ISAS)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
 
 
