@@ -65,6 +65,38 @@ def _in_bits(case):
     return int(case.split("2^")[1]) + 1 if "+-2^" in case else None
 
 
+# A real layer for the row "int32->int8 r50 2a_2b": ResNet-50's bn2a_branch2b (3x3 conv, 64 channels at 56 x 56, the
+# small shape) as `python -m verify` builds it from ../shared/data/imagenet/resnet50.npz: int8 per-channel weights,
+# each channel's exact accumulator bound (asymmetric, 21-23 bits, different per channel) and the activation
+# quantization of `python -m experiments.activations resnet50 --calib 16` (minmax over the first 16 sample images).
+R50_CASE = "int32->int8 r50 2a_2b"
+R50_BN = "bn2a_branch2b"
+R50_ACTS = {"in": dict(scale=0.03331106597302007, zero_point=-128, dtype="int8", qmin=-128, qmax=127),
+            "out": dict(scale=0.04684354370715572, zero_point=-128, dtype="int8", qmin=-128, qmax=127)}
+
+
+def resnet50_layer():
+    """(FixedPointBN, a, b) of R50_BN, or None without the data directory."""
+    from experiments import data
+    from fxbn import importers
+    from verify import model as vm
+
+    path = data.data_dir() / "imagenet" / "resnet50.npz"
+    if not path.exists():
+        return None
+    m = vm.load_model(str(path))
+    pair = next(p for p in m.pairs if p.bn == R50_BN)
+    params, w, bias = vm._bn_and_weights(m, pair, 0.001)
+    w_q, w_scale = importers.quantize_weights(w, axis=pair.weight_axis)
+    act_in, act_out = (importers.ActivationQuant(**{k: R50_ACTS[side][k] for k in ("scale", "zero_point", "dtype",
+                                                                                   "qmin", "qmax")})
+                       for side in ("in", "out"))
+    layer = importers.conv_bn_layer(params, w_q, w_scale, act_in, act_out, relu=True, axis=pair.weight_axis,
+                                    rounding="half_up", conv_bias=bias, exact_bias_fold=False)
+    a, b = float_affine(layer)
+    return layer, a, b
+
+
 # The clock of the kernel rows: wall time (perf_counter), or with --clock cpu the process's CPU time (process_time:
 # time spent descheduled by other tenants of a loaded machine is not counted; meaningful for one-thread rows only).
 CLOCK = time.perf_counter
@@ -330,6 +362,7 @@ def kernel_cases(shapes, threads_list, repeats, use_torch, log, cases=None):
         ("int32->int8 +-2^23", "int32", "int8"),
         ("int32->int8 +-2^16", "int32", "int8"),   # ResNet-50's narrowest layer accumulator (17 bits)
         ("int32->int8 +-2^25", "int32", "int8"),   # and its widest (26 bits)
+        (R50_CASE, "int32", "int8"),               # a real layer: per-channel ranges (see R50_BN)
         ("int16->int16", "int16", "int16"),
     ]
     if cases:
@@ -337,16 +370,28 @@ def kernel_cases(shapes, threads_list, repeats, use_torch, log, cases=None):
     for size_name, shape in shapes.items():
         n, c, h, w = shape
         for name, tin, tout in configs:
-            if size_name == "large" and _in_bits(name) not in (None, ADD_BITS):
-                continue  # the 17- and 26-bit rows: small tensors only (the large ones are bound by memory)
-            if tin == "int32":
+            if size_name == "large" and (name == R50_CASE or _in_bits(name) not in (None, ADD_BITS)):
+                continue  # the 17- and 26-bit rows and the real layer: small tensors only
+            if name == R50_CASE:
+                built = resnet50_layer()
+                if built is None:
+                    print(f"{name}: skipped ({R50_BN} needs ../shared/data/imagenet/resnet50.npz)")
+                    continue
+                layer, a, b = built
+                params = None
+                lo, hi = (layer.in_range[:, k].reshape(1, c, 1, 1) for k in (0, 1))
+                # a conv accumulator's spread in each channel's own bound (sigma a 16th of its width), clipped to it
+                x_nchw = np.clip(np.rint(rng.normal(0, 1, shape) * ((hi - lo) / 16)), lo, hi).astype(np.int32)
+            elif tin == "int32":
                 layer, a, b = affine_layer(c, rng, in_bits=_in_bits(name))
                 params = None
             else:
                 layer, params = bn_layer(c, tin, tout, rng)
                 a, b = float_affine(layer)
             info = np.iinfo(tin)
-            if tin == "int32" and _in_bits(name):
+            if name == R50_CASE:
+                pass
+            elif tin == "int32" and _in_bits(name):
                 # the declared +-2^(bits-1) range, used: a conv accumulator's spread (sigma 2^(bits-4)), clipped to it
                 lim = 1 << (_in_bits(name) - 1)
                 x_nchw = np.clip(rng.normal(0, lim >> 3, shape), -lim, lim - 1).astype(np.int32)
@@ -534,7 +579,7 @@ def summarize(rows, solver_rows, threads_list):
             if case == "uint8->uint8" and layout == "NHWC":
                 targets.append(dict(target=f"fxbn >= 3x torch, uint8 NHWC {size} t={t} (issue 14)",
                                     value=x_torch, met=(x_torch >= 3) if x_torch else None))
-            if case.startswith("int32->int8 +-2^") and layout == "NCHW":
+            if (case.startswith("int32->int8 +-2^") or case == R50_CASE) and layout == "NCHW":
                 targets.append(dict(target=f"fxbn >= 8x numpy float32 path, {case} {size} t={t} "
                                     "(issue 14)", value=x_npf, met=x_npf >= 8))
             if case == "int32->int8" and layout == "NCHW":
