@@ -37,11 +37,17 @@ def x86_isa(request):
     _core.kernel_isa(before)
 
 
-def real_layer(channels, rng, tout="int8", bits=(17, 26)):
-    """A conv-accumulator layer: per-channel ranges of 2^17..2^26 (ResNet-50's), outputs spread over the range."""
-    k = rng.integers(bits[0] - 1, bits[1], channels)
-    lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
-    hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
+def real_layer(channels, rng, tout="int8", bits=(17, 26), one_range=False):
+    """A conv-accumulator layer: per-channel ranges of 2^17..2^26 (ResNet-50's), outputs spread over the range.
+    one_range: one [lo, hi] for every channel (a layer's declared accumulator range; the AVX-512 widen_pixels)."""
+    if one_range:
+        k = np.full(channels, rng.integers(bits[0] - 1, bits[1]))
+        lo = -(np.int64(1) << k) + rng.integers(0, 1000)
+        hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000)
+    else:
+        k = rng.integers(bits[0] - 1, bits[1], channels)
+        lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
+        hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
     a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, channels) * rng.choice([-1.0, 1.0], channels)
     b = rng.uniform(-20, 20, channels) + (127.5 if tout == "uint8" else 0.0)
     return fxbn.from_affine(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64),
@@ -190,3 +196,80 @@ def test_widen_pixels_many_channels():
         c = where % 1032
         xb.reshape(-1)[where] = layer.in_range[c, 0] - 1 if where % 2 else layer.in_range[c, 1] + 1
         assert raw(layer, xb, -1, acc32=False)[1] == where
+
+
+# The AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; the AVX-512 ISAs, channels % 64 == 0, one [lo, hi] for every
+# channel or no check): 64 channels' parameters in registers, runs of 16 pixels, min/max in two registers.
+ZMM_PIXELS = (1, 2, 15, 16, 17, 33, 131)
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [64, 128, 192])
+def test_widen_pixels_one_range(channels, tout):
+    rng = np.random.default_rng(2400 + channels)
+    for bits in ((17, 17), (24, 24), (26, 26)):
+        layer = real_layer(channels, rng, tout, bits, one_range=True)
+        for n in ZMM_PIXELS:
+            for shape in ((n, channels), (2, n, 1, channels)):
+                x = inputs(layer, shape, -1, rng)
+                want = expected(layer, x, -1)
+                y, bad = raw(layer, x, -1, acc32=False)
+                assert bad == -1
+                np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}, {bits}")
+                inside = (want > layer.out_range[0]) & (want < layer.out_range[1])
+                assert n < 4 or inside.mean() > 0.3  # not just the clamps
+
+
+@pytest.mark.parametrize("out_range", [(-128, 127), (-100, 90), (0, 255)])
+@pytest.mark.parametrize("channels", [64, 128])
+def test_widen_pixels_one_range_extremes(channels, out_range):
+    """Full int32 ranges (no check) and the extremes of s, A, B, on 64 and 128 channels."""
+    rng = np.random.default_rng(177 + channels)
+    A, B, s = extremes(channels, rng)
+    tout = "uint8" if out_range[0] == 0 else "int8"
+    layer = fixed_layer(A, B, s, -(1 << 31), (1 << 31) - 1, tout, out_range)
+    for shape in ((131, channels), (3, 5, 4, channels), (1, channels)):
+        x = _active_inputs(layer, shape, -1, rng)
+        y, bad = raw(layer, x, -1, acc32=False)
+        assert bad == -1
+        np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{channels} channels, {shape}")
+
+
+@pytest.mark.parametrize("channels", [64, 128])
+def test_widen_pixels_one_range_threads_and_violations(channels):
+    """2 threads, and a violation (above and below the shared range) named at its first index: in the first pixel,
+    a middle one, the tensor's last pixel (scalar) and the one before it (the body)."""
+    rng = np.random.default_rng(15 + channels)
+    layer = real_layer(channels, rng, one_range=True)
+    x = inputs(layer, (1, 37, 41, channels), -1, rng)
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want)
+    for where in (0, 5, x.size // 2 + 3, x.size - 2 * channels + 1, x.size - channels + 2, x.size - 1):
+        for value in (layer.in_range[0, 1] + 1, layer.in_range[0, 0] - 1, np.iinfo(np.int32).min):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                assert bad == where, (channels, where, value, threads, bad)
+
+
+def test_widen_pixels_one_range_out_kept():
+    """apply(x, out=y) with the shared range: exact, and a violation leaves y as it was."""
+    rng = np.random.default_rng(19)
+    layer = real_layer(64, rng, one_range=True)
+    x = inputs(layer, (2, 60, 70, 64), -1, rng)
+    for threads in (1, 2):
+        y = np.full(x.shape, 7, np.int8)
+        assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
+        for where in ((1 << 14) + 5, x.size - 1, x.size - 65, 3):
+            xb = x.copy()
+            xb.reshape(-1)[where] = layer.in_range[0, 1] + 1
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before)

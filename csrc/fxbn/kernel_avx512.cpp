@@ -352,6 +352,82 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
+// int32 -> 8-bit channel-last (inner == 1), channels % 64 == 0, every s >= 32, and no range check or one [lo, hi]
+// shared by every channel: the widen_rows arithmetic with per-channel parameters held in registers for a block of
+// 64 channels (4 vectors each of A, A of the odd channels (vpsrlq 32 of A loaded as dwords), B of the even and of
+// the odd channels (per 16 channels: the 8 even ones, then the 8 odd ones), s - 32: 20 of the 32 zmm registers),
+// reloaded once per block of kPixelRun pixels; min/max of the inputs in two registers for the whole chunk (the
+// shared range).  Per pixel and block: 4 loads, 4 odd loads one element on, one 64-byte store (pack_store64).  The
+// tensor's last pixel (its odd load would read one past the array) and a pixel split by the chunk's ends take the
+// scalar formula.  ``avx512_widen_pixels`` in verify/lemmas.py.
+constexpr int64_t kPixelRun = 16;
+
+template <class Out, bool Check, bool Sat>
+FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
+  static_assert(sizeof(Out) == 1, "8-bit outputs");
+  const int32_t* const xs = static_cast<const int32_t*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 16 channels: the 8 even ones, then the 8 odd
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
+  const int32_t lo = static_cast<const int32_t*>(j.lo)[0], hi = static_cast<const int32_t*>(j.hi)[0];
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  bool flag = false;
+  const auto scalar = [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      const int64_t c = e % C;
+      const int64_t bi = (c & ~int64_t{15}) + ((c & 1) ? 8 : 0) + ((c & 15) >> 1);
+      const int32_t v = xs[e];
+      if constexpr (Check) flag |= (v < lo) | (v > hi);
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * v);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+  };
+  const int64_t p0 = (begin + C - 1) / C;                   // the first whole pixel
+  const int64_t p1 = std::min(end / C, (j.total - 1) / C);  // past the last one, the tensor's last excluded
+  if (p1 <= p0) {
+    scalar(begin, end);
+    return flag;
+  }
+  scalar(begin, p0 * C);
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(qmin)), qmax8 = _mm512_set1_epi8(static_cast<char>(qmax));
+  __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
+    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    for (int64_t g = 0; g < C; g += 64) {
+      __m512i a[4], ao[4], be[4], bo[4], cnt[4];
+      for (int k = 0; k < 4; ++k) {
+        a[k] = _mm512_loadu_si512(A + g + 16 * k);
+        ao[k] = _mm512_srli_epi64(a[k], 32);
+        be[k] = _mm512_loadu_si512(Bs + g + 16 * k);
+        bo[k] = _mm512_loadu_si512(Bs + g + 16 * k + 8);
+        cnt[k] = _mm512_loadu_si512(S + g + 16 * k);
+      }
+      for (int64_t px = px0; px < px1; ++px) {
+        const int32_t* x = xs + px * C + g;
+        const auto high16 = [&](int k) FXBN_TARGET_V4 {
+          const __m512i v = _mm512_loadu_si512(x + 16 * k);
+          if constexpr (Check) {
+            mn = _mm512_min_epi32(mn, v);
+            mx = _mm512_max_epi32(mx, v);
+          }
+          const __m512i vo = _mm512_loadu_si512(x + 16 * k + 1);  // x[16k + 16] read: see p1
+          return _mm512_srav_epi32(high_dwords(v, vo, a[k], ao[k], be[k], bo[k]), cnt[k]);
+        };
+        const __m512i h0 = high16(0), h1 = high16(1), h2 = high16(2), h3 = high16(3);
+        pack_store64<Out, Sat>(ys + px * C + g, h0, h1, h2, h3, qmin8, qmax8);
+      }
+    }
+  }
+  if constexpr (Check) flag |= (_mm512_reduce_min_epi32(mn) < lo) | (_mm512_reduce_max_epi32(mx) > hi);
+  scalar(p1 * C, end);
+  return flag;
+}
+
 // Periodic tables, 32-bit accumulator, 8/16-bit inputs and every |A| < 2^15: A*x + B is one vpdpwssd (B plus the
 // dot product of the 16-bit pairs (x, *) and (A, 0)).  Tables: a = A & 0xFFFF, b, s as int32; lo/hi per entry.
 template <class In, class Out, bool Check>
@@ -427,6 +503,17 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat) {
   (void)sat;
   return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
 }
+
+template <class Out>
+ChunkFn avx512_widen_pixels(bool check, bool sat) {
+  if constexpr (std::is_signed<Out>::value) {
+    if (sat) return check ? &widen_pixels<Out, true, true> : &widen_pixels<Out, false, true>;
+  }
+  (void)sat;
+  return check ? &widen_pixels<Out, true, false> : &widen_pixels<Out, false, false>;
+}
+template ChunkFn avx512_widen_pixels<int8_t>(bool, bool);
+template ChunkFn avx512_widen_pixels<uint8_t>(bool, bool);
 
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check) {
