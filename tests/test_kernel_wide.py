@@ -116,7 +116,9 @@ def test_widen_pixels_two_threads_and_split_pixels():
             y, bad = raw(layer, x, -1, acc32=False, threads=threads)
             assert bad == -1
             np.testing.assert_array_equal(y, want)
-        for where in (0, 5, x.size // 2 + 3, x.size - channels + 2, x.size - 1):
+        middle = x.size // channels // 2 * channels
+        for where in (0, 5, 12, middle + 3, middle + 9, middle + channels - 1, x.size - 2 * channels + 13,
+                      x.size - channels + 2, x.size - 1):
             c = where % channels
             for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1):  # above and below the range
                 xb = x.copy()
@@ -238,7 +240,8 @@ def test_widen_pixels_one_range_extremes(channels, out_range):
 @pytest.mark.parametrize("channels", [64, 128])
 def test_widen_pixels_one_range_threads_and_violations(channels):
     """2 threads, and a violation (above and below the shared range) named at its first index: in the first pixel,
-    a middle one, the tensor's last pixel (scalar) and the one before it (the body)."""
+    a middle one, the tensor's last pixel (scalar) and the one before it (the body), in either 8-channel group of a
+    16-channel pair and in each 16-channel vector of a 64-channel block."""
     rng = np.random.default_rng(15 + channels)
     layer = real_layer(channels, rng, one_range=True)
     x = inputs(layer, (1, 37, 41, channels), -1, rng)
@@ -247,7 +250,9 @@ def test_widen_pixels_one_range_threads_and_violations(channels):
         y, bad = raw(layer, x, -1, acc32=False, threads=threads)
         assert bad == -1
         np.testing.assert_array_equal(y, want)
-    for where in (0, 5, x.size // 2 + 3, x.size - 2 * channels + 1, x.size - channels + 2, x.size - 1):
+    middle = x.size // channels // 2 * channels
+    for where in (0, 5, 12, middle + 3, middle + 9, middle + 30, middle + channels - 1, x.size - 2 * channels + 1,
+                  x.size - 2 * channels + 14, x.size - channels + 2, x.size - 1):
         for value in (layer.in_range[0, 1] + 1, layer.in_range[0, 0] - 1, np.iinfo(np.int32).min):
             xb = x.copy()
             xb.reshape(-1)[where] = value

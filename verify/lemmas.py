@@ -755,9 +755,10 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
     2k, 2k + 1): A loaded as 8 dwords, so the qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword,
     and vpsrlq 32 brings A_odd down for the odd product; the odd elements from a second load one element on; B of
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
-    of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (four pixels' vectors packed together).
-    The body walks 4 pixels at a time and all channel groups within them (pixel-major since h5-int32), and the
-    AVX-512 ISAs take it too; neither changes a lane's instructions, which are what this lemma states.
+    of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
+    or 4 pixels x 8 channels in the last group where channels % 16 == 8).  The body walks runs of 16 pixels one pair
+    of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
+    neither changes a lane's instructions, which are what this lemma states.
     Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset``,
     ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
     return _avx2_widen("avx2_widen_pixels", in_dtype, wrong, rows=False)

@@ -525,7 +525,8 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
         j.s32 = ps32.data();
         j.total = outer * channels * inner;
         const bool sat = saturating_store<Out>(p.qmin, p.qmax);
-        return run_reporting(zmm ? avx512_widen_pixels<Out>(check, sat) : avx2_widen_pixels<Out>(check, sat), j, x,
+        return run_reporting(zmm ? avx512_widen_pixels<Out>(check, sat)
+                                 : avx2_widen_pixels<Out>(check, sat, one_range), j, x,
                              outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out), sizeof(Out));
       }
     }

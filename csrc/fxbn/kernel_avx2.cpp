@@ -7,8 +7,9 @@
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 //               int32 inputs: the odd elements from a second load one element on, vpsravd.
-//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 8 channels' parameters in
-//               registers, 4 pixels at a time (no per-element table loads); the AVX-512 ISAs take it too.
+//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 16 channels' parameters in
+//               registers, 2 pixels at a time (no per-element table loads); the AVX-512 ISAs take it where their
+//               own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -357,19 +358,21 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 
 // 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
 // every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
-// 8 loads per 8 elements where the arithmetic needs 1).  Pixel-major: four pixels at a time, and within them one group
-// of 8 channels after the other, so that input and output are walked in address order (a walk of a tile of pixels
-// one channel group at a time, with the group's parameters held in registers, was 1-2 us slower on 1x64x56x56).  Per
-// group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
-// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); the odd elements come from a
-// second load one element on.  The range check is a min/max per channel lane, kept per group in a small array
-// across the pixels and compared with lo, hi once at the end.  Four pixels' 8 lanes are narrowed together (pack32)
-// and stored as four 8-byte pieces.  The tensor's last pixel (its odd-element load would read one past the array),
-// the pixels past a multiple of 4 and a pixel split by the chunk's ends take the scalar formula.
+// 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of 8-channel
+// groups at a time with both groups' parameters in registers (reloaded once per run and pair): tiles of 2 pixels x
+// 16 channels, narrowed together (pack32) into one 16-byte store per pixel; a run's odd last pixel is a tile with
+// itself, and where channels % 16 == 8 the last group is walked alone in tiles of 4 pixels x 8 channels (8-byte
+// stores).  Per group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the
+// odd ones down), B split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); the odd
+// elements come from a second load one element on.  The range check is a min/max per lane: in two registers for
+// the whole chunk where every channel has the same [lo, hi] (OneRange), else per group in a small array, loaded and
+// stored once per run and compared with lo, hi at the end.  The tensor's last pixel (its odd-element load would read
+// one past the array) and a pixel split by the chunk's ends take the scalar formula.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
 constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
+constexpr int64_t kPixelRun = 16;
 
-template <class Out, bool Check, bool Sat>
+template <class Out, bool Check, bool Sat, bool OneRange>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   static_assert(sizeof(Out) == 1, "8-bit outputs");
   const int32_t* const xs = static_cast<const int32_t*>(j.x);
@@ -394,68 +397,121 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
     }
   };
-  const int64_t p0 = (begin + C - 1) / C;                      // the first whole pixel
-  const int64_t p1 = std::min(end / C, (j.total - 1) / C);     // past the last one, the tensor's last excluded
-  const int64_t p4 = p1 > p0 ? p0 + (p1 - p0) / 4 * 4 : p0;    // past the last group of 4 pixels
-  if (p4 == p0) {
+  const int64_t p0 = (begin + C - 1) / C;                   // the first whole pixel
+  const int64_t p1 = std::min(end / C, (j.total - 1) / C);  // past the last one, the tensor's last excluded
+  if (p1 <= p0) {
     scalar(begin, end);
     return flag;
   }
   scalar(begin, p0 * C);
   const Bounds q = bounds(j.qmin, j.qmax);
-  alignas(32) int32_t stack_mm[Check ? 2 * kPixelStackChannels : 8];
-  std::vector<int32_t> heap_mm(Check && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
+  constexpr bool kPerGroup = Check && !OneRange;
+  alignas(32) int32_t stack_mm[kPerGroup ? 2 * kPixelStackChannels : 8];
+  std::vector<int32_t> heap_mm(kPerGroup && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
   int32_t* const mins = heap_mm.empty() ? stack_mm : heap_mm.data();  // per channel lane: the minimum input so far
   int32_t* const maxs = mins + C;                                   // and the maximum
-  if constexpr (Check) {
+  if constexpr (kPerGroup) {
     std::fill(mins, mins + C, std::numeric_limits<int32_t>::max());
     std::fill(maxs, maxs + C, std::numeric_limits<int32_t>::min());
   }
-  for (int64_t px = p0; px < p4; px += 4) {
-    for (int64_t g = 0; g < C; g += 8) {
-      const __m256i a = ld(A + g), ao = _mm256_srli_epi64(a, 32);
-      const __m256i be = ld(Bs + g), bo = ld(Bs + g + 4), cnt = ld(S + g);
-      __m256i mn = _mm256_setzero_si256(), mx = mn;
-      if constexpr (Check) {
-        mn = ld(mins + g);
-        mx = ld(maxs + g);
+  __m256i mn_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());  // OneRange: every lane's min/max
+  __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  struct Params {  // one group's
+    __m256i a, ao, be, bo, cnt;
+  };
+  const auto params = [&](int64_t g) FXBN_TARGET_AVX2 {
+    const __m256i a = ld(A + g);
+    return Params{a, _mm256_srli_epi64(a, 32), ld(Bs + g), ld(Bs + g + 4), ld(S + g)};
+  };
+  const auto lanes8 = [&](const Params& r, __m256i& mn, __m256i& mx, const int32_t* x) FXBN_TARGET_AVX2 {
+    const __m256i v = ld(x);
+    if constexpr (Check) {
+      mn = _mm256_min_epi32(mn, v);
+      mx = _mm256_max_epi32(mx, v);
+    }
+    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, r.a), r.be);
+    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ld(x + 1), r.ao), r.bo);  // x[8] read: see p1
+    const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+    return _mm256_srav_epi32(h, r.cnt);
+  };
+  // per-group min/max (kPerGroup): loaded from and stored back to mins / maxs once per run
+  __m256i mn0 = mn_all, mx0 = mx_all, mn1 = mn_all, mx1 = mx_all;
+  __m256i& gmn0 = kPerGroup ? mn0 : mn_all;
+  __m256i& gmx0 = kPerGroup ? mx0 : mx_all;
+  __m256i& gmn1 = kPerGroup ? mn1 : mn_all;
+  __m256i& gmx1 = kPerGroup ? mx1 : mx_all;
+  const auto load_mm = [&](int64_t g, __m256i& mn, __m256i& mx) FXBN_TARGET_AVX2 {
+    if constexpr (kPerGroup) {
+      mn = ld(mins + g);
+      mx = ld(maxs + g);
+    }
+  };
+  const auto store_mm = [&](int64_t g, __m256i mn, __m256i mx) FXBN_TARGET_AVX2 {
+    if constexpr (kPerGroup) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
+    }
+  };
+  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
+    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    int64_t g = 0;
+    for (; g + 16 <= C; g += 16) {
+      const Params r0 = params(g), r1 = params(g + 8);
+      load_mm(g, gmn0, gmx0);
+      load_mm(g + 8, gmn1, gmx1);
+      int64_t px = px0;
+      for (; px + 2 <= px1; px += 2) {
+        const int32_t* x = xs + px * C + g;
+        const __m256i h0 = lanes8(r0, gmn0, gmx0, x), h1 = lanes8(r1, gmn1, gmx1, x + 8);
+        const __m256i h2 = lanes8(r0, gmn0, gmx0, x + C), h3 = lanes8(r1, gmn1, gmx1, x + C + 8);
+        const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
+        Out* y = ys + px * C + g;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
       }
-      const auto lanes8 = [&](int64_t p) FXBN_TARGET_AVX2 {
-        const int32_t* x = xs + p * C + g;
-        const __m256i v = ld(x);
-        if constexpr (Check) {
-          mn = _mm256_min_epi32(mn, v);
-          mx = _mm256_max_epi32(mx, v);
-        }
-        const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
-        const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ld(x + 1), ao), bo);  // x[8] read: see p1
-        const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-        return _mm256_srav_epi32(h, cnt);
-      };
-      const __m256i v = pack32<Out, Sat>(lanes8(px), lanes8(px + 1), lanes8(px + 2), lanes8(px + 3), q);
-      if constexpr (Check) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
-      } else {
-        (void)mn, (void)mx;
+      if (px < px1) {  // the run's odd last pixel, as a tile with itself
+        const int32_t* x = xs + px * C + g;
+        const __m256i h0 = lanes8(r0, gmn0, gmx0, x), h1 = lanes8(r1, gmn1, gmx1, x + 8);
+        const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
       }
-      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-      Out* y = ys + px * C + g;
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
-      _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
-      _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+      store_mm(g, gmn0, gmx0);
+      store_mm(g + 8, gmn1, gmx1);
+    }
+    if (g < C) {  // channels % 16 == 8: the last group alone, 4 pixels at a time
+      const Params r = params(g);
+      load_mm(g, gmn0, gmx0);
+      int64_t px = px0;
+      for (; px + 4 <= px1; px += 4) {
+        const int32_t* x = xs + px * C + g;
+        const __m256i v = pack32<Out, Sat>(lanes8(r, gmn0, gmx0, x), lanes8(r, gmn0, gmx0, x + C),
+                                           lanes8(r, gmn0, gmx0, x + 2 * C), lanes8(r, gmn0, gmx0, x + 3 * C), q);
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        Out* y = ys + px * C + g;
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
+        _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
+        _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+      }
+      for (; px < px1; ++px) {
+        const __m256i h = lanes8(r, gmn0, gmx0, xs + px * C + g);
+        const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+      }
+      store_mm(g, gmn0, gmx0);
     }
   }
-  if constexpr (Check) {
+  if constexpr (kPerGroup) {
     __m256i out = _mm256_setzero_si256();
     for (int64_t g = 0; g < C; g += 8) {
       out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), ld(mins + g)),
                                                  _mm256_cmpgt_epi32(ld(maxs + g), ld(HI + g))));
     }
     flag |= !_mm256_testz_si256(out, out);
+  } else if constexpr (Check) {
+    flag |= (reduce_min(mn_all) < LO[0]) | (reduce_max(mx_all) > HI[0]);
   }
-  scalar(p4 * C, end);
+  scalar(p1 * C, end);
   return flag;
 }
 
@@ -496,19 +552,26 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
 }
 
 template <class Out>
-ChunkFn avx2_widen_pixels(bool check, bool sat) {
+ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {
   if constexpr (sizeof(Out) == 1) {
-    if constexpr (std::is_signed<Out>::value) {
-      if (sat) return check ? &widen_pixels<Out, true, true> : &widen_pixels<Out, false, true>;
+    if (check && one_range) {
+      if constexpr (std::is_signed<Out>::value) {
+        if (sat) return &widen_pixels<Out, true, true, true>;
+      }
+      return &widen_pixels<Out, true, false, true>;
     }
-    return check ? &widen_pixels<Out, true, false> : &widen_pixels<Out, false, false>;
+    if constexpr (std::is_signed<Out>::value) {
+      if (sat) return check ? &widen_pixels<Out, true, true, false> : &widen_pixels<Out, false, true, false>;
+    }
+    return check ? &widen_pixels<Out, true, false, false> : &widen_pixels<Out, false, false, false>;
   }
   (void)check;
   (void)sat;
+  (void)one_range;
   return nullptr;
 }
-template ChunkFn avx2_widen_pixels<int8_t>(bool, bool);
-template ChunkFn avx2_widen_pixels<uint8_t>(bool, bool);
+template ChunkFn avx2_widen_pixels<int8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<uint8_t>(bool, bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

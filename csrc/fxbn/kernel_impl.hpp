@@ -247,9 +247,10 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd);
 template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
 // int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel tables
-// (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.lo / j.hi int32), channels in registers.
+// (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.lo / j.hi int32), channels in registers;
+// one_range: every channel has the same [lo, hi] (min/max in registers).
 template <class Out>
-ChunkFn avx2_widen_pixels(bool check, bool sat);
+ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
 #endif
 
 #if FXBN_NEON_DISPATCH
