@@ -2,11 +2,13 @@
 AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s held in registers for 8 channels at a time, 4 pixels at a time, and a per-channel
-  min/max kept across the pixels.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 16 pixels, and a
+  per-channel min/max kept across the pixels (in registers when every channel has the same range).  Covered: channel counts that are multiples of 8 (the body; 1032 past the
   stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
+* the AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; channels % 64 == 0, one [lo, hi] for every channel or no
+  check): int32 -> int8/uint8 and int16 -> int16 (inputs scaled by 2^xk), 64 channels' parameters in zmm registers.
 * widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
   32-block goes to the scalar tail) and vpsravd by s - 32.
 A real layer's accumulator range (ResNet-50's conv accumulators span 17-26 bits) comes from the solver
@@ -278,3 +280,63 @@ def test_widen_pixels_one_range_out_kept():
             with pytest.raises(ValueError, match="outside the in_range"):
                 layer.apply(xb, axis=-1, out=y, threads=threads)
             np.testing.assert_array_equal(y, before)
+
+
+def int16_layer(channels, rng, out_range=(-32768, 32767), in_range=(-32768, 32767)):
+    """int16 -> int16 with 64-bit accumulators: multipliers of 19-31 bits (within int32) and shifts 20-29, which
+    widen_to_high brings to 32 by scaling the input (x * 2^(32 - s) fits int32)."""
+    s = rng.integers(20, 30, channels)
+    A = np.round(np.exp2(s) * rng.uniform(0.3, 1.5, channels) * rng.choice([-1.0, 1.0], channels)).astype(np.int64)
+    B = (rng.integers(-3000, 3000, channels) << s) + rng.integers(0, 1 << 20, channels)
+    source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
+    ranges = np.tile(np.array(in_range, np.int64), (channels, 1))
+    return FixedPointBN(A, B, s.astype(np.int64), ranges, out_range, "half_up", source, "int16", "int16")
+
+
+def int16_inputs(layer, shape, rng):
+    lo, hi = (int(v) for v in layer.in_range[0])
+    x = rng.integers(lo, hi + 1, shape).astype(np.int16)
+    x.reshape(-1)[:2] = (lo, hi)
+    return x
+
+
+@pytest.mark.parametrize("in_range", [(-32768, 32767), (-20000, 20000)])
+@pytest.mark.parametrize("out_range", [(-32768, 32767), (-5, 3000)])
+@pytest.mark.parametrize("channels", [64, 128, 72])
+def test_widen_pixels_int16(channels, out_range, in_range):
+    """int16 -> int16 channel-last: the AVX-512 widen_pixels (channels % 64 == 0) or the periodic tables (72)."""
+    rng = np.random.default_rng(3100 + channels)
+    layer = int16_layer(channels, rng, out_range, in_range)
+    for n in ZMM_PIXELS:
+        for shape in ((n, channels), (2, n, 1, channels)):
+            x = int16_inputs(layer, shape, rng)
+            want = expected(layer, x, -1)
+            for threads in (1, 2):
+                y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+                assert bad == -1
+                np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}, {threads}")
+            inside = (want > out_range[0]) & (want < out_range[1])
+            assert n < 4 or inside.mean() > 0.03  # not just the clamps
+
+
+@pytest.mark.parametrize("channels", [64, 128])
+def test_widen_pixels_int16_violations(channels):
+    """A violation of the shared int16 range named at its first index (1 and 2 threads); out= left untouched."""
+    rng = np.random.default_rng(41 + channels)
+    layer = int16_layer(channels, rng, in_range=(-20000, 20000))
+    x = int16_inputs(layer, (1, 29, 31, channels), rng)
+    middle = x.size // channels // 2 * channels
+    for where in (0, 12, middle + 9, middle + 30, middle + channels - 1, x.size - channels + 2, x.size - 1):
+        for value in (20001, -20001, -32768):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                assert bad == where, (channels, where, value, threads, bad)
+    xb = x.copy()
+    xb.reshape(-1)[x.size - 3] = 32767
+    before = rng.integers(-100, 100, x.shape).astype(np.int16)
+    y = before.copy()
+    with pytest.raises(ValueError, match="outside the in_range"):
+        layer.apply(xb, axis=-1, out=y)
+    np.testing.assert_array_equal(y, before)

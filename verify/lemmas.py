@@ -386,7 +386,7 @@ SIMD_WRONG = {
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
                           "logical_shift", "missing_s_ge_32", "zero_extend"),
     "avx512_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "mask_swapped", "shuffle_identity",
-                            "logical_shift", "missing_s_ge_32", "zero_extend"),
+                            "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
     "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
     "neon_widen": ("truncating_narrow", "logical_shift", "zero_extend", "positive_count", "qminmax_not_int32"),
     "neon_narrow": ("truncating_narrow", "uint8_signed_narrow", "halves_swapped"),
@@ -554,7 +554,9 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
-    if high and name in ("widen_rows_high", "avx2_widen_rows_int32", "avx2_widen_pixels", "avx512_widen_pixels"):
+    second_load = name in ("widen_rows_high", "avx2_widen_rows_int32", "avx2_widen_pixels") or (
+        name == "avx512_widen_pixels" and bits == 32)                # its int16 inputs: vpsrlq
+    if high and second_load:
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
         vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next, ko), x32(xo, ko))
@@ -765,18 +767,21 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
 
 
 def avx512_widen_pixels(in_dtype, w=64, wrong=False):
-    """AVX-512 widen_pixels (int32 -> 8-bit channel-last, channels % 64 == 0, every s >= 32 after widen_to_high, no
-    check or one [lo, hi] for every channel): 64 channels' parameters in zmm registers, lane k of a vector is channel
-    g + k of one pixel.  Per lane pair (channels 2k, 2k + 1): A loaded as 16 dwords, so the qword holds
-    (A_odd, A_even): vpmuldq reads A_even from its low dword, and vpsrlq 32 (once per block) brings A_odd down; the
-    odd elements from a second load one element on; B of the even and of the odd channels from two qword vectors
+    """AVX-512 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 64 == 0, every s >= 32 after
+    widen_to_high, no check or one [lo, hi] for every channel): 64 channels' parameters in zmm registers, lane k of
+    a vector is channel g + k of one pixel.  Per lane pair (channels 2k, 2k + 1): A loaded as 16 dwords, so the
+    qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword, and vpsrlq 32 (once per block) brings A_odd
+    down; int32 inputs: the odd elements from a second load one element on; int16 inputs: x * 2^xk per channel
+    (vpsllvd, xk <= 16), the odd elements by vpsrlq 32; B of the even and of the odd channels from two qword vectors
     (per 16 channels: the 8 even ones, then the 8 odd ones); vpsravd by the per-channel s - 32.  The high dwords are
     gathered by high_dwords' masked vpshufd (_mm512_mask_shuffle_epi32(po, 0x5555, pe, CDAB): the even dwords from
     pe with each qword's dwords swapped, the odd ones kept from po), modelled on a 128-bit lane (the shuffle and the
-    mask repeat per lane).  The narrowing store is pack_store64 (the same packs as ``avx2_pack_narrow`` per 128-bit
-    lane); the range check is a min/max over every lane against the shared [lo, hi].
+    mask repeat per lane).  The narrowing store is pack_store64 for 8-bit outputs (the same packs as
+    ``avx2_pack_narrow`` per 128-bit lane; ``pack_narrow``) and clamp_store16 for int16 (``saturating_store``); the
+    range check is a min/max over every lane against the shared [lo, hi].
     Wrong: ``odd_a_unshifted``, ``odd_load_not_offset``, ``mask_swapped`` (mask 0xAAAA), ``shuffle_identity``
-    (vpshufd 0xE4: the even products' low dwords), ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    (vpshufd 0xE4: the even products' low dwords), ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
+    ``input_shift_past_headroom`` (``odd_load_not_offset`` concerns the int32 inputs only)."""
     z3 = z3mod()
     name = "avx512_widen_pixels"
     bad = _variant(name, wrong)
@@ -1072,7 +1077,7 @@ SIMD_LEMMAS = {
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_int32": (avx2_widen_rows_int32, "QF_BV", (64,), ("int32",)),
     "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32",)),
-    "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32",)),
+    "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),

@@ -233,9 +233,10 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
 // Periodic tables, mul32, 8/16-bit inputs, every |A| < 2^15 (vbmi+vnni: vpdpwssd).
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check);
-// int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32, no check or one
-// [lo, hi] for every channel (j.lo[0], j.hi[0]): j.a int32 A, j.b B split per 16 channels into even then odd, j.s32.
-template <class Out>
+// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32, no check or
+// one [lo, hi] for every channel (j.lo[0], j.hi[0]): j.a int32 A, j.b B split per 16 channels into even then odd,
+// j.s32, and for int16 inputs j.xk (int32 per channel).
+template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
 template <Mul M, class In, class Out>
