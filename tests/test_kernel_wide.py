@@ -289,22 +289,28 @@ def int16_layer(channels, rng, out_range=(-32768, 32767), in_range=(-32768, 3276
     A = np.round(np.exp2(s) * rng.uniform(0.3, 1.5, channels) * rng.choice([-1.0, 1.0], channels)).astype(np.int64)
     B = (rng.integers(-3000, 3000, channels) << s) + rng.integers(0, 1 << 20, channels)
     source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
-    ranges = np.tile(np.array(in_range, np.int64), (channels, 1))
+    if in_range == "per_channel":
+        half = rng.integers(1000, 32000, channels)
+        ranges = np.stack([-half, half - 1], axis=1).astype(np.int64)
+    else:
+        ranges = np.tile(np.array(in_range, np.int64), (channels, 1))
     return FixedPointBN(A, B, s.astype(np.int64), ranges, out_range, "half_up", source, "int16", "int16")
 
 
 def int16_inputs(layer, shape, rng):
-    lo, hi = (int(v) for v in layer.in_range[0])
-    x = rng.integers(lo, hi + 1, shape).astype(np.int16)
-    x.reshape(-1)[:2] = (lo, hi)
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    x = np.floor(lo + rng.random(shape) * (hi - lo + 1)).astype(np.int64)
+    x = np.clip(x, lo, hi).astype(np.int16)
+    x.reshape(-1)[:2] = (lo[0], hi[1 % layer.channels] if shape[-1] > 1 else lo[0])
     return x
 
 
-@pytest.mark.parametrize("in_range", [(-32768, 32767), (-20000, 20000)])
+@pytest.mark.parametrize("in_range", [(-32768, 32767), (-20000, 20000), "per_channel"])
 @pytest.mark.parametrize("out_range", [(-32768, 32767), (-5, 3000)])
-@pytest.mark.parametrize("channels", [64, 128, 72])
+@pytest.mark.parametrize("channels", [64, 128, 72, 16, 8])
 def test_widen_pixels_int16(channels, out_range, in_range):
-    """int16 -> int16 channel-last: the AVX-512 widen_pixels (channels % 64 == 0) or the periodic tables (72)."""
+    """int16 -> int16 channel-last: the AVX-512 widen_pixels (channels % 64 == 0, one range or none), else the AVX2
+    one (pairs of 8-channel groups; 72 and 8 channels: a lone last group)."""
     rng = np.random.default_rng(3100 + channels)
     layer = int16_layer(channels, rng, out_range, in_range)
     for n in ZMM_PIXELS:
@@ -319,15 +325,17 @@ def test_widen_pixels_int16(channels, out_range, in_range):
             assert n < 4 or inside.mean() > 0.03  # not just the clamps
 
 
-@pytest.mark.parametrize("channels", [64, 128])
-def test_widen_pixels_int16_violations(channels):
-    """A violation of the shared int16 range named at its first index (1 and 2 threads); out= left untouched."""
+@pytest.mark.parametrize("in_range", [(-20000, 20000), "per_channel"])
+@pytest.mark.parametrize("channels", [64, 128, 72])
+def test_widen_pixels_int16_violations(channels, in_range):
+    """A violation of the int16 range named at its first index (1 and 2 threads); out= left untouched."""
     rng = np.random.default_rng(41 + channels)
-    layer = int16_layer(channels, rng, in_range=(-20000, 20000))
+    layer = int16_layer(channels, rng, in_range=in_range)
     x = int16_inputs(layer, (1, 29, 31, channels), rng)
     middle = x.size // channels // 2 * channels
     for where in (0, 12, middle + 9, middle + 30, middle + channels - 1, x.size - channels + 2, x.size - 1):
-        for value in (20001, -20001, -32768):
+        c = where % channels
+        for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1, -32768):
             xb = x.copy()
             xb.reshape(-1)[where] = value
             for threads in (1, 2):

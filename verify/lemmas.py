@@ -384,7 +384,7 @@ SIMD_WRONG = {
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
-                          "logical_shift", "missing_s_ge_32", "zero_extend"),
+                          "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
     "avx512_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "mask_swapped", "shuffle_identity",
                             "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
     "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
@@ -554,8 +554,8 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
-    second_load = name in ("widen_rows_high", "avx2_widen_rows_int32", "avx2_widen_pixels") or (
-        name == "avx512_widen_pixels" and bits == 32)                # its int16 inputs: vpsrlq
+    second_load = name in ("widen_rows_high", "avx2_widen_rows_int32") or (
+        name in ("avx2_widen_pixels", "avx512_widen_pixels") and bits == 32)  # their int16 inputs: vpsrlq
     if high and second_load:
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
@@ -752,17 +752,20 @@ def avx2_widen_rows_int32(in_dtype, w=64, wrong=False):
 
 
 def avx2_widen_pixels(in_dtype, w=64, wrong=False):
-    """AVX2 widen_pixels (int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32 after widen_to_high): 8
-    channels' parameters in registers, lane k of a vector is channel g + k of one pixel.  Per lane pair (channels
+    """AVX2 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32 after
+    widen_to_high): 8 channels' parameters in registers, lane k of a vector is channel g + k of one pixel; int16
+    inputs scaled by 2^xk per channel (vpsllvd, xk <= 16) and their odd elements by vpsrlq 32.  Per lane pair (channels
     2k, 2k + 1): A loaded as 8 dwords, so the qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword,
     and vpsrlq 32 brings A_odd down for the odd product; the odd elements from a second load one element on; B of
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
     of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
-    or 4 pixels x 8 channels in the last group where channels % 16 == 8).  The body walks runs of 16 pixels one pair
+    or 4 pixels x 8 channels in the last group where channels % 16 == 8; int16 outputs: vpackssdw + vpermq of one
+    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 16 pixels one pair
     of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
     neither changes a lane's instructions, which are what this lemma states.
-    Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset``,
-    ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
+    inputs), ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
+    ``input_shift_past_headroom``."""
     return _avx2_widen("avx2_widen_pixels", in_dtype, wrong, rows=False)
 
 
@@ -1076,7 +1079,7 @@ SIMD_LEMMAS = {
     "avx2_mul32_rows": (avx2_mul32_rows, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_int32": (avx2_widen_rows_int32, "QF_BV", (64,), ("int32",)),
-    "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32",)),
+    "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),

@@ -513,31 +513,28 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
 #if FXBN_X86_DISPATCH
   // widen_pixels with per-channel tables (no period tables) when every channel reaches s >= 32: int32 -> 8-bit and
   // int16 -> int16 channel-last.  The AVX-512 one (64 channels' parameters in zmm registers) where channels % 64 == 0
-  // and the check, if any, has one [lo, hi] for every channel; else for int32 -> 8-bit the AVX2 one, on the AVX-512
-  // ISAs too (faster there than their periodic widen body: 1x64x56x56, 1 thread)
+  // and the check, if any, has one [lo, hi] for every channel; else the AVX2 one, on the AVX-512 ISAs too (faster
+  // there than their periodic widen body: 1x64x56x56, 1 thread)
   if constexpr (M == Mul::widen && ((std::is_same<In, int32_t>::value && sizeof(Out) == 1) ||
                                     (std::is_same<In, int16_t>::value && std::is_same<Out, int16_t>::value))) {
     constexpr bool kInt32 = std::is_same<In, int32_t>::value;
     const Isa isa = current_isa();
     const bool avx512 = isa == Isa::v4 || isa == Isa::vbmi;
-    if (!rows && inner == 1 && channels % 8 == 0 && (avx512 || (kInt32 && isa == Isa::avx2))) {
+    if (!rows && inner == 1 && channels % 8 == 0 && (avx512 || isa == Isa::avx2)) {
       const bool one_range = std::all_of(p.lo, p.lo + channels, [&](int64_t v) { return v == p.lo[0]; }) &&
                              std::all_of(p.hi, p.hi + channels, [&](int64_t v) { return v == p.hi[0]; });
       const bool zmm = avx512 && channels % 64 == 0 && (!check || one_range);
       Table<int32_t> pa, ps32, pxk;
       Table<int64_t> pb;
       Table<In> plo, phi;
-      if ((zmm || kInt32) &&
-          pixel_tables<In>(p, channels, max_shift, zmm ? 16 : 8, !kInt32, pa, pb, ps32, pxk, plo, phi)) {
+      if (pixel_tables<In>(p, channels, max_shift, zmm ? 16 : 8, !kInt32, pa, pb, ps32, pxk, plo, phi)) {
         Job j{x, y, channels, inner, 0, pa.data(), pb.data(), nullptr, plo.data(), phi.data(), p.qmin, p.qmax};
         j.s32 = ps32.data();
         j.xk = pxk.data();
         j.total = outer * channels * inner;
         const bool sat = saturating_store<Out>(p.qmin, p.qmax);
-        ChunkFn fn = zmm ? avx512_widen_pixels<In, Out>(check, sat) : nullptr;
-        if constexpr (kInt32) {
-          if (!zmm) fn = avx2_widen_pixels<Out>(check, sat, one_range);
-        }
+        const ChunkFn fn =
+            zmm ? avx512_widen_pixels<In, Out>(check, sat) : avx2_widen_pixels<In, Out>(check, sat, one_range);
         return run_reporting(fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
                              sizeof(Out));
       }

@@ -7,9 +7,9 @@
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 //               int32 inputs: the odd elements from a second load one element on, vpsravd.
-//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 16 channels' parameters in
-//               registers, 2 pixels at a time (no per-element table loads); the AVX-512 ISAs take it where their
-//               own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).
+//   widen_pixels  int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32: 16 channels'
+//               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
+//               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -63,6 +63,21 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, 
   } else {
     v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
     v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+  }
+  return v;
+}
+
+// Two vectors of int32 lanes (elements 0-7, 8-15) narrowed to 16 16-bit lanes in order (vpackssdw / vpackusdw,
+// vpermq, word min/max; store_lanes' 16-bit step): widen_pixels' int16 outputs (``avx2_pack_narrow``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack16(__m256i h0, __m256i h1, const Bounds& q) {
+  __m256i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm256_permute4x64_epi64(_mm256_packs_epi32(h0, h1), 0xD8);
+    if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+  } else {
+    v = _mm256_permute4x64_epi64(_mm256_packus_epi32(h0, h1), 0xD8);
+    v = _mm256_min_epu16(_mm256_max_epu16(v, q.q16lo), q.q16hi);
   }
   return v;
 }
@@ -356,32 +371,70 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
-// 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
-// every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
+// 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
+// int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
 // 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of 8-channel
 // groups at a time with both groups' parameters in registers (reloaded once per run and pair): tiles of 2 pixels x
 // 16 channels, narrowed together (pack32) into one 16-byte store per pixel; a run's odd last pixel is a tile with
 // itself, and where channels % 16 == 8 the last group is walked alone in tiles of 4 pixels x 8 channels (8-byte
-// stores).  Per group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the
-// odd ones down), B split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); the odd
-// elements come from a second load one element on.  The range check is a min/max per lane: in two registers for
+// stores); int16 outputs: one 32-byte store per pixel and pair (vpackssdw, vpermq), 16 bytes for a lone group.  Per
+// group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
+// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
+// elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
+// by vpsrlq 32.  The range check is a min/max per lane: in two registers for
 // the whole chunk where every channel has the same [lo, hi] (OneRange), else per group in a small array, loaded and
-// stored once per run and compared with lo, hi at the end.  The tensor's last pixel (its odd-element load would read
-// one past the array) and a pixel split by the chunk's ends take the scalar formula.
+// stored once per run and compared with lo, hi at the end.  The tensor's last pixel (int32: its odd-element load
+// would read one past the array) and a pixel split by the chunk's ends take the scalar formula.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
+// One 8-channel group's parameters for widen_pixels.
+struct PixelGroup {
+  __m256i a, ao, be, bo, cnt, xk;
+};
+
+template <class In>
+FXBN_TARGET_AVX2 FXBN_INLINE PixelGroup pixel_group(const int32_t* A, const int64_t* Bs, const int32_t* S,
+                                                    const int32_t* XK, int64_t g) {
+  const __m256i a = ld(A + g);
+  const __m256i xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + g);
+  return PixelGroup{a, _mm256_srli_epi64(a, 32), ld(Bs + g), ld(Bs + g + 4), ld(S + g), xk};
+}
+
+// The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); min/max of the inputs into mn, mx.
+template <bool Check, class In>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(const PixelGroup& r, __m256i& mn, __m256i& mx, const In* x) {
+  __m256i v = load8(x);
+  if constexpr (Check) {
+    mn = _mm256_min_epi32(mn, v);
+    mx = _mm256_max_epi32(mx, v);
+  }
+  __m256i vo;
+  if constexpr (std::is_same<In, int32_t>::value) {
+    vo = ld(x + 1);  // x[8] read: see widen_pixels' p1
+  } else {
+    v = _mm256_sllv_epi32(v, r.xk);
+    vo = _mm256_srli_epi64(v, 32);
+  }
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, r.a), r.be);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, r.ao), r.bo);
+  const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+  return _mm256_srav_epi32(h, r.cnt);
+}
+
 constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
 constexpr int64_t kPixelRun = 16;
 
-template <class Out, bool Check, bool Sat, bool OneRange>
+template <class In, class Out, bool Check, bool Sat, bool OneRange>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
-  static_assert(sizeof(Out) == 1, "8-bit outputs");
-  const int32_t* const xs = static_cast<const int32_t*>(j.x);
+  constexpr bool kInt32 = std::is_same<In, int32_t>::value;
+  static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
+  const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 8 channels: the 4 even ones, then the 4 odd
   const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
-  const int32_t* const LO = static_cast<const int32_t*>(j.lo);
-  const int32_t* const HI = static_cast<const int32_t*>(j.hi);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
@@ -391,14 +444,16 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
       const int32_t v = xs[e];
       if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
-      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * v);
+      const int64_t xv = kInt32 ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
       const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
       const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
       ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
     }
   };
   const int64_t p0 = (begin + C - 1) / C;                   // the first whole pixel
-  const int64_t p1 = std::min(end / C, (j.total - 1) / C);  // past the last one, the tensor's last excluded
+  const int64_t p1 = kInt32 ? std::min(end / C, (j.total - 1) / C) : end / C;  // past the last one (int32: the
+                                                                                // tensor's last excluded)
   if (p1 <= p0) {
     scalar(begin, end);
     return flag;
@@ -416,76 +471,74 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   }
   __m256i mn_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());  // OneRange: every lane's min/max
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
-  struct Params {  // one group's
-    __m256i a, ao, be, bo, cnt;
+  // a group's min/max: from mins / maxs (kPerGroup) or the chunk's, into local registers once per run, and back
+  const auto open_mm = [&](int64_t g, __m256i& mn, __m256i& mx) FXBN_TARGET_AVX2 {
+    mn = kPerGroup ? ld(mins + g) : mn_all;
+    mx = kPerGroup ? ld(maxs + g) : mx_all;
   };
-  const auto params = [&](int64_t g) FXBN_TARGET_AVX2 {
-    const __m256i a = ld(A + g);
-    return Params{a, _mm256_srli_epi64(a, 32), ld(Bs + g), ld(Bs + g + 4), ld(S + g)};
-  };
-  const auto lanes8 = [&](const Params& r, __m256i& mn, __m256i& mx, const int32_t* x) FXBN_TARGET_AVX2 {
-    const __m256i v = ld(x);
-    if constexpr (Check) {
-      mn = _mm256_min_epi32(mn, v);
-      mx = _mm256_max_epi32(mx, v);
-    }
-    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, r.a), r.be);
-    const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ld(x + 1), r.ao), r.bo);  // x[8] read: see p1
-    const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-    return _mm256_srav_epi32(h, r.cnt);
-  };
-  // per-group min/max (kPerGroup): loaded from and stored back to mins / maxs once per run
-  __m256i mn0 = mn_all, mx0 = mx_all, mn1 = mn_all, mx1 = mx_all;
-  __m256i& gmn0 = kPerGroup ? mn0 : mn_all;
-  __m256i& gmx0 = kPerGroup ? mx0 : mx_all;
-  __m256i& gmn1 = kPerGroup ? mn1 : mn_all;
-  __m256i& gmx1 = kPerGroup ? mx1 : mx_all;
-  const auto load_mm = [&](int64_t g, __m256i& mn, __m256i& mx) FXBN_TARGET_AVX2 {
-    if constexpr (kPerGroup) {
-      mn = ld(mins + g);
-      mx = ld(maxs + g);
-    }
-  };
-  const auto store_mm = [&](int64_t g, __m256i mn, __m256i mx) FXBN_TARGET_AVX2 {
+  const auto close_mm = [&](int64_t g, __m256i mn, __m256i mx) FXBN_TARGET_AVX2 {
     if constexpr (kPerGroup) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
+    } else {
+      mn_all = _mm256_min_epi32(mn_all, mn);
+      mx_all = _mm256_max_epi32(mx_all, mx);
     }
   };
   for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
     const int64_t px1 = std::min(px0 + kPixelRun, p1);
     int64_t g = 0;
     for (; g + 16 <= C; g += 16) {
-      const Params r0 = params(g), r1 = params(g + 8);
-      load_mm(g, gmn0, gmx0);
-      load_mm(g + 8, gmn1, gmx1);
+      const PixelGroup r0 = pixel_group<In>(A, Bs, S, XK, g), r1 = pixel_group<In>(A, Bs, S, XK, g + 8);
+      __m256i mn0, mx0, mn_1, mx_1;
+      open_mm(g, mn0, mx0);
+      if constexpr (kPerGroup) open_mm(g + 8, mn_1, mx_1);
+      __m256i& mn1 = kPerGroup ? mn_1 : mn0;  // one pair of registers for both groups unless kPerGroup
+      __m256i& mx1 = kPerGroup ? mx_1 : mx0;
       int64_t px = px0;
+      if constexpr (sizeof(Out) == 2) {
+        for (; px < px1; ++px) {
+          const In* x = xs + px * C + g;
+          const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + px * C + g), pack16<Out, Sat>(h0, h1, q));
+        }
+      }
       for (; px + 2 <= px1; px += 2) {
-        const int32_t* x = xs + px * C + g;
-        const __m256i h0 = lanes8(r0, gmn0, gmx0, x), h1 = lanes8(r1, gmn1, gmx1, x + 8);
-        const __m256i h2 = lanes8(r0, gmn0, gmx0, x + C), h3 = lanes8(r1, gmn1, gmx1, x + C + 8);
+        const In* x = xs + px * C + g;
+        const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
+        const __m256i h2 = pixel_lanes8<Check>(r0, mn0, mx0, x + C);
+        const __m256i h3 = pixel_lanes8<Check>(r1, mn1, mx1, x + C + 8);
         const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
         Out* y = ys + px * C + g;
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
       }
       if (px < px1) {  // the run's odd last pixel, as a tile with itself
-        const int32_t* x = xs + px * C + g;
-        const __m256i h0 = lanes8(r0, gmn0, gmx0, x), h1 = lanes8(r1, gmn1, gmx1, x + 8);
+        const In* x = xs + px * C + g;
+        const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
         const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
       }
-      store_mm(g, gmn0, gmx0);
-      store_mm(g + 8, gmn1, gmx1);
+      close_mm(g, mn0, mx0);
+      if constexpr (kPerGroup) close_mm(g + 8, mn1, mx1);
     }
     if (g < C) {  // channels % 16 == 8: the last group alone, 4 pixels at a time
-      const Params r = params(g);
-      load_mm(g, gmn0, gmx0);
+      const PixelGroup r = pixel_group<In>(A, Bs, S, XK, g);
+      __m256i mn, mx;
+      open_mm(g, mn, mx);
       int64_t px = px0;
+      if constexpr (sizeof(Out) == 2) {
+        for (; px < px1; ++px) {
+          const __m256i h = pixel_lanes8<Check>(r, mn, mx, xs + px * C + g);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g),
+                           _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
+        }
+      }
       for (; px + 4 <= px1; px += 4) {
-        const int32_t* x = xs + px * C + g;
-        const __m256i v = pack32<Out, Sat>(lanes8(r, gmn0, gmx0, x), lanes8(r, gmn0, gmx0, x + C),
-                                           lanes8(r, gmn0, gmx0, x + 2 * C), lanes8(r, gmn0, gmx0, x + 3 * C), q);
+        const In* x = xs + px * C + g;
+        const __m256i v = pack32<Out, Sat>(pixel_lanes8<Check>(r, mn, mx, x), pixel_lanes8<Check>(r, mn, mx, x + C),
+                                           pixel_lanes8<Check>(r, mn, mx, x + 2 * C),
+                                           pixel_lanes8<Check>(r, mn, mx, x + 3 * C), q);
         const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
         Out* y = ys + px * C + g;
         _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
@@ -494,22 +547,22 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
       }
       for (; px < px1; ++px) {
-        const __m256i h = lanes8(r, gmn0, gmx0, xs + px * C + g);
+        const __m256i h = pixel_lanes8<Check>(r, mn, mx, xs + px * C + g);
         const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
         _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
       }
-      store_mm(g, gmn0, gmx0);
+      close_mm(g, mn, mx);
     }
   }
   if constexpr (kPerGroup) {
     __m256i out = _mm256_setzero_si256();
     for (int64_t g = 0; g < C; g += 8) {
-      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), ld(mins + g)),
-                                                 _mm256_cmpgt_epi32(ld(maxs + g), ld(HI + g))));
+      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + g), ld(mins + g)),
+                                                 _mm256_cmpgt_epi32(ld(maxs + g), load8(HI + g))));
     }
     flag |= !_mm256_testz_si256(out, out);
   } else if constexpr (Check) {
-    flag |= (reduce_min(mn_all) < LO[0]) | (reduce_max(mx_all) > HI[0]);
+    flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
   }
   scalar(p1 * C, end);
   return flag;
@@ -551,27 +604,23 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
 
-template <class Out>
+template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {
-  if constexpr (sizeof(Out) == 1) {
-    if (check && one_range) {
-      if constexpr (std::is_signed<Out>::value) {
-        if (sat) return &widen_pixels<Out, true, true, true>;
-      }
-      return &widen_pixels<Out, true, false, true>;
-    }
+  if (check && one_range) {
     if constexpr (std::is_signed<Out>::value) {
-      if (sat) return check ? &widen_pixels<Out, true, true, false> : &widen_pixels<Out, false, true, false>;
+      if (sat) return &widen_pixels<In, Out, true, true, true>;
     }
-    return check ? &widen_pixels<Out, true, false, false> : &widen_pixels<Out, false, false, false>;
+    return &widen_pixels<In, Out, true, false, true>;
   }
-  (void)check;
+  if constexpr (std::is_signed<Out>::value) {
+    if (sat) return check ? &widen_pixels<In, Out, true, true, false> : &widen_pixels<In, Out, false, true, false>;
+  }
   (void)sat;
-  (void)one_range;
-  return nullptr;
+  return check ? &widen_pixels<In, Out, true, false, false> : &widen_pixels<In, Out, false, false, false>;
 }
-template ChunkFn avx2_widen_pixels<int8_t>(bool, bool, bool);
-template ChunkFn avx2_widen_pixels<uint8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<int32_t, int8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<int32_t, uint8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<int16_t, int16_t>(bool, bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

@@ -247,10 +247,10 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd);
 // Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
 template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
-// int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel tables
-// (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.lo / j.hi int32), channels in registers;
+// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
+// tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
 // one_range: every channel has the same [lo, hi] (min/max in registers).
-template <class Out>
+template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
 #endif
 
