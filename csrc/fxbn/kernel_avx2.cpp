@@ -371,37 +371,18 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
-// 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
-// int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
-// 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of 8-channel
-// groups at a time with both groups' parameters in registers (reloaded once per run and pair): tiles of 2 pixels x
-// 16 channels, narrowed together (pack32) into one 16-byte store per pixel; a run's odd last pixel is a tile with
-// itself, and where channels % 16 == 8 the last group is walked alone in tiles of 4 pixels x 8 channels (8-byte
-// stores); int16 outputs: one 32-byte store per pixel and pair (vpackssdw, vpermq), 16 bytes for a lone group.  Per
-// group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
-// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
-// elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
-// by vpsrlq 32.  The range check is a min/max per lane: in two registers for
-// the whole chunk where every channel has the same [lo, hi] (OneRange), else per group in a small array, loaded and
-// stored once per run and compared with lo, hi at the end.  The tensor's last pixel (int32: its odd-element load
-// would read one past the array) and a pixel split by the chunk's ends take the scalar formula.
-// ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
-// One 8-channel group's parameters for widen_pixels.
-struct PixelGroup {
-  __m256i a, ao, be, bo, cnt, xk;
-};
-
-template <class In>
-FXBN_TARGET_AVX2 FXBN_INLINE PixelGroup pixel_group(const int32_t* A, const int64_t* Bs, const int32_t* S,
-                                                    const int32_t* XK, int64_t g) {
-  const __m256i a = ld(A + g);
-  const __m256i xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + g);
-  return PixelGroup{a, _mm256_srli_epi64(a, 32), ld(Bs + g), ld(Bs + g + 4), ld(S + g), xk};
-}
+// One 8-channel group's parameters for widen_pixels as six named values r##a, r##ao, ... (FXBN_PIXEL_ARGS passes
+// them to pixel_lanes8).
+#define FXBN_PIXEL_GROUP(r, g)                                                                      \
+  const __m256i r##a = ld(A + (g)), r##ao = _mm256_srli_epi64(r##a, 32), r##be = ld(Bs + (g));      \
+  const __m256i r##bo = ld(Bs + (g) + 4), r##cnt = ld(S + (g));                                     \
+  const __m256i r##xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + (g))
+#define FXBN_PIXEL_ARGS(r) r##a, r##ao, r##be, r##bo, r##cnt, r##xk
 
 // The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); min/max of the inputs into mn, mx.
 template <bool Check, class In>
-FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(const PixelGroup& r, __m256i& mn, __m256i& mx, const In* x) {
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
+                                                  __m256i xk, __m256i& mn, __m256i& mx, const In* x) {
   __m256i v = load8(x);
   if constexpr (Check) {
     mn = _mm256_min_epi32(mn, v);
@@ -409,17 +390,33 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(const PixelGroup& r, __m256i& 
   }
   __m256i vo;
   if constexpr (std::is_same<In, int32_t>::value) {
+    (void)xk;
     vo = ld(x + 1);  // x[8] read: see widen_pixels' p1
   } else {
-    v = _mm256_sllv_epi32(v, r.xk);
+    v = _mm256_sllv_epi32(v, xk);
     vo = _mm256_srli_epi64(v, 32);
   }
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, r.a), r.be);
-  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, r.ao), r.bo);
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, ao), bo);
   const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-  return _mm256_srav_epi32(h, r.cnt);
+  return _mm256_srav_epi32(h, cnt);
 }
 
+// 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
+// int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables
+// (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of
+// 8-channel groups at a time with both groups' parameters in registers (reloaded once per run and pair): 8-bit
+// outputs in tiles of 2 pixels x 16 channels, narrowed together (pack32) into one 16-byte store per pixel (a run's
+// odd last pixel is a tile with itself); int16 outputs one 32-byte store per pixel and pair (pack16); where
+// channels % 16 == 8 the last group is walked alone (8-bit: tiles of 4 pixels x 8 channels, 8-byte stores).  Per
+// group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
+// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
+// elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
+// by vpsrlq 32.  The range check is a min/max per lane: in two registers for the whole chunk where every channel
+// has the same [lo, hi] (OneRange), else per group in a small array, loaded and stored once per run and compared
+// with lo, hi at the end.  The tensor's last pixel (int32: its odd-element load
+// would read one past the array) and a pixel split by the chunk's ends take the scalar formula.
+// ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
 constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
 constexpr int64_t kPixelRun = 16;
 
@@ -489,67 +486,75 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
     const int64_t px1 = std::min(px0 + kPixelRun, p1);
     int64_t g = 0;
     for (; g + 16 <= C; g += 16) {
-      const PixelGroup r0 = pixel_group<In>(A, Bs, S, XK, g), r1 = pixel_group<In>(A, Bs, S, XK, g + 8);
+      FXBN_PIXEL_GROUP(r0, g);
+      FXBN_PIXEL_GROUP(r1, g + 8);
       __m256i mn0, mx0, mn_1, mx_1;
       open_mm(g, mn0, mx0);
       if constexpr (kPerGroup) open_mm(g + 8, mn_1, mx_1);
       __m256i& mn1 = kPerGroup ? mn_1 : mn0;  // one pair of registers for both groups unless kPerGroup
       __m256i& mx1 = kPerGroup ? mx_1 : mx0;
-      int64_t px = px0;
+      const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r0), mn0, mx0, x);
+      };
+      const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r1), mn1, mx1, x);
+      };
       if constexpr (sizeof(Out) == 2) {
-        for (; px < px1; ++px) {
+        for (int64_t px = px0; px < px1; ++px) {
           const In* x = xs + px * C + g;
-          const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + px * C + g), pack16<Out, Sat>(h0, h1, q));
         }
-      }
-      for (; px + 2 <= px1; px += 2) {
-        const In* x = xs + px * C + g;
-        const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
-        const __m256i h2 = pixel_lanes8<Check>(r0, mn0, mx0, x + C);
-        const __m256i h3 = pixel_lanes8<Check>(r1, mn1, mx1, x + C + 8);
-        const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
-        Out* y = ys + px * C + g;
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
-      }
-      if (px < px1) {  // the run's odd last pixel, as a tile with itself
-        const In* x = xs + px * C + g;
-        const __m256i h0 = pixel_lanes8<Check>(r0, mn0, mx0, x), h1 = pixel_lanes8<Check>(r1, mn1, mx1, x + 8);
-        const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+      } else {
+        int64_t px = px0;
+        for (; px + 2 <= px1; px += 2) {
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
+          const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
+          Out* y = ys + px * C + g;
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
+        }
+        if (px < px1) {  // the run's odd last pixel, as a tile with itself
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
+          const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+        }
       }
       close_mm(g, mn0, mx0);
       if constexpr (kPerGroup) close_mm(g + 8, mn1, mx1);
     }
-    if (g < C) {  // channels % 16 == 8: the last group alone, 4 pixels at a time
-      const PixelGroup r = pixel_group<In>(A, Bs, S, XK, g);
+    if (g < C) {  // channels % 16 == 8: the last group alone (8-bit outputs: 4 pixels at a time)
+      FXBN_PIXEL_GROUP(r, g);
       __m256i mn, mx;
       open_mm(g, mn, mx);
-      int64_t px = px0;
+      const auto lanes = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r), mn, mx, x);
+      };
       if constexpr (sizeof(Out) == 2) {
-        for (; px < px1; ++px) {
-          const __m256i h = pixel_lanes8<Check>(r, mn, mx, xs + px * C + g);
+        for (int64_t px = px0; px < px1; ++px) {
+          const __m256i h = lanes(xs + px * C + g);
           _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g),
                            _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
         }
-      }
-      for (; px + 4 <= px1; px += 4) {
-        const In* x = xs + px * C + g;
-        const __m256i v = pack32<Out, Sat>(pixel_lanes8<Check>(r, mn, mx, x), pixel_lanes8<Check>(r, mn, mx, x + C),
-                                           pixel_lanes8<Check>(r, mn, mx, x + 2 * C),
-                                           pixel_lanes8<Check>(r, mn, mx, x + 3 * C), q);
-        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-        Out* y = ys + px * C + g;
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
-        _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
-        _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
-      }
-      for (; px < px1; ++px) {
-        const __m256i h = pixel_lanes8<Check>(r, mn, mx, xs + px * C + g);
-        const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+      } else {
+        int64_t px = px0;
+        for (; px + 4 <= px1; px += 4) {
+          const In* x = xs + px * C + g;
+          const __m256i v = pack32<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C), lanes(x + 3 * C), q);
+          const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+          Out* y = ys + px * C + g;
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
+          _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
+          _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+        }
+        for (; px < px1; ++px) {
+          const __m256i h = lanes(xs + px * C + g);
+          const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+        }
       }
       close_mm(g, mn, mx);
     }
@@ -567,6 +572,9 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   scalar(p1 * C, end);
   return flag;
 }
+
+#undef FXBN_PIXEL_GROUP
+#undef FXBN_PIXEL_ARGS
 
 }  // namespace
 
