@@ -2,11 +2,13 @@
 AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s held in registers for 8 channels at a time, 4 pixels at a time, and a per-channel
-  min/max kept across the pixels.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 16 pixels, and a
+  per-channel min/max kept across the pixels (in registers when every channel has the same range).  Covered: channel counts that are multiples of 8 (the body; 1032 past the
   stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
+* the AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; channels % 64 == 0, one [lo, hi] for every channel or no
+  check): int32 -> int8/uint8 and int16 -> int16 (inputs scaled by 2^xk), 64 channels' parameters in zmm registers.
 * widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
   32-block goes to the scalar tail) and vpsravd by s - 32.
 A real layer's accumulator range (ResNet-50's conv accumulators span 17-26 bits) comes from the solver
@@ -37,11 +39,17 @@ def x86_isa(request):
     _core.kernel_isa(before)
 
 
-def real_layer(channels, rng, tout="int8", bits=(17, 26)):
-    """A conv-accumulator layer: per-channel ranges of 2^17..2^26 (ResNet-50's), outputs spread over the range."""
-    k = rng.integers(bits[0] - 1, bits[1], channels)
-    lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
-    hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
+def real_layer(channels, rng, tout="int8", bits=(17, 26), one_range=False):
+    """A conv-accumulator layer: per-channel ranges of 2^17..2^26 (ResNet-50's), outputs spread over the range.
+    one_range: one [lo, hi] for every channel (a layer's declared accumulator range; the AVX-512 widen_pixels)."""
+    if one_range:
+        k = np.full(channels, rng.integers(bits[0] - 1, bits[1]))
+        lo = -(np.int64(1) << k) + rng.integers(0, 1000)
+        hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000)
+    else:
+        k = rng.integers(bits[0] - 1, bits[1], channels)
+        lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
+        hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
     a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, channels) * rng.choice([-1.0, 1.0], channels)
     b = rng.uniform(-20, 20, channels) + (127.5 if tout == "uint8" else 0.0)
     return fxbn.from_affine(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64),
@@ -110,7 +118,9 @@ def test_widen_pixels_two_threads_and_split_pixels():
             y, bad = raw(layer, x, -1, acc32=False, threads=threads)
             assert bad == -1
             np.testing.assert_array_equal(y, want)
-        for where in (0, 5, x.size // 2 + 3, x.size - channels + 2, x.size - 1):
+        middle = x.size // channels // 2 * channels
+        for where in (0, 5, 12, middle + 3, middle + 9, middle + channels - 1, x.size - 2 * channels + 13,
+                      x.size - channels + 2, x.size - 1):
             c = where % channels
             for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1):  # above and below the range
                 xb = x.copy()
@@ -190,3 +200,151 @@ def test_widen_pixels_many_channels():
         c = where % 1032
         xb.reshape(-1)[where] = layer.in_range[c, 0] - 1 if where % 2 else layer.in_range[c, 1] + 1
         assert raw(layer, xb, -1, acc32=False)[1] == where
+
+
+# The AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; the AVX-512 ISAs, channels % 64 == 0, one [lo, hi] for every
+# channel or no check): 64 channels' parameters in registers, runs of 16 pixels, min/max in two registers.
+ZMM_PIXELS = (1, 2, 15, 16, 17, 33, 131)
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [64, 128, 192])
+def test_widen_pixels_one_range(channels, tout):
+    rng = np.random.default_rng(2400 + channels)
+    for bits in ((17, 17), (24, 24), (26, 26)):
+        layer = real_layer(channels, rng, tout, bits, one_range=True)
+        for n in ZMM_PIXELS:
+            for shape in ((n, channels), (2, n, 1, channels)):
+                x = inputs(layer, shape, -1, rng)
+                want = expected(layer, x, -1)
+                y, bad = raw(layer, x, -1, acc32=False)
+                assert bad == -1
+                np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}, {bits}")
+                inside = (want > layer.out_range[0]) & (want < layer.out_range[1])
+                assert n < 4 or inside.mean() > 0.3  # not just the clamps
+
+
+@pytest.mark.parametrize("out_range", [(-128, 127), (-100, 90), (0, 255)])
+@pytest.mark.parametrize("channels", [64, 128])
+def test_widen_pixels_one_range_extremes(channels, out_range):
+    """Full int32 ranges (no check) and the extremes of s, A, B, on 64 and 128 channels."""
+    rng = np.random.default_rng(177 + channels)
+    A, B, s = extremes(channels, rng)
+    tout = "uint8" if out_range[0] == 0 else "int8"
+    layer = fixed_layer(A, B, s, -(1 << 31), (1 << 31) - 1, tout, out_range)
+    for shape in ((131, channels), (3, 5, 4, channels), (1, channels)):
+        x = _active_inputs(layer, shape, -1, rng)
+        y, bad = raw(layer, x, -1, acc32=False)
+        assert bad == -1
+        np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{channels} channels, {shape}")
+
+
+@pytest.mark.parametrize("channels", [64, 128])
+def test_widen_pixels_one_range_threads_and_violations(channels):
+    """2 threads, and a violation (above and below the shared range) named at its first index: in the first pixel,
+    a middle one, the tensor's last pixel (scalar) and the one before it (the body), in either 8-channel group of a
+    16-channel pair and in each 16-channel vector of a 64-channel block."""
+    rng = np.random.default_rng(15 + channels)
+    layer = real_layer(channels, rng, one_range=True)
+    x = inputs(layer, (1, 37, 41, channels), -1, rng)
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want)
+    middle = x.size // channels // 2 * channels
+    for where in (0, 5, 12, middle + 3, middle + 9, middle + 30, middle + channels - 1, x.size - 2 * channels + 1,
+                  x.size - 2 * channels + 14, x.size - channels + 2, x.size - 1):
+        for value in (layer.in_range[0, 1] + 1, layer.in_range[0, 0] - 1, np.iinfo(np.int32).min):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                assert bad == where, (channels, where, value, threads, bad)
+
+
+def test_widen_pixels_one_range_out_kept():
+    """apply(x, out=y) with the shared range: exact, and a violation leaves y as it was."""
+    rng = np.random.default_rng(19)
+    layer = real_layer(64, rng, one_range=True)
+    x = inputs(layer, (2, 60, 70, 64), -1, rng)
+    for threads in (1, 2):
+        y = np.full(x.shape, 7, np.int8)
+        assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
+        for where in ((1 << 14) + 5, x.size - 1, x.size - 65, 3):
+            xb = x.copy()
+            xb.reshape(-1)[where] = layer.in_range[0, 1] + 1
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before)
+
+
+def int16_layer(channels, rng, out_range=(-32768, 32767), in_range=(-32768, 32767)):
+    """int16 -> int16 with 64-bit accumulators: multipliers of 19-31 bits (within int32) and shifts 20-29, which
+    widen_to_high brings to 32 by scaling the input (x * 2^(32 - s) fits int32)."""
+    s = rng.integers(20, 30, channels)
+    A = np.round(np.exp2(s) * rng.uniform(0.3, 1.5, channels) * rng.choice([-1.0, 1.0], channels)).astype(np.int64)
+    B = (rng.integers(-3000, 3000, channels) << s) + rng.integers(0, 1 << 20, channels)
+    source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
+    if in_range == "per_channel":
+        half = rng.integers(1000, 32000, channels)
+        ranges = np.stack([-half, half - 1], axis=1).astype(np.int64)
+    else:
+        ranges = np.tile(np.array(in_range, np.int64), (channels, 1))
+    return FixedPointBN(A, B, s.astype(np.int64), ranges, out_range, "half_up", source, "int16", "int16")
+
+
+def int16_inputs(layer, shape, rng):
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    x = np.floor(lo + rng.random(shape) * (hi - lo + 1)).astype(np.int64)
+    x = np.clip(x, lo, hi).astype(np.int16)
+    x.reshape(-1)[:2] = (lo[0], hi[1 % layer.channels] if shape[-1] > 1 else lo[0])
+    return x
+
+
+@pytest.mark.parametrize("in_range", [(-32768, 32767), (-20000, 20000), "per_channel"])
+@pytest.mark.parametrize("out_range", [(-32768, 32767), (-5, 3000)])
+@pytest.mark.parametrize("channels", [64, 128, 72, 16, 8])
+def test_widen_pixels_int16(channels, out_range, in_range):
+    """int16 -> int16 channel-last: the AVX-512 widen_pixels (channels % 64 == 0, one range or none), else the AVX2
+    one (pairs of 8-channel groups; 72 and 8 channels: a lone last group)."""
+    rng = np.random.default_rng(3100 + channels)
+    layer = int16_layer(channels, rng, out_range, in_range)
+    for n in ZMM_PIXELS:
+        for shape in ((n, channels), (2, n, 1, channels)):
+            x = int16_inputs(layer, shape, rng)
+            want = expected(layer, x, -1)
+            for threads in (1, 2):
+                y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+                assert bad == -1
+                np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}, {threads}")
+            inside = (want > out_range[0]) & (want < out_range[1])
+            assert n < 4 or inside.mean() > 0.03  # not just the clamps
+
+
+@pytest.mark.parametrize("in_range", [(-20000, 20000), "per_channel"])
+@pytest.mark.parametrize("channels", [64, 128, 72])
+def test_widen_pixels_int16_violations(channels, in_range):
+    """A violation of the int16 range named at its first index (1 and 2 threads); out= left untouched."""
+    rng = np.random.default_rng(41 + channels)
+    layer = int16_layer(channels, rng, in_range=in_range)
+    x = int16_inputs(layer, (1, 29, 31, channels), rng)
+    middle = x.size // channels // 2 * channels
+    for where in (0, 12, middle + 9, middle + 30, middle + channels - 1, x.size - channels + 2, x.size - 1):
+        c = where % channels
+        for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1, -32768):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                assert bad == where, (channels, where, value, threads, bad)
+    xb = x.copy()
+    xb.reshape(-1)[x.size - 3] = 32767
+    before = rng.integers(-100, 100, x.shape).astype(np.int16)
+    y = before.copy()
+    with pytest.raises(ValueError, match="outside the in_range"):
+        layer.apply(xb, axis=-1, out=y)
+    np.testing.assert_array_equal(y, before)

@@ -61,7 +61,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   widen_periodic_high (vpsravd by s - 32).
 - ``avx2_widen_rows_int32``: avx2 widen_rows with int32 inputs (the odd elements from a second load one element on,
   vpsravd); ``avx2_widen_pixels``: int32 -> 8-bit channel-last with 8 channels' A (as dwords: vpsrlq 32 for the odd
-  channels), B, s - 32 in registers.
+  channels), B, s - 32 in registers; ``avx512_widen_pixels`` (kernel_avx512.cpp): the same lanes with 64 channels'
+  parameters in zmm registers and high_dwords' masked vpshufd gather.
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
@@ -383,7 +384,9 @@ SIMD_WRONG = {
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
-                          "logical_shift", "missing_s_ge_32", "zero_extend"),
+                          "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
+    "avx512_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "mask_swapped", "shuffle_identity",
+                            "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
     "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
     "neon_widen": ("truncating_narrow", "logical_shift", "zero_extend", "positive_count", "qminmax_not_int32"),
     "neon_narrow": ("truncating_narrow", "uint8_signed_narrow", "halves_swapped"),
@@ -551,7 +554,9 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     v = z3.Concat(x32(xo, ko), x32(xe, ke))                         # int32 lanes 2k (low) and 2k+1 (high)
     # the odd elements reach vpmuldq's low dword: widen_rows (s >= 32) loads x one element further on (load16(x + k +
     # 1): qword k holds x[2k + 1] low and x[2k + 2] high, a free input here); the other bodies use srli_epi64(v, 32)
-    if high and name in ("widen_rows_high", "avx2_widen_rows_int32", "avx2_widen_pixels"):
+    second_load = name in ("widen_rows_high", "avx2_widen_rows_int32") or (
+        name in ("avx2_widen_pixels", "avx512_widen_pixels") and bits == 32)  # their int16 inputs: vpsrlq
+    if high and second_load:
         x_next = z3.BitVec("x_next", bits)
         variables["x_next"] = x_next
         vo = v if bad == "odd_load_not_offset" else z3.Concat(x32(x_next, ko), x32(xo, ko))
@@ -563,7 +568,7 @@ def _widen(in_dtype, wrong, rows, high, name=None):
     else:                                                           # the int64 table of sign-extended A, split per
         av = z3.SignExt(32, Ae)                                     # 16 entries into even then odd entries: two
         av_odd = av if bad == "odd_a_from_even_table" else z3.SignExt(32, Ao)  # aligned loads
-        if name == "avx2_widen_pixels":                             # A of 8 channels as 8 dwords: the qword of
+        if name in ("avx2_widen_pixels", "avx512_widen_pixels"):    # A of 8 (16) channels as dwords: the qword of
             pair = z3.Concat(Ao, Ae)                                # channels (2k, 2k + 1); vpmuldq reads its low
             av = pair                                               # dword, vpsrlq 32 brings the odd one down
             av_odd = pair if bad == "odd_a_unshifted" else z3.LShR(pair, 32)
@@ -747,17 +752,52 @@ def avx2_widen_rows_int32(in_dtype, w=64, wrong=False):
 
 
 def avx2_widen_pixels(in_dtype, w=64, wrong=False):
-    """AVX2 widen_pixels (int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32 after widen_to_high): 8
-    channels' parameters in registers, lane k of a vector is channel g + k of one pixel.  Per lane pair (channels
+    """AVX2 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32 after
+    widen_to_high): 8 channels' parameters in registers, lane k of a vector is channel g + k of one pixel; int16
+    inputs scaled by 2^xk per channel (vpsllvd, xk <= 16) and their odd elements by vpsrlq 32.  Per lane pair (channels
     2k, 2k + 1): A loaded as 8 dwords, so the qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword,
     and vpsrlq 32 brings A_odd down for the odd product; the odd elements from a second load one element on; B of
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
-    of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (four pixels' vectors packed together).
-    The body walks 4 pixels at a time and all channel groups within them (pixel-major since h5-int32), and the
-    AVX-512 ISAs take it too; neither changes a lane's instructions, which are what this lemma states.
-    Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset``,
-    ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``."""
+    of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
+    or 4 pixels x 8 channels in the last group where channels % 16 == 8; int16 outputs: vpackssdw + vpermq of one
+    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 16 pixels one pair
+    of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
+    neither changes a lane's instructions, which are what this lemma states.
+    Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
+    inputs), ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
+    ``input_shift_past_headroom``."""
     return _avx2_widen("avx2_widen_pixels", in_dtype, wrong, rows=False)
+
+
+def avx512_widen_pixels(in_dtype, w=64, wrong=False):
+    """AVX-512 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 64 == 0, every s >= 32 after
+    widen_to_high, no check or one [lo, hi] for every channel): 64 channels' parameters in zmm registers, lane k of
+    a vector is channel g + k of one pixel.  Per lane pair (channels 2k, 2k + 1): A loaded as 16 dwords, so the
+    qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword, and vpsrlq 32 (once per block) brings A_odd
+    down; int32 inputs: the odd elements from a second load one element on; int16 inputs: x * 2^xk per channel
+    (vpsllvd, xk <= 16), the odd elements by vpsrlq 32; B of the even and of the odd channels from two qword vectors
+    (per 16 channels: the 8 even ones, then the 8 odd ones); vpsravd by the per-channel s - 32.  The high dwords are
+    gathered by high_dwords' masked vpshufd (_mm512_mask_shuffle_epi32(po, 0x5555, pe, CDAB): the even dwords from
+    pe with each qword's dwords swapped, the odd ones kept from po), modelled on a 128-bit lane (the shuffle and the
+    mask repeat per lane).  The narrowing store is pack_store64 for 8-bit outputs (the same packs as
+    ``avx2_pack_narrow`` per 128-bit lane; ``pack_narrow``) and clamp_store16 for int16 (``saturating_store``); the
+    range check is a min/max over every lane against the shared [lo, hi].
+    Wrong: ``odd_a_unshifted``, ``odd_load_not_offset``, ``mask_swapped`` (mask 0xAAAA), ``shuffle_identity``
+    (vpshufd 0xE4: the even products' low dwords), ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
+    ``input_shift_past_headroom`` (``odd_load_not_offset`` concerns the int32 inputs only)."""
+    z3 = z3mod()
+    name = "avx512_widen_pixels"
+    bad = _variant(name, wrong)
+    lane_bad = bad if bad not in ("mask_swapped", "shuffle_identity") else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=False, high=True, name=name)
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    mask = 0xA if bad == "mask_swapped" else 0x5                    # the 128-bit lane's 4 bits of 0x5555
+    shuffled = _pshufd(z3, z3.Concat(pe1, pe0), 0xE4 if bad == "shuffle_identity" else 0xB1)  # CDAB = 0xB1
+    h = _blendd(z3, z3.Concat(po1, po0), shuffled, mask)            # merge masking: set bits from the shuffle
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    claims.append(h == z3.Concat(hi(po1), hi(pe1), hi(po0), hi(pe0)))   # elements 3, 2, 1, 0 (high to low dword)
+    return claims, variables
 
 
 def avx2_mul32_rows(in_dtype, w=32, wrong=False):
@@ -1039,7 +1079,8 @@ SIMD_LEMMAS = {
     "avx2_mul32_rows": (avx2_mul32_rows, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows": (avx2_widen_rows, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_int32": (avx2_widen_rows_int32, "QF_BV", (64,), ("int32",)),
-    "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32",)),
+    "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
+    "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),

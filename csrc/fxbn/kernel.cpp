@@ -470,14 +470,17 @@ int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int6
 }
 
 #if FXBN_X86_DISPATCH
-// Per-channel tables of widen_pixels (int32 inputs): A, B (split per 8 channels: the even ones, then the odd ones),
-// s - 32 after widen_to_high, lo, hi.  False (tables unusable) when some channel keeps s < 32.
-bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, Table<int32_t>& a, Table<int64_t>& b,
-                  Table<int32_t>& s32, Table<int32_t>& lo, Table<int32_t>& hi) {
+// Per-channel tables of widen_pixels: A, B (split per `group` channels, 8 for AVX2 and 16 for AVX-512: the even ones,
+// then the odd ones), s - 32 after widen_to_high (xshift: the body scales 16-bit inputs by 2^xk), xk, lo, hi.  False
+// (tables unusable) when some channel keeps s < 32.
+template <class In>
+bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, size_t group, bool xshift, Table<int32_t>& a,
+                  Table<int64_t>& b, Table<int32_t>& s32, Table<int32_t>& xk, Table<In>& lo, Table<In>& hi) {
   const size_t n = static_cast<size_t>(channels);
   a.resize(n);
   b.resize(n);
   s32.resize(n);
+  xk.resize(n);
   lo.resize(n);
   hi.resize(n);
   for (size_t c = 0; c < n; ++c) {
@@ -485,13 +488,14 @@ bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, Table<
     int64_t bc = p.bias[c];
     int64_t sc = std::min<int64_t>(p.shift[c], max_shift);
     int32_t kc = 0;
-    widen_to_high<int32_t>(ac, bc, sc, kc, p.lo[c], p.hi[c], false);
+    widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
     if (sc < 32) return false;
     a[c] = ac;
-    b[(c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1)] = bc;
+    b[(c & ~(group - 1)) + ((c & 1) ? group / 2 : 0) + ((c & (group - 1)) >> 1)] = bc;
     s32[c] = static_cast<int32_t>(sc - 32);
-    lo[c] = static_cast<int32_t>(p.lo[c]);  // within int32: the entry points clip [lo, hi] to In
-    hi[c] = static_cast<int32_t>(p.hi[c]);
+    xk[c] = kc;
+    lo[c] = static_cast<In>(p.lo[c]);  // within In: the entry points clip [lo, hi] to In
+    hi[c] = static_cast<In>(p.hi[c]);
   }
   return true;
 }
@@ -507,19 +511,32 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const bool check = needs_check<In>(p.lo, p.hi, channels);
   const bool rows = use_rows(channels, inner);
 #if FXBN_X86_DISPATCH
-  // int32 -> 8-bit channel-last: the AVX2 widen_pixels with per-channel tables (no period tables) when every channel
-  // reaches s >= 32, on the AVX-512 ISAs too (faster there than their periodic widen body: 1x64x56x56, 1 thread)
-  if constexpr (M == Mul::widen && std::is_same<In, int32_t>::value && sizeof(Out) == 1) {
+  // widen_pixels with per-channel tables (no period tables) when every channel reaches s >= 32: int32 -> 8-bit and
+  // int16 -> int16 channel-last.  The AVX-512 one (64 channels' parameters in zmm registers) where channels % 64 == 0
+  // and the check, if any, has one [lo, hi] for every channel; else the AVX2 one, on the AVX-512 ISAs too (faster
+  // there than their periodic widen body: 1x64x56x56, 1 thread)
+  if constexpr (M == Mul::widen && ((std::is_same<In, int32_t>::value && sizeof(Out) == 1) ||
+                                    (std::is_same<In, int16_t>::value && std::is_same<Out, int16_t>::value))) {
+    constexpr bool kInt32 = std::is_same<In, int32_t>::value;
     const Isa isa = current_isa();
-    if (!rows && inner == 1 && channels % 8 == 0 && (isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi)) {
-      Table<int32_t> pa, ps32, plo, phi;
+    const bool avx512 = isa == Isa::v4 || isa == Isa::vbmi;
+    if (!rows && inner == 1 && channels % 8 == 0 && (avx512 || isa == Isa::avx2)) {
+      const bool one_range = std::all_of(p.lo, p.lo + channels, [&](int64_t v) { return v == p.lo[0]; }) &&
+                             std::all_of(p.hi, p.hi + channels, [&](int64_t v) { return v == p.hi[0]; });
+      const bool zmm = avx512 && channels % 64 == 0 && (!check || one_range);
+      Table<int32_t> pa, ps32, pxk;
       Table<int64_t> pb;
-      if (pixel_tables(p, channels, max_shift, pa, pb, ps32, plo, phi)) {
+      Table<In> plo, phi;
+      if (pixel_tables<In>(p, channels, max_shift, zmm ? 16 : 8, !kInt32, pa, pb, ps32, pxk, plo, phi)) {
         Job j{x, y, channels, inner, 0, pa.data(), pb.data(), nullptr, plo.data(), phi.data(), p.qmin, p.qmax};
         j.s32 = ps32.data();
+        j.xk = pxk.data();
         j.total = outer * channels * inner;
-        return run_reporting(avx2_widen_pixels<Out>(check, saturating_store<Out>(p.qmin, p.qmax)), j, x, outer,
-                             channels, inner, p, check, threads, sizeof(In) + sizeof(Out), sizeof(Out));
+        const bool sat = saturating_store<Out>(p.qmin, p.qmax);
+        const ChunkFn fn =
+            zmm ? avx512_widen_pixels<In, Out>(check, sat) : avx2_widen_pixels<In, Out>(check, sat, one_range);
+        return run_reporting(fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
+                             sizeof(Out));
       }
     }
   }

@@ -7,8 +7,9 @@
 //               vpmullq, vpsraq or 64-bit min/max, which the compiler emulates), the high dwords gathered with
 //               vpshufd + vpblendd, vpsrad by s - 32 and 32-bit clamps; rows with s < 32 take the portable loop.
 //               int32 inputs: the odd elements from a second load one element on, vpsravd.
-//   widen_pixels  int32 -> 8-bit channel-last, channels % 8 == 0, every s >= 32: 8 channels' parameters in
-//               registers, 4 pixels at a time (no per-element table loads); the AVX-512 ISAs take it too.
+//   widen_pixels  int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32: 16 channels'
+//               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
+//               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -62,6 +63,21 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, 
   } else {
     v = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order);
     v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+  }
+  return v;
+}
+
+// Two vectors of int32 lanes (elements 0-7, 8-15) narrowed to 16 16-bit lanes in order (vpackssdw / vpackusdw,
+// vpermq, word min/max; store_lanes' 16-bit step): widen_pixels' int16 outputs (``avx2_pack_narrow``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack16(__m256i h0, __m256i h1, const Bounds& q) {
+  __m256i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm256_permute4x64_epi64(_mm256_packs_epi32(h0, h1), 0xD8);
+    if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+  } else {
+    v = _mm256_permute4x64_epi64(_mm256_packus_epi32(h0, h1), 0xD8);
+    v = _mm256_min_epu16(_mm256_max_epu16(v, q.q16lo), q.q16hi);
   }
   return v;
 }
@@ -355,30 +371,67 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
-// 64-bit accumulator, 32-bit multiplier, int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0),
-// every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables (which cost
-// 8 loads per 8 elements where the arithmetic needs 1).  Pixel-major: four pixels at a time, and within them one group
-// of 8 channels after the other, so that input and output are walked in address order (a walk of a tile of pixels
-// one channel group at a time, with the group's parameters held in registers, was 1-2 us slower on 1x64x56x56).  Per
+// One 8-channel group's parameters for widen_pixels as six named values r##a, r##ao, ... (FXBN_PIXEL_ARGS passes
+// them to pixel_lanes8).
+#define FXBN_PIXEL_GROUP(r, g)                                                                      \
+  const __m256i r##a = ld(A + (g)), r##ao = _mm256_srli_epi64(r##a, 32), r##be = ld(Bs + (g));      \
+  const __m256i r##bo = ld(Bs + (g) + 4), r##cnt = ld(S + (g));                                     \
+  const __m256i r##xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + (g))
+#define FXBN_PIXEL_ARGS(r) r##a, r##ao, r##be, r##bo, r##cnt, r##xk
+
+// The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); min/max of the inputs into mn, mx.
+template <bool Check, class In>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
+                                                  __m256i xk, __m256i& mn, __m256i& mx, const In* x) {
+  __m256i v = load8(x);
+  if constexpr (Check) {
+    mn = _mm256_min_epi32(mn, v);
+    mx = _mm256_max_epi32(mx, v);
+  }
+  __m256i vo;
+  if constexpr (std::is_same<In, int32_t>::value) {
+    (void)xk;
+    vo = ld(x + 1);  // x[8] read: see widen_pixels' p1
+  } else {
+    v = _mm256_sllv_epi32(v, xk);
+    vo = _mm256_srli_epi64(v, 32);
+  }
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, ao), bo);
+  const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+  return _mm256_srav_epi32(h, cnt);
+}
+
+// 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
+// int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables
+// (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of
+// 8-channel groups at a time with both groups' parameters in registers (reloaded once per run and pair): 8-bit
+// outputs in tiles of 2 pixels x 16 channels, narrowed together (pack32) into one 16-byte store per pixel (a run's
+// odd last pixel is a tile with itself); int16 outputs one 32-byte store per pixel and pair (pack16); where
+// channels % 16 == 8 the last group is walked alone (8-bit: tiles of 4 pixels x 8 channels, 8-byte stores).  Per
 // group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
-// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); the odd elements come from a
-// second load one element on.  The range check is a min/max per channel lane, kept per group in a small array
-// across the pixels and compared with lo, hi once at the end.  Four pixels' 8 lanes are narrowed together (pack32)
-// and stored as four 8-byte pieces.  The tensor's last pixel (its odd-element load would read one past the array),
-// the pixels past a multiple of 4 and a pixel split by the chunk's ends take the scalar formula.
+// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
+// elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
+// by vpsrlq 32.  The range check is a min/max per lane: in two registers for the whole chunk where every channel
+// has the same [lo, hi] (OneRange), else per group in a small array, loaded and stored once per run and compared
+// with lo, hi at the end.  The tensor's last pixel (int32: its odd-element load
+// would read one past the array) and a pixel split by the chunk's ends take the scalar formula.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
 constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
+constexpr int64_t kPixelRun = 16;
 
-template <class Out, bool Check, bool Sat>
+template <class In, class Out, bool Check, bool Sat, bool OneRange>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
-  static_assert(sizeof(Out) == 1, "8-bit outputs");
-  const int32_t* const xs = static_cast<const int32_t*>(j.x);
+  constexpr bool kInt32 = std::is_same<In, int32_t>::value;
+  static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
+  const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 8 channels: the 4 even ones, then the 4 odd
   const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
-  const int32_t* const LO = static_cast<const int32_t*>(j.lo);
-  const int32_t* const HI = static_cast<const int32_t*>(j.hi);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
@@ -388,76 +441,140 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
       const int32_t v = xs[e];
       if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
-      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * v);
+      const int64_t xv = kInt32 ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
       const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
       const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
       ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
     }
   };
-  const int64_t p0 = (begin + C - 1) / C;                      // the first whole pixel
-  const int64_t p1 = std::min(end / C, (j.total - 1) / C);     // past the last one, the tensor's last excluded
-  const int64_t p4 = p1 > p0 ? p0 + (p1 - p0) / 4 * 4 : p0;    // past the last group of 4 pixels
-  if (p4 == p0) {
+  const int64_t p0 = (begin + C - 1) / C;                   // the first whole pixel
+  const int64_t p1 = kInt32 ? std::min(end / C, (j.total - 1) / C) : end / C;  // past the last one (int32: the
+                                                                                // tensor's last excluded)
+  if (p1 <= p0) {
     scalar(begin, end);
     return flag;
   }
   scalar(begin, p0 * C);
   const Bounds q = bounds(j.qmin, j.qmax);
-  alignas(32) int32_t stack_mm[Check ? 2 * kPixelStackChannels : 8];
-  std::vector<int32_t> heap_mm(Check && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
+  constexpr bool kPerGroup = Check && !OneRange;
+  alignas(32) int32_t stack_mm[kPerGroup ? 2 * kPixelStackChannels : 8];
+  std::vector<int32_t> heap_mm(kPerGroup && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
   int32_t* const mins = heap_mm.empty() ? stack_mm : heap_mm.data();  // per channel lane: the minimum input so far
   int32_t* const maxs = mins + C;                                   // and the maximum
-  if constexpr (Check) {
+  if constexpr (kPerGroup) {
     std::fill(mins, mins + C, std::numeric_limits<int32_t>::max());
     std::fill(maxs, maxs + C, std::numeric_limits<int32_t>::min());
   }
-  for (int64_t px = p0; px < p4; px += 4) {
-    for (int64_t g = 0; g < C; g += 8) {
-      const __m256i a = ld(A + g), ao = _mm256_srli_epi64(a, 32);
-      const __m256i be = ld(Bs + g), bo = ld(Bs + g + 4), cnt = ld(S + g);
-      __m256i mn = _mm256_setzero_si256(), mx = mn;
-      if constexpr (Check) {
-        mn = ld(mins + g);
-        mx = ld(maxs + g);
-      }
-      const auto lanes8 = [&](int64_t p) FXBN_TARGET_AVX2 {
-        const int32_t* x = xs + p * C + g;
-        const __m256i v = ld(x);
-        if constexpr (Check) {
-          mn = _mm256_min_epi32(mn, v);
-          mx = _mm256_max_epi32(mx, v);
-        }
-        const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
-        const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(ld(x + 1), ao), bo);  // x[8] read: see p1
-        const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-        return _mm256_srav_epi32(h, cnt);
+  __m256i mn_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());  // OneRange: every lane's min/max
+  __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  // a group's min/max: from mins / maxs (kPerGroup) or the chunk's, into local registers once per run, and back
+  const auto open_mm = [&](int64_t g, __m256i& mn, __m256i& mx) FXBN_TARGET_AVX2 {
+    mn = kPerGroup ? ld(mins + g) : mn_all;
+    mx = kPerGroup ? ld(maxs + g) : mx_all;
+  };
+  const auto close_mm = [&](int64_t g, __m256i mn, __m256i mx) FXBN_TARGET_AVX2 {
+    if constexpr (kPerGroup) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
+    } else {
+      mn_all = _mm256_min_epi32(mn_all, mn);
+      mx_all = _mm256_max_epi32(mx_all, mx);
+    }
+  };
+  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
+    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    int64_t g = 0;
+    for (; g + 16 <= C; g += 16) {
+      FXBN_PIXEL_GROUP(r0, g);
+      FXBN_PIXEL_GROUP(r1, g + 8);
+      __m256i mn0, mx0, mn_1, mx_1;
+      open_mm(g, mn0, mx0);
+      if constexpr (kPerGroup) open_mm(g + 8, mn_1, mx_1);
+      __m256i& mn1 = kPerGroup ? mn_1 : mn0;  // one pair of registers for both groups unless kPerGroup
+      __m256i& mx1 = kPerGroup ? mx_1 : mx0;
+      const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r0), mn0, mx0, x);
       };
-      const __m256i v = pack32<Out, Sat>(lanes8(px), lanes8(px + 1), lanes8(px + 2), lanes8(px + 3), q);
-      if constexpr (Check) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
+      const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r1), mn1, mx1, x);
+      };
+      if constexpr (sizeof(Out) == 2) {
+        for (int64_t px = px0; px < px1; ++px) {
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + px * C + g), pack16<Out, Sat>(h0, h1, q));
+        }
       } else {
-        (void)mn, (void)mx;
+        int64_t px = px0;
+        for (; px + 2 <= px1; px += 2) {
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
+          const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
+          Out* y = ys + px * C + g;
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
+        }
+        if (px < px1) {  // the run's odd last pixel, as a tile with itself
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
+          const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+        }
       }
-      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-      Out* y = ys + px * C + g;
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
-      _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
-      _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+      close_mm(g, mn0, mx0);
+      if constexpr (kPerGroup) close_mm(g + 8, mn1, mx1);
+    }
+    if (g < C) {  // channels % 16 == 8: the last group alone (8-bit outputs: 4 pixels at a time)
+      FXBN_PIXEL_GROUP(r, g);
+      __m256i mn, mx;
+      open_mm(g, mn, mx);
+      const auto lanes = [&](const In* x) FXBN_TARGET_AVX2 {
+        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r), mn, mx, x);
+      };
+      if constexpr (sizeof(Out) == 2) {
+        for (int64_t px = px0; px < px1; ++px) {
+          const __m256i h = lanes(xs + px * C + g);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g),
+                           _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
+        }
+      } else {
+        int64_t px = px0;
+        for (; px + 4 <= px1; px += 4) {
+          const In* x = xs + px * C + g;
+          const __m256i v = pack32<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C), lanes(x + 3 * C), q);
+          const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+          Out* y = ys + px * C + g;
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
+          _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
+          _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+        }
+        for (; px < px1; ++px) {
+          const __m256i h = lanes(xs + px * C + g);
+          const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+        }
+      }
+      close_mm(g, mn, mx);
     }
   }
-  if constexpr (Check) {
+  if constexpr (kPerGroup) {
     __m256i out = _mm256_setzero_si256();
     for (int64_t g = 0; g < C; g += 8) {
-      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(ld(LO + g), ld(mins + g)),
-                                                 _mm256_cmpgt_epi32(ld(maxs + g), ld(HI + g))));
+      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + g), ld(mins + g)),
+                                                 _mm256_cmpgt_epi32(ld(maxs + g), load8(HI + g))));
     }
     flag |= !_mm256_testz_si256(out, out);
+  } else if constexpr (Check) {
+    flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
   }
-  scalar(p4 * C, end);
+  scalar(p1 * C, end);
   return flag;
 }
+
+#undef FXBN_PIXEL_GROUP
+#undef FXBN_PIXEL_ARGS
 
 }  // namespace
 
@@ -495,20 +612,23 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
 
-template <class Out>
-ChunkFn avx2_widen_pixels(bool check, bool sat) {
-  if constexpr (sizeof(Out) == 1) {
+template <class In, class Out>
+ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {
+  if (check && one_range) {
     if constexpr (std::is_signed<Out>::value) {
-      if (sat) return check ? &widen_pixels<Out, true, true> : &widen_pixels<Out, false, true>;
+      if (sat) return &widen_pixels<In, Out, true, true, true>;
     }
-    return check ? &widen_pixels<Out, true, false> : &widen_pixels<Out, false, false>;
+    return &widen_pixels<In, Out, true, false, true>;
   }
-  (void)check;
+  if constexpr (std::is_signed<Out>::value) {
+    if (sat) return check ? &widen_pixels<In, Out, true, true, false> : &widen_pixels<In, Out, false, true, false>;
+  }
   (void)sat;
-  return nullptr;
+  return check ? &widen_pixels<In, Out, true, false, false> : &widen_pixels<In, Out, false, false, false>;
 }
-template ChunkFn avx2_widen_pixels<int8_t>(bool, bool);
-template ChunkFn avx2_widen_pixels<uint8_t>(bool, bool);
+template ChunkFn avx2_widen_pixels<int32_t, int8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<int32_t, uint8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_pixels<int16_t, int16_t>(bool, bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

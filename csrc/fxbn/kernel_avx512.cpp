@@ -352,6 +352,103 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
+// Channel-last (inner == 1) widen layers with channels % 64 == 0, every s >= 32, and no range check or one [lo, hi]
+// shared by every channel: int32 -> 8-bit and int16 -> int16.  The widen_rows arithmetic with per-channel parameters
+// held in registers for a block of 64 channels (4 vectors each of A, A of the odd channels (vpsrlq 32 of A loaded as
+// dwords), B of the even and of the odd channels (per 16 channels: the 8 even ones, then the 8 odd ones), s - 32,
+// and for int16 inputs the input shift xk: 20 or 24 of the 32 zmm registers), reloaded once per block of kPixelRun
+// pixels; min/max of the inputs in two registers for the whole chunk (the shared range).  int32 inputs: the odd
+// elements from a second load one element on (the tensor's last pixel, whose odd load would read one past the
+// array, takes the scalar formula), one 64-byte store per pixel and block (pack_store64).  int16 inputs: x * 2^xk
+// (vpsllvd), the odd elements by vpsrlq, clamp_store16.  A pixel split by the chunk's ends takes the scalar formula.
+// ``avx512_widen_pixels`` in verify/lemmas.py.
+constexpr int64_t kPixelRun = 16;
+
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
+  constexpr bool kInt32 = std::is_same<In, int32_t>::value;
+  static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 16 channels: the 8 even ones, then the 8 odd
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
+  const int32_t lo = static_cast<const In*>(j.lo)[0], hi = static_cast<const In*>(j.hi)[0];
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  bool flag = false;
+  const auto scalar = [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      const int64_t c = e % C;
+      const int64_t bi = (c & ~int64_t{15}) + ((c & 1) ? 8 : 0) + ((c & 15) >> 1);
+      const int32_t v = xs[e];
+      if constexpr (Check) flag |= (v < lo) | (v > hi);
+      const int64_t xv = kInt32 ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);  // x * 2^xk, fits int32
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+  };
+  const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel, then past the last one (int32: the tensor's last
+  const int64_t p1 = kInt32 ? std::min(end / C, (j.total - 1) / C) : end / C;  // excluded)
+  if (p1 <= p0) {
+    scalar(begin, end);
+    return flag;
+  }
+  scalar(begin, p0 * C);
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(qmin)), qmax8 = _mm512_set1_epi8(static_cast<char>(qmax));
+  const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
+  __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
+    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    for (int64_t g = 0; g < C; g += 64) {
+      __m512i a[4], ao[4], be[4], bo[4], cnt[4], xk[4];
+      for (int k = 0; k < 4; ++k) {
+        a[k] = _mm512_loadu_si512(A + g + 16 * k);
+        ao[k] = _mm512_srli_epi64(a[k], 32);
+        be[k] = _mm512_loadu_si512(Bs + g + 16 * k);
+        bo[k] = _mm512_loadu_si512(Bs + g + 16 * k + 8);
+        cnt[k] = _mm512_loadu_si512(S + g + 16 * k);
+        xk[k] = kInt32 ? _mm512_setzero_si512() : _mm512_loadu_si512(XK + g + 16 * k);
+      }
+      for (int64_t px = px0; px < px1; ++px) {
+        const In* x = xs + px * C + g;
+        const auto high16 = [&](int k) FXBN_TARGET_V4 {
+          __m512i v = load16(x + 16 * k);
+          if constexpr (Check) {
+            mn = _mm512_min_epi32(mn, v);
+            mx = _mm512_max_epi32(mx, v);
+          }
+          __m512i vo;
+          if constexpr (kInt32) {
+            vo = _mm512_loadu_si512(x + 16 * k + 1);  // x[16k + 16] read: see p1
+          } else {
+            v = _mm512_sllv_epi32(v, xk[k]);
+            vo = _mm512_srli_epi64(v, 32);
+          }
+          return _mm512_srav_epi32(high_dwords(v, vo, a[k], ao[k], be[k], bo[k]), cnt[k]);
+        };
+        const __m512i h0 = high16(0), h1 = high16(1), h2 = high16(2), h3 = high16(3);
+        Out* y = ys + px * C + g;
+        if constexpr (sizeof(Out) == 1) {
+          pack_store64<Out, Sat>(y, h0, h1, h2, h3, qmin8, qmax8);
+        } else {
+          clamp_store16<Out, Sat>(y, h0, qmin32, qmax32);
+          clamp_store16<Out, Sat>(y + 16, h1, qmin32, qmax32);
+          clamp_store16<Out, Sat>(y + 32, h2, qmin32, qmax32);
+          clamp_store16<Out, Sat>(y + 48, h3, qmin32, qmax32);
+        }
+      }
+    }
+  }
+  if constexpr (Check) flag |= (_mm512_reduce_min_epi32(mn) < lo) | (_mm512_reduce_max_epi32(mx) > hi);
+  scalar(p1 * C, end);
+  return flag;
+}
+
 // Periodic tables, 32-bit accumulator, 8/16-bit inputs and every |A| < 2^15: A*x + B is one vpdpwssd (B plus the
 // dot product of the 16-bit pairs (x, *) and (A, 0)).  Tables: a = A & 0xFFFF, b, s as int32; lo/hi per entry.
 template <class In, class Out, bool Check>
@@ -427,6 +524,18 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat) {
   (void)sat;
   return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
 }
+
+template <class In, class Out>
+ChunkFn avx512_widen_pixels(bool check, bool sat) {
+  if constexpr (std::is_signed<Out>::value) {
+    if (sat) return check ? &widen_pixels<In, Out, true, true> : &widen_pixels<In, Out, false, true>;
+  }
+  (void)sat;
+  return check ? &widen_pixels<In, Out, true, false> : &widen_pixels<In, Out, false, false>;
+}
+template ChunkFn avx512_widen_pixels<int32_t, int8_t>(bool, bool);
+template ChunkFn avx512_widen_pixels<int32_t, uint8_t>(bool, bool);
+template ChunkFn avx512_widen_pixels<int16_t, int16_t>(bool, bool);
 
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check) {

@@ -233,6 +233,11 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
 // Periodic tables, mul32, 8/16-bit inputs, every |A| < 2^15 (vbmi+vnni: vpdpwssd).
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check);
+// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32, no check or
+// one [lo, hi] for every channel (j.lo[0], j.hi[0]): j.a int32 A, j.b B split per 16 channels into even then odd,
+// j.s32, and for int16 inputs j.xk (int32 per channel).
+template <class In, class Out>
+ChunkFn avx512_widen_pixels(bool check, bool sat);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
 template <Mul M, class In, class Out>
 ChunkFn avx2_rows(bool check, bool sat);
@@ -242,10 +247,11 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd);
 // Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
 template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
-// int32 inputs, 8-bit outputs, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel tables
-// (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.lo / j.hi int32), channels in registers.
-template <class Out>
-ChunkFn avx2_widen_pixels(bool check, bool sat);
+// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
+// tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
+// one_range: every channel has the same [lo, hi] (min/max in registers).
+template <class In, class Out>
+ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
 #endif
 
 #if FXBN_NEON_DISPATCH
