@@ -115,7 +115,7 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i ld(const void* p) { return _mm256_loadu_si2
 constexpr int kShiftNone = 0, kShiftWords = 1, kShiftDwords = 2;
 
 template <class Out, bool Sat, int Shift, class High8>
-FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, int64_t i, int64_t n,
+FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, bool streaming, int64_t i, int64_t n,
                                                           const High8& high8, int32_t t, const Bounds& q) {
   static_assert(sizeof(Out) == 1, "8-bit outputs");
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -143,8 +143,15 @@ FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, int
     } else {
       v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
     }
-    // keep_out: y's old bytes saved here, a load and a store in this ALU-bound loop instead of a copy pass
-    if (save != nullptr) _mm256_storeu_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
+    // keep_out: y's old bytes saved here, a load and a store in this ALU-bound loop instead of a copy pass;
+    // streaming: non-temporal (read back only after a violation: no read for ownership, no cache lines taken)
+    if (save != nullptr) {
+      if (streaming) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
+      }
+    }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
   }
   return i;
@@ -163,6 +170,51 @@ FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_max(__m256i v) {
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1));
   return _mm_cvtsi128_si32(m);
+}
+
+// Whether some element of x[0, n) (8/16-bit In) lies outside [lo, hi]: vpminsw / vpmaxsw (vpminsb / vpmaxsb,
+// vpminub / vpmaxub) on the loaded vectors as they are, 2 ops per 16 (32) elements where the same check on the
+// int32 lanes the arithmetic widens them to takes 2 per 8.
+template <class In>
+FXBN_TARGET_AVX2 FXBN_INLINE bool narrow_out_of_range(const In* x, int64_t n, In lo, In hi) {
+  static_assert(sizeof(In) <= 2, "8/16-bit inputs");
+  constexpr int64_t W = 32 / sizeof(In);
+  __m256i mn = _mm256_setzero_si256(), mx = mn;
+  int64_t i = 0;
+  if (n >= W) {
+    mn = mx = ld(x);
+    for (i = W; i + W <= n; i += W) {
+      const __m256i v = ld(x + i);
+      if constexpr (std::is_same<In, int16_t>::value) {
+        mn = _mm256_min_epi16(mn, v);
+        mx = _mm256_max_epi16(mx, v);
+      } else if constexpr (std::is_same<In, int8_t>::value) {
+        mn = _mm256_min_epi8(mn, v);
+        mx = _mm256_max_epi8(mx, v);
+      } else {
+        mn = _mm256_min_epu8(mn, v);
+        mx = _mm256_max_epu8(mx, v);
+      }
+    }
+  }
+  bool bad = false;
+  if (i >= W) {
+    __m256i out;
+    if constexpr (std::is_same<In, int16_t>::value) {
+      out = _mm256_or_si256(_mm256_cmpgt_epi16(_mm256_set1_epi16(lo), mn),
+                            _mm256_cmpgt_epi16(mx, _mm256_set1_epi16(hi)));
+    } else if constexpr (std::is_same<In, int8_t>::value) {
+      out = _mm256_or_si256(_mm256_cmpgt_epi8(_mm256_set1_epi8(lo), mn), _mm256_cmpgt_epi8(mx, _mm256_set1_epi8(hi)));
+    } else {  // unsigned: mn >= lo exactly where max(mn, lo) == mn
+      const __m256i lov = _mm256_set1_epi8(static_cast<char>(lo)), hiv = _mm256_set1_epi8(static_cast<char>(hi));
+      out = _mm256_andnot_si256(_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_max_epu8(mn, lov), mn),
+                                                 _mm256_cmpeq_epi8(_mm256_min_epu8(mx, hiv), mx)),
+                                _mm256_set1_epi8(-1));
+    }
+    bad = !_mm256_testz_si256(out, out);
+  }
+  for (; i < n; ++i) bad |= (x[i] < lo) | (x[i] > hi);
+  return bad;
 }
 
 // 32-bit accumulator by rows: acc = A*x + B (mod 2^32), vpsrad by s (<= 31), clamp.  vpmaddwd reads each int32 lane
@@ -274,7 +326,7 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     const auto products = [&](int64_t k, __m256i& pe, __m256i& po) FXBN_TARGET_AVX2 {
       __m256i v = load8(x + k);
       __asm__("" : "+v"(v));  // one load in a register, not three folded into vpminsd, vpmaxsd and vpmuldq
-      if constexpr (Check) {
+      if constexpr (Check && sizeof(In) == 4) {  // 8/16-bit inputs: narrow_out_of_range
         mn = _mm256_min_epi32(mn, v);
         mx = _mm256_max_epi32(mx, v);
       }
@@ -299,12 +351,13 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
       };
       const int32_t t = static_cast<int32_t>(s - 32);
+      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 31) == 0;
       if (t == 0) {
-        i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, 0, lim, high8, t, q);
+        i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, t, q);
       } else if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
-        i = store_bytes_shuffled<Out, Sat, kShiftWords>(y, save, 0, lim, high8, t, q);
+        i = store_bytes_shuffled<Out, Sat, kShiftWords>(y, save, streaming, 0, lim, high8, t, q);
       } else {
-        i = store_bytes_shuffled<Out, Sat, kShiftDwords>(y, save, 0, lim, high8, t, q);
+        i = store_bytes_shuffled<Out, Sat, kShiftDwords>(y, save, streaming, 0, lim, high8, t, q);
       }
     } else {
       const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
@@ -317,7 +370,14 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
       i = store_lanes<Out, Sat>(y, 0, lim, lanes8, q);
     }
     bool bad = false;
-    if constexpr (Check) bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+    if constexpr (Check) {
+      if constexpr (sizeof(In) == 4) {
+        bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+      } else {
+        (void)mn, (void)mx;
+        bad = narrow_out_of_range(x, n, LO[c], HI[c]);
+      }
+    }
     if (save != nullptr && sizeof(Out) == 1) std::memcpy(save + i, y + i, static_cast<size_t>(n - i) * sizeof(Out));
     for (; i < n; ++i) {  // tail (< 32 elements; at most 32 at the end of the tensor)
       const In v = x[i];

@@ -147,7 +147,8 @@ FXBN_TARGET_V4 FXBN_INLINE void clamp_store16(Out* p, __m512i v, __m512i qmin32,
 // such t still saturates at the 8-bit pack (``avx2_widen_rows_bytes``' narrowing claim).
 template <class Out, bool Sat, bool WordShift = false>
 FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m512i h2, __m512i h3, __m512i qmin8,
-                                             __m512i qmax8, __m128i t16 = __m128i(), Out* save = nullptr) {
+                                             __m512i qmax8, __m128i t16 = __m128i(), Out* save = nullptr,
+                                             bool streaming = false) {
   static_assert(sizeof(Out) == 1, "8-bit outputs");
   // after the packs, dword 4L + k of the vector holds elements 4L..4L+3 of h_k (L: the 128-bit lane)
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -167,7 +168,13 @@ FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m
     v = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
     v = _mm512_min_epu8(_mm512_max_epu8(v, qmin8), qmax8);
   }
-  if (save != nullptr) _mm512_storeu_si512(save, _mm512_loadu_si512(p));  // keep_out: y's old bytes (Job::save)
+  if (save != nullptr) {  // keep_out: y's old bytes (Job::save), streaming: non-temporal (see Job::save_streaming)
+    if (streaming) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(save), _mm512_loadu_si512(p));
+    } else {
+      _mm512_storeu_si512(save, _mm512_loadu_si512(p));
+    }
+  }
   _mm512_storeu_si512(p, v);
 }
 
@@ -187,11 +194,13 @@ FXBN_TARGET_V4 FXBN_INLINE __m512i high_dwords(__m512i v, __m512i vo, __m512i a_
 // a time for 8-bit outputs (pack_store64), then 16 at a time.  Returns the first element not stored.
 template <class Out, bool Sat, class High16>
 FXBN_TARGET_V4 FXBN_INLINE int64_t store_high(Out* y, int64_t i, int64_t n, const High16& high16, __m512i qmin8,
-                                              __m512i qmax8, __m512i qmin32, __m512i qmax32, Out* save = nullptr) {
+                                              __m512i qmax8, __m512i qmin32, __m512i qmax32, Out* save = nullptr,
+                                              bool streaming = false) {
   if constexpr (sizeof(Out) == 1) {
     for (; i + 64 <= n; i += 64) {
       const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
-      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8, __m128i(), save != nullptr ? save + i : nullptr);
+      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8, __m128i(), save != nullptr ? save + i : nullptr,
+                             streaming);
     }
   }
   for (; i + 16 <= n; i += 16) {
@@ -243,6 +252,7 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
       const __m512i xkv = _mm512_set1_epi32(xk);
       // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to the scalar tail
       const int64_t lim = std::min(n, j.total - pos - 1);
+      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 63) == 0;
       // the unshifted high dwords of elements k..k+15
       const auto raw16 = [&](int64_t k) FXBN_TARGET_V4 {
         __m512i v = load16(x + k);
@@ -268,11 +278,12 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         if (s > 32 && s - 32 <= (std::is_signed<Out>::value ? 8 : 7)) {  // the shift after vpackssdw (vpsraw)
           for (; i + 64 <= lim; i += 64) {
             const __m512i h0 = raw16(i), h1 = raw16(i + 16), h2 = raw16(i + 32), h3 = raw16(i + 48);
-            pack_store64<Out, Sat, true>(y + i, h0, h1, h2, h3, qmin8, qmax8, cnt, save != nullptr ? save + i : nullptr);
+            pack_store64<Out, Sat, true>(y + i, h0, h1, h2, h3, qmin8, qmax8, cnt, save != nullptr ? save + i : nullptr,
+                                         streaming);
           }
         }
       }
-      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32, save);
+      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32, save, streaming);
     } else {
       if (save != nullptr) std::memcpy(save, y, static_cast<size_t>(n) * sizeof(Out));  // the whole row, then i = n
       const __m128i cnt = _mm_cvtsi64_si128(s);
