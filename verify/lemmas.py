@@ -68,6 +68,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_widen_rows_bytes``: avx2 widen_rows with 8-bit outputs: the high dwords gathered by one vshufps 0xDD
   (order [0, 2, 1, 3] per 128-bit lane, put back by a vpshufb after the packs), the shift by s - 32 as vpsraw after
   vpackssdw where s - 32 <= 8 (int8) / 7 (uint8) (also the AVX-512 widen_rows' pack_store64<WordShift>), else vpsravd.
+- ``avx2_widen_rows_words``: avx2 widen_rows int16 -> 16-bit with the input shift 16: x * 2^16 by vpunpck[lh]wd
+  with zero, whose lane order vpackssdw / vpackusdw undoes (no vpermq).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 
@@ -385,6 +387,7 @@ SIMD_WRONG = {
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
     "avx2_widen_rows_bytes": ("word_shift_t9", "uint8_word_shift_t8", "no_byte_shuffle", "shufps_low_dwords",
                               "logical_shift", "zero_extend"),
+    "avx2_widen_rows_words": ("unpack_zero_high", "halves_swapped", "logical_shift", "zero_extend"),
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
@@ -963,6 +966,54 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     return claims, variables
 
 
+def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
+    """AVX2 widen_rows, int16 -> 16-bit rows with the input shift 16 (input_shift_16: s + 16 >= 32): the lane claims
+    of ``avx2_widen_rows`` (the input shift xk <= 16 is symbolic there) with x * 2^16 made by vpunpcklwd / vpunpckhwd
+    with zero, then vpackssdw / vpackusdw of the two unpacks' results and the word min/max -- no vpermq.  Claims:
+    (unpack) dword j of vpunpcklwd(0, raw) is raw word j times 2^16 (vpunpckhwd: word 4 + j), per 128-bit lane;
+    (layout and narrowing) with h of elements [0-3 | 8-11] (from the low unpack) and [4-7 | 12-15] (high), output
+    word i is the low 16 bits of clamp(h_i, qmin, qmax) for int16 (its whole range: no min/max) and int16 / uint16
+    with any [qmin, qmax] within them.  Wrong: ``unpack_zero_high`` (vpunpcklwd(raw, 0): x zero-extended, not
+    shifted), ``halves_swapped`` (the high unpack's lanes packed first), ``logical_shift``, ``zero_extend``."""
+    z3 = z3mod()
+    bad = _variant("avx2_widen_rows_words", wrong)
+    lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
+    claims, variables = _avx2_widen("avx2_widen_rows", in_dtype, lane_bad, rows=True)
+    raw = [z3.BitVec(f"w{i}", 16) for i in range(8)]                  # one 128-bit lane of raw int16 inputs
+    variables.update({f"w{i}": raw[i] for i in range(8)})
+    zero = z3.BitVecVal(0, 16)
+    for j in range(8):                                                # lo: words 0-3, hi: words 4-7
+        d = z3.Concat(zero, raw[j]) if bad == "unpack_zero_high" else z3.Concat(raw[j], zero)
+        claims.append(d == z3.SignExt(16, raw[j]) << 16)
+    h = [z3.BitVec(f"h{i}", 32) for i in range(16)]
+    variables.update({f"h{i}": h[i] for i in range(16)})
+    h_lo, h_hi = h[0:4] + h[8:12], h[4:8] + h[12:16]
+    if bad == "halves_swapped":
+        h_lo, h_hi = h_hi, h_lo
+    for out, signed, full in (("int16", True, True), ("int16", True, False), ("uint16", False, False)):
+        lo_t, hi_t = (-(1 << 15), (1 << 15) - 1) if signed else (0, (1 << 16) - 1)
+        if full:
+            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        sat = lambda v: _sat(z3, v, lo_t if signed else 0, hi_t, 16)  # noqa: E731  vpackssdw / vpackusdw
+        words = [sat(v) for v in h_lo[:4] + h_hi[:4] + h_lo[4:] + h_hi[4:]]  # per 128-bit lane: a's 4, then b's 4
+        lb, hb = z3.Extract(15, 0, qmin), z3.Extract(15, 0, qmax)
+        for i in range(16):
+            e = words[i]
+            if not full:
+                if signed:
+                    e = z3.If(e > lb, e, lb)
+                    e = z3.If(e < hb, e, hb)
+                else:
+                    e = z3.If(z3.UGT(e, lb), e, lb)
+                    e = z3.If(z3.ULT(e, hb), e, hb)
+            claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(15, 0, _clamp(z3, h[i], qmin, qmax))))
+    return claims, variables
+
+
 # ------------------------------------------------------------------------------------------------ NEON bodies
 # csrc/fxbn/kernel_neon.cpp, picked on aarch64 (kernel ISA "neon"; tests/test_aarch64_qemu.py under qemu-user).
 
@@ -1134,6 +1185,7 @@ SIMD_LEMMAS = {
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_rows_words": (avx2_widen_rows_words, "QF_BV", (64,), ("int16",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "neon_widen": (neon_widen, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "neon_narrow": (neon_narrow, "QF_BV", (32,), ("int8",)),

@@ -471,6 +471,23 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   s = 32;
 }
 
+// widen_to_high with k = 16 for int16 inputs (the AVX2 widen_rows int16 -> 16-bit path: x * 2^16 is one vpunpck[lh]wd
+// with zero, in place of vpmovsxwd + vpsllvd): (A*x + B)*2^16 >> (s + 16) == (A*x + B) >> s, when s >= 16, s + 16 <=
+// 63 and (A*x + B)*2^16 at both ends of [lo, hi] and B*2^16 fit int64.  False (parameters unchanged) otherwise.
+bool input_shift_16(int32_t a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, int64_t hi) {
+  if (s < 16 || s > 63 - 16) return false;
+  const int64_t lim = int64_t{1} << (63 - 16);
+  for (const int64_t xe : {lo, hi, int64_t{0}}) {
+    int64_t v = 0;
+    if (__builtin_mul_overflow(static_cast<int64_t>(a), xe, &v) || __builtin_add_overflow(v, b, &v)) return false;
+    if (v >= lim || v < -lim) return false;
+  }
+  b *= int64_t{1} << 16;
+  s += 16;
+  xk = 16;
+  return true;
+}
+
 // run_chunks (or run_chunks_keeping) of fn over the tensor, then -1 or the first offending index (apply_typed's end).
 template <class In>
 int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int64_t channels, int64_t inner,
@@ -579,7 +596,10 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     int32_t kc = 0;
 #if FXBN_X86_DISPATCH
     if constexpr (M == Mul::widen) {
-      if (isa != Isa::baseline) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
+      // AVX2 int16 -> 16-bit rows: the input shift 16 where it serves (widen_rows' unpack path), else widen_to_high
+      const bool shift16 = std::is_same<In, int16_t>::value && sizeof(Out) == 2 && rows && isa == Isa::avx2 &&
+                           input_shift_16(ac, bc, sc, kc, p.lo[c], p.hi[c]);
+      if (isa != Isa::baseline && !shift16) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
     }
 #else
     (void)xshift;

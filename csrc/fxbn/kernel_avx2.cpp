@@ -367,7 +367,31 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         return _mm256_srav_epi32(h, cnt);
       };
       if (save != nullptr) std::memcpy(save, y, static_cast<size_t>(n) * sizeof(Out));  // not taken (8-bit only)
-      i = store_lanes<Out, Sat>(y, 0, lim, lanes8, q);
+      i = 0;
+      if constexpr (sizeof(In) == 2 && sizeof(Out) == 2) {
+        if (XK[c] == 16) {  // input_shift_16: x * 2^16 is vpunpck[lh]wd with zero (``avx2_widen_rows_words``)
+          const __m256i zero = _mm256_setzero_si256();
+          const auto high = [&](__m256i v) FXBN_TARGET_AVX2 {
+            const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
+            const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), av), bv);
+            return _mm256_srav_epi32(_mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA), cnt);
+          };
+          for (; i + 16 <= lim; i += 16) {
+            // elements 0-3 | 8-11 and 4-7 | 12-15: vpackssdw's per-lane order puts them back, no vpermq
+            const __m256i raw = ld(x + i);
+            const __m256i h0 = high(_mm256_unpacklo_epi16(zero, raw)), h1 = high(_mm256_unpackhi_epi16(zero, raw));
+            __m256i v;
+            if constexpr (std::is_signed<Out>::value) {
+              v = _mm256_packs_epi32(h0, h1);
+              if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+            } else {
+              v = _mm256_min_epu16(_mm256_max_epu16(_mm256_packus_epi32(h0, h1), q.q16lo), q.q16hi);
+            }
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+          }
+        }
+      }
+      i = store_lanes<Out, Sat>(y, i, lim, lanes8, q);
     }
     bool bad = false;
     if constexpr (Check) {
