@@ -235,6 +235,20 @@ def rescale_to_high(in_dtype, w, wrong=False):
     return z3.Implies(pre, (scaled >> half) == (E >> s)), {"E": E, "s": s}
 
 
+def rescale_input_16(in_dtype, w, wrong=False):
+    """Claim: for k = w/4 and s in [k, w - 1 - k], if E * 2^k does not overflow w bits, then (E * 2^k) >> (s + k) ==
+    E >> s.  input_shift_16 (w = 64, k = 16; the AVX2 int16 -> 16-bit rows) replaces (A, B, s) by (A, x*2^16,
+    B*2^16, s + 16) when (A*x + B)*2^16 fits int64 at both ends of [lo, hi] (range_bound: then everywhere); x*2^16 fits
+    int32 for int16 x, so the new accumulator is E*2^16 and this lemma gives the same output.
+    wrong: the shift by s + k - 1."""
+    z3 = z3mod()
+    E, s = z3.BitVec("E", w), z3.BitVec("s", w)
+    k = w // 4
+    scaled = E << k
+    pre = z3.And(z3.UGE(s, k), z3.ULE(s, w - 1 - k), (scaled >> k) == E)
+    return z3.Implies(pre, (scaled >> (s + k - (1 if wrong else 0))) == (E >> s)), {"E": E, "s": s}
+
+
 def saturating_store(in_dtype, w, wrong=False):
     """Claim: where [qmin, qmax] is a signed 8/16-bit output type's whole range, the widen bodies' saturating
     narrowing (vpmovsdb / vpmovsdw: values above the type's maximum become the maximum, below its minimum the
@@ -353,6 +367,7 @@ LEMMAS = {
     "range_bound": (range_bound, "QF_NIA"),
     "product_width": (product_width, "QF_NIA"),
     "rescale_to_high": (rescale_to_high, "QF_BV"),
+    "rescale_input_16": (rescale_input_16, "QF_BV"),
     "saturating_store": (saturating_store, "QF_BV"),
     "pack_narrow": (pack_narrow, "QF_BV"),
     "onnx_floor_div": (onnx_floor_div, "QF_BV"),

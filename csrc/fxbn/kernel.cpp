@@ -471,6 +471,7 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   s = 32;
 }
 
+#if FXBN_X86_DISPATCH
 // widen_to_high with k = 16 for int16 inputs (the AVX2 widen_rows int16 -> 16-bit path: x * 2^16 is one vpunpck[lh]wd
 // with zero, in place of vpmovsxwd + vpsllvd): (A*x + B)*2^16 >> (s + 16) == (A*x + B) >> s, when s >= 16, s + 16 <=
 // 63 and (A*x + B)*2^16 at both ends of [lo, hi] and B*2^16 fit int64.  False (parameters unchanged) otherwise.
@@ -487,6 +488,7 @@ bool input_shift_16(int32_t a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   xk = 16;
   return true;
 }
+#endif
 
 // run_chunks (or run_chunks_keeping) of fn over the tensor, then -1 or the first offending index (apply_typed's end).
 template <class In>
