@@ -430,6 +430,29 @@ def test_widen_regimes(isa, tout, out_range):
             assert not np.array_equal(y, want)
 
 
+@pytest.mark.parametrize("tout,out_range", [("int8", (-128, 127)), ("int8", (-100, 90)), ("uint8", (0, 255)),
+                                            ("uint8", (3, 250))])
+def test_widen_rows_byte_shifts(isa, tout, out_range):
+    """widen_rows with 8-bit outputs per t = s - 32 around the bounds of the shift after vpackssdw (vpsraw where
+    t <= 8 for int8, 7 for uint8; vpsravd before the packs above; none at t = 0): high dwords far beyond int16
+    (saturation before the shift) and outputs inside the range, every row length class, with keep_out (apply(out=))
+    and without."""
+    rng = np.random.default_rng(40)
+    full = (-(1 << 31), (1 << 31) - 1)
+    s = [32, 33, 38, 39, 40, 41, 45, 62]
+    A = [(1 << 30) - 3, -(1 << 29) - 1, (1 << 30) + 5, -(1 << 30), (1 << 30) + 1, 1 << 30, -(3 << 28), (1 << 31) - 1]
+    B = [1 << 33, -(1 << 36), 1 << 37, -5, 1 << 38, -(1 << 39), 1 << 43, 1 << 60]
+    layer = _fixed_layer(A, B, s, full, out_range, "int32", tout)
+    for shape in ((2, 8, 64), (1, 8, 1000), (2, 8, 3141)):
+        x = _active_inputs(layer, shape, 1, rng)
+        want = expected(layer, x, 1)
+        y, bad = raw(layer, x, 1, acc32=False)
+        assert bad == -1 and np.array_equal(y, want), (isa, tout, out_range, shape)
+        y = np.full(shape, 9, layer.out_dtype)
+        layer.apply(x, axis=1, out=y, threads=1)
+        np.testing.assert_array_equal(y, want, err_msg=f"{isa} {tout} {out_range} {shape} out=")
+
+
 @pytest.mark.parametrize("tin", ["int8", "uint8", "int16"])
 @pytest.mark.parametrize("tout,out_range", [("int8", (-128, 127)), ("int8", (-100, 90)), ("uint8", (0, 255)),
                                             ("int16", (-32768, 32767)), ("int16", (-5, 3000))])

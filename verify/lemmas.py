@@ -66,6 +66,11 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
+- ``avx2_widen_rows_bytes``: avx2 widen_rows with 8-bit outputs: the high dwords gathered by one vshufps 0xDD
+  (order [0, 2, 1, 3] per 128-bit lane, put back by a vpshufb after the packs), the shift by s - 32 as vpsraw after
+  vpackssdw where s - 32 <= 8 (int8) / 7 (uint8) (also the AVX-512 widen_rows' pack_store64<WordShift>), else vpsravd.
+- ``avx2_widen_rows_words``: avx2 widen_rows int16 -> 16-bit with the input shift 16: x * 2^16 by vpunpck[lh]wd
+  with zero, whose lane order vpackssdw / vpackusdw undoes (no vpermq).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 
@@ -231,6 +236,20 @@ def rescale_to_high(in_dtype, w, wrong=False):
     return z3.Implies(pre, (scaled >> half) == (E >> s)), {"E": E, "s": s}
 
 
+def rescale_input_16(in_dtype, w, wrong=False):
+    """Claim: for k = w/4 and s in [k, w - 1 - k], if E * 2^k does not overflow w bits, then (E * 2^k) >> (s + k) ==
+    E >> s.  input_shift_16 (w = 64, k = 16; the AVX2 int16 -> 16-bit rows) replaces (A, B, s) by (A, x*2^16,
+    B*2^16, s + 16) when (A*x + B)*2^16 fits int64 at both ends of [lo, hi] (range_bound: then everywhere); x*2^16 fits
+    int32 for int16 x, so the new accumulator is E*2^16 and this lemma gives the same output.
+    wrong: the shift by s + k - 1."""
+    z3 = z3mod()
+    E, s = z3.BitVec("E", w), z3.BitVec("s", w)
+    k = w // 4
+    scaled = E << k
+    pre = z3.And(z3.UGE(s, k), z3.ULE(s, w - 1 - k), (scaled >> k) == E)
+    return z3.Implies(pre, (scaled >> (s + k - (1 if wrong else 0))) == (E >> s)), {"E": E, "s": s}
+
+
 def saturating_store(in_dtype, w, wrong=False):
     """Claim: where [qmin, qmax] is a signed 8/16-bit output type's whole range, the widen bodies' saturating
     narrowing (vpmovsdb / vpmovsdw: values above the type's maximum become the maximum, below its minimum the
@@ -349,6 +368,7 @@ LEMMAS = {
     "range_bound": (range_bound, "QF_NIA"),
     "product_width": (product_width, "QF_NIA"),
     "rescale_to_high": (rescale_to_high, "QF_BV"),
+    "rescale_input_16": (rescale_input_16, "QF_BV"),
     "saturating_store": (saturating_store, "QF_BV"),
     "pack_narrow": (pack_narrow, "QF_BV"),
     "onnx_floor_div": (onnx_floor_div, "QF_BV"),
@@ -381,6 +401,9 @@ SIMD_WRONG = {
     "avx2_widen_periodic": ("shuffle_low_dwords", "blend_swapped", "logical_shift", "missing_s_ge_32",
                             "zero_extend", "odd_a_from_even_table"),
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
+    "avx2_widen_rows_bytes": ("word_shift_t9", "uint8_word_shift_t8", "no_byte_shuffle", "shufps_low_dwords",
+                              "logical_shift", "zero_extend"),
+    "avx2_widen_rows_words": ("unpack_zero_high", "halves_swapped", "logical_shift", "zero_extend"),
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
@@ -912,6 +935,140 @@ def avx2_pack_narrow(in_dtype, w=32, wrong=False):
     return claims, variables                                        # one claim per output element (fast so)
 
 
+def _shufps(z3, a, b, imm):
+    """vshufps on one 128-bit lane (integer data): dwords 0, 1 from a, dwords 2, 3 from b, each picked by 2 bits."""
+    pick = lambda v, k: z3.Extract(32 * k + 31, 32 * k, v)  # noqa: E731
+    return z3.Concat(pick(b, (imm >> 6) & 3), pick(b, (imm >> 4) & 3), pick(a, (imm >> 2) & 3), pick(a, imm & 3))
+
+
+def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
+    """AVX2 widen_rows with 8-bit outputs (store_bytes_shuffled), and the word shift of the AVX-512 widen_rows'
+    pack_store64<WordShift>: the lane claims of ``avx2_widen_rows`` (``avx2_widen_rows_int32`` for int32 inputs), then
+    (gather) vshufps 0xDD takes the high dwords of the even products (elements 0, 2 of a 128-bit lane) and of the odd
+    ones (1, 3) in one op: dwords [0, 2, 1, 3]; (narrowing) for 32 int32 lanes h in that order (h_k: elements
+    8k..8k+7, 128-bit lanes [0, 2, 1, 3] and [4, 6, 5, 7]) and t = s - 32: kShiftDwords vpsravd by t before the
+    packs (any t <= 31), or kShiftWords vpackssdw then vpsraw by t (t <= 8 for int8, 7 for uint8: a lane saturated
+    to int16 and shifted by such t still saturates at the 8-bit pack), or none (t = 0); vpacksswb / vpackuswb,
+    vpermd (0,4,1,5,2,6,3,7), vpshufb (bytes 0,2,1,3 of every dword), byte min/max (dropped for int8's whole range).
+    Claim per output element i: its byte is the low byte of clamp(h_i >> t, qmin, qmax) -- with the lane claims,
+    clamp(floor((A*x + B) / 2^s)).  Wrong: ``word_shift_t9`` (vpsraw for t = 9, int8), ``uint8_word_shift_t8``
+    (vpsraw for t = 8, uint8), ``no_byte_shuffle`` (the vpshufb left out), ``shufps_low_dwords`` (vshufps 0x88),
+    ``logical_shift``, ``zero_extend``."""
+    z3 = z3mod()
+    name = "avx2_widen_rows_bytes"
+    bad = _variant(name, wrong)
+    lane_name = "avx2_widen_rows_int32" if in_dtype == "int32" else "avx2_widen_rows"
+    lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=True, high=True, name=lane_name)
+    # gather: one 128-bit lane of vshufps(pe, po, 0xDD)
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    imm = 0x88 if bad == "shufps_low_dwords" else 0xDD
+    g = _shufps(z3, z3.Concat(pe1, pe0), z3.Concat(po1, po0), imm)
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    claims.append(g == z3.Concat(hi(po1), hi(po0), hi(pe1), hi(pe0)))     # elements 3, 1, 2, 0 (high to low)
+    # narrowing of 32 lanes in the gathered order
+    h = [z3.BitVec(f"h{i}", 32) for i in range(32)]
+    variables.update({f"h{i}": h[i] for i in range(32)})
+    lane_order = [0, 2, 1, 3, 4, 6, 5, 7]
+    vecs = [[h[8 * k + lane_order[p]] for p in range(8)] for k in range(4)]
+    t = z3.BitVec("t", 32)
+    variables["t"] = t
+
+    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
+        n = len(a) // 2
+        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+
+    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+    for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
+        lo_t, hi_t = (-128, 127) if signed else (0, 255)
+        if full:
+            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        t_words = (9 if bad == "word_shift_t9" else 8) if signed else (8 if bad == "uint8_word_shift_t8" else 7)
+        for shift, t_max in (("none", 0), ("words", t_words), ("dwords", 31)):
+            if shift == "dwords":                                         # vpsravd (counts <= 31 here)
+                hv = [[v >> t for v in vec] for vec in vecs]
+            else:
+                hv = vecs
+            w01, w23 = packs(hv[0], hv[1], ws), packs(hv[2], hv[3], ws)
+            if shift == "words":                                          # vpsraw by t (<= 15: no sign fill)
+                t16 = z3.Extract(15, 0, t)
+                w01, w23 = [v >> t16 for v in w01], [v >> t16 for v in w23]
+            bs = ((lambda v: _sat(z3, v, -128, 127, 8)) if signed         # vpacksswb
+                  else (lambda v: _sat(z3, v, 0, 255, 8)))                # vpackuswb
+            packed = packs(w01, w23, bs)
+            order = [0, 4, 1, 5, 2, 6, 3, 7]
+            elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd
+            if bad != "no_byte_shuffle":
+                elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
+            lb, hb = z3.Extract(7, 0, qmin), z3.Extract(7, 0, qmax)
+            t_pre = [z3.ULE(t, t_max)]
+            for i in range(32):
+                e = elems[i]
+                if not full:
+                    if signed:
+                        e = z3.If(e > lb, e, lb)
+                        e = z3.If(e < hb, e, hb)
+                    else:
+                        e = z3.If(z3.UGT(e, lb), e, lb)
+                        e = z3.If(z3.ULT(e, hb), e, hb)
+                want = z3.Extract(7, 0, _clamp(z3, h[i] >> t, qmin, qmax))
+                claims.append(z3.Implies(z3.And(*(pre + t_pre)), e == want))
+    return claims, variables
+
+
+def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
+    """AVX2 widen_rows, int16 -> 16-bit rows with the input shift 16 (input_shift_16: s + 16 >= 32): the lane claims
+    of ``avx2_widen_rows`` (the input shift xk <= 16 is symbolic there) with x * 2^16 made by vpunpcklwd / vpunpckhwd
+    with zero, then vpackssdw / vpackusdw of the two unpacks' results and the word min/max -- no vpermq.  Claims:
+    (unpack) dword j of vpunpcklwd(0, raw) is raw word j times 2^16 (vpunpckhwd: word 4 + j), per 128-bit lane;
+    (layout and narrowing) with h of elements [0-3 | 8-11] (from the low unpack) and [4-7 | 12-15] (high), output
+    word i is the low 16 bits of clamp(h_i, qmin, qmax) for int16 (its whole range: no min/max) and int16 / uint16
+    with any [qmin, qmax] within them.  Wrong: ``unpack_zero_high`` (vpunpcklwd(raw, 0): x zero-extended, not
+    shifted), ``halves_swapped`` (the high unpack's lanes packed first), ``logical_shift``, ``zero_extend``."""
+    z3 = z3mod()
+    bad = _variant("avx2_widen_rows_words", wrong)
+    lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
+    claims, variables = _avx2_widen("avx2_widen_rows", in_dtype, lane_bad, rows=True)
+    raw = [z3.BitVec(f"w{i}", 16) for i in range(8)]                  # one 128-bit lane of raw int16 inputs
+    variables.update({f"w{i}": raw[i] for i in range(8)})
+    zero = z3.BitVecVal(0, 16)
+    for j in range(8):                                                # lo: words 0-3, hi: words 4-7
+        d = z3.Concat(zero, raw[j]) if bad == "unpack_zero_high" else z3.Concat(raw[j], zero)
+        claims.append(d == z3.SignExt(16, raw[j]) << 16)
+    h = [z3.BitVec(f"h{i}", 32) for i in range(16)]
+    variables.update({f"h{i}": h[i] for i in range(16)})
+    h_lo, h_hi = h[0:4] + h[8:12], h[4:8] + h[12:16]
+    if bad == "halves_swapped":
+        h_lo, h_hi = h_hi, h_lo
+    for out, signed, full in (("int16", True, True), ("int16", True, False), ("uint16", False, False)):
+        lo_t, hi_t = (-(1 << 15), (1 << 15) - 1) if signed else (0, (1 << 16) - 1)
+        if full:
+            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+        else:
+            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        sat = lambda v: _sat(z3, v, lo_t if signed else 0, hi_t, 16)  # noqa: E731  vpackssdw / vpackusdw
+        words = [sat(v) for v in h_lo[:4] + h_hi[:4] + h_lo[4:] + h_hi[4:]]  # per 128-bit lane: a's 4, then b's 4
+        lb, hb = z3.Extract(15, 0, qmin), z3.Extract(15, 0, qmax)
+        for i in range(16):
+            e = words[i]
+            if not full:
+                if signed:
+                    e = z3.If(e > lb, e, lb)
+                    e = z3.If(e < hb, e, hb)
+                else:
+                    e = z3.If(z3.UGT(e, lb), e, lb)
+                    e = z3.If(z3.ULT(e, hb), e, hb)
+            claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(15, 0, _clamp(z3, h[i], qmin, qmax))))
+    return claims, variables
+
+
 # ------------------------------------------------------------------------------------------------ NEON bodies
 # csrc/fxbn/kernel_neon.cpp, picked on aarch64 (kernel ISA "neon"; tests/test_aarch64_qemu.py under qemu-user).
 
@@ -1083,6 +1240,8 @@ SIMD_LEMMAS = {
     "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
+    "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
+    "avx2_widen_rows_words": (avx2_widen_rows_words, "QF_BV", (64,), ("int16",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "neon_widen": (neon_widen, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "neon_narrow": (neon_narrow, "QF_BV", (32,), ("int8",)),

@@ -18,6 +18,8 @@
 // avx2_widen_periodic, avx2_widen_pixels, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
+#include <cstring>
+
 #if FXBN_X86_DISPATCH
 
 namespace fxbn {
@@ -120,6 +122,58 @@ FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_lanes(Out* y, int64_t i, int64_t n, c
 
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i ld(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// widen_rows' 8-bit stores from high8(k), the unshifted high dwords of elements k..k+7 in the order vshufps leaves
+// them ([0, 2, 1, 3] in each 128-bit lane), 32 at a time: the shift by t = s - 32 (Shift: kShiftNone for t = 0,
+// kShiftWords vpsraw after vpackssdw where t <= 8 (int8) / 7 (uint8): a value saturated to int16 and shifted by such
+// t still saturates at the 8-bit pack, kShiftDwords vpsravd before it otherwise), the packs, vpermd as pack32's,
+// and one vpshufb putting each dword's bytes back in order (``avx2_widen_rows_bytes``).  Returns the first element
+// not stored.
+constexpr int kShiftNone = 0, kShiftWords = 1, kShiftDwords = 2;
+
+template <class Out, bool Sat, int Shift, class High8>
+FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, bool streaming, int64_t i, int64_t n,
+                                                          const High8& high8, int32_t t, const Bounds& q) {
+  static_assert(sizeof(Out) == 1, "8-bit outputs");
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i bytes = _mm256_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
+                                         0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
+  const __m256i t32 = _mm256_set1_epi32(t);
+  const __m128i t16 = _mm_cvtsi32_si128(t);
+  for (; i + 32 <= n; i += 32) {
+    __m256i h0 = high8(i), h1 = high8(i + 8), h2 = high8(i + 16), h3 = high8(i + 24);
+    if constexpr (Shift == kShiftDwords) {
+      h0 = _mm256_srav_epi32(h0, t32);
+      h1 = _mm256_srav_epi32(h1, t32);
+      h2 = _mm256_srav_epi32(h2, t32);
+      h3 = _mm256_srav_epi32(h3, t32);
+    }
+    __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
+    if constexpr (Shift == kShiftWords) {
+      w01 = _mm256_sra_epi16(w01, t16);
+      w23 = _mm256_sra_epi16(w23, t16);
+    }
+    __m256i v = std::is_signed<Out>::value ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
+    v = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(v, order), bytes);
+    if constexpr (std::is_signed<Out>::value) {
+      if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
+    } else {
+      v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+    }
+    // keep_out: y's old bytes saved here, a load and a store in this ALU-bound loop instead of a copy pass;
+    // streaming: non-temporal (read back only after a violation: no read for ownership, no cache lines taken)
+    if (save != nullptr) {
+      if (streaming) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
+      }
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+  }
+  return i;
+}
+
+
 FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_min(__m256i v) {
   __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0x4E));
@@ -132,6 +186,51 @@ FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_max(__m256i v) {
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
   m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1));
   return _mm_cvtsi128_si32(m);
+}
+
+// Whether some element of x[0, n) (8/16-bit In) lies outside [lo, hi]: vpminsw / vpmaxsw (vpminsb / vpmaxsb,
+// vpminub / vpmaxub) on the loaded vectors as they are, 2 ops per 16 (32) elements where the same check on the
+// int32 lanes the arithmetic widens them to takes 2 per 8.
+template <class In>
+FXBN_TARGET_AVX2 FXBN_INLINE bool narrow_out_of_range(const In* x, int64_t n, In lo, In hi) {
+  static_assert(sizeof(In) <= 2, "8/16-bit inputs");
+  constexpr int64_t W = 32 / sizeof(In);
+  __m256i mn = _mm256_setzero_si256(), mx = mn;
+  int64_t i = 0;
+  if (n >= W) {
+    mn = mx = ld(x);
+    for (i = W; i + W <= n; i += W) {
+      const __m256i v = ld(x + i);
+      if constexpr (std::is_same<In, int16_t>::value) {
+        mn = _mm256_min_epi16(mn, v);
+        mx = _mm256_max_epi16(mx, v);
+      } else if constexpr (std::is_same<In, int8_t>::value) {
+        mn = _mm256_min_epi8(mn, v);
+        mx = _mm256_max_epi8(mx, v);
+      } else {
+        mn = _mm256_min_epu8(mn, v);
+        mx = _mm256_max_epu8(mx, v);
+      }
+    }
+  }
+  bool bad = false;
+  if (i >= W) {
+    __m256i out;
+    if constexpr (std::is_same<In, int16_t>::value) {
+      out = _mm256_or_si256(_mm256_cmpgt_epi16(_mm256_set1_epi16(lo), mn),
+                            _mm256_cmpgt_epi16(mx, _mm256_set1_epi16(hi)));
+    } else if constexpr (std::is_same<In, int8_t>::value) {
+      out = _mm256_or_si256(_mm256_cmpgt_epi8(_mm256_set1_epi8(lo), mn), _mm256_cmpgt_epi8(mx, _mm256_set1_epi8(hi)));
+    } else {  // unsigned: mn >= lo exactly where max(mn, lo) == mn
+      const __m256i lov = _mm256_set1_epi8(static_cast<char>(lo)), hiv = _mm256_set1_epi8(static_cast<char>(hi));
+      out = _mm256_andnot_si256(_mm256_and_si256(_mm256_cmpeq_epi8(_mm256_max_epu8(mn, lov), mn),
+                                                 _mm256_cmpeq_epi8(_mm256_min_epu8(mx, hiv), mx)),
+                                _mm256_set1_epi8(-1));
+    }
+    bad = !_mm256_testz_si256(out, out);
+  }
+  for (; i < n; ++i) bad |= (x[i] < lo) | (x[i] > hi);
+  return bad;
 }
 
 // 32-bit accumulator by rows: acc = A*x + B (mod 2^32), vpsrad by s (<= 31), clamp.  vpmaddwd reads each int32 lane
@@ -213,14 +312,21 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const Bounds q = bounds(j.qmin, j.qmax);
+  Out* const saves = static_cast<Out*>(j.save);
+  bool flagged = false;
   for (int64_t pos = begin; pos < end;) {
     const int64_t r = pos / j.inner;
     const int64_t off = pos - r * j.inner;
     const int64_t n = std::min(j.inner - off, end - pos);
     const int64_t c = r % j.channels;
     const int64_t s = S[c];
+    Out* const save = saves != nullptr ? saves + pos : nullptr;
     if (s < 32) {  // xk is 0 here (widen_to_high sets s = 32 whenever it scales)
-      if (ByRow<Mul::widen, In, Out, Check>::run(j, pos, pos + n)) return true;
+      if (save != nullptr) std::memcpy(save, ys + pos, static_cast<size_t>(n) * sizeof(Out));
+      if (ByRow<Mul::widen, In, Out, Check>::run(j, pos, pos + n)) {
+        if (save == nullptr) return true;
+        flagged = true;
+      }
       pos += n;
       continue;
     }
@@ -232,9 +338,11 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     const __m256i cnt = _mm256_set1_epi32(static_cast<int32_t>(s - 32));  // vpsravd: one uop, vpsrad by xmm two
     __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
     __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
-    const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+    // P = A*x + B of the even elements of x[k..k+7] (pe) and of the odd ones (po), 64-bit lanes
+    const auto products = [&](int64_t k, __m256i& pe, __m256i& po) FXBN_TARGET_AVX2 {
       __m256i v = load8(x + k);
-      if constexpr (Check) {
+      __asm__("" : "+v"(v));  // one load in a register, not three folded into vpminsd, vpmaxsd and vpmuldq
+      if constexpr (Check && sizeof(In) == 4) {  // 8/16-bit inputs: narrow_out_of_range
         mn = _mm256_min_epi32(mn, v);
         mx = _mm256_max_epi32(mx, v);
       }
@@ -245,25 +353,84 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         v = _mm256_sllv_epi32(v, xkv);
         vo = _mm256_srli_epi64(v, 32);
       }
-      const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
-      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, av), bv);
-      const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-      return _mm256_srav_epi32(h, cnt);
+      pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
+      po = _mm256_add_epi64(_mm256_mul_epi32(vo, av), bv);
     };
     // int32: the odd-element loads read x[k + 8]: the tensor's last 32-block (and its tail) go to the scalar tail
     const int64_t lim = sizeof(In) == 4 ? std::min(n, j.total - pos - 1) : n;
-    int64_t i = store_lanes<Out, Sat>(y, 0, lim, lanes8, q);
+    int64_t i;
+    if constexpr (sizeof(Out) == 1) {
+      // vshufps takes the high dwords of both products in one op (elements [0, 2, 1, 3] per 128-bit lane)
+      const auto high8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+        __m256i pe, po;
+        products(k, pe, po);
+        return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
+      };
+      const int32_t t = static_cast<int32_t>(s - 32);
+      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 31) == 0;
+      if (t == 0) {
+        i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, t, q);
+      } else if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
+        i = store_bytes_shuffled<Out, Sat, kShiftWords>(y, save, streaming, 0, lim, high8, t, q);
+      } else {
+        i = store_bytes_shuffled<Out, Sat, kShiftDwords>(y, save, streaming, 0, lim, high8, t, q);
+      }
+    } else {
+      const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
+        __m256i pe, po;
+        products(k, pe, po);
+        const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+        return _mm256_srav_epi32(h, cnt);
+      };
+      if (save != nullptr) std::memcpy(save, y, static_cast<size_t>(n) * sizeof(Out));  // not taken (8-bit only)
+      i = 0;
+      if constexpr (sizeof(In) == 2 && sizeof(Out) == 2) {
+        if (XK[c] == 16) {  // input_shift_16: x * 2^16 is vpunpck[lh]wd with zero (``avx2_widen_rows_words``)
+          const __m256i zero = _mm256_setzero_si256();
+          const auto high = [&](__m256i v) FXBN_TARGET_AVX2 {
+            const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, av), bv);
+            const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), av), bv);
+            return _mm256_srav_epi32(_mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA), cnt);
+          };
+          for (; i + 16 <= lim; i += 16) {
+            // elements 0-3 | 8-11 and 4-7 | 12-15: vpackssdw's per-lane order puts them back, no vpermq
+            const __m256i raw = ld(x + i);
+            const __m256i h0 = high(_mm256_unpacklo_epi16(zero, raw)), h1 = high(_mm256_unpackhi_epi16(zero, raw));
+            __m256i v;
+            if constexpr (std::is_signed<Out>::value) {
+              v = _mm256_packs_epi32(h0, h1);
+              if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+            } else {
+              v = _mm256_min_epu16(_mm256_max_epu16(_mm256_packus_epi32(h0, h1), q.q16lo), q.q16hi);
+            }
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+          }
+        }
+      }
+      i = store_lanes<Out, Sat>(y, i, lim, lanes8, q);
+    }
     bool bad = false;
-    if constexpr (Check) bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+    if constexpr (Check) {
+      if constexpr (sizeof(In) == 4) {
+        bad = (reduce_min(mn) < LO[c]) | (reduce_max(mx) > HI[c]);
+      } else {
+        (void)mn, (void)mx;
+        bad = narrow_out_of_range(x, n, LO[c], HI[c]);
+      }
+    }
+    if (save != nullptr && sizeof(Out) == 1) std::memcpy(save + i, y + i, static_cast<size_t>(n - i) * sizeof(Out));
     for (; i < n; ++i) {  // tail (< 32 elements; at most 32 at the end of the tensor)
       const In v = x[i];
       if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
       y[i] = static_cast<Out>(fixed_point_xk(v, XK[c], A[c], B[c], s, j.qmin, j.qmax));
     }
-    if (bad) return true;
+    if (bad) {
+      if (save == nullptr) return true;
+      flagged = true;
+    }
     pos += n;
   }
-  return false;
+  return flagged;
 }
 
 // 32-bit accumulator, periodic tables (channel-last layouts): per-entry A, B, s (int32) and lo, hi (In); the

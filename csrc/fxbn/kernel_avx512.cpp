@@ -3,6 +3,8 @@
 // through the avx512_* functions at the end; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.
 #include "kernel_impl.hpp"
 
+#include <cstring>
+
 #if FXBN_X86_DISPATCH
 
 namespace fxbn {
@@ -140,13 +142,23 @@ FXBN_TARGET_V4 FXBN_INLINE void clamp_store16(Out* p, __m512i v, __m512i qmin32,
 // wider range followed by one to a narrower is), vpermd restores the element order the 128-bit-lane packs
 // interleave, and a byte min/max (dropped when Sat) narrows to [qmin, qmax].  4 shuffle uops per 64 outputs where
 // four vpmovsdb take 8.
-template <class Out, bool Sat>
+// WordShift: the lanes are shifted right by t (t16) after vpackssdw, with vpsraw per 32 elements instead of a
+// vpsrad per 16 before it -- the same bytes for t <= 8 (int8) / 7 (uint8): a lane saturated to int16 and shifted by
+// such t still saturates at the 8-bit pack (``avx2_widen_rows_bytes``' narrowing claim).
+template <class Out, bool Sat, bool WordShift = false>
 FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m512i h2, __m512i h3, __m512i qmin8,
-                                             __m512i qmax8) {
+                                             __m512i qmax8, __m128i t16 = __m128i(), Out* save = nullptr,
+                                             bool streaming = false) {
   static_assert(sizeof(Out) == 1, "8-bit outputs");
   // after the packs, dword 4L + k of the vector holds elements 4L..4L+3 of h_k (L: the 128-bit lane)
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const __m512i w01 = _mm512_packs_epi32(h0, h1), w23 = _mm512_packs_epi32(h2, h3);
+  __m512i w01 = _mm512_packs_epi32(h0, h1), w23 = _mm512_packs_epi32(h2, h3);
+  if constexpr (WordShift) {
+    w01 = _mm512_sra_epi16(w01, t16);
+    w23 = _mm512_sra_epi16(w23, t16);
+  } else {
+    (void)t16;
+  }
   __m512i v;
   if constexpr (std::is_signed<Out>::value) {
     v = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w01, w23));
@@ -155,6 +167,13 @@ FXBN_TARGET_V4 FXBN_INLINE void pack_store64(Out* p, __m512i h0, __m512i h1, __m
     static_assert(!Sat, "saturating store: signed outputs");
     v = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
     v = _mm512_min_epu8(_mm512_max_epu8(v, qmin8), qmax8);
+  }
+  if (save != nullptr) {  // keep_out: y's old bytes (Job::save), streaming: non-temporal (see Job::save_streaming)
+    if (streaming) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(save), _mm512_loadu_si512(p));
+    } else {
+      _mm512_storeu_si512(save, _mm512_loadu_si512(p));
+    }
   }
   _mm512_storeu_si512(p, v);
 }
@@ -175,14 +194,20 @@ FXBN_TARGET_V4 FXBN_INLINE __m512i high_dwords(__m512i v, __m512i vo, __m512i a_
 // a time for 8-bit outputs (pack_store64), then 16 at a time.  Returns the first element not stored.
 template <class Out, bool Sat, class High16>
 FXBN_TARGET_V4 FXBN_INLINE int64_t store_high(Out* y, int64_t i, int64_t n, const High16& high16, __m512i qmin8,
-                                              __m512i qmax8, __m512i qmin32, __m512i qmax32) {
+                                              __m512i qmax8, __m512i qmin32, __m512i qmax32, Out* save = nullptr,
+                                              bool streaming = false) {
   if constexpr (sizeof(Out) == 1) {
     for (; i + 64 <= n; i += 64) {
       const __m512i h0 = high16(i), h1 = high16(i + 16), h2 = high16(i + 32), h3 = high16(i + 48);
-      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8);
+      pack_store64<Out, Sat>(y + i, h0, h1, h2, h3, qmin8, qmax8, __m128i(), save != nullptr ? save + i : nullptr,
+                             streaming);
     }
   }
-  for (; i + 16 <= n; i += 16) clamp_store16<Out, Sat>(y + i, high16(i), qmin32, qmax32);
+  for (; i + 16 <= n; i += 16) {
+    const __m512i h = high16(i);
+    if (save != nullptr) std::memcpy(save + i, y + i, 16 * sizeof(Out));
+    clamp_store16<Out, Sat>(y + i, h, qmin32, qmax32);
+  }
   return i;
 }
 
@@ -205,6 +230,8 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(j.qmin));
   const __m512i qmax8 = _mm512_set1_epi8(static_cast<char>(j.qmax));
   const __m512i qmin64 = _mm512_set1_epi64(j.qmin), qmax64 = _mm512_set1_epi64(j.qmax);
+  Out* const saves = static_cast<Out*>(j.save);
+  bool flagged = false;
   for (int64_t pos = begin; pos < end;) {
     const int64_t r = pos / j.inner;
     const int64_t off = pos - r * j.inner;
@@ -212,6 +239,7 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     const int64_t c = r % j.channels;
     const In* x = xs + pos;
     Out* y = ys + pos;
+    Out* const save = saves != nullptr ? saves + pos : nullptr;
     const __m512i av = _mm512_set1_epi64(A[c]);  // vpmuldq reads the low 32 bits of each 64-bit lane
     const __m512i bv = _mm512_set1_epi64(B[c]);
     const int64_t s = S[c];
@@ -224,23 +252,40 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
       const __m512i xkv = _mm512_set1_epi32(xk);
       // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to the scalar tail
       const int64_t lim = std::min(n, j.total - pos - 1);
-      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 63) == 0;
+      // the unshifted high dwords of elements k..k+15
+      const auto raw16 = [&](int64_t k) FXBN_TARGET_V4 {
         __m512i v = load16(x + k);
+        // one load, kept in a register: folded into vpminsd, vpmaxsd and vpmuldq it was three, each split across
+        // two cache lines when x is not 32-byte aligned (27 vs 21 us on 1x64x56x56)
+        __asm__("" : "+v"(v));
         if constexpr (Check) {
           mn = _mm512_min_epi32(mn, v);
           mx = _mm512_max_epi32(mx, v);
         }
-        __m512i h;
         if constexpr (sizeof(In) == 4) {
-          h = high_dwords(v, load16(x + k + 1), av, av, bv, bv);
+          return high_dwords(v, load16(x + k + 1), av, av, bv, bv);
         } else {  // x * 2^xk (vpsllvd), then the odd elements by vpsrlq: a reload would need another widening
           v = _mm512_sllv_epi32(v, xkv);
-          h = high_dwords(v, _mm512_srli_epi64(v, 32), av, av, bv, bv);
+          return high_dwords(v, _mm512_srli_epi64(v, 32), av, av, bv, bv);
         }
+      };
+      const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+        const __m512i h = raw16(k);
         return s > 32 ? _mm512_sra_epi32(h, cnt) : h;
       };
-      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32);
+      if constexpr (sizeof(Out) == 1) {
+        if (s > 32 && s - 32 <= (std::is_signed<Out>::value ? 8 : 7)) {  // the shift after vpackssdw (vpsraw)
+          for (; i + 64 <= lim; i += 64) {
+            const __m512i h0 = raw16(i), h1 = raw16(i + 16), h2 = raw16(i + 32), h3 = raw16(i + 48);
+            pack_store64<Out, Sat, true>(y + i, h0, h1, h2, h3, qmin8, qmax8, cnt, save != nullptr ? save + i : nullptr,
+                                         streaming);
+          }
+        }
+      }
+      i = store_high<Out, Sat>(y, i, lim, high16, qmin8, qmax8, qmin32, qmax32, save, streaming);
     } else {
+      if (save != nullptr) std::memcpy(save, y, static_cast<size_t>(n) * sizeof(Out));  // the whole row, then i = n
       const __m128i cnt = _mm_cvtsi64_si128(s);
       for (; i + 16 <= n; i += 16) {
         const __m512i v = load16(x + i);
@@ -257,15 +302,19 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     }
     bool bad = false;
     if constexpr (Check) bad = (_mm512_reduce_min_epi32(mn) < LO[c]) | (_mm512_reduce_max_epi32(mx) > HI[c]);
+    if (save != nullptr && s >= 32) std::memcpy(save + i, y + i, static_cast<size_t>(n - i) * sizeof(Out));
     for (; i < n; ++i) {  // tail (< 16 elements; < 32 at the end of the tensor)
       const In v = x[i];
       if constexpr (Check) bad |= (v < LO[c]) | (v > HI[c]);
       y[i] = static_cast<Out>(fixed_point_xk(v, xk, A[c], B[c], s, j.qmin, j.qmax));
     }
-    if (bad) return true;
+    if (bad) {
+      if (save == nullptr) return true;
+      flagged = true;
+    }
     pos += n;
   }
-  return false;
+  return flagged;
 }
 
 // Periodic tables (channel-last layouts) with the 64-bit accumulator and a 32-bit multiplier: vpmuldq on even and

@@ -118,6 +118,10 @@ struct Job {
   const void* s32 = nullptr;  // widen_periodic: int32 shift - 32 per entry (b is then stored even/odd split)
   int64_t total = 0;          // elements in the tensor (widen_rows reads one element past a block, never past it)
   const void* xk = nullptr;   // widen bodies, 8/16-bit inputs: int32 input shift per channel (rows) or entry
+  // keep_out_on_error with a body that saves (rows_body_saves): before writing y[k] the body copies its old bytes to
+  // save[k] (same offsets), and it walks all of [begin, end) even after a violation, so [begin, end) is all saved
+  void* save = nullptr;
+  bool save_streaming = false;  // save with non-temporal stores where aligned (outputs larger than the caches)
 };
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
