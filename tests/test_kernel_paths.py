@@ -618,3 +618,37 @@ def test_out_kept_when_a_late_block_fails(isa, tin, tout, layout):
             with pytest.raises(ValueError, match="outside the in_range"):
                 layer.apply(xb, axis=axis, out=y, threads=threads)
             np.testing.assert_array_equal(y, before, err_msg=f"out= changed: violation at {where}, t={threads}")
+
+
+def test_kept_tables_follow_shape_isa_and_types():
+    """A layer's kernel keeps each call's prepared tables (KernelCache) for the next call of the same shape: calls
+    with other row lengths (short NCHW rows: periodic tables as large as the tensor), channel-last, other output
+    types and every ISA body, interleaved and repeated on one layer, must each give the exact outputs; and a range
+    violation after a kept call must still be reported with `out` untouched."""
+    rng = np.random.default_rng(31)
+    c = 16
+    a = 10.0 ** rng.uniform(-4, -2, c)
+    b = rng.uniform(-50, 50, c)
+    lo, hi = -(1 << 22), (1 << 22) - 1
+    layers = {out: fxbn.from_affine(a, b, in_range=(np.full(c, lo), np.full(c, hi)), in_dtype="int32",
+                                    out_dtype=out) for out in ("int8", "uint8", "int16")}
+    shapes = [((2, c, 7, 7), 1), ((2, c, 5, 10), 1), ((1, c, 3, 3), 1), ((2, c, 9, 8), 1), ((3, 5, c), -1),
+              ((1, c, 64), 1)]
+    before = _core.kernel_isa()
+    try:
+        for rnd in range(2):
+            for isa in ISAS:
+                _core.kernel_isa(isa)
+                for out, layer in layers.items():
+                    for shape, axis in shapes:
+                        x = np.clip(rng.normal(0, 1 << 19, shape), lo, hi).astype(np.int32)
+                        y = layer.apply(x, axis=axis)
+                        assert np.array_equal(y, expected(layer, x, axis)), (rnd, isa, out, shape)
+                        if rnd == 1 and shape == shapes[0][0]:
+                            x.reshape(-1)[-3] = hi + 1
+                            keep = np.full(shape, 7, layer.out_dtype)
+                            with pytest.raises(ValueError, match="outside"):
+                                layer.apply(x, axis=axis, out=keep)
+                            assert np.all(keep == 7), (isa, out)
+    finally:
+        _core.kernel_isa(before)

@@ -578,139 +578,176 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     }
   }
 #endif
-  const int64_t n = rows ? channels : period_of(channels, inner);
-  const int64_t per = rows ? 1 : inner;  // table entry e belongs to channel (e / per) % channels
-  Table<Coef> a(static_cast<size_t>(n));
-  Table<Acc> b(a.size()), s(a.size());
-  Table<In> lo(a.size()), hi(a.size());
-  Table<int32_t> xk(M == Mul::widen ? a.size() : 0);  // input shifts: widen bodies only
   const Isa isa = current_isa();
-  // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
-  const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
-  bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
+  // the tables of this call's shape: kept from an earlier call (p.cache), or built here (and kept)
+  struct Prepared : PreparedTables {
+    Table<Coef> a;
+    Table<Acc> b, s;
+    Table<In> lo, hi;
+    Table<int32_t> xk, s32;
+    Table<int64_t> a64;
+    Job job{};
+    ChunkFn fn = nullptr;
+    bool fn_saves = false;
+  };
+  static const char tag = 0;  // one address per instantiation: a kept entry with this tag is a Prepared
+  std::shared_ptr<const PreparedTables> kept = find_tables(p.cache, &tag, static_cast<int>(isa), channels, inner);
+  if (kept == nullptr) {
+    const auto made = std::make_shared<Prepared>();
+    made->tag = &tag;
+    made->isa = static_cast<int>(isa);
+    made->channels = channels;
+    made->inner = inner;
+    Prepared& pr = *made;
+    const int64_t n = rows ? channels : period_of(channels, inner);
+    const int64_t per = rows ? 1 : inner;  // table entry e belongs to channel (e / per) % channels
+    auto& a = pr.a;
+    auto& b = pr.b;
+    auto& s = pr.s;
+    auto& lo = pr.lo;
+    auto& hi = pr.hi;
+    auto& xk = pr.xk;
+    a.resize(static_cast<size_t>(n));
+    b.resize(a.size());
+    s.resize(a.size());
+    lo.resize(a.size());
+    hi.resize(a.size());
+    xk.resize(M == Mul::widen ? a.size() : 0);  // input shifts: widen bodies only
+    // inputs are scaled (xk) only where the body picked below applies it: widen_rows and widen_periodic
+    const bool lut = rows && sizeof(In) == 1 && sizeof(Out) == 1 && isa == Isa::vbmi;
+    bool xshift = !lut && (rows || (n % 64 == 0 && isa != Isa::avx2));
 #if FXBN_X86_DISPATCH
-  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
-    // AVX2 periodic tables: widen_periodic (the high path only) applies the input shift, the portable loop does not;
-    // scale inputs there when every entry then reaches s >= 32 (int16 -> int16 channel-last layers)
-    if (!rows && !lut && isa == Isa::avx2 && n % 64 == 0) {
-      bool all_high = true;
-      for (int64_t c = 0; c < channels && all_high; ++c) {
-        Coef ac = static_cast<Coef>(p.multiplier[c]);
-        Acc bc = static_cast<Acc>(p.bias[c]);
-        Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
-        int32_t kc = 0;
-        widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], true);
-        all_high = sc >= 32;
-      }
-      xshift = all_high;
-    }
-  }
-#endif
-  // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
-  const int64_t base = channels * per;
-  for (int64_t c = 0, e = 0; c < channels; ++c) {
-    Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
-    Acc bc = static_cast<Acc>(p.bias[c]);
-    Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
-    int32_t kc = 0;
-#if FXBN_X86_DISPATCH
-    if constexpr (M == Mul::widen) {
-      // AVX2 int16 -> 16-bit rows: the input shift 16 where it serves (widen_rows' unpack path), else widen_to_high
-      const bool shift16 = std::is_same<In, int16_t>::value && sizeof(Out) == 2 && rows && isa == Isa::avx2 &&
-                           input_shift_16(ac, bc, sc, kc, p.lo[c], p.hi[c]);
-      if (isa != Isa::baseline && !shift16) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
-    }
-#else
-    (void)xshift;
-#endif
-    const In loc = static_cast<In>(p.lo[c]);  // within In: the entry points clip [lo, hi] to In
-    const In hic = static_cast<In>(p.hi[c]);
-    for (int64_t i = 0; i < per; ++i, ++e) {
-      const size_t k = static_cast<size_t>(e);
-      a[k] = ac;
-      b[k] = bc;
-      s[k] = sc;
-      lo[k] = loc;
-      hi[k] = hic;
-      if constexpr (M == Mul::widen) xk[k] = kc;
-    }
-  }
-  for (int64_t e = base; e < n; e += base) {
-    std::copy_n(a.begin(), base, a.begin() + e);
-    std::copy_n(b.begin(), base, b.begin() + e);
-    std::copy_n(s.begin(), base, s.begin() + e);
-    std::copy_n(lo.begin(), base, lo.begin() + e);
-    std::copy_n(hi.begin(), base, hi.begin() + e);
-    if constexpr (M == Mul::widen) std::copy_n(xk.begin(), base, xk.begin() + e);
-  }
-  Job j{x, y, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(), p.qmin, p.qmax};
-  j.total = outer * channels * inner;
-  j.xk = xk.data();
-  const bool sat = saturating_store<Out>(p.qmin, p.qmax);
-  ChunkFn fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
-                    : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
-#if FXBN_NEON_DISPATCH
-  if (!rows && isa == Isa::neon) {
-    if (ChunkFn f = neon_periodic<M, In, Out>(check, sat)) fn = f;
-  }
-#endif
-#if FXBN_X86_DISPATCH
-  Table<int32_t> s32;
-  Table<int64_t> a64;
-  if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
-    const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
-    // AVX2: the high path only (no 64-bit shift or min/max); its tables need no input shift (xshift is off there)
-    if (!rows && (isa == Isa::v4 || isa == Isa::vbmi || (isa == Isa::avx2 && high)) && n % 64 == 0) {
-      const auto split = [](Table<int64_t>& t) {  // per 16-entry block: even entries first, then odd ones
-        for (size_t blk = 0; blk < t.size(); blk += 16) {
-          Acc tmp[16];
-          for (size_t k = 0; k < 16; ++k) tmp[(k & 1 ? 8 : 0) + (k >> 1)] = t[blk + k];
-          std::copy_n(tmp, 16, t.begin() + static_cast<std::ptrdiff_t>(blk));
+    if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+      // AVX2 periodic tables: widen_periodic (the high path only) applies the input shift, the portable loop does not;
+      // scale inputs there when every entry then reaches s >= 32 (int16 -> int16 channel-last layers)
+      if (!rows && !lut && isa == Isa::avx2 && n % 64 == 0) {
+        bool all_high = true;
+        for (int64_t c = 0; c < channels && all_high; ++c) {
+          Coef ac = static_cast<Coef>(p.multiplier[c]);
+          Acc bc = static_cast<Acc>(p.bias[c]);
+          Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+          int32_t kc = 0;
+          widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], true);
+          all_high = sc >= 32;
         }
-      };
-      split(b);
-      a64.assign(a.begin(), a.end());  // sign-extended: vpmuldq reads the low dword of each qword
-      split(a64);
-      j.a = a64.data();
-      if (high) {
-        s32.resize(s.size());
-        for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
-        j.s32 = s32.data();
-        fn = isa == Isa::avx2 ? avx2_widen_periodic<In, Out>(check, sat)
-                              : avx512_widen_periodic<In, Out>(check, true, sat);
-      } else {
-        split(s);
-        fn = avx512_widen_periodic<In, Out>(check, false, sat);
+        xshift = all_high;
       }
     }
-  }
-  if constexpr (M == Mul::mul32 && sizeof(In) <= 2 && sizeof(Out) <= 4) {
-    const bool a16 = std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
-    if (!rows && isa == Isa::vbmi && a16) {
-      for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
-      fn = avx512_dp_periodic<In, Out>(check);
-    }
-  }
-  if constexpr (M == Mul::mul32 && sizeof(Out) <= 4) {
-    if (!rows && isa == Isa::avx2) {
-      const bool madd =
-          sizeof(In) <= 2 && std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
-      if (madd) {
-        for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
-      }
-      fn = avx2_mul32_periodic<In, Out>(check, madd);
-    }
-  }
 #endif
-  // the AVX2 / AVX-512 widen_rows with 8-bit outputs save y's old bytes themselves under keep_out (Job::save)
-  bool fn_saves = false;
+    // entry e belongs to channel (e / per) % channels: one channel-major pass, then whole copies of the first period
+    const int64_t base = channels * per;
+    for (int64_t c = 0, e = 0; c < channels; ++c) {
+      Coef ac = static_cast<Coef>(p.multiplier[c]);  // mul32: the low 32 bits suffice (wrap-around is exact)
+      Acc bc = static_cast<Acc>(p.bias[c]);
+      Acc sc = static_cast<Acc>(std::min(p.shift[c], max_shift));
+      int32_t kc = 0;
 #if FXBN_X86_DISPATCH
-  if constexpr (M == Mul::widen && sizeof(Out) == 1) {
-    fn_saves = rows && !lut && (isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi);
-  }
+      if constexpr (M == Mul::widen) {
+        // AVX2 int16 -> 16-bit rows: the input shift 16 where it serves (widen_rows' unpack path), else widen_to_high
+        const bool shift16 = std::is_same<In, int16_t>::value && sizeof(Out) == 2 && rows && isa == Isa::avx2 &&
+                             input_shift_16(ac, bc, sc, kc, p.lo[c], p.hi[c]);
+        if (isa != Isa::baseline && !shift16) widen_to_high<In>(ac, bc, sc, kc, p.lo[c], p.hi[c], xshift);
+      }
+#else
+      (void)xshift;
 #endif
-  return run_reporting(fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out), sizeof(Out),
-                       fn_saves);
+      const In loc = static_cast<In>(p.lo[c]);  // within In: the entry points clip [lo, hi] to In
+      const In hic = static_cast<In>(p.hi[c]);
+      for (int64_t i = 0; i < per; ++i, ++e) {
+        const size_t k = static_cast<size_t>(e);
+        a[k] = ac;
+        b[k] = bc;
+        s[k] = sc;
+        lo[k] = loc;
+        hi[k] = hic;
+        if constexpr (M == Mul::widen) xk[k] = kc;
+      }
+    }
+    for (int64_t e = base; e < n; e += base) {
+      std::copy_n(a.begin(), base, a.begin() + e);
+      std::copy_n(b.begin(), base, b.begin() + e);
+      std::copy_n(s.begin(), base, s.begin() + e);
+      std::copy_n(lo.begin(), base, lo.begin() + e);
+      std::copy_n(hi.begin(), base, hi.begin() + e);
+      if constexpr (M == Mul::widen) std::copy_n(xk.begin(), base, xk.begin() + e);
+    }
+    Job& j = pr.job;
+    j = Job{nullptr, nullptr, channels, inner, rows ? 0 : n, a.data(), b.data(), s.data(), lo.data(), hi.data(),
+            p.qmin, p.qmax};
+    j.xk = xk.data();
+    const bool sat = saturating_store<Out>(p.qmin, p.qmax);
+    ChunkFn& fn = pr.fn;
+    fn = rows ? pick_rows<M, In, Out>(isa, check, sat)
+                      : (check ? pick<Periodic<M, In, Out, true>>(isa) : pick<Periodic<M, In, Out, false>>(isa));
+#if FXBN_NEON_DISPATCH
+    if (!rows && isa == Isa::neon) {
+      if (ChunkFn f = neon_periodic<M, In, Out>(check, sat)) fn = f;
+    }
+#endif
+#if FXBN_X86_DISPATCH
+    auto& s32 = pr.s32;
+    auto& a64 = pr.a64;
+    if constexpr (M == Mul::widen && sizeof(Out) <= 4) {
+      const bool high = std::all_of(s.begin(), s.end(), [](Acc v) { return v >= 32; });
+      // AVX2: the high path only (no 64-bit shift or min/max); its tables need no input shift (xshift is off there)
+      if (!rows && (isa == Isa::v4 || isa == Isa::vbmi || (isa == Isa::avx2 && high)) && n % 64 == 0) {
+        const auto split = [](Table<int64_t>& t) {  // per 16-entry block: even entries first, then odd ones
+          for (size_t blk = 0; blk < t.size(); blk += 16) {
+            Acc tmp[16];
+            for (size_t k = 0; k < 16; ++k) tmp[(k & 1 ? 8 : 0) + (k >> 1)] = t[blk + k];
+            std::copy_n(tmp, 16, t.begin() + static_cast<std::ptrdiff_t>(blk));
+          }
+        };
+        split(b);
+        a64.assign(a.begin(), a.end());  // sign-extended: vpmuldq reads the low dword of each qword
+        split(a64);
+        j.a = a64.data();
+        if (high) {
+          s32.resize(s.size());
+          for (size_t k = 0; k < s.size(); ++k) s32[k] = static_cast<int32_t>(s[k] - 32);
+          j.s32 = s32.data();
+          fn = isa == Isa::avx2 ? avx2_widen_periodic<In, Out>(check, sat)
+                                : avx512_widen_periodic<In, Out>(check, true, sat);
+        } else {
+          split(s);
+          fn = avx512_widen_periodic<In, Out>(check, false, sat);
+        }
+      }
+    }
+    if constexpr (M == Mul::mul32 && sizeof(In) <= 2 && sizeof(Out) <= 4) {
+      const bool a16 = std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
+      if (!rows && isa == Isa::vbmi && a16) {
+        for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
+        fn = avx512_dp_periodic<In, Out>(check);
+      }
+    }
+    if constexpr (M == Mul::mul32 && sizeof(Out) <= 4) {
+      if (!rows && isa == Isa::avx2) {
+        const bool madd =
+            sizeof(In) <= 2 && std::all_of(a.begin(), a.end(), [](Coef v) { return v > -32768 && v < 32768; });
+        if (madd) {
+          for (auto& v : a) v = static_cast<Coef>(static_cast<uint16_t>(v));  // (A, 0) as a pair of 16-bit words
+        }
+        fn = avx2_mul32_periodic<In, Out>(check, madd);
+      }
+    }
+#endif
+    // the AVX2 / AVX-512 widen_rows with 8-bit outputs save y's old bytes themselves under keep_out (Job::save)
+#if FXBN_X86_DISPATCH
+    if constexpr (M == Mul::widen && sizeof(Out) == 1) {
+      pr.fn_saves = rows && !lut && (isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi);
+    }
+#endif
+    kept = made;
+    keep_tables(p.cache, kept);
+  }
+  const Prepared& pr = static_cast<const Prepared&>(*kept);
+  Job j = pr.job;
+  j.x = x;
+  j.y = y;
+  j.total = outer * channels * inner;
+  return run_reporting(pr.fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
+                       sizeof(Out), pr.fn_saves);
 }
 
 bool multipliers_fit_int32(const int64_t* m, int64_t channels) {

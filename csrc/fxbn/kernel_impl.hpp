@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -131,6 +132,22 @@ FXBN_INLINE int64_t fixed_point_xk(In v, int32_t xk, int32_t a, int64_t b, int64
 }
 
 using ChunkFn = bool (*)(const Job&, int64_t, int64_t);
+
+// A call's prepared tables (apply_typed), kept in the layer's KernelCache for the next call of the same shape: the
+// periodic tables of an NCHW layer with short rows are as large as its tensor (channels x inner entries), and
+// building them, with fresh pages, cost 20x the kernel (2048 x 7 x 7 int32).  `tag` names the apply_typed
+// instantiation, `isa` the bodies the tables were laid out for; the tables are not changed once kept.
+struct PreparedTables {
+  const void* tag = nullptr;
+  int isa = -1;
+  int64_t channels = 0, inner = 0;
+  virtual ~PreparedTables() = default;
+};
+// The kept tables for (tag, isa, channels, inner), or null (also without a cache); keep_tables adds t (the oldest of
+// kKeptTables goes).
+std::shared_ptr<const PreparedTables> find_tables(KernelCache* cache, const void* tag, int isa, int64_t channels,
+                                                  int64_t inner);
+void keep_tables(KernelCache* cache, std::shared_ptr<const PreparedTables> t);
 
 // By-row mode (inner >= kMinRow): one channel per row of `inner` elements; scalars a, b, s hoisted; the range
 // check is a min/max of the row on the input type (two narrow SIMD ops per vector), compared once per row, and
