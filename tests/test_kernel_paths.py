@@ -652,3 +652,37 @@ def test_kept_tables_follow_shape_isa_and_types():
                             assert np.all(keep == 7), (isa, out)
     finally:
         _core.kernel_isa(before)
+
+
+def test_large_outputs_untouched_on_violation():
+    """Outputs over 1 MiB (the save buffer is written with non-temporal stores: by the row bodies themselves, or by
+    the block copy before the other bodies), channel-last and NCHW, 8/16-bit outputs: an out-of-range input at the
+    first, middle or last element raises and leaves `out` byte-for-byte as it was; in-range calls are exact."""
+    rng = np.random.default_rng(41)
+    c = 64
+    lo, hi = -(1 << 23), (1 << 23) - 1
+    a = 10.0 ** rng.uniform(-4, -2, c)
+    b = rng.uniform(-50, 50, c)
+    before = _core.kernel_isa()
+    try:
+        for out in ("int8", "int16"):
+            layer = fxbn.from_affine(a, b, in_range=(np.full(c, lo), np.full(c, hi)), in_dtype="int32",
+                                     out_dtype=out)
+            for isa in ISAS:
+                _core.kernel_isa(isa)
+                for shape, axis in (((24, 28, 28, c), -1), ((24, c, 28, 28), 1)):
+                    x = np.clip(rng.normal(0, hi / 8, shape), lo, hi).astype(np.int32)
+                    y = np.empty(shape, layer.out_dtype)
+                    assert y.nbytes > 1 << 20
+                    layer.apply(x, axis=axis, out=y, threads=1)
+                    assert np.array_equal(y, expected(layer, x, axis)), (out, isa, shape)
+                    for where in (0, x.size // 2, x.size - 1):
+                        xx = x.copy()
+                        xx.reshape(-1)[where] = hi + 1
+                        y = rng.integers(-100, 100, shape).astype(layer.out_dtype)
+                        y0 = y.copy()
+                        with pytest.raises(ValueError, match="outside"):
+                            layer.apply(xx, axis=axis, out=y, threads=1)
+                        assert np.array_equal(y, y0), (out, isa, shape, where)
+    finally:
+        _core.kernel_isa(before)
