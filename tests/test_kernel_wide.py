@@ -80,14 +80,19 @@ PIXELS = (1, 3, 4, 5, 63, 64, 65, 131, 260)
 @pytest.mark.parametrize("channels", [8, 16, 24, 64, 72, 12, 63])
 def test_widen_pixels_real_layers(channels, tout):
     rng = np.random.default_rng(1400 + channels)
-    layer = real_layer(channels, rng, tout)
-    for n in PIXELS:
+    check_pixels(real_layer(channels, rng, tout), PIXELS, rng, f"{channels} channels")
+
+
+def check_pixels(layer, pixel_counts, rng, what):
+    """Channel-last runs of each pixel count (2-D and 4-D shapes): the exact outputs, not just the clamps."""
+    channels = layer.multiplier.shape[0]
+    for n in pixel_counts:
         for shape in ((n, channels), (2, n, 1, channels)):
             x = inputs(layer, shape, -1, rng)
             want = expected(layer, x, -1)
             y, bad = raw(layer, x, -1, acc32=False)
             assert bad == -1
-            np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}")
+            np.testing.assert_array_equal(y, want, err_msg=f"{what}, {shape}")
             inside = (want > layer.out_range[0]) & (want < layer.out_range[1])
             assert n < 4 or inside.mean() > 0.3  # not just the clamps
 
@@ -212,16 +217,8 @@ ZMM_PIXELS = (1, 2, 15, 16, 17, 33, 131)
 def test_widen_pixels_one_range(channels, tout):
     rng = np.random.default_rng(2400 + channels)
     for bits in ((17, 17), (24, 24), (26, 26)):
-        layer = real_layer(channels, rng, tout, bits, one_range=True)
-        for n in ZMM_PIXELS:
-            for shape in ((n, channels), (2, n, 1, channels)):
-                x = inputs(layer, shape, -1, rng)
-                want = expected(layer, x, -1)
-                y, bad = raw(layer, x, -1, acc32=False)
-                assert bad == -1
-                np.testing.assert_array_equal(y, want, err_msg=f"{channels} channels, {shape}, {bits}")
-                inside = (want > layer.out_range[0]) & (want < layer.out_range[1])
-                assert n < 4 or inside.mean() > 0.3  # not just the clamps
+        check_pixels(real_layer(channels, rng, tout, bits, one_range=True), ZMM_PIXELS, rng,
+                     f"{channels} channels, {bits}")
 
 
 @pytest.mark.parametrize("out_range", [(-128, 127), (-100, 90), (0, 255)])

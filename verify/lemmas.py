@@ -921,16 +921,8 @@ def avx2_pack_narrow(in_dtype, w=32, wrong=False):
             order = [0, 1, 2, 3] if bad == "no_permute" else [0, 2, 1, 3]  # vpermq 0xD8
             elems = [wd for qd in order for wd in packed[4 * qd:4 * qd + 4]]
             count = 16
-        lb, hb = z3.Extract(bits - 1, 0, qmin), z3.Extract(bits - 1, 0, qmax)
         for i in range(count):
-            e = elems[i]
-            if not full:                                                  # vpmax/vpmin, signed or unsigned
-                if signed:
-                    e = z3.If(e > lb, e, lb)
-                    e = z3.If(e < hb, e, hb)
-                else:
-                    e = z3.If(z3.UGT(e, lb), e, lb)
-                    e = z3.If(z3.ULT(e, hb), e, hb)
+            e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)  # vpmax/vpmin
             claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(bits - 1, 0, _clamp(z3, h[i], qmin, qmax))))
     return claims, variables                                        # one claim per output element (fast so)
 
@@ -1005,17 +997,9 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
             elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd
             if bad != "no_byte_shuffle":
                 elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
-            lb, hb = z3.Extract(7, 0, qmin), z3.Extract(7, 0, qmax)
             t_pre = [z3.ULE(t, t_max)]
             for i in range(32):
-                e = elems[i]
-                if not full:
-                    if signed:
-                        e = z3.If(e > lb, e, lb)
-                        e = z3.If(e < hb, e, hb)
-                    else:
-                        e = z3.If(z3.UGT(e, lb), e, lb)
-                        e = z3.If(z3.ULT(e, hb), e, hb)
+                e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
                 want = z3.Extract(7, 0, _clamp(z3, h[i] >> t, qmin, qmax))
                 claims.append(z3.Implies(z3.And(*(pre + t_pre)), e == want))
     return claims, variables
@@ -1055,16 +1039,8 @@ def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
             pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
         sat = lambda v: _sat(z3, v, lo_t if signed else 0, hi_t, 16)  # noqa: E731  vpackssdw / vpackusdw
         words = [sat(v) for v in h_lo[:4] + h_hi[:4] + h_lo[4:] + h_hi[4:]]  # per 128-bit lane: a's 4, then b's 4
-        lb, hb = z3.Extract(15, 0, qmin), z3.Extract(15, 0, qmax)
         for i in range(16):
-            e = words[i]
-            if not full:
-                if signed:
-                    e = z3.If(e > lb, e, lb)
-                    e = z3.If(e < hb, e, hb)
-                else:
-                    e = z3.If(z3.UGT(e, lb), e, lb)
-                    e = z3.If(z3.ULT(e, hb), e, hb)
+            e = words[i] if full else _narrow_minmax(z3, words[i], qmin, qmax, signed)
             claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(15, 0, _clamp(z3, h[i], qmin, qmax))))
     return claims, variables
 
@@ -1211,16 +1187,8 @@ def neon_narrow(in_dtype, w=32, wrong=False):
                 elems = narrow2(w0, w1, lambda v: _sat(z3, v, -128, 127, 8))           # sqxtn
             else:
                 elems = narrow2(w0, w1, lambda v: _sat(z3, v, 0, 255, 8))              # sqxtun
-        lb, hb = z3.Extract(bits - 1, 0, qmin), z3.Extract(bits - 1, 0, qmax)
         for i in range(16):
-            e = elems[i]
-            if not full:                                                  # smax/smin or umax/umin
-                if signed:
-                    e = z3.If(e > lb, e, lb)
-                    e = z3.If(e < hb, e, hb)
-                else:
-                    e = z3.If(z3.UGT(e, lb), e, lb)
-                    e = z3.If(z3.ULT(e, hb), e, hb)
+            e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)  # smax/smin, umax/umin
             claims.append(z3.Implies(z3.And(*pre), e == z3.Extract(bits - 1, 0, _clamp(z3, h[i], qmin, qmax))))
     return claims, variables
 

@@ -70,7 +70,7 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32(__m256i h0, __m256i h1, __m256i h2, 
 }
 
 // Two vectors of int32 lanes (elements 0-7, 8-15) narrowed to 16 16-bit lanes in order (vpackssdw / vpackusdw,
-// vpermq, word min/max; store_lanes' 16-bit step): widen_pixels' int16 outputs (``avx2_pack_narrow``).
+// vpermq, word min/max): store_lanes' 16-bit step and widen_pixels' int16 outputs (``avx2_pack_narrow``).
 template <class Out, bool Sat>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack16(__m256i h0, __m256i h1, const Bounds& q) {
   __m256i v;
@@ -100,15 +100,7 @@ FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_lanes(Out* y, int64_t i, int64_t n, c
   } else if constexpr (sizeof(Out) == 2) {
     for (; i + 16 <= n; i += 16) {
       const __m256i h0 = lanes8(i), h1 = lanes8(i + 8);
-      __m256i v;
-      if constexpr (std::is_signed<Out>::value) {
-        v = _mm256_permute4x64_epi64(_mm256_packs_epi32(h0, h1), 0xD8);
-        if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
-      } else {
-        v = _mm256_permute4x64_epi64(_mm256_packus_epi32(h0, h1), 0xD8);
-        v = _mm256_min_epu16(_mm256_max_epu16(v, q.q16lo), q.q16hi);
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), pack16<Out, Sat>(h0, h1, q));
     }
   } else {
     static_assert(sizeof(Out) == 4, "output type");
