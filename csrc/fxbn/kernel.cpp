@@ -33,6 +33,29 @@ static_assert((-7 >> 1) == -4, "right shift of a negative integer must be arithm
 static_assert(static_cast<int32_t>(0xFFFFFFFFu) == -1, "two's complement conversion from unsigned is required");
 static_assert(static_cast<int64_t>(0xFFFFFFFFFFFFFFFFull) == -1, "two's complement conversion from unsigned");
 
+namespace detail {
+
+constexpr size_t kKeptTables = 8;  // shapes per layer whose tables are kept
+
+std::shared_ptr<const PreparedTables> find_tables(KernelCache* cache, const void* tag, int isa, int64_t channels,
+                                                  int64_t inner) {
+  if (cache == nullptr) return nullptr;
+  std::lock_guard<std::mutex> lock(cache->mu);
+  for (const auto& t : cache->tables) {
+    if (t->tag == tag && t->isa == isa && t->channels == channels && t->inner == inner) return t;
+  }
+  return nullptr;
+}
+
+void keep_tables(KernelCache* cache, std::shared_ptr<const PreparedTables> t) {
+  if (cache == nullptr) return;
+  std::lock_guard<std::mutex> lock(cache->mu);
+  if (cache->tables.size() >= kKeptTables) cache->tables.erase(cache->tables.begin());
+  cache->tables.push_back(std::move(t));
+}
+
+}  // namespace detail
+
 namespace {
 
 // ------------------------------------------------------------------------------------------------ ISA selection

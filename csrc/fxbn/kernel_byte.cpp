@@ -144,35 +144,8 @@ struct BytePlan {
 
 }  // namespace detail
 
-struct KernelCache {
-  std::mutex mu;
-  std::vector<std::unique_ptr<detail::ByteChannels>> channels;
-  std::vector<std::unique_ptr<detail::BytePlan>> plans;
-  std::vector<std::shared_ptr<const detail::PreparedTables>> tables;  // oldest first
-};
-
-namespace detail {
-
-constexpr size_t kKeptTables = 8;  // shapes per layer whose tables are kept
-
-std::shared_ptr<const PreparedTables> find_tables(KernelCache* cache, const void* tag, int isa, int64_t channels,
-                                                  int64_t inner) {
-  if (cache == nullptr) return nullptr;
-  std::lock_guard<std::mutex> lock(cache->mu);
-  for (const auto& t : cache->tables) {
-    if (t->tag == tag && t->isa == isa && t->channels == channels && t->inner == inner) return t;
-  }
-  return nullptr;
-}
-
-void keep_tables(KernelCache* cache, std::shared_ptr<const PreparedTables> t) {
-  if (cache == nullptr) return;
-  std::lock_guard<std::mutex> lock(cache->mu);
-  if (cache->tables.size() >= kKeptTables) cache->tables.erase(cache->tables.begin());
-  cache->tables.push_back(std::move(t));
-}
-
-}  // namespace detail
+KernelCache::KernelCache() = default;
+KernelCache::~KernelCache() = default;
 
 KernelCache* new_kernel_cache() { return new KernelCache(); }
 void delete_kernel_cache(KernelCache* cache) { delete cache; }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -144,10 +145,28 @@ struct PreparedTables {
   virtual ~PreparedTables() = default;
 };
 // The kept tables for (tag, isa, channels, inner), or null (also without a cache); keep_tables adds t (the oldest of
-// kKeptTables goes).
+// kKeptTables goes).  In kernel.cpp, which builds alone for other targets (tests/test_cross_kernel.py).
 std::shared_ptr<const PreparedTables> find_tables(KernelCache* cache, const void* tag, int isa, int64_t channels,
                                                   int64_t inner);
 void keep_tables(KernelCache* cache, std::shared_ptr<const PreparedTables> t);
+
+struct ByteChannels;  // kernel_byte.cpp
+struct BytePlan;
+
+}  // namespace detail
+
+// Defined here so that kernel.cpp reaches `tables` without kernel_byte.cpp; constructed and destroyed there (where
+// the byte template's types are complete).
+struct KernelCache {
+  std::mutex mu;
+  std::vector<std::unique_ptr<detail::ByteChannels>> channels;
+  std::vector<std::unique_ptr<detail::BytePlan>> plans;
+  std::vector<std::shared_ptr<const detail::PreparedTables>> tables;  // oldest first
+  KernelCache();
+  ~KernelCache();
+};
+
+namespace detail {
 
 // By-row mode (inner >= kMinRow): one channel per row of `inner` elements; scalars a, b, s hoisted; the range
 // check is a min/max of the row on the input type (two narrow SIMD ops per vector), compared once per row, and
