@@ -83,6 +83,15 @@ def test_widen_pixels_real_layers(channels, tout):
     check_pixels(real_layer(channels, rng, tout), PIXELS, rng, f"{channels} channels")
 
 
+def exact_on_1_and_2_threads(layer, x):
+    """Channel-last x in range: the exact outputs on one thread and on two."""
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want)
+
+
 def check_pixels(layer, pixel_counts, rng, what):
     """Channel-last runs of each pixel count (2-D and 4-D shapes): the exact outputs, not just the clamps."""
     channels = layer.multiplier.shape[0]
@@ -118,11 +127,7 @@ def test_widen_pixels_two_threads_and_split_pixels():
     for channels in (24, 40, 64):
         layer = real_layer(channels, rng)
         x = inputs(layer, (1, 101, 103, channels), -1, rng)
-        want = expected(layer, x, -1)
-        for threads in (1, 2):
-            y, bad = raw(layer, x, -1, acc32=False, threads=threads)
-            assert bad == -1
-            np.testing.assert_array_equal(y, want)
+        exact_on_1_and_2_threads(layer, x)
         middle = x.size // channels // 2 * channels
         for where in (0, 5, 12, middle + 3, middle + 9, middle + channels - 1, x.size - 2 * channels + 13,
                       x.size - channels + 2, x.size - 1):
@@ -244,11 +249,7 @@ def test_widen_pixels_one_range_threads_and_violations(channels):
     rng = np.random.default_rng(15 + channels)
     layer = real_layer(channels, rng, one_range=True)
     x = inputs(layer, (1, 37, 41, channels), -1, rng)
-    want = expected(layer, x, -1)
-    for threads in (1, 2):
-        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
-        assert bad == -1
-        np.testing.assert_array_equal(y, want)
+    exact_on_1_and_2_threads(layer, x)
     middle = x.size // channels // 2 * channels
     for where in (0, 5, 12, middle + 3, middle + 9, middle + 30, middle + channels - 1, x.size - 2 * channels + 1,
                   x.size - 2 * channels + 14, x.size - channels + 2, x.size - 1):

@@ -897,12 +897,7 @@ def avx2_pack_narrow(in_dtype, w=32, wrong=False):
                                     ("int16", 16, True, True), ("int16", 16, True, False),
                                     ("uint16", 16, False, False)):
         lo_t, hi_t = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        if full:
-            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
-        else:
-            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
-            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
-            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
         if bits == 8:
             ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
             w01, w23 = packs(h[0:8], h[8:16], ws), packs(h[16:24], h[24:32], ws)
@@ -974,12 +969,7 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
     for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
         lo_t, hi_t = (-128, 127) if signed else (0, 255)
-        if full:
-            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
-        else:
-            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
-            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
-            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
         t_words = (9 if bad == "word_shift_t9" else 8) if signed else (8 if bad == "uint8_word_shift_t8" else 7)
         for shift, t_max in (("none", 0), ("words", t_words), ("dwords", 31)):
             if shift == "dwords":                                         # vpsravd (counts <= 31 here)
@@ -1031,12 +1021,7 @@ def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
         h_lo, h_hi = h_hi, h_lo
     for out, signed, full in (("int16", True, True), ("int16", True, False), ("uint16", False, False)):
         lo_t, hi_t = (-(1 << 15), (1 << 15) - 1) if signed else (0, (1 << 16) - 1)
-        if full:
-            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
-        else:
-            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
-            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
-            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
         sat = lambda v: _sat(z3, v, lo_t if signed else 0, hi_t, 16)  # noqa: E731  vpackssdw / vpackusdw
         words = [sat(v) for v in h_lo[:4] + h_hi[:4] + h_lo[4:] + h_hi[4:]]  # per 128-bit lane: a's 4, then b's 4
         for i in range(16):
@@ -1170,12 +1155,7 @@ def neon_narrow(in_dtype, w=32, wrong=False):
                                     ("int16", 16, True, True), ("int16", 16, True, False),
                                     ("uint16", 16, False, False)):
         lo_t, hi_t = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        if full:
-            qmin, qmax, pre = z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
-        else:
-            qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
-            variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
-            pre = [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
+        qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
         if out == "uint16":
             u16 = lambda v: _sat(z3, v, 0, (1 << 16) - 1, 16)  # noqa: E731  sqxtun
             elems = narrow2(h[0:4], h[4:8], u16) + narrow2(h[8:12], h[12:16], u16)
@@ -1630,6 +1610,16 @@ def _add8_coefs(z3, A, bad):
     else:
         hi = z3.Extract(31, 16, A - z3.SignExt(16, lo))
     return hi, lo
+
+
+def _out_bounds(z3, out, lo_t, hi_t, full, variables):
+    """(qmin, qmax, preconditions) of a store to `out`: its whole range [lo_t, hi_t] (full) or symbolic bounds
+    within it (added to `variables`)."""
+    if full:
+        return z3.BitVecVal(lo_t, 32), z3.BitVecVal(hi_t, 32), []
+    qmin, qmax = z3.BitVecs(f"qmin_{out} qmax_{out}", 32)
+    variables.update({f"qmin_{out}": qmin, f"qmax_{out}": qmax})
+    return qmin, qmax, [qmin <= qmax, qmin >= lo_t, qmax <= hi_t]
 
 
 def _narrow_minmax(z3, e, qmin, qmax, osigned):
