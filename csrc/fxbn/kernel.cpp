@@ -493,6 +493,19 @@ constexpr int max_input_shift() {
 // (A*x + B)*2^k, at both ends of [lo, hi] (it is affine in x), and B*2^k fit int64, and either A*2^k still fits
 // int32 (then A is scaled) or, where the body applies it (xshift), x*2^k fits int32 for every x of In (then the
 // input is: xk = k, A unchanged).  Otherwise the parameters are left as they are (xk = 0).
+// Whether (A*x + B) * 2^k fits int64 at x = lo, hi and 0 (so for every x in [lo, hi]): |A*x + B| < 2^(63 - k).  A
+// product or sum overflowing int64 has |exact value| >= 2^63, so it fails the same test (no 128-bit type needed:
+// 32-bit targets have none).
+bool scaled_fits(int32_t a, int64_t b, int64_t lo, int64_t hi, int k) {
+  const int64_t lim = int64_t{1} << (63 - k);
+  for (const int64_t xe : {lo, hi, int64_t{0}}) {
+    int64_t v = 0;
+    if (__builtin_mul_overflow(static_cast<int64_t>(a), xe, &v) || __builtin_add_overflow(v, b, &v)) return false;
+    if (v >= lim || v < -lim) return false;
+  }
+  return true;
+}
+
 template <class In>
 void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, int64_t hi, bool xshift) {
   xk = 0;
@@ -501,14 +514,7 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
   const int64_t lim_a = int64_t{1} << (31 - k);
   const bool scale_a = a < lim_a && a > -lim_a;
   if (!scale_a && !(xshift && k <= max_input_shift<In>())) return;
-  // |v| < lim <= 2^62 is required; a product or sum overflowing int64 has |exact value| >= 2^63, so it fails the
-  // same test (no 128-bit type needed: 32-bit targets have none)
-  const int64_t lim = int64_t{1} << (63 - k);
-  for (const int64_t xe : {lo, hi, int64_t{0}}) {
-    int64_t v = 0;
-    if (__builtin_mul_overflow(static_cast<int64_t>(a), xe, &v) || __builtin_add_overflow(v, b, &v)) return;
-    if (v >= lim || v < -lim) return;
-  }
+  if (!scaled_fits(a, b, lo, hi, k)) return;
   if (scale_a) {
     a = static_cast<int32_t>(static_cast<int64_t>(a) * (int64_t{1} << k));
   } else {
@@ -523,13 +529,7 @@ void widen_to_high(int32_t& a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
 // with zero, in place of vpmovsxwd + vpsllvd): (A*x + B)*2^16 >> (s + 16) == (A*x + B) >> s, when s >= 16, s + 16 <=
 // 63 and (A*x + B)*2^16 at both ends of [lo, hi] and B*2^16 fit int64.  False (parameters unchanged) otherwise.
 bool input_shift_16(int32_t a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, int64_t hi) {
-  if (s < 16 || s > 63 - 16) return false;
-  const int64_t lim = int64_t{1} << (63 - 16);
-  for (const int64_t xe : {lo, hi, int64_t{0}}) {
-    int64_t v = 0;
-    if (__builtin_mul_overflow(static_cast<int64_t>(a), xe, &v) || __builtin_add_overflow(v, b, &v)) return false;
-    if (v >= lim || v < -lim) return false;
-  }
+  if (s < 16 || s > 63 - 16 || !scaled_fits(a, b, lo, hi, 16)) return false;
   b *= int64_t{1} << 16;
   s += 16;
   xk = 16;
