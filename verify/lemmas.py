@@ -1941,3 +1941,135 @@ def tosa_multiword(in_dtype, w=32, wrong=False, splits=range(1, 31)):
 # Lemmas about exported graphs rather than the kernel: looked up by prove() by name, not run by prove_all (the full
 # tosa_multiword proof is 60 queries, ~90 s):  python -c "from verify import lemmas; print(lemmas.prove('tosa_multiword'))"
 EXPORT_LEMMAS = {"tosa_multiword": (tosa_multiword, "QF_BV")}
+
+
+# ------------------------------------------------------------------------------------------------ short NCHW rows
+# widen_short (kernel_avx2.cpp, kernel_avx512.cpp): int32 -> 8-bit NCHW rows of inner < kMinRow elements, the current
+# channel's parameters broadcast, blended with the next channel's in the vector that reaches a row boundary.  The
+# lemmas state the routing: every operand each instruction reads for element j is element j's own channel's -- then
+# each lane is the per-entry lane of ``avx2_widen_periodic`` / ``widen_periodic_high`` (per-lane A, B, s - 32; the
+# odd elements from the second load of ``avx2_widen_rows_int32``), and the stores are ``avx2_widen_rows_bytes``
+# (kShiftNone) / ``pack_narrow``.
+
+def _short_boundary(z3, lanes, bad):
+    """The scalar walk: a vector at flat p with p < row_end <= p + lanes (the branch taken), rows of inner >= lanes:
+    lane j lies in the current row iff j < b = row_end - p, every other lane in the next row (one boundary), and
+    after row_end += inner the next vector (p + lanes) again starts before row_end (the invariant the walk keeps)."""
+    p, row_end, inner = z3.BitVecs("p row_end inner", 64)
+    min_inner = lanes - 1 if bad == "inner_one_short" else lanes
+    pre = [p >= 0, inner >= min_inner, inner < 64, p < row_end, row_end <= p + lanes, row_end < (1 << 40)]
+    b = row_end - p
+    claims = []
+    for j in range(lanes):
+        cur = p + j < row_end
+        nxt = z3.And(p + j >= row_end, p + j < row_end + inner)
+        claims.append(z3.Implies(z3.And(*pre), z3.And(cur == (j < b), z3.Or(cur, nxt), z3.ULE(b, lanes), b >= 1)))
+    claims.append(z3.Implies(z3.And(*pre), p + lanes < row_end + inner))
+    return claims, {"p": p, "row_end": row_end, "inner": inner}
+
+
+def _blendv(z3, cur, nxt, mask, width):
+    """vpblendvb on one width-bit element: byte k from nxt where bit 7 of mask's byte k is set, else from cur."""
+    pick = lambda v, k: z3.Extract(8 * k + 7, 8 * k, v)  # noqa: E731
+    return z3.Concat(*[z3.If(z3.Extract(8 * k + 7, 8 * k + 7, mask) == 1, pick(nxt, k), pick(cur, k))
+                       for k in reversed(range(width // 8))])
+
+
+def avx2_widen_short(in_dtype, w=64, wrong=False):
+    """AVX2 widen_short: with the boundary at lane b (1..8), the mask table kShortMasks[b] (dwords j >= b; qwords i
+    with 2i >= b and with 2i + 1 >= b; dwords in vshufps 0xDD's order [0, 2, 1, 3] per 128-bit lane) and vpblendvb of
+    the current and next channel's broadcasts: the dword vpmuldq reads as A for the even product of element 2i (a's
+    dword 2i) and, after vpsrlq 32, for the odd one (a's dword 2i + 1), the qwords of B added to each, the vpsravd
+    count at the element's position after vshufps 0xDD, and lo / hi of the range check are element j's channel's
+    (current for j < b, next otherwise); the check flags element j exactly when x_j is outside its channel's [lo, hi].
+    Plus the walk (``_short_boundary``).  Wrong: ``mask_off_by_one`` (lanes j > b), ``odd_b_even_mask`` (B of the
+    odd elements blended by the even mask), ``shift_mask_element_order`` (s - 32 blended by the element-order mask),
+    ``odd_a_unshifted`` (the odd product with a as blended), ``inner_one_short`` (rows of 7)."""
+    z3 = z3mod()
+    bad = _variant("avx2_widen_short", wrong)
+    claims, variables = _short_boundary(z3, 8, bad)
+    bvar = z3.BitVec("b", 32)
+    names = "A_cur A_next t_cur t_next lo_cur lo_next hi_cur hi_next"
+    Ac, An, tc, tn, loc, lon, hic, hin = z3.BitVecs(names, 32)
+    Bc, Bn = z3.BitVecs("B_cur B_next", 64)
+    x = [z3.BitVec(f"x{j}", 32) for j in range(8)]
+    variables.update({"b": bvar, "B_cur": Bc, "B_next": Bn, **{f"x{j}": x[j] for j in range(8)}})
+    variables.update(dict(zip(names.split(), (Ac, An, tc, tn, loc, lon, hic, hin))))
+    ones32, zero32 = z3.BitVecVal(-1, 32), z3.BitVecVal(0, 32)
+    ones64, zero64 = z3.BitVecVal(-1, 64), z3.BitVecVal(0, 64)
+    at_least = lambda j: z3.UGE(z3.BitVecVal(j, 32), bvar)  # noqa: E731  element j takes the next channel
+    first = 1 if bad == "mask_off_by_one" else 0
+    m = [z3.If(at_least(j - first) if j >= first else z3.BoolVal(False), ones32, zero32) for j in range(8)]
+    me = [z3.If(at_least(2 * i), ones64, zero64) for i in range(4)]
+    mo = me if bad == "odd_b_even_mask" else [z3.If(at_least(2 * i + 1), ones64, zero64) for i in range(4)]
+    order = [0, 2, 1, 3, 4, 6, 5, 7]                                 # vshufps 0xDD: position p holds element order[p]
+    mt = m if bad == "shift_mask_element_order" else [z3.If(at_least(order[q]), ones32, zero32) for q in range(8)]
+    a = [_blendv(z3, Ac, An, m[j], 32) for j in range(8)]            # set1_epi32(A): A in every dword
+    ao = a if bad == "odd_a_unshifted" else [a[2 * i + 1] for i in range(4) for _ in (0, 1)]  # vpsrlq 32: qword i
+    be = [_blendv(z3, Bc, Bn, me[i], 64) for i in range(4)]
+    bo = [_blendv(z3, Bc, Bn, mo[i], 64) for i in range(4)]
+    t = [_blendv(z3, tc, tn, mt[q], 32) for q in range(8)]
+    lo = [_blendv(z3, loc, lon, m[j], 32) for j in range(8)]
+    hi = [_blendv(z3, hic, hin, m[j], 32) for j in range(8)]
+    pre = z3.And(z3.UGE(bvar, 1), z3.ULE(bvar, 8))
+    for j in range(8):
+        own = lambda cur, nxt: z3.If(z3.ULT(z3.BitVecVal(j, 32), bvar), cur, nxt)  # noqa: E731
+        i = j // 2
+        a_read = a[2 * i] if j % 2 == 0 else ao[2 * i]              # vpmuldq: the low dword of qword i
+        b_read = be[i] if j % 2 == 0 else bo[i]
+        t_read = t[order.index(j)]
+        flagged = z3.Or(lo[j] > x[j], x[j] > hi[j])                 # vpcmpgtd(lo, v) | vpcmpgtd(v, hi)
+        claims.append(z3.Implies(pre, z3.And(a_read == own(Ac, An), b_read == own(Bc, Bn), t_read == own(tc, tn),
+                                             flagged == z3.Or(x[j] < own(loc, lon), x[j] > own(hic, hin)))))
+    return claims, variables
+
+
+def avx512_widen_short(in_dtype, w=64, wrong=False):
+    """AVX-512 widen_short: with the boundary at lane b (1..16), the k-masks m = 0xFFFF << b (dwords: A, s - 32, lo,
+    hi), me = 0xFF << ceil(b / 2) and mo = 0xFF << floor(b / 2) (qwords: B of the even and of the odd elements) and
+    vpblendmd / vpblendmq of the current and next channel's broadcasts: the dword vpmuldq reads as A for element j
+    (a's dword 2i, or after vpsrlq 32 dword 2i + 1), the qword of B added, the vpsravd count (high_dwords leaves the
+    elements in order) and lo / hi are element j's channel's; the check (vpcmpd ge, then le under that mask, AND-ed
+    into ok) clears element j's bit exactly when x_j is outside its channel's [lo, hi].  Plus the walk
+    (``_short_boundary``).  Wrong: ``mask_off_by_one`` (0xFFFF << (b + 1)), ``odd_b_ceil`` (mo = me),
+    ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15)."""
+    z3 = z3mod()
+    bad = _variant("avx512_widen_short", wrong)
+    claims, variables = _short_boundary(z3, 16, bad)
+    bvar = z3.BitVec("b", 32)
+    names = "A_cur A_next t_cur t_next lo_cur lo_next hi_cur hi_next"
+    Ac, An, tc, tn, loc, lon, hic, hin = z3.BitVecs(names, 32)
+    Bc, Bn = z3.BitVecs("B_cur B_next", 64)
+    x = [z3.BitVec(f"x{j}", 32) for j in range(16)]
+    variables.update({"b": bvar, "B_cur": Bc, "B_next": Bn, **{f"x{j}": x[j] for j in range(16)}})
+    variables.update(dict(zip(names.split(), (Ac, An, tc, tn, loc, lon, hic, hin))))
+    k16 = (z3.BitVecVal(0xFFFF, 32) << (bvar + (1 if bad == "mask_off_by_one" else 0))) & 0xFFFF
+    half_up, half_down = z3.UDiv(bvar + 1, 2), z3.UDiv(bvar, 2)
+    ke = (z3.BitVecVal(0xFF, 32) << (half_down if bad == "even_b_floor" else half_up)) & 0xFF
+    ko = (z3.BitVecVal(0xFF, 32) << (half_up if bad == "odd_b_ceil" else half_down)) & 0xFF
+    bit = lambda k, i: z3.Extract(i, i, k) == 1  # noqa: E731
+    a = [z3.If(bit(k16, j), An, Ac) for j in range(16)]              # vpblendmd: next where the mask bit is set
+    ao = a if bad == "odd_a_unshifted" else [a[2 * i + 1] for i in range(8) for _ in (0, 1)]
+    be = [z3.If(bit(ke, i), Bn, Bc) for i in range(8)]
+    bo = [z3.If(bit(ko, i), Bn, Bc) for i in range(8)]
+    t = [z3.If(bit(k16, j), tn, tc) for j in range(16)]
+    lo = [z3.If(bit(k16, j), lon, loc) for j in range(16)]
+    hi = [z3.If(bit(k16, j), hin, hic) for j in range(16)]
+    pre = z3.And(z3.UGE(bvar, 1), z3.ULE(bvar, 16))
+    for j in range(16):
+        own = lambda cur, nxt: z3.If(z3.ULT(z3.BitVecVal(j, 32), bvar), cur, nxt)  # noqa: E731
+        i = j // 2
+        a_read = a[2 * i] if j % 2 == 0 else ao[2 * i]
+        b_read = be[i] if j % 2 == 0 else bo[i]
+        in_range = z3.And(x[j] >= lo[j], x[j] <= hi[j])             # vpcmpd nlt, then vpcmpd le under that mask
+        claims.append(z3.Implies(pre, z3.And(a_read == own(Ac, An), b_read == own(Bc, Bn), t[j] == own(tc, tn),
+                                             in_range == z3.And(x[j] >= own(loc, lon), x[j] <= own(hic, hin)))))
+    return claims, variables
+
+
+SIMD_WRONG["avx2_widen_short"] = ("mask_off_by_one", "odd_b_even_mask", "shift_mask_element_order", "odd_a_unshifted",
+                                  "inner_one_short")
+SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_floor", "odd_a_unshifted",
+                                    "inner_one_short")
+SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))
+SIMD_LEMMAS["avx512_widen_short"] = (avx512_widen_short, "QF_BV", (64,), ("int32",))

@@ -585,6 +585,71 @@ bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, size_t
 }
 #endif
 
+#if FXBN_X86_DISPATCH
+// int32 -> 8-bit NCHW rows shorter than kMinRow (at least 8 elements, 16 for the AVX-512 body): widen_short with
+// per-channel tables (channels entries, where the periodic tables have one per element of channels x inner), kept in
+// the layer's cache.  Returns false (nothing done) when it does not serve the call: another ISA, rows too short, or a
+// channel that keeps s < 32 after widen_to_high (remembered in the kept entry: the periodic path then serves).
+template <class Out>
+bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
+                 bool check, int threads, int64_t* result) {
+  const Isa isa = current_isa();
+  const bool avx512 = (isa == Isa::v4 || isa == Isa::vbmi) && inner >= 16;
+  if (!(avx512 || isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi) || inner < 8 || inner >= kMinRow) {
+    return false;
+  }
+  struct ShortTables : PreparedTables {
+    Table<int32_t> a, s32, lo, hi;
+    Table<int64_t> b;
+    ChunkFn fn = nullptr;  // null: some channel keeps s < 32
+  };
+  static const char tag = 0;
+  std::shared_ptr<const PreparedTables> kept = find_tables(p.cache, &tag, static_cast<int>(isa), channels, inner);
+  if (kept == nullptr) {
+    const auto made = std::make_shared<ShortTables>();
+    made->tag = &tag;
+    made->isa = static_cast<int>(isa);
+    made->channels = channels;
+    made->inner = inner;
+    ShortTables& t = *made;
+    const size_t n = static_cast<size_t>(channels);
+    t.a.resize(n);
+    t.b.resize(n);
+    t.s32.resize(n);
+    t.lo.resize(n);
+    t.hi.resize(n);
+    bool high = true;
+    for (size_t c = 0; c < n && high; ++c) {
+      int32_t ac = static_cast<int32_t>(p.multiplier[c]);  // multipliers_fit_int32
+      int64_t bc = p.bias[c];
+      int64_t sc = std::min<int64_t>(p.shift[c], 63);
+      int32_t kc = 0;
+      widen_to_high<int32_t>(ac, bc, sc, kc, p.lo[c], p.hi[c], false);
+      high = sc >= 32;
+      t.a[c] = ac;
+      t.b[c] = bc;
+      t.s32[c] = static_cast<int32_t>(sc - 32);
+      t.lo[c] = static_cast<int32_t>(p.lo[c]);  // within int32: the entry points clip [lo, hi] to In
+      t.hi[c] = static_cast<int32_t>(p.hi[c]);
+    }
+    if (high) {
+      const bool sat = saturating_store<Out>(p.qmin, p.qmax);
+      t.fn = avx512 ? avx512_widen_short<Out>(check, sat) : avx2_widen_short<Out>(check, sat);
+    }
+    kept = made;
+    keep_tables(p.cache, kept);
+  }
+  const ShortTables& t = static_cast<const ShortTables&>(*kept);
+  if (t.fn == nullptr) return false;
+  Job j{x, y, channels, inner, 0, t.a.data(), t.b.data(), nullptr, t.lo.data(), t.hi.data(), p.qmin, p.qmax};
+  j.s32 = t.s32.data();
+  j.total = outer * channels * inner;
+  *result = run_reporting(t.fn, j, x, outer, channels, inner, p, check, threads, sizeof(int32_t) + sizeof(Out),
+                          sizeof(Out), true);
+  return true;
+}
+#endif
+
 template <Mul M, class In, class Out>
 int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
                     int threads) {
@@ -623,6 +688,11 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
                              sizeof(Out));
       }
     }
+  }
+  // int32 -> 8-bit NCHW rows shorter than kMinRow: widen_short (per-channel tables) where it serves
+  if constexpr (M == Mul::widen && std::is_same<In, int32_t>::value && sizeof(Out) == 1) {
+    int64_t r = -1;
+    if (!rows && apply_short<Out>(x, y, outer, channels, inner, p, check, threads, &r)) return r;
   }
 #endif
   const Isa isa = current_isa();

@@ -317,6 +317,94 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   return flagged;
 }
 
+// int32 -> 8-bit NCHW rows of 16 <= inner < 64 (kernel.cpp apply_short): the AVX2 widen_short with 16 lanes -- the
+// current channel's A, B, s - 32, lo, hi broadcast in zmm registers, per-channel tables (j.a int32 A, j.b int64 B,
+// j.s32, j.lo / j.hi int32).  inner >= 16: a vector holds at most one row boundary; the vector that reaches one (lane
+// b = row_end - p, 1 <= b <= 16) takes lanes >= b from the next channel (k-mask m = 0xFFFF << b; for the even / odd
+// elements' B, the qword masks 0xFF << ceil(b / 2) and 0xFF << floor(b / 2)), and the next channel becomes the
+// current one.  widen_rows' arithmetic (high_dwords, the odd elements from a load one element on) with a per-lane
+// vpsravd, its 8-bit stores (store_high: pack_store64, saving y's old bytes under keep_out); the range check a
+// compare mask per vector (``avx512_widen_short``).
+struct ShortChannel16 {
+  __m512i a, b, t, lo, hi;  // one channel's A (dwords), B (qwords), s - 32, lo, hi broadcast
+};
+
+// The shifted high dwords of 16 elements at x with per-lane parameters (a / ao: A of the even / odd elements in each
+// qword's low dword; be / bo: B of the even / odd elements; t, lo, hi in element order); the lanes in range AND-ed
+// into ok.
+template <bool Check>
+FXBN_TARGET_V4 FXBN_INLINE __m512i short_lanes16(const int32_t* x, __m512i a, __m512i ao, __m512i be, __m512i bo,
+                                                 __m512i t, __m512i lo, __m512i hi, __mmask16& ok) {
+  __m512i v = load16(x);
+  __asm__("" : "+v"(v));
+  if constexpr (Check) ok = _kand_mask16(ok, _mm512_mask_cmple_epi32_mask(_mm512_cmpge_epi32_mask(v, lo), v, hi));
+  return _mm512_srav_epi32(high_dwords(v, load16(x + 1), a, ao, be, bo), t);
+}
+
+template <class In, class Out, bool Check, bool Sat>
+FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
+  static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
+  const int32_t* const xs = static_cast<const int32_t*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const B = static_cast<const int64_t*>(j.b);
+  const int32_t* const T = static_cast<const int32_t*>(j.s32);
+  const int32_t* const LO = static_cast<const int32_t*>(j.lo);
+  const int32_t* const HI = static_cast<const int32_t*>(j.hi);
+  const __m512i qmin32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmin));
+  const __m512i qmax32 = _mm512_set1_epi32(static_cast<int32_t>(j.qmax));
+  const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(j.qmin));
+  const __m512i qmax8 = _mm512_set1_epi8(static_cast<char>(j.qmax));
+  const int64_t inner = j.inner, channels = j.channels;
+  int64_t c = (begin / inner) % channels;
+  int64_t row_end = (begin / inner + 1) * inner;  // flat index where channel c's row ends
+  const auto broadcast = [&](int64_t ch) FXBN_TARGET_V4 {
+    return ShortChannel16{_mm512_set1_epi32(A[ch]), _mm512_set1_epi64(B[ch]), _mm512_set1_epi32(T[ch]),
+                          _mm512_set1_epi32(LO[ch]), _mm512_set1_epi32(HI[ch])};
+  };
+  ShortChannel16 cur = broadcast(c);
+  __mmask16 ok = 0xFFFF;
+  const int32_t* x = xs + begin;
+  Out* y = ys + begin;
+  Out* const save = j.save != nullptr ? static_cast<Out*>(j.save) + begin : nullptr;
+  const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 63) == 0;
+  const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
+    const int64_t p = begin + k;
+    if (__builtin_expect(p + 16 < row_end, 1)) {
+      return short_lanes16<Check>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo, cur.hi, ok);
+    }
+    // lanes >= b = row_end - p (1..16) belong to the next channel
+    const int64_t nc = c + 1 == channels ? 0 : c + 1;
+    const ShortChannel16 nx = broadcast(nc);
+    const unsigned b = static_cast<unsigned>(row_end - p);
+    const __mmask16 m = _cvtu32_mask16((0xFFFFu << b) & 0xFFFFu);
+    const __mmask8 me = _cvtu32_mask8((0xFFu << ((b + 1) / 2)) & 0xFFu);  // qword i: element 2i
+    const __mmask8 mo = _cvtu32_mask8((0xFFu << (b / 2)) & 0xFFu);        // qword i: element 2i + 1
+    const __m512i a = _mm512_mask_blend_epi32(m, cur.a, nx.a);
+    const __m512i h = short_lanes16<Check>(
+        x + k, a, _mm512_srli_epi64(a, 32), _mm512_mask_blend_epi64(me, cur.b, nx.b),
+        _mm512_mask_blend_epi64(mo, cur.b, nx.b), _mm512_mask_blend_epi32(m, cur.t, nx.t),
+        _mm512_mask_blend_epi32(m, cur.lo, nx.lo), _mm512_mask_blend_epi32(m, cur.hi, nx.hi), ok);
+    cur = nx;
+    c = nc;
+    row_end += inner;
+    return h;
+  };
+  // the odd-element loads read x[k + 16]: the tensor's last 16-block (and its tail) go to the scalar tail
+  const int64_t n = end - begin;
+  const int64_t lim = std::min(n, j.total - begin - 1);
+  int64_t i = store_high<Out, Sat>(y, 0, lim, high16, qmin8, qmax8, qmin32, qmax32, save, streaming);
+  bool flag = Check && _cvtmask16_u32(ok) != 0xFFFF;
+  if (save != nullptr) std::memcpy(save + i, y + i, static_cast<size_t>(n - i));
+  for (; i < n; ++i) {  // tail (< 16 elements; < 32 at the end of the tensor)
+    const int64_t ch = ((begin + i) / inner) % channels;
+    const int32_t v = x[i];
+    if constexpr (Check) flag |= (v < LO[ch]) | (v > HI[ch]);
+    y[i] = static_cast<Out>(fixed_point_xk(v, 0, A[ch], B[ch], int64_t{T[ch]} + 32, j.qmin, j.qmax));
+  }
+  return flag;
+}
+
 // Periodic tables (channel-last layouts) with the 64-bit accumulator and a 32-bit multiplier: vpmuldq on even and
 // odd lanes (one uop each, where the compiler sign-extends and uses the 3-uop vpmullq).  High (every shift >= 32):
 // the high dwords are floor(P / 2^32), then per-lane 32-bit shifts and clamps; otherwise per-lane 64-bit shifts and
@@ -573,6 +661,17 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat) {
   (void)sat;
   return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
 }
+
+template <class Out>
+ChunkFn avx512_widen_short(bool check, bool sat) {
+  if constexpr (std::is_signed<Out>::value) {
+    if (sat) return check ? &widen_short<int32_t, Out, true, true> : &widen_short<int32_t, Out, false, true>;
+  }
+  (void)sat;
+  return check ? &widen_short<int32_t, Out, true, false> : &widen_short<int32_t, Out, false, false>;
+}
+template ChunkFn avx512_widen_short<int8_t>(bool, bool);
+template ChunkFn avx512_widen_short<uint8_t>(bool, bool);
 
 template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat) {
