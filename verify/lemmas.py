@@ -1766,7 +1766,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     symbolic: with lo = vpunpcklbw(u1, u2) (hi likewise for elements 8..15), dword j of vpshufb(lo, even) is the
     zero-extended pair (u1[2j], u2[2j]) and of vpshufb(lo, odd) the pair of element 2j + 1; word e of lo (the
     vpmaddubsw operand) is the byte pair (u1[e], u2[e]); vpblendw 0xAA of (vpsrld(te, 16), to) puts element e in
-    word e, and vpacksswb(t_lo, t_hi) element e in byte e; (2a) vpmaddubsw((u1, u2), (h1, h2) bytes) (signed
+    word e, and vpacksswb(t_lo, t_hi) element e in byte e; the AVX2 body's 64-element step (two vectors per
+    input, their unpacked halves processed together) stores every element at its own position; (2a) vpmaddubsw((u1, u2), (h1, h2) bytes) (signed
     saturation) is the low word of vpmaddwd((u1, u2), (h1, h2)) for h1, h2 <= 127 with |h1| + |h2| <= 128;
     (2b) for every 32-bit T (the wrapped vpmaddwd((u1, u2), (l1, l2)) + B') and Hsum, with V = T + (Hsum << 16)
     modulo 2^32 (the exact sum, by add8_lanes (2a)-(2e) and the 32-bit bound), s in [16, 62] and [qmin, qmax]
@@ -1774,7 +1775,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     min/max (or not, when [qmin, qmax] is Out's whole range) is clamp(floor(V / 2^s), qmin, qmax).
     Wrong: ``no_magnitude_bound`` (the |h1| + |h2| <= 128 condition dropped: vpmaddubsw saturates),
     ``shift_not_reduced`` (vpsraw by s instead of s - 16), ``maddubs_bytes_swapped`` (h2 in the low byte of the
-    vpmaddubsw operand), ``even_odd_swapped`` (the odd index vector used for the even elements)."""
+    vpmaddubsw operand), ``even_odd_swapped`` (the odd index vector used for the even elements),
+    ``step64_halves_swapped`` (the AVX2 64-element step packs the second vector's hi before its lo)."""
     z3 = z3mod()
     bad = _variant("add8_fold", wrong)
     bits, signed1 = IN_BITS[in_dtype]
@@ -1804,6 +1806,17 @@ def add8_fold(in_dtype, w=32, wrong=False):
         claims.append(blend[k] == (tag_e if k % 2 == 0 else tag_o)[k // 2])
     packed = list(range(8)) + list(range(8, 16))              # vpacksswb(t_lo, t_hi): per lane 8 words of each
     claims.append(z3.BoolVal(packed == list(range(16))))
+    # the AVX2 64-element step (add_kernel_body.inc step2_fold): loads v = 0, 1 at y + 32v; w = (lo(v0), hi(v0),
+    # lo(v1), hi(v1)), word q of lane L of w[j] is element 32*(j // 2) + 16L + 8*(j % 2) + q; store v packs
+    # (t[2v], t[2v + 1]) lane by lane.  Every stored byte must hold its own element (tags: the 64 element indices).
+    tag = [z3.BitVecVal(e, 8) for e in range(64)]
+    w_el = lambda j, L, q: tag[32 * (j // 2) + 16 * L + 8 * (j % 2) + q]  # noqa: E731
+    halves = ((0, 1), (3, 2)) if bad == "step64_halves_swapped" else ((0, 1), (2, 3))
+    for v, (ja, jb) in enumerate(halves):
+        for L in range(2):
+            for r in range(16):
+                got = w_el(ja, L, r) if r < 8 else w_el(jb, L, r - 8)
+                claims.append(got == tag[32 * v + 16 * L + r])
     # (2) arithmetic, one element, as two claims z3 decides quickly (the direct statement times out): add8_lanes
     # (2a)-(2e) proved V = T + (Hsum << 16) modulo 2^32 is A1*x1 + A2*x2 + B, for T = vpmaddwd(p, (l1, l2)) + B' and
     # Hsum = vpmaddwd(p, (h1, h2)), and ``fits_sign_extends`` that V is then the exact sum; here (2a) vpmaddubsw on
@@ -1844,7 +1857,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     return claims, variables
 
 
-SIMD_WRONG["add8_fold"] = ("no_magnitude_bound", "shift_not_reduced", "maddubs_bytes_swapped", "even_odd_swapped")
+SIMD_WRONG["add8_fold"] = ("no_magnitude_bound", "shift_not_reduced", "maddubs_bytes_swapped", "even_odd_swapped",
+                          "step64_halves_swapped")
 SIMD_LEMMAS["add8_fold"] = (add8_fold, "QF_BV", (32,), ("int8", "uint8"))
 
 
