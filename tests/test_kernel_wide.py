@@ -346,3 +346,72 @@ def test_widen_pixels_int16_violations(channels, in_range):
     with pytest.raises(ValueError, match="outside the in_range"):
         layer.apply(xb, axis=-1, out=y)
     np.testing.assert_array_equal(y, before)
+
+
+# h7-pixels: the pixel bodies' per-channel range check (x - (lo - 2^31) > (hi - lo) - 2^31 into one mask; the AVX-512
+# widen_pixels now takes per-channel ranges too), their in-loop save under out= (Job::save: each store's old bytes
+# copied first, the whole chunk walked after a violation) and the tables kept in the layer's KernelCache.
+SAVE_CHANNELS = [8, 16, 24, 64, 72, 128, 2048]
+
+
+def per_channel_layer(tin, tout, channels, rng):
+    """Per-channel asymmetric ranges and per-channel shifts (int32: 17-26-bit accumulators; int16: ranges inside
+    int16, input shifts 3-12)."""
+    if tin == "int16":
+        return int16_layer(channels, rng, in_range="per_channel")
+    return real_layer(channels, rng, tout)
+
+
+def check_pixels_saved(layer, n_pixels, rng):
+    """apply(out=) on 1 and 2 threads, twice (the second call takes the kept tables): exact; then a violation above
+    and below the range, in one of channels 0-7 and in a later channel, at the first, a middle and the last pixel:
+    named at its index (raw kernel and apply) and `out` left byte-for-byte as it was."""
+    c = layer.channels
+    tin, tout = layer.in_dtype, layer.out_dtype
+    x = int16_inputs(layer, (n_pixels, c), rng) if tin == "int16" else inputs(layer, (1, n_pixels, 1, c), -1, rng)
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        for _ in range(2):
+            y = np.full(x.shape, 7, tout)
+            assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+            np.testing.assert_array_equal(y, want, err_msg=f"{c} channels, {x.shape}, t={threads}")
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    info = np.iinfo(tin)
+    later = [c - 1, c // 2 + 5] if c > 8 else [c - 1]
+    for pixel in (0, n_pixels // 2, n_pixels - 1):
+        for ch in [3 % c] + later:
+            where = pixel * c + ch
+            for value in (hi[ch] + 1, lo[ch] - 1):
+                if not info.min <= value <= info.max:
+                    continue
+                xb = x.copy()
+                xb.reshape(-1)[where] = value
+                for threads in (1, 2):
+                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                    assert bad == where, (c, pixel, ch, value, threads, bad)
+                    before = rng.integers(info.min if tout == tin else np.iinfo(tout).min,
+                                          np.iinfo(tout).max, x.shape, dtype=np.int64).astype(tout)
+                    y = before.copy()
+                    with pytest.raises(ValueError, match="outside the in_range"):
+                        layer.apply(xb, axis=-1, out=y, threads=threads)
+                    assert y.tobytes() == before.tobytes(), (c, pixel, ch, value, threads)
+
+
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("int32", "uint8"), ("int16", "int16")])
+@pytest.mark.parametrize("channels", SAVE_CHANNELS)
+def test_widen_pixels_per_channel_ranges_saved(channels, tin, tout):
+    """Small outputs spanning several 2^14-element blocks of out= (and a pixel split by a block's end where
+    2^14 % channels != 0)."""
+    rng = np.random.default_rng(7700 + channels)
+    layer = per_channel_layer(tin, tout, channels, rng)
+    check_pixels_saved(layer, max(3, (3 << 14) // channels + 3), rng)
+
+
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("int16", "int16")])
+@pytest.mark.parametrize("channels", [24, 64, 2048])
+def test_widen_pixels_per_channel_ranges_saved_large(channels, tin, tout):
+    """Outputs over 1 MiB: the save buffer is written with non-temporal stores where the offsets allow."""
+    rng = np.random.default_rng(7800 + channels)
+    layer = per_channel_layer(tin, tout, channels, rng)
+    n = ((1 << 20) // np.dtype(tout).itemsize + 4096) // channels + 1
+    check_pixels_saved(layer, n, rng)
