@@ -2,8 +2,8 @@
 AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 16 pixels, and a
-  per-channel min/max kept across the pixels (in registers when every channel has the same range).  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 32 pixels, and a
+  min/max in registers when every channel has the same range, else a per-channel biased compare into one mask.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
   stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
@@ -196,7 +196,7 @@ def test_widen_rows_second_load(tout):
 
 
 def test_widen_pixels_many_channels():
-    """1032 channels: the per-channel min/max of widen_pixels live on the heap past 1024 channels; violations in the
+    """1032 channels (before h7-pixels the per-channel min/max lived on the heap past 1024 channels); violations in the
     last channels of a late pixel and in the first pixel are named, and the outputs are exact."""
     rng = np.random.default_rng(21)
     layer = real_layer(1032, rng)
@@ -213,7 +213,7 @@ def test_widen_pixels_many_channels():
 
 
 # The AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; the AVX-512 ISAs, channels % 64 == 0, one [lo, hi] for every
-# channel or no check): 64 channels' parameters in registers, runs of 16 pixels, min/max in two registers.
+# channel, per-channel ranges since h7-pixels, or no check): 64 channels' parameters in registers, runs of 16 pixels.
 ZMM_PIXELS = (1, 2, 15, 16, 17, 33, 131)
 
 
@@ -415,3 +415,48 @@ def test_widen_pixels_per_channel_ranges_saved_large(channels, tin, tout):
     layer = per_channel_layer(tin, tout, channels, rng)
     n = ((1 << 20) // np.dtype(tout).itemsize + 4096) // channels + 1
     check_pixels_saved(layer, n, rng)
+
+
+PIXEL_GUARD_SCRIPT = r"""
+import sys
+import numpy as np
+import fxbn
+from fxbn import _core
+from guard_pages import guarded
+
+rng = np.random.default_rng(77)
+runs = 0
+for isa in sys.argv[1:]:
+    _core.kernel_isa(isa)
+    for c in (8, 24, 64, 128):
+        k = rng.integers(16, 25, c)
+        lo, hi = -(np.int64(1) << k) + rng.integers(0, 100, c), (np.int64(1) << k) - 1
+        a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, c)
+        for per_channel in (True, False):
+            rl, rh = (lo, hi) if per_channel else (np.full(c, lo.min()), np.full(c, hi.max()))
+            layer = fxbn.from_affine(a, rng.uniform(-20, 20, c), in_range=(rl, rh), in_dtype="int32")
+            for pixels in (1, 2, 33, 257):
+                x = guarded((pixels, c), "int32")
+                x[...] = np.clip(rng.normal(0, 1, (pixels, c)) * (rh - rl) / 8, rl, rh).astype(np.int32)
+                y = guarded((pixels, c), "int8")
+                layer.apply(x, axis=-1, out=y, threads=1)
+                assert np.array_equal(y, layer.apply(np.array(x), axis=-1)), (isa, c, pixels)
+                x[-1, -1] = rh[-1] + 1
+                y[...] = 5
+                try:
+                    layer.apply(x, axis=-1, out=y, threads=1)
+                    raise AssertionError("no violation reported")
+                except ValueError:
+                    pass
+                assert np.all(y == 5), (isa, c, pixels)
+                runs += 1
+print("ok", runs)
+"""
+
+
+def test_widen_pixels_no_access_past_the_arrays(x86_isa):
+    """Channel-last int32 -> int8 inputs and outputs ending right before an inaccessible page (per-channel and one
+    range, out= with its in-loop save, a violation in the very last element): an overrun is a segfault."""
+    import guard_pages
+    res = guard_pages.run(PIXEL_GUARD_SCRIPT, x86_isa)
+    assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])

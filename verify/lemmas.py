@@ -65,8 +65,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   parameters in zmm registers and high_dwords' masked vpshufd gather.
 - ``pixel_range_check`` (both widen_pixels, since h7-pixels): the per-channel check x - (lo - 2^31) > (hi - lo) - 2^31
   (vpsubd, vpcmpgtd / vpcmpgtd into a mask, tables range32) is exactly x outside [lo, hi]; ``pixel_save``: under
-  out= each store's old bytes are copied to the save buffer before the store, so restoring the stores reached gives
-  back the output as it was.
+  out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
+  AVX2: a run's whole range first), so restoring the range walked gives back the output as it was.
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
@@ -789,7 +789,7 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
     of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
     or 4 pixels x 8 channels in the last group where channels % 16 == 8; int16 outputs: vpackssdw + vpermq of one
-    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 16 pixels one pair
+    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 32 pixels (16 before h7-pixels) one pair
     of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
     neither changes a lane's instructions, which are what this lemma states.
     Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
@@ -1205,33 +1205,37 @@ def pixel_range_check(in_dtype, w=32, wrong=False):
 
 
 def pixel_save(in_dtype, w=32, wrong=False):
-    """The in-loop save of widen_pixels under out= (keep_out_on_error, Job::save): a chunk's stores go to disjoint
-    vectors of y (modelled: 4 vectors of 16 bytes, stored in order, each with a new value), and before each store
-    the body copies the vector's old bytes to the same offset of the save buffer (which holds anything before);
-    after a violation run_chunks_keeping copies back the vectors of every block the body walked (it walks the whole
-    chunk, so every store was preceded by its save).  Claim: after the restore y is byte for byte what it was.
-    Wrong: ``save_after_store`` (the copy taken after the store), ``one_save_skipped`` (vector 2 not saved: the
-    buffer's old contents come back)."""
+    """The save of widen_pixels under out= (keep_out_on_error, Job::save), in the two orders the bodies use: the AVX-512
+    body copies each 64-byte store's old bytes to the same offset of the save buffer just before the store
+    (interleaved), the AVX2 body copies a run's whole output range (its pixels x channels, contiguous) before the
+    run's first store (save all, then store).  Modelled: a chunk's stores go to 4 disjoint 16-byte vectors of y, each
+    with a new value; the save buffer holds anything before; after a violation run_chunks_keeping copies back the
+    saved range of every block the body walked (it walks the whole chunk, so every store was preceded by its save).
+    Claim, for both orders: after the restore y is byte for byte what it was.  Wrong: ``save_after_store`` (the copy
+    taken after the store), ``one_save_skipped`` (vector 2 not saved: the buffer's old contents come back)."""
     z3 = z3mod()
     bad = _variant("pixel_save", wrong)
     n = 4
     y0 = [z3.BitVec(f"y{k}", 128) for k in range(n)]           # y as it was
     new = [z3.BitVec(f"v{k}", 128) for k in range(n)]          # the body's outputs
     junk = [z3.BitVec(f"save{k}", 128) for k in range(n)]      # the save buffer before the call
-    y, save = list(y0), list(junk)
-    for k in range(n):
-        if bad == "save_after_store":
-            y[k] = new[k]
-            save[k] = y[k]
-        else:
-            if not (bad == "one_save_skipped" and k == 2):
+    claims = []
+    for interleaved in (True, False):
+        y, save = list(y0), list(junk)
+        order = [(k, op) for k in range(n) for op in ("save", "store")] if interleaved else \
+            [(k, "save") for k in range(n)] + [(k, "store") for k in range(n)]
+        if bad == "save_after_store":                          # each save moved after its store
+            order = [(k, op) for k in range(n) for op in ("store", "save")]
+        for k, op in order:
+            if op == "store":
+                y[k] = new[k]
+            elif not (bad == "one_save_skipped" and k == 2):
                 save[k] = y[k]
-            y[k] = new[k]
-    restored = [save[k] for k in range(n)]                     # memcpy(y, saved, reached bytes)
+        claims.append(z3.And(*[save[k] == y0[k] for k in range(n)]))  # memcpy(y, saved, reached bytes)
     variables = {f"y{k}": y0[k] for k in range(n)}
     variables.update({f"v{k}": new[k] for k in range(n)})
     variables.update({f"save{k}": junk[k] for k in range(n)})
-    return z3.And(*[restored[k] == y0[k] for k in range(n)]), variables
+    return claims, variables
 
 
 SIMD_LEMMAS = {

@@ -572,29 +572,19 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i
   return _mm256_srav_epi32(h, cnt);
 }
 
-// Under keep_out: y's old Bytes bytes at y (offset y - ys) copied to the same offset of save before the body
-// overwrites them; streaming: non-temporal (the offsets are then multiples of Bytes, see widen_pixels).
-template <int Bytes>
-FXBN_TARGET_AVX2 FXBN_INLINE void save_old(void* save, const void* y, bool streaming) {
-  if constexpr (Bytes == 32) {
-    const __m256i v = ld(y);
-    if (streaming) {
-      _mm256_stream_si256(static_cast<__m256i*>(save), v);
-    } else {
-      _mm256_storeu_si256(static_cast<__m256i*>(save), v);
-    }
-  } else if constexpr (Bytes == 16) {
-    const __m128i v = _mm_loadu_si128(static_cast<const __m128i*>(y));
-    if (streaming) {
-      _mm_stream_si128(static_cast<__m128i*>(save), v);
-    } else {
-      _mm_storeu_si128(static_cast<__m128i*>(save), v);
-    }
+// Under keep_out: `bytes` bytes of y (src) copied to the save buffer (dst, the same offset) before the body overwrites
+// them, 32 at a time (non-temporal where streaming and dst is 32-byte aligned: whole cache lines, in order), then
+// the tail.
+FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t bytes, bool streaming) {
+  unsigned char* const d = static_cast<unsigned char*>(dst);
+  const unsigned char* const s = static_cast<const unsigned char*>(src);
+  int64_t i = 0;
+  if (streaming && (reinterpret_cast<uintptr_t>(d) & 31) == 0) {
+    for (; i + 32 <= bytes; i += 32) _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), ld(s + i));
   } else {
-    static_assert(Bytes == 8, "8, 16 or 32 bytes");
-    (void)streaming;
-    _mm_storel_epi64(static_cast<__m128i*>(save), _mm_loadl_epi64(static_cast<const __m128i*>(y)));
+    for (; i + 32 <= bytes; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), ld(s + i));
   }
+  std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
 }
 
 // 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
@@ -609,12 +599,14 @@ FXBN_TARGET_AVX2 FXBN_INLINE void save_old(void* save, const void* y, bool strea
 // elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
 // by vpsrlq 32.  The range check (CheckKind): a min/max per lane in two registers for the whole chunk where every
 // channel has the same [lo, hi], else the per-channel biased compare (pixel_lanes8) into one mask.  Under keep_out
-// (j.save) each store's old bytes are copied to the save buffer first, in the loop, and the whole chunk is walked
-// (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
+// (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before the run
+// writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on small
+// tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk is
+// walked (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
 // and a pixel split by the chunk's ends take the scalar formula.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
-constexpr int64_t kPixelRun = 32;
+constexpr int64_t kPixelRun = 16;
 
 template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
@@ -633,9 +625,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
-  // the save buffer is 64-byte aligned at offset 0: with channels % 16 == 0 every vector store's offset is a multiple
-  // of its size
-  const bool streaming = saves != nullptr && j.save_streaming && C % 16 == 0;
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
     if (saves != nullptr && e1 > e0) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
@@ -665,11 +654,13 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
                                                  : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
   const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
-    if (saves != nullptr) save_old<16>(saves + (y - ys), y, streaming);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
   };
   for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
     const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    if (saves != nullptr) {
+      save_run(saves + px0 * C, ys + px0 * C, (px1 - px0) * C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
+    }
     int64_t g = 0;
     for (; g + 16 <= C; g += 16) {
       FXBN_PIXEL_GROUP(r0, g);
@@ -688,7 +679,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           const In* x = xs + px * C + g;
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
           Out* y = ys + px * C + g;
-          if (saves != nullptr) save_old<32>(saves + px * C + g, y, streaming);
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), pack16<Out, Sat>(h0, h1, q));
         }
       } else {
@@ -722,12 +712,10 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         for (int64_t px = px0; px < px1; ++px) {
           const __m256i h = lanes(xs + px * C + g);
           Out* y = ys + px * C + g;
-          if (saves != nullptr) save_old<16>(saves + px * C + g, y, false);
           _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
         }
       } else {
         const auto store8 = [&](Out* y, __m128i v, bool high) FXBN_TARGET_AVX2 {
-          if (saves != nullptr) save_old<8>(saves + (y - ys), y, false);
           if (high) {
             _mm_storeh_pd(reinterpret_cast<double*>(y), _mm_castsi128_pd(v));
           } else {
