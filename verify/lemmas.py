@@ -800,7 +800,7 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
 
 def avx512_widen_pixels(in_dtype, w=64, wrong=False):
     """AVX-512 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 64 == 0, every s >= 32 after
-    widen_to_high, no check or one [lo, hi] for every channel): 64 channels' parameters in zmm registers, lane k of
+    widen_to_high; per-channel ranges since h7-pixels): 64 channels' parameters in zmm registers, lane k of
     a vector is channel g + k of one pixel.  Per lane pair (channels 2k, 2k + 1): A loaded as 16 dwords, so the
     qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword, and vpsrlq 32 (once per block) brings A_odd
     down; int32 inputs: the odd elements from a second load one element on; int16 inputs: x * 2^xk per channel
@@ -810,7 +810,7 @@ def avx512_widen_pixels(in_dtype, w=64, wrong=False):
     pe with each qword's dwords swapped, the odd ones kept from po), modelled on a 128-bit lane (the shuffle and the
     mask repeat per lane).  The narrowing store is pack_store64 for 8-bit outputs (the same packs as
     ``avx2_pack_narrow`` per 128-bit lane; ``pack_narrow``) and clamp_store16 for int16 (``saturating_store``); the
-    range check is a min/max over every lane against the shared [lo, hi].
+    range check is ``pixel_range_check`` per channel (since h7-pixels; before, a min/max against one shared [lo, hi]).
     Wrong: ``odd_a_unshifted``, ``odd_load_not_offset``, ``mask_swapped`` (mask 0xAAAA), ``shuffle_identity``
     (vpshufd 0xE4: the even products' low dwords), ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
     ``input_shift_past_headroom`` (``odd_load_not_offset`` concerns the int32 inputs only)."""

@@ -275,9 +275,8 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32: j.a int32 A,
-// j.b B split per 16 channels into even then odd, j.s32, for int16 inputs j.xk (int32 per channel); the check
-// against one [lo, hi] for every channel (one_range: j.lo[0], j.hi[0]) or per channel (j.range32).  Saves y's old
-// bytes under keep_out (j.save).
+// j.b B split per 16 channels into even then odd, j.s32, for int16 inputs j.xk (int32 per channel); the check per
+// channel (j.range32; one_range is not used).  Saves y's old bytes under keep_out (j.save).
 template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
