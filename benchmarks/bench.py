@@ -583,12 +583,14 @@ def summarize(rows, solver_rows, threads_list):
             if case == "uint8->uint8" and layout == "NHWC":
                 targets.append(dict(target=f"fxbn >= 3x torch, uint8 NHWC {size} t={t} (issue 14)",
                                     value=x_torch, met=(x_torch >= 3) if x_torch else None))
-            if (case.startswith("int32->int8 +-2^") or case == R50_CASE) and layout == "NCHW":
-                targets.append(dict(target=f"fxbn >= 8x numpy float32 path, {case} {size} t={t} "
+            # issue 14's int32 targets name no layout: both are checked
+            if case.startswith("int32->int8 +-2^") or case == R50_CASE:
+                targets.append(dict(target=f"fxbn >= 8x numpy float32 path, {case} {layout} {size} t={t} "
                                     "(issue 14)", value=x_npf, met=x_npf >= 8))
+            if case == "int32->int8":
+                targets.append(dict(target=f"fxbn >= 5x numpy float32 path, int32->int8 full range {layout} {size} "
+                                    f"t={t} (issue 14)", value=x_npf, met=x_npf >= 5))
             if case == "int32->int8" and layout == "NCHW":
-                targets.append(dict(target=f"fxbn >= 5x numpy float32 path, int32->int8 full range {size} t={t} "
-                                    "(issue 14)", value=x_npf, met=x_npf >= 5))
                 targets.append(dict(target=f"fxbn >= 8x numpy float32 path, int32->int8 {size} t={t}", value=x_npf,
                                     met=x_npf >= 8))
                 x64 = ratio(npf64, f)

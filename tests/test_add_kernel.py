@@ -51,7 +51,7 @@ PARAMS = [
     ("split, shift < 16", 40000, -50001, 3, 12),
     ("fold, |h1| + |h2| = 128", 64 * 65536 - 5, -64 * 65536 + 9, -1, 16),
 ]
-LENGTHS = [1, 31, 32, 33, 63, 64, 65, 127, 129, 1000, 4097, 16385]
+LENGTHS = [1, 31, 32, 33, 63, 64, 65, 95, 96, 127, 128, 129, 1000, 4097, 16385]  # AVX2 fold: 64-, 32-element steps
 
 
 I8 = np.arange(-128, 128)
@@ -139,7 +139,7 @@ def test_out_of_box_inputs_are_reported(isa, keep_y):
     k = _kernel(a1, a2, b, s, (-100, 100, -50, 127), -128, 127)
     rng = np.random.default_rng(3)
     for n, i, which, value in [(1000, 999, 1, 101), (1000, 5, 2, -51), (70000, 65536, 1, -101), (33, 32, 2, -128),
-                               (64, 63, 1, 127)]:
+                               (64, 63, 1, 127), (96, 40, 2, -51), (128, 32, 1, -101), (200, 127, 2, -60)]:
         x1 = rng.integers(-100, 101, n).astype(np.int8)
         x2 = rng.integers(-50, 128, n).astype(np.int8)
         (x1 if which == 1 else x2)[i] = value

@@ -2,8 +2,8 @@
 AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 16 pixels, and a
-  per-channel min/max kept across the pixels (in registers when every channel has the same range).  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 32 pixels, and a
+  min/max in registers when every channel has the same range, else a per-channel biased compare into one mask.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
   stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
@@ -196,7 +196,7 @@ def test_widen_rows_second_load(tout):
 
 
 def test_widen_pixels_many_channels():
-    """1032 channels: the per-channel min/max of widen_pixels live on the heap past 1024 channels; violations in the
+    """1032 channels (before h7-pixels the per-channel min/max lived on the heap past 1024 channels); violations in the
     last channels of a late pixel and in the first pixel are named, and the outputs are exact."""
     rng = np.random.default_rng(21)
     layer = real_layer(1032, rng)
@@ -213,7 +213,7 @@ def test_widen_pixels_many_channels():
 
 
 # The AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; the AVX-512 ISAs, channels % 64 == 0, one [lo, hi] for every
-# channel or no check): 64 channels' parameters in registers, runs of 16 pixels, min/max in two registers.
+# channel, per-channel ranges since h7-pixels, or no check): 64 channels' parameters in registers, runs of 16 pixels.
 ZMM_PIXELS = (1, 2, 15, 16, 17, 33, 131)
 
 
@@ -346,3 +346,117 @@ def test_widen_pixels_int16_violations(channels, in_range):
     with pytest.raises(ValueError, match="outside the in_range"):
         layer.apply(xb, axis=-1, out=y)
     np.testing.assert_array_equal(y, before)
+
+
+# h7-pixels: the pixel bodies' per-channel range check (x - (lo - 2^31) > (hi - lo) - 2^31 into one mask; the AVX-512
+# widen_pixels now takes per-channel ranges too), their in-loop save under out= (Job::save: each store's old bytes
+# copied first, the whole chunk walked after a violation) and the tables kept in the layer's KernelCache.
+SAVE_CHANNELS = [8, 16, 24, 64, 72, 128, 2048]
+
+
+def per_channel_layer(tin, tout, channels, rng):
+    """Per-channel asymmetric ranges and per-channel shifts (int32: 17-26-bit accumulators; int16: ranges inside
+    int16, input shifts 3-12)."""
+    if tin == "int16":
+        return int16_layer(channels, rng, in_range="per_channel")
+    return real_layer(channels, rng, tout)
+
+
+def check_pixels_saved(layer, n_pixels, rng):
+    """apply(out=) on 1 and 2 threads, twice (the second call takes the kept tables): exact; then a violation above
+    and below the range, in one of channels 0-7 and in a later channel, at the first, a middle and the last pixel:
+    named at its index (raw kernel and apply) and `out` left byte-for-byte as it was."""
+    c = layer.channels
+    tin, tout = layer.in_dtype, layer.out_dtype
+    x = int16_inputs(layer, (n_pixels, c), rng) if tin == "int16" else inputs(layer, (1, n_pixels, 1, c), -1, rng)
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        for _ in range(2):
+            y = np.full(x.shape, 7, tout)
+            assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+            np.testing.assert_array_equal(y, want, err_msg=f"{c} channels, {x.shape}, t={threads}")
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    info = np.iinfo(tin)
+    later = [c - 1, c // 2 + 5] if c > 8 else [c - 1]
+    for pixel in (0, n_pixels // 2, n_pixels - 1):
+        for ch in [3 % c] + later:
+            where = pixel * c + ch
+            for value in (hi[ch] + 1, lo[ch] - 1):
+                if not info.min <= value <= info.max:
+                    continue
+                xb = x.copy()
+                xb.reshape(-1)[where] = value
+                for threads in (1, 2):
+                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                    assert bad == where, (c, pixel, ch, value, threads, bad)
+                    before = rng.integers(info.min if tout == tin else np.iinfo(tout).min,
+                                          np.iinfo(tout).max, x.shape, dtype=np.int64).astype(tout)
+                    y = before.copy()
+                    with pytest.raises(ValueError, match="outside the in_range"):
+                        layer.apply(xb, axis=-1, out=y, threads=threads)
+                    assert y.tobytes() == before.tobytes(), (c, pixel, ch, value, threads)
+
+
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("int32", "uint8"), ("int16", "int16")])
+@pytest.mark.parametrize("channels", SAVE_CHANNELS)
+def test_widen_pixels_per_channel_ranges_saved(channels, tin, tout):
+    """Small outputs spanning several 2^14-element blocks of out= (and a pixel split by a block's end where
+    2^14 % channels != 0)."""
+    rng = np.random.default_rng(7700 + channels)
+    layer = per_channel_layer(tin, tout, channels, rng)
+    check_pixels_saved(layer, max(3, (3 << 14) // channels + 3), rng)
+
+
+@pytest.mark.parametrize("tin,tout", [("int32", "int8"), ("int16", "int16")])
+@pytest.mark.parametrize("channels", [24, 64, 2048])
+def test_widen_pixels_per_channel_ranges_saved_large(channels, tin, tout):
+    """Outputs over 1 MiB: the save buffer is written with non-temporal stores where the offsets allow."""
+    rng = np.random.default_rng(7800 + channels)
+    layer = per_channel_layer(tin, tout, channels, rng)
+    n = ((1 << 20) // np.dtype(tout).itemsize + 4096) // channels + 1
+    check_pixels_saved(layer, n, rng)
+
+
+PIXEL_GUARD_SCRIPT = r"""
+import sys
+import numpy as np
+import fxbn
+from fxbn import _core
+from guard_pages import guarded
+
+rng = np.random.default_rng(77)
+runs = 0
+for isa in sys.argv[1:]:
+    _core.kernel_isa(isa)
+    for c in (8, 24, 64, 128):
+        k = rng.integers(16, 25, c)
+        lo, hi = -(np.int64(1) << k) + rng.integers(0, 100, c), (np.int64(1) << k) - 1
+        a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, c)
+        for per_channel in (True, False):
+            rl, rh = (lo, hi) if per_channel else (np.full(c, lo.min()), np.full(c, hi.max()))
+            layer = fxbn.from_affine(a, rng.uniform(-20, 20, c), in_range=(rl, rh), in_dtype="int32")
+            for pixels in (1, 2, 33, 257):
+                x = guarded((pixels, c), "int32")
+                x[...] = np.clip(rng.normal(0, 1, (pixels, c)) * (rh - rl) / 8, rl, rh).astype(np.int32)
+                y = guarded((pixels, c), "int8")
+                layer.apply(x, axis=-1, out=y, threads=1)
+                assert np.array_equal(y, layer.apply(np.array(x), axis=-1)), (isa, c, pixels)
+                x[-1, -1] = rh[-1] + 1
+                y[...] = 5
+                try:
+                    layer.apply(x, axis=-1, out=y, threads=1)
+                    raise AssertionError("no violation reported")
+                except ValueError:
+                    pass
+                assert np.all(y == 5), (isa, c, pixels)
+                runs += 1
+print("ok", runs)
+"""
+
+
+def test_widen_pixels_no_access_past_the_arrays(x86_isa):
+    """Channel-last int32 -> int8 inputs and outputs ending right before an inaccessible page (per-channel and one
+    range, out= with its in-loop save, a violation in the very last element): an overrun is a segfault."""
+    import guard_pages
+    res = guard_pages.run(PIXEL_GUARD_SCRIPT, x86_isa)
+    assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])

@@ -63,6 +63,10 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   vpsravd); ``avx2_widen_pixels``: int32 -> 8-bit channel-last with 8 channels' A (as dwords: vpsrlq 32 for the odd
   channels), B, s - 32 in registers; ``avx512_widen_pixels`` (kernel_avx512.cpp): the same lanes with 64 channels'
   parameters in zmm registers and high_dwords' masked vpshufd gather.
+- ``pixel_range_check`` (both widen_pixels, since h7-pixels): the per-channel check x - (lo - 2^31) > (hi - lo) - 2^31
+  (vpsubd, vpcmpgtd / vpcmpgtd into a mask, tables range32) is exactly x outside [lo, hi]; ``pixel_save``: under
+  out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
+  AVX2: a run's whole range first), so restoring the range walked gives back the output as it was.
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
@@ -410,6 +414,8 @@ SIMD_WRONG = {
                           "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
     "avx512_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "mask_swapped", "shuffle_identity",
                             "logical_shift", "missing_s_ge_32", "zero_extend", "input_shift_past_headroom"),
+    "pixel_range_check": ("unbiased", "width_unbiased", "not_strict"),
+    "pixel_save": ("save_after_store", "one_save_skipped"),
     "neon_mul32": ("logical_shift", "zero_extend", "positive_count", "smlal_unchecked_a"),
     "neon_widen": ("truncating_narrow", "logical_shift", "zero_extend", "positive_count", "qminmax_not_int32"),
     "neon_narrow": ("truncating_narrow", "uint8_signed_narrow", "halves_swapped"),
@@ -783,7 +789,7 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
     of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
     or 4 pixels x 8 channels in the last group where channels % 16 == 8; int16 outputs: vpackssdw + vpermq of one
-    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 16 pixels one pair
+    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 32 pixels (16 before h7-pixels) one pair
     of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
     neither changes a lane's instructions, which are what this lemma states.
     Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
@@ -794,7 +800,7 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
 
 def avx512_widen_pixels(in_dtype, w=64, wrong=False):
     """AVX-512 widen_pixels (int32 -> 8-bit and int16 -> int16 channel-last, channels % 64 == 0, every s >= 32 after
-    widen_to_high, no check or one [lo, hi] for every channel): 64 channels' parameters in zmm registers, lane k of
+    widen_to_high; per-channel ranges since h7-pixels): 64 channels' parameters in zmm registers, lane k of
     a vector is channel g + k of one pixel.  Per lane pair (channels 2k, 2k + 1): A loaded as 16 dwords, so the
     qword holds (A_odd, A_even): vpmuldq reads A_even from its low dword, and vpsrlq 32 (once per block) brings A_odd
     down; int32 inputs: the odd elements from a second load one element on; int16 inputs: x * 2^xk per channel
@@ -804,7 +810,7 @@ def avx512_widen_pixels(in_dtype, w=64, wrong=False):
     pe with each qword's dwords swapped, the odd ones kept from po), modelled on a 128-bit lane (the shuffle and the
     mask repeat per lane).  The narrowing store is pack_store64 for 8-bit outputs (the same packs as
     ``avx2_pack_narrow`` per 128-bit lane; ``pack_narrow``) and clamp_store16 for int16 (``saturating_store``); the
-    range check is a min/max over every lane against the shared [lo, hi].
+    range check is ``pixel_range_check`` per channel (since h7-pixels; before, a min/max against one shared [lo, hi]).
     Wrong: ``odd_a_unshifted``, ``odd_load_not_offset``, ``mask_swapped`` (mask 0xAAAA), ``shuffle_identity``
     (vpshufd 0xE4: the even products' low dwords), ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
     ``input_shift_past_headroom`` (``odd_load_not_offset`` concerns the int32 inputs only)."""
@@ -1174,6 +1180,64 @@ def neon_narrow(in_dtype, w=32, wrong=False):
 
 
 # name -> (builder, logic, accumulator widths, input types): the kernel path each covers.
+def pixel_range_check(in_dtype, w=32, wrong=False):
+    """The per-channel range check of widen_pixels (AVX2 and AVX-512, since h7-pixels): kernel.cpp pixel_prepare
+    stores per channel lo2 = (uint32)(int32)lo ^ 2^31 and w2 = (uint32)(hi - lo) ^ 2^31 (lo <= hi within In: the entry
+    points clip [lo, hi] to In, a channel whose range misses In never reaches a body); per lane the body computes
+    d = x - lo2 (vpsubd, mod 2^32) and flags d > w2 as signed int32 (vpcmpgtd / vpcmpgtd into a mask), OR-ed over every
+    lane and pixel.  Claim: the flag of a lane is set exactly when x < lo or x > hi, for every x, lo, hi of In (x
+    sign-extended to the int32 lane as load8 / load16 do); the OR over lanes is then "some input out of range".
+    Wrong: ``unbiased`` (x - lo > hi - lo without the 2^31 bias: wrong where x - lo wraps), ``width_unbiased``
+    (lo biased, the width not), ``not_strict`` (>=: flags x == hi)."""
+    z3 = z3mod()
+    bad = _variant("pixel_range_check", wrong)
+    bits, signed = IN_BITS[in_dtype]
+    x, lo, hi = z3.BitVecs("x lo hi", bits)
+    x32, lo32, hi32 = (_ext(z3, v, 32, signed) for v in (x, lo, hi))
+    bias = z3.BitVecVal(0 if bad == "unbiased" else 1 << 31, 32)
+    lo2 = lo32 ^ bias
+    w2 = (hi32 - lo32) ^ (z3.BitVecVal(0, 32) if bad == "width_unbiased" else bias)
+    d = x32 - lo2
+    flag = d >= w2 if bad == "not_strict" else d > w2                # signed compare (vpcmpgtd)
+    outside = z3.Or(x32 < lo32, x32 > hi32) if signed else z3.Or(z3.ULT(x32, lo32), z3.UGT(x32, hi32))
+    pre = (lo32 <= hi32) if signed else z3.ULE(lo32, hi32)
+    return z3.Implies(pre, flag == outside), {"x": x, "lo": lo, "hi": hi}
+
+
+def pixel_save(in_dtype, w=32, wrong=False):
+    """The save of widen_pixels under out= (keep_out_on_error, Job::save), in the two orders the bodies use: the AVX-512
+    body copies each 64-byte store's old bytes to the same offset of the save buffer just before the store
+    (interleaved), the AVX2 body copies a run's whole output range (its pixels x channels, contiguous) before the
+    run's first store (save all, then store).  Modelled: a chunk's stores go to 4 disjoint 16-byte vectors of y, each
+    with a new value; the save buffer holds anything before; after a violation run_chunks_keeping copies back the
+    saved range of every block the body walked (it walks the whole chunk, so every store was preceded by its save).
+    Claim, for both orders: after the restore y is byte for byte what it was.  Wrong: ``save_after_store`` (the copy
+    taken after the store), ``one_save_skipped`` (vector 2 not saved: the buffer's old contents come back)."""
+    z3 = z3mod()
+    bad = _variant("pixel_save", wrong)
+    n = 4
+    y0 = [z3.BitVec(f"y{k}", 128) for k in range(n)]           # y as it was
+    new = [z3.BitVec(f"v{k}", 128) for k in range(n)]          # the body's outputs
+    junk = [z3.BitVec(f"save{k}", 128) for k in range(n)]      # the save buffer before the call
+    claims = []
+    for interleaved in (True, False):
+        y, save = list(y0), list(junk)
+        order = [(k, op) for k in range(n) for op in ("save", "store")] if interleaved else \
+            [(k, "save") for k in range(n)] + [(k, "store") for k in range(n)]
+        if bad == "save_after_store":                          # each save moved after its store
+            order = [(k, op) for k in range(n) for op in ("store", "save")]
+        for k, op in order:
+            if op == "store":
+                y[k] = new[k]
+            elif not (bad == "one_save_skipped" and k == 2):
+                save[k] = y[k]
+        claims.append(z3.And(*[save[k] == y0[k] for k in range(n)]))  # memcpy(y, saved, reached bytes)
+    variables = {f"y{k}": y0[k] for k in range(n)}
+    variables.update({f"v{k}": new[k] for k in range(n)})
+    variables.update({f"save{k}": junk[k] for k in range(n)})
+    return claims, variables
+
+
 SIMD_LEMMAS = {
     "lut_rows": (lut_rows, "QF_BV", (32, 64), ("int8", "uint8")),
     "widen_rows_high": (widen_rows_high, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
@@ -1186,6 +1250,8 @@ SIMD_LEMMAS = {
     "avx2_widen_rows_int32": (avx2_widen_rows_int32, "QF_BV", (64,), ("int32",)),
     "avx2_widen_pixels": (avx2_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
     "avx512_widen_pixels": (avx512_widen_pixels, "QF_BV", (64,), ("int32", "int16")),
+    "pixel_range_check": (pixel_range_check, "QF_BV", (32,), ("int32", "int16")),
+    "pixel_save": (pixel_save, "QF_BV", (32,), ("int32",)),
     "avx2_widen_periodic": (avx2_widen_periodic, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
@@ -1766,7 +1832,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     symbolic: with lo = vpunpcklbw(u1, u2) (hi likewise for elements 8..15), dword j of vpshufb(lo, even) is the
     zero-extended pair (u1[2j], u2[2j]) and of vpshufb(lo, odd) the pair of element 2j + 1; word e of lo (the
     vpmaddubsw operand) is the byte pair (u1[e], u2[e]); vpblendw 0xAA of (vpsrld(te, 16), to) puts element e in
-    word e, and vpacksswb(t_lo, t_hi) element e in byte e; (2a) vpmaddubsw((u1, u2), (h1, h2) bytes) (signed
+    word e, and vpacksswb(t_lo, t_hi) element e in byte e; the AVX2 body's 64-element step (two vectors per
+    input, their unpacked halves processed together) stores every element at its own position; (2a) vpmaddubsw((u1, u2), (h1, h2) bytes) (signed
     saturation) is the low word of vpmaddwd((u1, u2), (h1, h2)) for h1, h2 <= 127 with |h1| + |h2| <= 128;
     (2b) for every 32-bit T (the wrapped vpmaddwd((u1, u2), (l1, l2)) + B') and Hsum, with V = T + (Hsum << 16)
     modulo 2^32 (the exact sum, by add8_lanes (2a)-(2e) and the 32-bit bound), s in [16, 62] and [qmin, qmax]
@@ -1774,7 +1841,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     min/max (or not, when [qmin, qmax] is Out's whole range) is clamp(floor(V / 2^s), qmin, qmax).
     Wrong: ``no_magnitude_bound`` (the |h1| + |h2| <= 128 condition dropped: vpmaddubsw saturates),
     ``shift_not_reduced`` (vpsraw by s instead of s - 16), ``maddubs_bytes_swapped`` (h2 in the low byte of the
-    vpmaddubsw operand), ``even_odd_swapped`` (the odd index vector used for the even elements)."""
+    vpmaddubsw operand), ``even_odd_swapped`` (the odd index vector used for the even elements),
+    ``step64_halves_swapped`` (the AVX2 64-element step packs the second vector's hi before its lo)."""
     z3 = z3mod()
     bad = _variant("add8_fold", wrong)
     bits, signed1 = IN_BITS[in_dtype]
@@ -1804,6 +1872,17 @@ def add8_fold(in_dtype, w=32, wrong=False):
         claims.append(blend[k] == (tag_e if k % 2 == 0 else tag_o)[k // 2])
     packed = list(range(8)) + list(range(8, 16))              # vpacksswb(t_lo, t_hi): per lane 8 words of each
     claims.append(z3.BoolVal(packed == list(range(16))))
+    # the AVX2 64-element step (add_kernel_body.inc step2_fold): loads v = 0, 1 at y + 32v; w = (lo(v0), hi(v0),
+    # lo(v1), hi(v1)), word q of lane L of w[j] is element 32*(j // 2) + 16L + 8*(j % 2) + q; store v packs
+    # (t[2v], t[2v + 1]) lane by lane.  Every stored byte must hold its own element (tags: the 64 element indices).
+    tag = [z3.BitVecVal(e, 8) for e in range(64)]
+    w_el = lambda j, L, q: tag[32 * (j // 2) + 16 * L + 8 * (j % 2) + q]  # noqa: E731
+    halves = ((0, 1), (3, 2)) if bad == "step64_halves_swapped" else ((0, 1), (2, 3))
+    for v, (ja, jb) in enumerate(halves):
+        for L in range(2):
+            for r in range(16):
+                got = w_el(ja, L, r) if r < 8 else w_el(jb, L, r - 8)
+                claims.append(got == tag[32 * v + 16 * L + r])
     # (2) arithmetic, one element, as two claims z3 decides quickly (the direct statement times out): add8_lanes
     # (2a)-(2e) proved V = T + (Hsum << 16) modulo 2^32 is A1*x1 + A2*x2 + B, for T = vpmaddwd(p, (l1, l2)) + B' and
     # Hsum = vpmaddwd(p, (h1, h2)), and ``fits_sign_extends`` that V is then the exact sum; here (2a) vpmaddubsw on
@@ -1844,7 +1923,8 @@ def add8_fold(in_dtype, w=32, wrong=False):
     return claims, variables
 
 
-SIMD_WRONG["add8_fold"] = ("no_magnitude_bound", "shift_not_reduced", "maddubs_bytes_swapped", "even_odd_swapped")
+SIMD_WRONG["add8_fold"] = ("no_magnitude_bound", "shift_not_reduced", "maddubs_bytes_swapped", "even_odd_swapped",
+                          "step64_halves_swapped")
 SIMD_LEMMAS["add8_fold"] = (add8_fold, "QF_BV", (32,), ("int8", "uint8"))
 
 

@@ -583,6 +583,49 @@ bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, size_t
   }
   return true;
 }
+
+// widen_pixels' prepared call (kept in the layer's KernelCache): fn is null where the pixel bodies do not serve (some
+// channel keeps s < 32).  range32: per channel lo - 2^31 (as int32), then (hi - lo) - 2^31: x is in [lo, hi] exactly
+// when x - (lo - 2^31) <= (hi - lo) - 2^31 as signed int32 (``pixel_range_check``), one subtraction and one compare
+// per vector with one accumulator for every channel.
+template <class In>
+struct PixelPrepared : PreparedTables {
+  Table<int32_t> a, s32, xk, range32;
+  Table<int64_t> b;
+  Table<In> lo, hi;
+  Job job{};
+  ChunkFn fn = nullptr;
+};
+
+template <class In, class Out>
+void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channels, int max_shift, bool check,
+                   bool avx512) {
+  constexpr bool kInt32 = std::is_same<In, int32_t>::value;
+  const bool one_range = std::all_of(p.lo, p.lo + channels, [&](int64_t v) { return v == p.lo[0]; }) &&
+                         std::all_of(p.hi, p.hi + channels, [&](int64_t v) { return v == p.hi[0]; });
+  // AVX-512: its own body (64 channels' parameters in zmm registers) where channels % 64 == 0, else the AVX2 one
+  // (faster there than their periodic widen body: 1x64x56x56, 1 thread)
+  const bool zmm = avx512 && channels % 64 == 0;
+  if (!pixel_tables<In>(p, channels, max_shift, zmm ? 16 : 8, !kInt32, pr.a, pr.b, pr.s32, pr.xk, pr.lo, pr.hi)) {
+    return;
+  }
+  pr.range32.resize(static_cast<size_t>(2 * channels));
+  for (int64_t c = 0; c < channels; ++c) {  // within In (the entry points clip [lo, hi] to In): hi - lo < 2^32
+    const uint32_t lo = static_cast<uint32_t>(static_cast<int32_t>(p.lo[c]));
+    const uint32_t width = static_cast<uint32_t>(p.hi[c] - p.lo[c]);
+    pr.range32[static_cast<size_t>(c)] = static_cast<int32_t>(lo ^ 0x80000000u);
+    pr.range32[static_cast<size_t>(channels + c)] = static_cast<int32_t>(width ^ 0x80000000u);
+  }
+  Job& j = pr.job;
+  j = Job{nullptr, nullptr, channels, 1, 0, pr.a.data(), pr.b.data(), nullptr, pr.lo.data(), pr.hi.data(), p.qmin,
+          p.qmax};
+  j.s32 = pr.s32.data();
+  j.xk = pr.xk.data();
+  j.range32 = pr.range32.data();
+  const bool sat = saturating_store<Out>(p.qmin, p.qmax);
+  pr.fn = zmm ? avx512_widen_pixels<In, Out>(check, sat, one_range)
+              : avx2_widen_pixels<In, Out>(check, sat, one_range);
+}
 #endif
 
 #if FXBN_X86_DISPATCH
@@ -661,31 +704,35 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   const bool rows = use_rows(channels, inner);
 #if FXBN_X86_DISPATCH
   // widen_pixels with per-channel tables (no period tables) when every channel reaches s >= 32: int32 -> 8-bit and
-  // int16 -> int16 channel-last.  The AVX-512 one (64 channels' parameters in zmm registers) where channels % 64 == 0
-  // and the check, if any, has one [lo, hi] for every channel; else the AVX2 one, on the AVX-512 ISAs too (faster
-  // there than their periodic widen body: 1x64x56x56, 1 thread)
+  // int16 -> int16 channel-last (pixel_prepare picks the body); they save y's old bytes themselves under keep_out
   if constexpr (M == Mul::widen && ((std::is_same<In, int32_t>::value && sizeof(Out) == 1) ||
                                     (std::is_same<In, int16_t>::value && std::is_same<Out, int16_t>::value))) {
-    constexpr bool kInt32 = std::is_same<In, int32_t>::value;
     const Isa isa = current_isa();
     const bool avx512 = isa == Isa::v4 || isa == Isa::vbmi;
     if (!rows && inner == 1 && channels % 8 == 0 && (avx512 || isa == Isa::avx2)) {
-      const bool one_range = std::all_of(p.lo, p.lo + channels, [&](int64_t v) { return v == p.lo[0]; }) &&
-                             std::all_of(p.hi, p.hi + channels, [&](int64_t v) { return v == p.hi[0]; });
-      const bool zmm = avx512 && channels % 64 == 0 && (!check || one_range);
-      Table<int32_t> pa, ps32, pxk;
-      Table<int64_t> pb;
-      Table<In> plo, phi;
-      if (pixel_tables<In>(p, channels, max_shift, zmm ? 16 : 8, !kInt32, pa, pb, ps32, pxk, plo, phi)) {
-        Job j{x, y, channels, inner, 0, pa.data(), pb.data(), nullptr, plo.data(), phi.data(), p.qmin, p.qmax};
-        j.s32 = ps32.data();
-        j.xk = pxk.data();
+      // the tables, body and job of this layer's channel-last calls: kept in p.cache (building them cost as much as
+      // the kernel with 2048 channels: 1x7x7x2048 int32 -> int8, AVX2)
+      static const char pixel_tag = 0;
+      std::shared_ptr<const PreparedTables> kept =
+          find_tables(p.cache, &pixel_tag, static_cast<int>(isa), channels, inner);
+      if (kept == nullptr) {
+        const auto made = std::make_shared<PixelPrepared<In>>();
+        made->tag = &pixel_tag;
+        made->isa = static_cast<int>(isa);
+        made->channels = channels;
+        made->inner = inner;
+        pixel_prepare<In, Out>(*made, p, channels, max_shift, check, avx512);
+        kept = made;
+        keep_tables(p.cache, kept);
+      }
+      const auto& pr = static_cast<const PixelPrepared<In>&>(*kept);
+      if (pr.fn != nullptr) {
+        Job j = pr.job;
+        j.x = x;
+        j.y = y;
         j.total = outer * channels * inner;
-        const bool sat = saturating_store<Out>(p.qmin, p.qmax);
-        const ChunkFn fn =
-            zmm ? avx512_widen_pixels<In, Out>(check, sat) : avx2_widen_pixels<In, Out>(check, sat, one_range);
-        return run_reporting(fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
-                             sizeof(Out));
+        return run_reporting(pr.fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
+                             sizeof(Out), true);
       }
     }
   }

@@ -646,15 +646,26 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   const __m256i r##xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + (g))
 #define FXBN_PIXEL_ARGS(r) r##a, r##ao, r##be, r##bo, r##cnt, r##xk
 
-// The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); min/max of the inputs into mn, mx.
-template <bool Check, class In>
+// The range checks of widen_pixels: none, a min/max per lane against one [lo, hi] for every channel, or per channel
+// x - (lo - 2^31) > (hi - lo) - 2^31 (signed) OR-ed into one mask for all channels (Job::range32,
+// ``pixel_range_check``): 2 ops per vector like the min/max, with no per-channel accumulators.
+constexpr int kPixelNoCheck = 0, kPixelOneRange = 1, kPixelPerChannel = 2;
+
+// The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); the check of its inputs: min/max into mn,
+// mx (kPixelOneRange), or the per-channel compare with lo2 = ranges[0..7], w2 = ranges[C..C+7] into mn
+// (kPixelPerChannel).
+template <int CheckKind, class In>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
-                                                  __m256i xk, __m256i& mn, __m256i& mx, const In* x) {
+                                                  __m256i xk, __m256i& mn, __m256i& mx, const In* x,
+                                                  const int32_t* ranges, int64_t C) {
   __m256i v = load8(x);
-  if constexpr (Check) {
+  if constexpr (CheckKind == kPixelOneRange) {
     mn = _mm256_min_epi32(mn, v);
     mx = _mm256_max_epi32(mx, v);
+  } else if constexpr (CheckKind == kPixelPerChannel) {
+    mn = _mm256_or_si256(mn, _mm256_cmpgt_epi32(_mm256_sub_epi32(v, ld(ranges)), ld(ranges + C)));
   }
+  (void)ranges, (void)C, (void)mx;
   __m256i vo;
   if constexpr (std::is_same<In, int32_t>::value) {
     (void)xk;
@@ -669,6 +680,21 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i
   return _mm256_srav_epi32(h, cnt);
 }
 
+// Under keep_out: `bytes` bytes of y (src) copied to the save buffer (dst, the same offset) before the body overwrites
+// them, 32 at a time (non-temporal where streaming and dst is 32-byte aligned: whole cache lines, in order), then
+// the tail.
+FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t bytes, bool streaming) {
+  unsigned char* const d = static_cast<unsigned char*>(dst);
+  const unsigned char* const s = static_cast<const unsigned char*>(src);
+  int64_t i = 0;
+  if (streaming && (reinterpret_cast<uintptr_t>(d) & 31) == 0) {
+    for (; i + 32 <= bytes; i += 32) _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), ld(s + i));
+  } else {
+    for (; i + 32 <= bytes; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), ld(s + i));
+  }
+  std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
+}
+
 // 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
 // int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables
 // (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of
@@ -679,30 +705,37 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i
 // group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
 // split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
 // elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
-// by vpsrlq 32.  The range check is a min/max per lane: in two registers for the whole chunk where every channel
-// has the same [lo, hi] (OneRange), else per group in a small array, loaded and stored once per run and compared
-// with lo, hi at the end.  The tensor's last pixel (int32: its odd-element load
-// would read one past the array) and a pixel split by the chunk's ends take the scalar formula.
-// ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it).
-constexpr int64_t kPixelStackChannels = 1024;  // per-group min/max on the stack up to this many channels
+// by vpsrlq 32.  The range check (CheckKind): a min/max per lane in two registers for the whole chunk where every
+// channel has the same [lo, hi], else the per-channel biased compare (pixel_lanes8) into one mask.  Under keep_out
+// (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before the run
+// writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on small
+// tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk is
+// walked (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
+// and a pixel split by the chunk's ends take the scalar formula.
+// ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
+// ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
 constexpr int64_t kPixelRun = 16;
 
-template <class In, class Out, bool Check, bool Sat, bool OneRange>
+template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
+  constexpr bool Check = CheckKind != kPixelNoCheck;
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
+  Out* const saves = static_cast<Out*>(j.save);
   const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 8 channels: the 4 even ones, then the 4 odd
   const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
   const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
+  const int32_t* const R = j.range32;                           // kPixelPerChannel: lo2 per channel, then w2
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
+    if (saves != nullptr && e1 > e0) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t c = e % C;
       const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
@@ -724,53 +757,37 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   }
   scalar(begin, p0 * C);
   const Bounds q = bounds(j.qmin, j.qmax);
-  constexpr bool kPerGroup = Check && !OneRange;
-  alignas(32) int32_t stack_mm[kPerGroup ? 2 * kPixelStackChannels : 8];
-  std::vector<int32_t> heap_mm(kPerGroup && C > kPixelStackChannels ? static_cast<size_t>(2 * C) : 0);
-  int32_t* const mins = heap_mm.empty() ? stack_mm : heap_mm.data();  // per channel lane: the minimum input so far
-  int32_t* const maxs = mins + C;                                   // and the maximum
-  if constexpr (kPerGroup) {
-    std::fill(mins, mins + C, std::numeric_limits<int32_t>::max());
-    std::fill(maxs, maxs + C, std::numeric_limits<int32_t>::min());
-  }
-  __m256i mn_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());  // OneRange: every lane's min/max
+  // kPixelOneRange: every lane's min/max (mn_all, mx_all); kPixelPerChannel: the out-of-range mask (mn_all)
+  __m256i mn_all = CheckKind == kPixelPerChannel ? _mm256_setzero_si256()
+                                                 : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
-  // a group's min/max: from mins / maxs (kPerGroup) or the chunk's, into local registers once per run, and back
-  const auto open_mm = [&](int64_t g, __m256i& mn, __m256i& mx) FXBN_TARGET_AVX2 {
-    mn = kPerGroup ? ld(mins + g) : mn_all;
-    mx = kPerGroup ? ld(maxs + g) : mx_all;
-  };
-  const auto close_mm = [&](int64_t g, __m256i mn, __m256i mx) FXBN_TARGET_AVX2 {
-    if constexpr (kPerGroup) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mins + g), mn);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(maxs + g), mx);
-    } else {
-      mn_all = _mm256_min_epi32(mn_all, mn);
-      mx_all = _mm256_max_epi32(mx_all, mx);
-    }
+  const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
   };
   for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
     const int64_t px1 = std::min(px0 + kPixelRun, p1);
+    if (saves != nullptr) {
+      save_run(saves + px0 * C, ys + px0 * C, (px1 - px0) * C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
+    }
     int64_t g = 0;
     for (; g + 16 <= C; g += 16) {
       FXBN_PIXEL_GROUP(r0, g);
       FXBN_PIXEL_GROUP(r1, g + 8);
-      __m256i mn0, mx0, mn_1, mx_1;
-      open_mm(g, mn0, mx0);
-      if constexpr (kPerGroup) open_mm(g + 8, mn_1, mx_1);
-      __m256i& mn1 = kPerGroup ? mn_1 : mn0;  // one pair of registers for both groups unless kPerGroup
-      __m256i& mx1 = kPerGroup ? mx_1 : mx0;
+      __m256i mn = mn_all, mx = mx_all;
+      const int32_t* const r0r = CheckKind == kPixelPerChannel ? R + g : nullptr;
+      const int32_t* const r1r = CheckKind == kPixelPerChannel ? R + g + 8 : nullptr;
       const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r0), mn0, mx0, x);
+        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
       };
       const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r1), mn1, mx1, x);
+        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r1), mn, mx, x, r1r, C);
       };
       if constexpr (sizeof(Out) == 2) {
         for (int64_t px = px0; px < px1; ++px) {
           const In* x = xs + px * C + g;
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + px * C + g), pack16<Out, Sat>(h0, h1, q));
+          Out* y = ys + px * C + g;
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), pack16<Out, Sat>(h0, h1, q));
         }
       } else {
         int64_t px = px0;
@@ -779,63 +796,67 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
           const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
           Out* y = ys + px * C + g;
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(v));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(y + C), _mm256_extracti128_si256(v, 1));
+          store16(y, _mm256_castsi256_si128(v));
+          store16(y + C, _mm256_extracti128_si256(v, 1));
         }
         if (px < px1) {  // the run's odd last pixel, as a tile with itself
           const In* x = xs + px * C + g;
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
           const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+          store16(ys + px * C + g, _mm256_castsi256_si128(v));
         }
       }
-      close_mm(g, mn0, mx0);
-      if constexpr (kPerGroup) close_mm(g + 8, mn1, mx1);
+      mn_all = mn;
+      mx_all = mx;
     }
     if (g < C) {  // channels % 16 == 8: the last group alone (8-bit outputs: 4 pixels at a time)
       FXBN_PIXEL_GROUP(r, g);
-      __m256i mn, mx;
-      open_mm(g, mn, mx);
+      __m256i mn = mn_all, mx = mx_all;
+      const int32_t* const rr = CheckKind == kPixelPerChannel ? R + g : nullptr;
       const auto lanes = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<Check>(FXBN_PIXEL_ARGS(r), mn, mx, x);
+        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r), mn, mx, x, rr, C);
       };
       if constexpr (sizeof(Out) == 2) {
         for (int64_t px = px0; px < px1; ++px) {
           const __m256i h = lanes(xs + px * C + g);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g),
-                           _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
+          Out* y = ys + px * C + g;
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
         }
       } else {
+        const auto store8 = [&](Out* y, __m128i v, bool high) FXBN_TARGET_AVX2 {
+          if (high) {
+            _mm_storeh_pd(reinterpret_cast<double*>(y), _mm_castsi128_pd(v));
+          } else {
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(y), v);
+          }
+        };
         int64_t px = px0;
         for (; px + 4 <= px1; px += 4) {
           const In* x = xs + px * C + g;
           const __m256i v = pack32<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C), lanes(x + 3 * C), q);
           const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
           Out* y = ys + px * C + g;
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(y), lo);
-          _mm_storeh_pd(reinterpret_cast<double*>(y + C), _mm_castsi128_pd(lo));
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(y + 2 * C), hi);
-          _mm_storeh_pd(reinterpret_cast<double*>(y + 3 * C), _mm_castsi128_pd(hi));
+          store8(y, lo, false);
+          store8(y + C, lo, true);
+          store8(y + 2 * C, hi, false);
+          store8(y + 3 * C, hi, true);
         }
         for (; px < px1; ++px) {
           const __m256i h = lanes(xs + px * C + g);
           const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(ys + px * C + g), _mm256_castsi256_si128(v));
+          store8(ys + px * C + g, _mm256_castsi256_si128(v), false);
         }
       }
-      close_mm(g, mn, mx);
+      mn_all = mn;
+      mx_all = mx;
     }
   }
-  if constexpr (kPerGroup) {
-    __m256i out = _mm256_setzero_si256();
-    for (int64_t g = 0; g < C; g += 8) {
-      out = _mm256_or_si256(out, _mm256_or_si256(_mm256_cmpgt_epi32(load8(LO + g), ld(mins + g)),
-                                                 _mm256_cmpgt_epi32(ld(maxs + g), load8(HI + g))));
-    }
-    flag |= !_mm256_testz_si256(out, out);
-  } else if constexpr (Check) {
+  if constexpr (CheckKind == kPixelPerChannel) {
+    flag |= !_mm256_testz_si256(mn_all, mn_all);
+  } else if constexpr (CheckKind == kPixelOneRange) {
     flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
   }
+  (void)mx_all;
   scalar(p1 * C, end);
   return flag;
 }
@@ -892,17 +913,23 @@ template ChunkFn avx2_widen_short<uint8_t>(bool, bool);
 
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {
-  if (check && one_range) {
+  if (!check) {
     if constexpr (std::is_signed<Out>::value) {
-      if (sat) return &widen_pixels<In, Out, true, true, true>;
+      if (sat) return &widen_pixels<In, Out, kPixelNoCheck, true>;
     }
-    return &widen_pixels<In, Out, true, false, true>;
+    return &widen_pixels<In, Out, kPixelNoCheck, false>;
+  }
+  if (one_range) {
+    if constexpr (std::is_signed<Out>::value) {
+      if (sat) return &widen_pixels<In, Out, kPixelOneRange, true>;
+    }
+    return &widen_pixels<In, Out, kPixelOneRange, false>;
   }
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return check ? &widen_pixels<In, Out, true, true, false> : &widen_pixels<In, Out, false, true, false>;
+    if (sat) return &widen_pixels<In, Out, kPixelPerChannel, true>;
   }
   (void)sat;
-  return check ? &widen_pixels<In, Out, true, false, false> : &widen_pixels<In, Out, false, false, false>;
+  return &widen_pixels<In, Out, kPixelPerChannel, false>;
 }
 template ChunkFn avx2_widen_pixels<int32_t, int8_t>(bool, bool, bool);
 template ChunkFn avx2_widen_pixels<int32_t, uint8_t>(bool, bool, bool);

@@ -489,38 +489,48 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
   return false;
 }
 
-// Channel-last (inner == 1) widen layers with channels % 64 == 0, every s >= 32, and no range check or one [lo, hi]
-// shared by every channel: int32 -> 8-bit and int16 -> int16.  The widen_rows arithmetic with per-channel parameters
-// held in registers for a block of 64 channels (4 vectors each of A, A of the odd channels (vpsrlq 32 of A loaded as
-// dwords), B of the even and of the odd channels (per 16 channels: the 8 even ones, then the 8 odd ones), s - 32,
-// and for int16 inputs the input shift xk: 20 or 24 of the 32 zmm registers), reloaded once per block of kPixelRun
-// pixels; min/max of the inputs in two registers for the whole chunk (the shared range).  int32 inputs: the odd
-// elements from a second load one element on (the tensor's last pixel, whose odd load would read one past the
-// array, takes the scalar formula), one 64-byte store per pixel and block (pack_store64).  int16 inputs: x * 2^xk
-// (vpsllvd), the odd elements by vpsrlq, clamp_store16.  A pixel split by the chunk's ends takes the scalar formula.
-// ``avx512_widen_pixels`` in verify/lemmas.py.
+// Channel-last (inner == 1) widen layers with channels % 64 == 0, every s >= 32: int32 -> 8-bit and int16 -> int16.
+// The widen_rows arithmetic with per-channel parameters held in registers for a block of 64 channels (4 vectors each
+// of A, A of the odd channels (vpsrlq 32 of A loaded as dwords), B of the even and of the odd channels (per 16
+// channels: the 8 even ones, then the 8 odd ones), s - 32, and for int16 inputs the input shift xk: 20 or 24 of the
+// 32 zmm registers), reloaded once per block of kPixelRun pixels.  The range check (CheckKind), per channel whether
+// or not every channel has the same [lo, hi]: x - (lo - 2^31) > (hi - lo) - 2^31 (signed; Job::range32, read from
+// L1) OR-ed into one mask (``pixel_range_check``).  int32 inputs: the odd elements from a second load one element on (the tensor's last
+// pixel, whose odd load would read one past the array, takes the scalar formula), one 64-byte store per pixel and
+// block (pack_store64).  int16 inputs: x * 2^xk (vpsllvd), the odd elements by vpsrlq, clamp_store16.  Under
+// keep_out (j.save) the old bytes of each store are copied to the save buffer first, in the loop, and the whole
+// chunk is walked.  A pixel split by the chunk's ends takes the scalar formula.
+// ``avx512_widen_pixels`` in verify/lemmas.py, ``pixel_range_check``, ``pixel_save``.
 constexpr int64_t kPixelRun = 16;
+constexpr int kPixelNoCheck = 0, kPixelPerChannel = 2;
 
-template <class In, class Out, bool Check, bool Sat>
+template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
+  constexpr bool Check = CheckKind != kPixelNoCheck;
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
+  Out* const saves = static_cast<Out*>(j.save);
   const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 16 channels: the 8 even ones, then the 8 odd
   const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
   const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
-  const int32_t lo = static_cast<const In*>(j.lo)[0], hi = static_cast<const In*>(j.hi)[0];
+  const int32_t* const R = j.range32;                           // kPixelPerChannel: lo2 per channel, then w2
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  // the save buffer is 64-byte aligned at offset 0, and every store's offset here a multiple of 64 bytes
+  const bool streaming = saves != nullptr && j.save_streaming;
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
+    if (saves != nullptr && e1 > e0) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t c = e % C;
       const int64_t bi = (c & ~int64_t{15}) + ((c & 1) ? 8 : 0) + ((c & 15) >> 1);
       const int32_t v = xs[e];
-      if constexpr (Check) flag |= (v < lo) | (v > hi);
+      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
       const int64_t xv = kInt32 ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);  // x * 2^xk, fits int32
       const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
       const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
@@ -537,8 +547,14 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   scalar(begin, p0 * C);
   const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(qmin)), qmax8 = _mm512_set1_epi8(static_cast<char>(qmax));
   const __m512i qmin32 = _mm512_set1_epi32(qmin), qmax32 = _mm512_set1_epi32(qmax);
-  __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
-  __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  __mmask16 out_of_range = 0;
+  const auto copy64 = [&](Out* save, const Out* y) FXBN_TARGET_V4 {
+    if (streaming) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(save), _mm512_loadu_si512(y));
+    } else {
+      _mm512_storeu_si512(save, _mm512_loadu_si512(y));
+    }
+  };
   for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
     const int64_t px1 = std::min(px0 + kPixelRun, p1);
     for (int64_t g = 0; g < C; g += 64) {
@@ -555,9 +571,9 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         const In* x = xs + px * C + g;
         const auto high16 = [&](int k) FXBN_TARGET_V4 {
           __m512i v = load16(x + 16 * k);
-          if constexpr (Check) {
-            mn = _mm512_min_epi32(mn, v);
-            mx = _mm512_max_epi32(mx, v);
+          if constexpr (CheckKind == kPixelPerChannel) {
+            const __m512i d = _mm512_sub_epi32(v, _mm512_loadu_si512(R + g + 16 * k));
+            out_of_range |= _mm512_cmpgt_epi32_mask(d, _mm512_loadu_si512(R + C + g + 16 * k));
           }
           __m512i vo;
           if constexpr (kInt32) {
@@ -570,9 +586,14 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         };
         const __m512i h0 = high16(0), h1 = high16(1), h2 = high16(2), h3 = high16(3);
         Out* y = ys + px * C + g;
+        Out* save = saves != nullptr ? saves + px * C + g : nullptr;
         if constexpr (sizeof(Out) == 1) {
-          pack_store64<Out, Sat>(y, h0, h1, h2, h3, qmin8, qmax8);
+          pack_store64<Out, Sat>(y, h0, h1, h2, h3, qmin8, qmax8, __m128i(), save, streaming);
         } else {
+          if (save != nullptr) {
+            copy64(save, y);
+            copy64(save + 32, y + 32);
+          }
           clamp_store16<Out, Sat>(y, h0, qmin32, qmax32);
           clamp_store16<Out, Sat>(y + 16, h1, qmin32, qmax32);
           clamp_store16<Out, Sat>(y + 32, h2, qmin32, qmax32);
@@ -581,7 +602,8 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       }
     }
   }
-  if constexpr (Check) flag |= (_mm512_reduce_min_epi32(mn) < lo) | (_mm512_reduce_max_epi32(mx) > hi);
+  if constexpr (CheckKind == kPixelPerChannel) flag |= out_of_range != 0;
+  (void)R;
   scalar(p1 * C, end);
   return flag;
 }
@@ -674,16 +696,25 @@ template ChunkFn avx512_widen_short<int8_t>(bool, bool);
 template ChunkFn avx512_widen_short<uint8_t>(bool, bool);
 
 template <class In, class Out>
-ChunkFn avx512_widen_pixels(bool check, bool sat) {
+ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range) {
+  if (!check) {
+    if constexpr (std::is_signed<Out>::value) {
+      if (sat) return &widen_pixels<In, Out, kPixelNoCheck, true>;
+    }
+    return &widen_pixels<In, Out, kPixelNoCheck, false>;
+  }
+  // one shared [lo, hi] too: the per-channel compare took 23 us where the min/max took 26 (late 1x7x7x2048 +-2^23
+  // kernel; small 1x56x56x64: 27 against 29)
+  (void)one_range;
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return check ? &widen_pixels<In, Out, true, true> : &widen_pixels<In, Out, false, true>;
+    if (sat) return &widen_pixels<In, Out, kPixelPerChannel, true>;
   }
   (void)sat;
-  return check ? &widen_pixels<In, Out, true, false> : &widen_pixels<In, Out, false, false>;
+  return &widen_pixels<In, Out, kPixelPerChannel, false>;
 }
-template ChunkFn avx512_widen_pixels<int32_t, int8_t>(bool, bool);
-template ChunkFn avx512_widen_pixels<int32_t, uint8_t>(bool, bool);
-template ChunkFn avx512_widen_pixels<int16_t, int16_t>(bool, bool);
+template ChunkFn avx512_widen_pixels<int32_t, int8_t>(bool, bool, bool);
+template ChunkFn avx512_widen_pixels<int32_t, uint8_t>(bool, bool, bool);
+template ChunkFn avx512_widen_pixels<int16_t, int16_t>(bool, bool, bool);
 
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check) {

@@ -124,6 +124,7 @@ struct Job {
   // save[k] (same offsets), and it walks all of [begin, end) even after a violation, so [begin, end) is all saved
   void* save = nullptr;
   bool save_streaming = false;  // save with non-temporal stores where aligned (outputs larger than the caches)
+  const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
 };
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
@@ -273,11 +274,11 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat);
 // Periodic tables, mul32, 8/16-bit inputs, every |A| < 2^15 (vbmi+vnni: vpdpwssd).
 template <class In, class Out>
 ChunkFn avx512_dp_periodic(bool check);
-// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32, no check or
-// one [lo, hi] for every channel (j.lo[0], j.hi[0]): j.a int32 A, j.b B split per 16 channels into even then odd,
-// j.s32, and for int16 inputs j.xk (int32 per channel).
+// int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 64 == 0), widen, every s >= 32: j.a int32 A,
+// j.b B split per 16 channels into even then odd, j.s32, for int16 inputs j.xk (int32 per channel); the check per
+// channel (j.range32; one_range is not used).  Saves y's old bytes under keep_out (j.save).
 template <class In, class Out>
-ChunkFn avx512_widen_pixels(bool check, bool sat);
+ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range);
 // int32 -> 8-bit NCHW rows of 16 <= inner < 64, widen, every s >= 32: per-channel tables (j.a int32 A, j.b int64 B,
 // j.s32 s - 32, j.lo / j.hi int32), the current channel broadcast, blended with the next one on a row boundary.
 template <class Out>
@@ -296,7 +297,8 @@ template <class Out>
 ChunkFn avx2_widen_short(bool check, bool sat);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
 // tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
-// one_range: every channel has the same [lo, hi] (min/max in registers).
+// one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32.  Saves y's
+// old bytes under keep_out (j.save).
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
 #endif
