@@ -700,7 +700,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   using Coef = typename MulTypes<M>::Coef;
   const int max_shift = static_cast<int>(sizeof(Acc) * 8 - 1);
   // |acc| < 2^(w-1) makes acc >> (w-1) equal to floor(acc / 2^s) for every s >= w-1
-  const bool check = needs_check<In>(p.lo, p.hi, channels);
+  const bool check = p.known_check >= 0 ? p.known_check != 0 : needs_check<In>(p.lo, p.hi, channels);
   const bool rows = use_rows(channels, inner);
 #if FXBN_X86_DISPATCH
   // widen_pixels with per-channel tables (no period tables) when every channel reaches s >= 32: int32 -> 8-bit and
@@ -925,7 +925,7 @@ template <class In, class Out>
 int64_t apply_mul(const In* x, Out* y, int64_t outer, int64_t channels, int64_t inner, const KernelParams& p,
                   int threads) {
   if (p.acc32) return apply_typed<Mul::mul32, In, Out>(x, y, outer, channels, inner, p, threads);
-  if (multipliers_fit_int32(p.multiplier, channels)) {
+  if (p.known_multipliers_int32 >= 0 ? p.known_multipliers_int32 != 0 : multipliers_fit_int32(p.multiplier, channels)) {
     return apply_typed<Mul::widen, In, Out>(x, y, outer, channels, inner, p, threads);
   }
   return apply_typed<Mul::mul64, In, Out>(x, y, outer, channels, inner, p, threads);
@@ -1008,14 +1008,41 @@ struct InRanges {
   }
 };
 
+// The layer's LayerFacts for In: kept in p.cache (made on its first call with In), or made for this call only.
+template <class In>
+std::shared_ptr<const LayerFacts> layer_facts(const KernelParams& p, int64_t channels) {
+  constexpr int slot = std::is_same<In, int8_t>::value ? 0 : std::is_same<In, uint8_t>::value ? 1
+                       : std::is_same<In, int16_t>::value ? 2 : 3;
+  if (p.cache != nullptr) {
+    std::lock_guard<std::mutex> lock(p.cache->mu);
+    const auto& kept = p.cache->facts[slot];
+    if (kept != nullptr && kept->channels == channels) return kept;
+  }
+  InRanges<In> r(p.lo, p.hi, channels);
+  auto f = std::make_shared<LayerFacts>();
+  f->channels = channels;
+  f->empty_channel = r.empty_channel;
+  f->check = !r.empty_channel && needs_check<In>(r.lo.data(), r.hi.data(), channels);
+  f->multipliers_int32 = multipliers_fit_int32(p.multiplier, channels);
+  f->lo = std::move(r.lo);
+  f->hi = std::move(r.hi);
+  if (p.cache != nullptr) {
+    std::lock_guard<std::mutex> lock(p.cache->mu);
+    p.cache->facts[slot] = f;
+  }
+  return f;
+}
+
 template <class In>
 int64_t apply_clipped(const In* x, DType out_type, void* y, int64_t outer, int64_t channels, int64_t inner,
                       const KernelParams& p, int threads) {
-  const InRanges<In> r(p.lo, p.hi, channels);
-  if (r.empty_channel) return first_bad_scalar(x, outer, channels, inner, p.lo, p.hi);
+  const std::shared_ptr<const LayerFacts> f = layer_facts<In>(p, channels);
+  if (f->empty_channel) return first_bad_scalar(x, outer, channels, inner, p.lo, p.hi);
   KernelParams q = p;
-  q.lo = r.lo.data();
-  q.hi = r.hi.data();
+  q.lo = f->lo.data();
+  q.hi = f->hi.data();
+  q.known_check = f->check ? 1 : 0;
+  q.known_multipliers_int32 = f->multipliers_int32 ? 1 : 0;
   return apply_in(x, out_type, y, outer, channels, inner, q, threads);
 }
 

@@ -43,6 +43,9 @@ struct KernelParams {
   // writes it, and every written block is restored on a violation)
   bool keep_out_on_error = false;
   KernelCache* cache = nullptr;  // optional: 8-bit -> 8-bit channel-last layers then take the verified byte template
+  // Internal: apply() sets both from the layer's facts (kept in `cache`), whatever the caller left in them.
+  int known_check = -1;             // some channel's [lo, hi] (clipped to the input type) is narrower than the type
+  int known_multipliers_int32 = -1;  // every multiplier fits int32
 };
 
 // Returns -1 when every element is in range, else the flat (row-major) index of the first element outside its

@@ -154,6 +154,16 @@ void keep_tables(KernelCache* cache, std::shared_ptr<const PreparedTables> t);
 struct ByteChannels;  // kernel_byte.cpp
 struct BytePlan;
 
+// What apply() derives from a layer's parameter arrays for one input type, once per layer (KernelCache::facts, the
+// arrays do not change): each channel's [lo, hi] intersected with In's range, whether some channel's is then empty,
+// whether some channel needs the range check, whether every multiplier fits int32.  Scanning them on every call
+// cost ~2 ns per channel (1x2048x7x7: ~4 us of a 20 us call).
+struct LayerFacts {
+  int64_t channels = 0;
+  std::vector<int64_t> lo, hi;
+  bool empty_channel = false, check = false, multipliers_int32 = false;
+};
+
 }  // namespace detail
 
 // Defined here so that kernel.cpp reaches `tables` without kernel_byte.cpp; constructed and destroyed there (where
@@ -163,6 +173,7 @@ struct KernelCache {
   std::vector<std::unique_ptr<detail::ByteChannels>> channels;
   std::vector<std::unique_ptr<detail::BytePlan>> plans;
   std::vector<std::shared_ptr<const detail::PreparedTables>> tables;  // oldest first
+  std::shared_ptr<const detail::LayerFacts> facts[4];                  // per input type: int8, uint8, int16, int32
   KernelCache();
   ~KernelCache();
 };
