@@ -693,10 +693,9 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
   // the next run's inputs at this pixel and group pair, a run ahead (the walk visits each pixel once per pair: a
   // stride the hardware prefetchers follow poorly); an address past the array is only a hint, never read.  Only
-  // where a run's inputs are at most 4 KiB and the tensor's 1 MiB: with 2048 channels (7x7) the line prefetched
-  // evicted ones still in use, and on a 25 MB tensor the kernel ran slower (1x56x56x64 -8%, 1x7x7x2048 +24%,
-  // 32x56x56x64 +17% without the limits, AVX2, Zen 4)
-  // (elsewhere the hint is the line about to be read: no branch in the loop)
+  // where a run's inputs are at most 4 KiB and the tensor's 1 MiB: beyond them the prefetches made the kernel
+  // slower (1x56x56x64 -8%, but 1x7x7x2048 +25% and 32x56x56x64 +15% without the limits, AVX2, Zen 4).  Elsewhere
+  // the hint is the line about to be read (no branch in the loop: with one, GCC dropped the prefetches)
   const int64_t run_bytes = kPixelRun * C * static_cast<int64_t>(sizeof(In));
   const uintptr_t ahead = run_bytes <= 4096 && j.total * static_cast<int64_t>(sizeof(In)) <= (int64_t{1} << 20)
                               ? static_cast<uintptr_t>(run_bytes)
