@@ -460,3 +460,50 @@ def test_widen_pixels_no_access_past_the_arrays(x86_isa):
     import guard_pages
     res = guard_pages.run(PIXEL_GUARD_SCRIPT, x86_isa)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
+
+
+# h7-pixavx2: the AVX2 widen_pixels with 8-bit outputs gathers the high dwords with one vshufps (channels [0, 2, 1, 3]
+# per 128-bit lane) and shifts each lane by its channel's s - 32 from the count table permuted to that order; a
+# vpshufb after the packs puts the bytes back.  Layers whose neighbouring channels' shifts differ by 0, 1 and many
+# bits catch a count in the wrong lane and bytes left in vshufps order.
+def shift_pattern_layer(channels, tout, pattern, rng):
+    """Per-channel s in [32, 62] by pattern ("equal", "one_bit": 40 / 41 alternating, "many": 32..62 with channels 1
+    and 2 apart), per-channel ranges 2^(s-20) (within int32) and A giving outputs across the range."""
+    c = np.arange(channels)
+    if pattern == "equal":
+        s = np.full(channels, 44)
+    elif pattern == "one_bit":
+        s = 40 + (c % 2)
+    else:
+        s = rng.integers(32, 63, channels)
+        s[1], s[2] = 33, 61
+    k = np.clip(s - 20, 8, 31)
+    lo, hi = -(np.int64(1) << k), (np.int64(1) << k) - 1
+    sign = rng.choice([-1, 1], channels)
+    A = np.minimum(np.round(rng.uniform(80, 120, channels) * 2.0 ** (s - k)), (1 << 31) - 1).astype(np.int64) * sign
+    offset = 127 if tout == "uint8" else 0
+    B = np.array([(int(rng.integers(-30, 31)) + offset) << int(sc) if sc <= 54
+                  else int(rng.integers(-(1 << 60), 1 << 60)) for sc in s], np.int64)
+    return fixed_layer(A, B, s, lo, hi, tout, (0, 255) if tout == "uint8" else (-128, 127))
+
+
+@pytest.mark.parametrize("pattern", ["equal", "one_bit", "many"])
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [8, 16, 24, 72])
+def test_widen_pixels_bytes_shift_order(channels, tout, pattern):
+    rng = np.random.default_rng(9100 + channels)
+    layer = shift_pattern_layer(channels, tout, pattern, rng)
+    for n in (1, 2, 3, 5, 17, 33):
+        for shape in ((n, channels), (2, n, 1, channels)):
+            x = inputs(layer, shape, -1, rng)
+            y, bad = raw(layer, x, -1, acc32=False)
+            assert bad == -1
+            np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{channels} {pattern} {shape}")
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [16, 24])
+def test_widen_pixels_bytes_shift_order_saved(channels, tout):
+    """The same layers under out=: exact, and every violation leaves `out` untouched."""
+    rng = np.random.default_rng(9200 + channels)
+    check_pixels_saved(shift_pattern_layer(channels, tout, "many", rng), 37, rng)

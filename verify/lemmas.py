@@ -73,6 +73,9 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_widen_rows_bytes``: avx2 widen_rows with 8-bit outputs: the high dwords gathered by one vshufps 0xDD
   (order [0, 2, 1, 3] per 128-bit lane, put back by a vpshufb after the packs), the shift by s - 32 as vpsraw after
   vpackssdw where s - 32 <= 8 (int8) / 7 (uint8) (also the AVX-512 widen_rows' pack_store64<WordShift>), else vpsravd.
+- ``avx2_widen_pixels_bytes`` (since h7-pixavx2): avx2 widen_pixels with 8-bit outputs: the high dwords gathered by
+  one vshufps 0xDD, the per-channel counts s - 32 permuted to the same [0, 2, 1, 3] order by one vpshufd 0xD8 per
+  group and run, vpsravd, the packs, vpermd and one vpshufb putting each dword's bytes back in order.
 - ``avx2_widen_rows_words``: avx2 widen_rows int16 -> 16-bit with the input shift 16: x * 2^16 by vpunpck[lh]wd
   with zero, whose lane order vpackssdw / vpackusdw undoes (no vpermq).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
@@ -407,6 +410,8 @@ SIMD_WRONG = {
     "avx2_pack_narrow": ("no_permute", "uint8_signed_pack"),
     "avx2_widen_rows_bytes": ("word_shift_t9", "uint8_word_shift_t8", "no_byte_shuffle", "shufps_low_dwords",
                               "logical_shift", "zero_extend"),
+    "avx2_widen_pixels_bytes": ("shift_table_unpermuted", "no_byte_shuffle", "shufps_low_dwords", "counts_of_tile8",
+                                "logical_shift", "zero_extend"),
     "avx2_widen_rows_words": ("unpack_zero_high", "halves_swapped", "logical_shift", "zero_extend"),
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
@@ -1001,6 +1006,75 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     return claims, variables
 
 
+def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
+    """AVX2 widen_pixels with 8-bit outputs (int32 inputs; since h7-pixavx2): the lane claims of ``avx2_widen_pixels``
+    (per-channel A as dwords, B, the odd elements from the load one element on), then (gather) vshufps 0xDD takes
+    the high dwords of the even products (channels 0, 2 of a 128-bit lane) and of the odd ones (1, 3) in one op:
+    dwords [0, 2, 1, 3]; (counts) the group's 8 counts t_c = s_c - 32 (the s32 table, loaded once per group and run)
+    permuted by vpshufd 0xD8 to the same order, so vpsravd shifts each lane by its own channel's count; (narrowing)
+    the four vectors of a tile (2 pixels x 16 channels: groups [g, g + 8) and [g + 8, g + 16) of pixel p, then of
+    pixel p + 1; or, in the last group where channels % 16 == 8, 4 pixels x 8 channels) through vpackssdw,
+    vpacksswb / vpackuswb, vpermd (0,4,1,5,2,6,3,7), vpshufb (bytes 0,2,1,3 of every dword), byte min/max (dropped
+    for int8's whole range).  Claim per output byte i of the tile: the low byte of clamp(h_i >> t_(channel of i),
+    qmin, qmax), h_i the high dword of element i's P + B -- with the lane claims, clamp(floor((A*x + B) / 2^s)).
+    Wrong: ``shift_table_unpermuted`` (the counts as loaded, in channel order), ``no_byte_shuffle`` (the vpshufb left
+    out), ``shufps_low_dwords`` (vshufps 0x88), ``counts_of_tile8`` (the 16-channel tile shifted with the first
+    group's counts for both groups), ``logical_shift``, ``zero_extend``."""
+    z3 = z3mod()
+    name = "avx2_widen_pixels_bytes"
+    bad = _variant(name, wrong)
+    lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=False, high=True, name="avx2_widen_pixels")
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    imm = 0x88 if bad == "shufps_low_dwords" else 0xDD
+    g = _shufps(z3, z3.Concat(pe1, pe0), z3.Concat(po1, po0), imm)
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    claims.append(g == z3.Concat(hi(po1), hi(po0), hi(pe1), hi(pe0)))     # channels 3, 1, 2, 0 (high to low)
+    # the counts: vpshufd 0xD8 of the channel-ordered counts puts channel order[p] at position p of a 128-bit lane
+    t = [z3.BitVec(f"t{c}", 32) for c in range(16)]
+    variables.update({f"t{c}": t[c] for c in range(16)})
+    for half in (0, 4):
+        cl = z3.Concat(*[t[half + k] for k in reversed(range(4))])
+        perm = cl if bad == "shift_table_unpermuted" else _pshufd(z3, cl, 0xD8)
+        want_perm = z3.Concat(*[t[half + [0, 2, 1, 3][k]] for k in reversed(range(4))])
+        claims.append(perm == want_perm)
+    h = [z3.BitVec(f"h{i}", 32) for i in range(32)]
+    variables.update({f"h{i}": h[i] for i in range(32)})
+    lane_order = [0, 2, 1, 3, 4, 6, 5, 7]
+    count_order = lane_order if bad != "shift_table_unpermuted" else list(range(8))
+    pre_t = [z3.ULE(tc, 31) for tc in t]                                  # s in [32, 63]
+
+    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
+        n = len(a) // 2
+        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+
+    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+    for channels_per_pixel in (16, 8):                                    # the tiles: 2 x 16 and 4 x 8
+        group_of = (lambda k: k % 2) if channels_per_pixel == 16 and bad != "counts_of_tile8" else (lambda k: 0)
+        vecs = [[h[8 * k + lane_order[p]] >> t[8 * group_of(k) + count_order[p]] for p in range(8)]
+                for k in range(4)]                                        # vshufps order, vpsravd
+        if bad == "logical_shift":
+            vecs = [[z3.LShR(h[8 * k + lane_order[p]], t[8 * group_of(k) + count_order[p]]) for p in range(8)]
+                    for k in range(4)]
+        for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
+            lo_t, hi_t = (-128, 127) if signed else (0, 255)
+            qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
+            w01, w23 = packs(vecs[0], vecs[1], ws), packs(vecs[2], vecs[3], ws)
+            bs = ((lambda v: _sat(z3, v, -128, 127, 8)) if signed         # vpacksswb
+                  else (lambda v: _sat(z3, v, 0, 255, 8)))                # vpackuswb
+            packed = packs(w01, w23, bs)
+            order = [0, 4, 1, 5, 2, 6, 3, 7]
+            elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd
+            if bad != "no_byte_shuffle":
+                elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
+            for i in range(32):
+                e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
+                want = z3.Extract(7, 0, _clamp(z3, h[i] >> t[i % channels_per_pixel], qmin, qmax))
+                claims.append(z3.Implies(z3.And(*(pre + pre_t)), e == want))
+    return claims, variables
+
+
 def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
     """AVX2 widen_rows, int16 -> 16-bit rows with the input shift 16 (input_shift_16: s + 16 >= 32): the lane claims
     of ``avx2_widen_rows`` (the input shift xk <= 16 is symbolic there) with x * 2^16 made by vpunpcklwd / vpunpckhwd
@@ -1256,6 +1330,7 @@ SIMD_LEMMAS = {
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_words": (avx2_widen_rows_words, "QF_BV", (64,), ("int16",)),
+    "avx2_widen_pixels_bytes": (avx2_widen_pixels_bytes, "QF_BV", (64,), ("int32",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "neon_widen": (neon_widen, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "neon_narrow": (neon_narrow, "QF_BV", (32,), ("int8",)),

@@ -9,13 +9,14 @@
 //               int32 inputs: the odd elements from a second load one element on, vpsravd.
 //   widen_pixels  int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32: 16 channels'
 //               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
-//               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).
+//               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).  8-bit
+//               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
 // avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
 // body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_rows_int32,
-// avx2_widen_periodic, avx2_widen_pixels, avx2_pack_narrow).
+// avx2_widen_periodic, avx2_widen_pixels, avx2_widen_pixels_bytes, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #include <cstring>
@@ -642,7 +643,7 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 // them to pixel_lanes8).
 #define FXBN_PIXEL_GROUP(r, g)                                                                      \
   const __m256i r##a = ld(A + (g)), r##ao = _mm256_srli_epi64(r##a, 32), r##be = ld(Bs + (g));      \
-  const __m256i r##bo = ld(Bs + (g) + 4), r##cnt = ld(S + (g));                                     \
+  const __m256i r##bo = ld(Bs + (g) + 4), r##cnt = pixel_counts<Out>(S + (g));                     \
   const __m256i r##xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + (g))
 #define FXBN_PIXEL_ARGS(r) r##a, r##ao, r##be, r##bo, r##cnt, r##xk
 
@@ -654,7 +655,7 @@ constexpr int kPixelNoCheck = 0, kPixelOneRange = 1, kPixelPerChannel = 2;
 // The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); the check of its inputs: min/max into mn,
 // mx (kPixelOneRange), or the per-channel compare with lo2 = ranges[0..7], w2 = ranges[C..C+7] into mn
 // (kPixelPerChannel).
-template <int CheckKind, class In>
+template <int CheckKind, bool Shuffled, class In>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
                                                   __m256i xk, __m256i& mn, __m256i& mx, const In* x,
                                                   const int32_t* ranges, int64_t C) {
@@ -676,8 +677,41 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i
   }
   const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
   const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(vo, ao), bo);
-  const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
-  return _mm256_srav_epi32(h, cnt);
+  if constexpr (Shuffled) {  // cnt permuted to match by the caller (pixel_counts)
+    return _mm256_srav_epi32(
+        _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD)), cnt);
+  } else {
+    const __m256i h = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xF5), po, 0xAA);
+    return _mm256_srav_epi32(h, cnt);
+  }
+}
+
+// 8-bit outputs: the channels' counts s - 32 in the order vshufps 0xDD leaves pixel_lanes8<.., true>'s lanes ([0, 2,
+// 1, 3] per 128-bit lane), one vpshufd per group and run (``avx2_widen_pixels_bytes``).
+template <class Out>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_counts(const int32_t* s32) {
+  const __m256i cnt = ld(s32);
+  return sizeof(Out) == 1 ? _mm256_shuffle_epi32(cnt, 0xD8) : cnt;
+}
+
+// pack32 of four vectors in vshufps order, each dword's bytes put back in order by one vpshufb
+// (``avx2_widen_pixels_bytes``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32_shuffled(__m256i h0, __m256i h1, __m256i h2, __m256i h3,
+                                                     const Bounds& q) {
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i bytes = _mm256_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
+                                         0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
+  const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
+  __m256i v;
+  if constexpr (std::is_signed<Out>::value) {
+    v = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order), bytes);
+    if constexpr (!Sat) v = _mm256_min_epi8(_mm256_max_epi8(v, q.q8lo), q.q8hi);
+  } else {
+    v = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), order), bytes);
+    v = _mm256_min_epu8(_mm256_max_epu8(v, q.q8lo), q.q8hi);
+  }
+  return v;
 }
 
 // Under keep_out: `bytes` bytes of y (src) copied to the save buffer (dst, the same offset) before the body overwrites
@@ -703,7 +737,9 @@ FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t b
 // odd last pixel is a tile with itself); int16 outputs one 32-byte store per pixel and pair (pack16); where
 // channels % 16 == 8 the last group is walked alone (8-bit: tiles of 4 pixels x 8 channels, 8-byte stores).  Per
 // group: A as 8 dwords (vpmuldq reads the even channels' from the low dwords, vpsrlq 32 brings the odd ones down), B
-// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd); int32 inputs: the odd
+// split into the group's even then odd channels (two qword vectors), s - 32 (vpsravd; 8-bit outputs: the high dwords
+// by one vshufps 0xDD, the counts permuted to its order once per group and run, one vpshufb after the packs, as in
+// store_bytes_shuffled); int32 inputs: the odd
 // elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
 // by vpsrlq 32.  The range check (CheckKind): a min/max per lane in two registers for the whole chunk where every
 // channel has the same [lo, hi], else the per-channel biased compare (pixel_lanes8) into one mask.  Under keep_out
@@ -713,6 +749,7 @@ FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t b
 // walked (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
 // and a pixel split by the chunk's ends take the scalar formula.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
+// ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
 // ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
 constexpr int64_t kPixelRun = 16;
 
@@ -721,6 +758,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
   constexpr bool Check = CheckKind != kPixelNoCheck;
+  constexpr bool kBytes = sizeof(Out) == 1;  // lanes in vshufps order (``avx2_widen_pixels_bytes``)
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   Out* const saves = static_cast<Out*>(j.save);
@@ -761,6 +799,18 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   __m256i mn_all = CheckKind == kPixelPerChannel ? _mm256_setzero_si256()
                                                  : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  // the next run's inputs at this pixel and group pair, a run ahead (the walk visits each pixel once per pair: a
+  // stride the hardware prefetchers follow poorly); an address past the array is only a hint, never read.  Only
+  // where a run's inputs are at most 4 KiB and the tensor's 1 MiB: beyond them the prefetches made the kernel
+  // slower (1x56x56x64 -8%, but 1x7x7x2048 +25% and 32x56x56x64 +15% without the limits, AVX2, Zen 4).  Elsewhere
+  // the hint is the line about to be read (no branch in the loop: with one, GCC dropped the prefetches)
+  const int64_t run_bytes = kPixelRun * C * static_cast<int64_t>(sizeof(In));
+  const uintptr_t ahead = run_bytes <= 4096 && j.total * static_cast<int64_t>(sizeof(In)) <= (int64_t{1} << 20)
+                              ? static_cast<uintptr_t>(run_bytes)
+                              : 0;
+  const auto prefetch_next_run = [&](const In* x) {
+    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(x) + ahead), _MM_HINT_T0);
+  };
   const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
   };
@@ -777,14 +827,15 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       const int32_t* const r0r = CheckKind == kPixelPerChannel ? R + g : nullptr;
       const int32_t* const r1r = CheckKind == kPixelPerChannel ? R + g + 8 : nullptr;
       const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
+        return pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
       };
       const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r1), mn, mx, x, r1r, C);
+        return pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r1), mn, mx, x, r1r, C);
       };
       if constexpr (sizeof(Out) == 2) {
         for (int64_t px = px0; px < px1; ++px) {
           const In* x = xs + px * C + g;
+          prefetch_next_run(x);
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
           Out* y = ys + px * C + g;
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), pack16<Out, Sat>(h0, h1, q));
@@ -793,8 +844,10 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         int64_t px = px0;
         for (; px + 2 <= px1; px += 2) {
           const In* x = xs + px * C + g;
+          prefetch_next_run(x);
+          prefetch_next_run(x + C);
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
-          const __m256i v = pack32<Out, Sat>(h0, h1, h2, h3, q);
+          const __m256i v = pack32_shuffled<Out, Sat>(h0, h1, h2, h3, q);
           Out* y = ys + px * C + g;
           store16(y, _mm256_castsi256_si128(v));
           store16(y + C, _mm256_extracti128_si256(v, 1));
@@ -802,7 +855,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         if (px < px1) {  // the run's odd last pixel, as a tile with itself
           const In* x = xs + px * C + g;
           const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
-          const __m256i v = pack32<Out, Sat>(h0, h1, h0, h1, q);
+          const __m256i v = pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q);
           store16(ys + px * C + g, _mm256_castsi256_si128(v));
         }
       }
@@ -814,7 +867,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       __m256i mn = mn_all, mx = mx_all;
       const int32_t* const rr = CheckKind == kPixelPerChannel ? R + g : nullptr;
       const auto lanes = [&](const In* x) FXBN_TARGET_AVX2 {
-        return pixel_lanes8<CheckKind>(FXBN_PIXEL_ARGS(r), mn, mx, x, rr, C);
+        return pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r), mn, mx, x, rr, C);
       };
       if constexpr (sizeof(Out) == 2) {
         for (int64_t px = px0; px < px1; ++px) {
@@ -833,7 +886,8 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         int64_t px = px0;
         for (; px + 4 <= px1; px += 4) {
           const In* x = xs + px * C + g;
-          const __m256i v = pack32<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C), lanes(x + 3 * C), q);
+          const __m256i v =
+              pack32_shuffled<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C), lanes(x + 3 * C), q);
           const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
           Out* y = ys + px * C + g;
           store8(y, lo, false);
@@ -843,7 +897,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         }
         for (; px < px1; ++px) {
           const __m256i h = lanes(xs + px * C + g);
-          const __m256i v = pack32<Out, Sat>(h, h, h, h, q);
+          const __m256i v = pack32_shuffled<Out, Sat>(h, h, h, h, q);
           store8(ys + px * C + g, _mm256_castsi256_si128(v), false);
         }
       }
