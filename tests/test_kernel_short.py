@@ -12,21 +12,12 @@ import pytest
 import guard_pages
 from fxbn import _core
 
-from test_kernel_paths import ISAS, _active_inputs, expected, inputs, raw
-from test_kernel_wide import extremes, fixed_layer, real_layer
+from test_kernel_paths import _active_inputs, expected, inputs, raw
+from test_kernel_wide import X86_ISAS, extremes, fixed_layer, real_layer, x86_isa  # noqa: F401 (the autouse fixture)
 
-X86_ISAS = [isa for isa in ISAS if isa in ("avx2", "x86-64-v4", "x86-64-v4+vbmi+vnni")]
 pytestmark = pytest.mark.skipif(not X86_ISAS, reason="the CPU has no AVX2")
 
 INNERS = (8, 9, 15, 16, 17, 31, 49, 63)
-
-
-@pytest.fixture(autouse=True, params=X86_ISAS)
-def x86_isa(request):
-    before = _core.kernel_isa()
-    _core.kernel_isa(request.param)
-    yield request.param
-    _core.kernel_isa(before)
 
 
 def exact(layer, x, threads=(1, 2)):

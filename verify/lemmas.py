@@ -2123,6 +2123,20 @@ def _short_boundary(z3, lanes, bad):
     return claims, {"p": p, "row_end": row_end, "inner": inner}
 
 
+def _short_operands(z3, lanes, bad):
+    """_short_boundary's claims and variables, plus the boundary lane b, the current and next channel's 32-bit
+    operands (A, t, lo, hi), their 64-bit B and the lanes' inputs x_j (all registered in the variables)."""
+    claims, variables = _short_boundary(z3, lanes, bad)
+    bvar = z3.BitVec("b", 32)
+    names = "A_cur A_next t_cur t_next lo_cur lo_next hi_cur hi_next"
+    ops32 = z3.BitVecs(names, 32)
+    Bc, Bn = z3.BitVecs("B_cur B_next", 64)
+    x = [z3.BitVec(f"x{j}", 32) for j in range(lanes)]
+    variables.update({"b": bvar, "B_cur": Bc, "B_next": Bn, **{f"x{j}": x[j] for j in range(lanes)}})
+    variables.update(dict(zip(names.split(), ops32)))
+    return claims, variables, bvar, ops32, (Bc, Bn), x
+
+
 def _blendv(z3, cur, nxt, mask, width):
     """vpblendvb on one width-bit element: byte k from nxt where bit 7 of mask's byte k is set, else from cur."""
     pick = lambda v, k: z3.Extract(8 * k + 7, 8 * k, v)  # noqa: E731
@@ -2142,14 +2156,7 @@ def avx2_widen_short(in_dtype, w=64, wrong=False):
     ``odd_a_unshifted`` (the odd product with a as blended), ``inner_one_short`` (rows of 7)."""
     z3 = z3mod()
     bad = _variant("avx2_widen_short", wrong)
-    claims, variables = _short_boundary(z3, 8, bad)
-    bvar = z3.BitVec("b", 32)
-    names = "A_cur A_next t_cur t_next lo_cur lo_next hi_cur hi_next"
-    Ac, An, tc, tn, loc, lon, hic, hin = z3.BitVecs(names, 32)
-    Bc, Bn = z3.BitVecs("B_cur B_next", 64)
-    x = [z3.BitVec(f"x{j}", 32) for j in range(8)]
-    variables.update({"b": bvar, "B_cur": Bc, "B_next": Bn, **{f"x{j}": x[j] for j in range(8)}})
-    variables.update(dict(zip(names.split(), (Ac, An, tc, tn, loc, lon, hic, hin))))
+    claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 8, bad)
     ones32, zero32 = z3.BitVecVal(-1, 32), z3.BitVecVal(0, 32)
     ones64, zero64 = z3.BitVecVal(-1, 64), z3.BitVecVal(0, 64)
     at_least = lambda j: z3.UGE(z3.BitVecVal(j, 32), bvar)  # noqa: E731  element j takes the next channel
@@ -2190,14 +2197,7 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
     ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15)."""
     z3 = z3mod()
     bad = _variant("avx512_widen_short", wrong)
-    claims, variables = _short_boundary(z3, 16, bad)
-    bvar = z3.BitVec("b", 32)
-    names = "A_cur A_next t_cur t_next lo_cur lo_next hi_cur hi_next"
-    Ac, An, tc, tn, loc, lon, hic, hin = z3.BitVecs(names, 32)
-    Bc, Bn = z3.BitVecs("B_cur B_next", 64)
-    x = [z3.BitVec(f"x{j}", 32) for j in range(16)]
-    variables.update({"b": bvar, "B_cur": Bc, "B_next": Bn, **{f"x{j}": x[j] for j in range(16)}})
-    variables.update(dict(zip(names.split(), (Ac, An, tc, tn, loc, lon, hic, hin))))
+    claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 16, bad)
     k16 = (z3.BitVecVal(0xFFFF, 32) << (bvar + (1 if bad == "mask_off_by_one" else 0))) & 0xFFFF
     half_up, half_down = z3.UDiv(bvar + 1, 2), z3.UDiv(bvar, 2)
     ke = (z3.BitVecVal(0xFF, 32) << (half_down if bad == "even_b_floor" else half_up)) & 0xFF
