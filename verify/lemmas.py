@@ -939,6 +939,16 @@ def _shufps(z3, a, b, imm):
     return z3.Concat(pick(b, (imm >> 6) & 3), pick(b, (imm >> 4) & 3), pick(a, (imm >> 2) & 3), pick(a, imm & 3))
 
 
+def _high_dwords_gathered(z3, variables, low_dwords=False):
+    """One 128-bit lane of vshufps(pe, po, 0xDD) (0x88 with low_dwords: a wrong variant) holds the high dwords of the
+    even products pe and the odd ones po as elements 0, 2, 1, 3 (low to high)."""
+    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
+    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
+    g = _shufps(z3, z3.Concat(pe1, pe0), z3.Concat(po1, po0), 0x88 if low_dwords else 0xDD)
+    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
+    return g == z3.Concat(hi(po1), hi(po0), hi(pe1), hi(pe0))
+
+
 def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     """AVX2 widen_rows with 8-bit outputs (store_bytes_shuffled), and the word shift of the AVX-512 widen_rows'
     pack_store64<WordShift>: the lane claims of ``avx2_widen_rows`` (``avx2_widen_rows_int32`` for int32 inputs), then
@@ -958,13 +968,7 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     lane_name = "avx2_widen_rows_int32" if in_dtype == "int32" else "avx2_widen_rows"
     lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
     claims, variables = _widen(in_dtype, lane_bad, rows=True, high=True, name=lane_name)
-    # gather: one 128-bit lane of vshufps(pe, po, 0xDD)
-    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
-    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
-    imm = 0x88 if bad == "shufps_low_dwords" else 0xDD
-    g = _shufps(z3, z3.Concat(pe1, pe0), z3.Concat(po1, po0), imm)
-    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
-    claims.append(g == z3.Concat(hi(po1), hi(po0), hi(pe1), hi(pe0)))     # elements 3, 1, 2, 0 (high to low)
+    claims.append(_high_dwords_gathered(z3, variables, bad == "shufps_low_dwords"))
     # narrowing of 32 lanes in the gathered order
     h = [z3.BitVec(f"h{i}", 32) for i in range(32)]
     variables.update({f"h{i}": h[i] for i in range(32)})
@@ -1025,12 +1029,7 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
     bad = _variant(name, wrong)
     lane_bad = bad if bad in ("logical_shift", "zero_extend") else None
     claims, variables = _widen(in_dtype, lane_bad, rows=False, high=True, name="avx2_widen_pixels")
-    pe0, pe1, po0, po1 = z3.BitVecs("Pe0 Pe1 Po0 Po1", 64)
-    variables.update({"Pe0": pe0, "Pe1": pe1, "Po0": po0, "Po1": po1})
-    imm = 0x88 if bad == "shufps_low_dwords" else 0xDD
-    g = _shufps(z3, z3.Concat(pe1, pe0), z3.Concat(po1, po0), imm)
-    hi = lambda v: z3.Extract(63, 32, v)  # noqa: E731
-    claims.append(g == z3.Concat(hi(po1), hi(po0), hi(pe1), hi(pe0)))     # channels 3, 1, 2, 0 (high to low)
+    claims.append(_high_dwords_gathered(z3, variables, bad == "shufps_low_dwords"))
     # the counts: vpshufd 0xD8 of the channel-ordered counts puts channel order[p] at position p of a 128-bit lane
     t = [z3.BitVec(f"t{c}", 32) for c in range(16)]
     variables.update({f"t{c}": t[c] for c in range(16)})
