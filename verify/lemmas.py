@@ -899,9 +899,7 @@ def avx2_pack_narrow(in_dtype, w=32, wrong=False):
     h = [z3.BitVec(f"h{i}", 32) for i in range(32)]
     variables = {f"h{i}": h[i] for i in range(32)}
 
-    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
-        n = len(a) // 2
-        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+    packs = _packs_lanes
 
     claims = []
     for out, bits, signed, full in (("int8", 8, True, True), ("int8", 8, True, False), ("uint8", 8, False, False),
@@ -937,6 +935,24 @@ def _shufps(z3, a, b, imm):
     """vshufps on one 128-bit lane (integer data): dwords 0, 1 from a, dwords 2, 3 from b, each picked by 2 bits."""
     pick = lambda v, k: z3.Extract(32 * k + 31, 32 * k, v)  # noqa: E731
     return z3.Concat(pick(b, (imm >> 6) & 3), pick(b, (imm >> 4) & 3), pick(a, (imm >> 2) & 3), pick(a, imm & 3))
+
+
+def _packs_lanes(a, b, sat):
+    """vpacks*: per 128-bit lane, a's half-lane elements, then b's, each through sat."""
+    n = len(a) // 2
+    return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+
+
+def _bytes_in_order(z3, w01, w23, signed, shuffle=True):
+    """The 32 bytes of vpacks[su]wb(w01, w23), vpermd [0, 4, 1, 5, 2, 6, 3, 7] and (shuffle) the vpshufb that swaps
+    bytes 1 and 2 of every dword: each 16-bit lane back in the order of the gathered elements."""
+    bs = ((lambda v: _sat(z3, v, -128, 127, 8)) if signed         # vpacksswb
+          else (lambda v: _sat(z3, v, 0, 255, 8)))                # vpackuswb
+    packed = _packs_lanes(w01, w23, bs)
+    elems = [b for d in (0, 4, 1, 5, 2, 6, 3, 7) for b in packed[4 * d:4 * d + 4]]   # vpermd
+    if shuffle:
+        elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
+    return elems
 
 
 def _high_dwords_gathered(z3, variables, low_dwords=False):
@@ -977,9 +993,7 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
     t = z3.BitVec("t", 32)
     variables["t"] = t
 
-    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
-        n = len(a) // 2
-        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+    packs = _packs_lanes
 
     ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
     for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
@@ -995,13 +1009,7 @@ def avx2_widen_rows_bytes(in_dtype, w=64, wrong=False):
             if shift == "words":                                          # vpsraw by t (<= 15: no sign fill)
                 t16 = z3.Extract(15, 0, t)
                 w01, w23 = [v >> t16 for v in w01], [v >> t16 for v in w23]
-            bs = ((lambda v: _sat(z3, v, -128, 127, 8)) if signed         # vpacksswb
-                  else (lambda v: _sat(z3, v, 0, 255, 8)))                # vpackuswb
-            packed = packs(w01, w23, bs)
-            order = [0, 4, 1, 5, 2, 6, 3, 7]
-            elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd
-            if bad != "no_byte_shuffle":
-                elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
+            elems = _bytes_in_order(z3, w01, w23, signed, bad != "no_byte_shuffle")
             t_pre = [z3.ULE(t, t_max)]
             for i in range(32):
                 e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
@@ -1044,9 +1052,7 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
     count_order = lane_order if bad != "shift_table_unpermuted" else list(range(8))
     pre_t = [z3.ULE(tc, 31) for tc in t]                                  # s in [32, 63]
 
-    def packs(a, b, sat):          # per 128-bit lane: a's half-lane elements, then b's
-        n = len(a) // 2
-        return [sat(v) for v in a[:n] + b[:n] + a[n:] + b[n:]]
+    packs = _packs_lanes
 
     ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
     for channels_per_pixel in (16, 8):                                    # the tiles: 2 x 16 and 4 x 8
@@ -1060,13 +1066,7 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
             lo_t, hi_t = (-128, 127) if signed else (0, 255)
             qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
             w01, w23 = packs(vecs[0], vecs[1], ws), packs(vecs[2], vecs[3], ws)
-            bs = ((lambda v: _sat(z3, v, -128, 127, 8)) if signed         # vpacksswb
-                  else (lambda v: _sat(z3, v, 0, 255, 8)))                # vpackuswb
-            packed = packs(w01, w23, bs)
-            order = [0, 4, 1, 5, 2, 6, 3, 7]
-            elems = [b for d in order for b in packed[4 * d:4 * d + 4]]   # vpermd
-            if bad != "no_byte_shuffle":
-                elems = [elems[4 * (i // 4) + [0, 2, 1, 3][i % 4]] for i in range(32)]  # vpshufb
+            elems = _bytes_in_order(z3, w01, w23, signed, bad != "no_byte_shuffle")
             for i in range(32):
                 e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
                 want = z3.Extract(7, 0, _clamp(z3, h[i] >> t[i % channels_per_pixel], qmin, qmax))
