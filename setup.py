@@ -3,7 +3,9 @@
 Environment switches:
   FXBN_DEBUG=1     Cython bounds/wraparound checks on, -O0 -g, assertions on
   FXBN_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer on the core and the binding (run the tests with
-                   LD_PRELOAD=$(gcc -print-file-name=libasan.so))
+                   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
+                   ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1: libstdc++ preloaded too, else the
+                   first C++ exception stops ASan's __cxa_throw interceptor with "CHECK failed")
   FXBN_WERROR=1    warnings as errors for the C++ core (CI and development; a user's install with a newer compiler
                    must not fail on a new warning)
 """
