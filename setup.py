@@ -55,12 +55,14 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
 
     ext = Extension(
         "fxbn._core",
         sources=["fxbn/_core.pyx"],
-        include_dirs=["csrc"],
+        include_dirs=["csrc", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         language="c++",
         extra_compile_args=common,
         extra_link_args=link,

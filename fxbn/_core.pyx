@@ -2,6 +2,7 @@
 passed through, with the GIL released around the C++ calls."""
 import numpy as np
 
+cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, int64_t
 from libcpp.string cimport string
 from libc.stdlib cimport malloc, free
@@ -9,6 +10,8 @@ from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 from fxbn.errors import InfeasibleError
+
+cnp.import_array()
 
 _ROUNDING = {"half_even": Rounding.half_even, "half_up": Rounding.half_up,
              "half_away": Rounding.half_away, "floor": Rounding.floor}
@@ -250,6 +253,98 @@ cdef class Kernel:
         finally:
             PyBuffer_Release(&xb)
         return bad
+
+    def try_apply(self, x, axis, out, threads, out_dtype):
+        """FixedPointBN.apply's common case without Python-level checks: x an ndarray (exactly) of int8, uint8, int16
+        or int32, C-contiguous and in native byte order, `axis` an int naming an axis of `channels` entries, `out` None
+        or an ndarray (exactly) of x's shape and dtype `out_dtype`, C-contiguous, writeable and not overlapping x's
+        bytes, `threads` None or an int in [0, 1024].  Returns the output array, or the flat index (an int) of the
+        first input outside its channel's range (out then untouched), or None when any condition fails: the caller
+        then takes its own path, which validates and reports."""
+        if not cnp.PyArray_CheckExact(x) or type(axis) is not int:
+            return None
+        cdef cnp.ndarray xa = <cnp.ndarray>x
+        cdef DType tin
+        cdef int in_type = cnp.PyArray_TYPE(xa)
+        if in_type == cnp.NPY_INT8:
+            tin = DType.int8
+        elif in_type == cnp.NPY_UINT8:
+            tin = DType.uint8
+        elif in_type == cnp.NPY_INT16:
+            tin = DType.int16
+        elif in_type == cnp.NPY_INT32:
+            tin = DType.int32
+        else:  # uint16 too: the kernel takes it, FixedPointBN.apply does not
+            return None
+        if not cnp.PyArray_ISNOTSWAPPED(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+            return None
+        cdef int ndim = cnp.PyArray_NDIM(xa)
+        if ndim == 0 or not -ndim <= axis < ndim:
+            return None
+        cdef int ax = axis
+        if ax < 0:
+            ax += ndim
+        cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(xa)
+        if dims[ax] != self.channels:
+            return None
+        cdef int64_t outer = 1, inner = 1
+        cdef int k
+        for k in range(ax):
+            outer *= dims[k]
+        for k in range(ax + 1, ndim):
+            inner *= dims[k]
+        cdef int nthreads = 0
+        if threads is not None:
+            if type(threads) is not int or not 0 <= threads <= 1024:
+                return None
+            nthreads = threads
+        if not isinstance(out_dtype, cnp.dtype):
+            return None
+        cdef cnp.dtype odt = <cnp.dtype>out_dtype
+        cdef DType tout
+        cdef int out_type = odt.type_num
+        if out_type == cnp.NPY_INT8:
+            tout = DType.int8
+        elif out_type == cnp.NPY_UINT8:
+            tout = DType.uint8
+        elif out_type == cnp.NPY_INT16:
+            tout = DType.int16
+        elif out_type == cnp.NPY_UINT16:
+            tout = DType.uint16
+        elif out_type == cnp.NPY_INT32:
+            tout = DType.int32
+        else:
+            return None
+        cdef cnp.ndarray ya
+        cdef bint keep_out = out is not None
+        cdef char* xlo = <char*>cnp.PyArray_DATA(xa)
+        cdef char* ylo
+        if keep_out:
+            if not cnp.PyArray_CheckExact(out):
+                return None
+            ya = <cnp.ndarray>out
+            if cnp.PyArray_TYPE(ya) != out_type or not cnp.PyArray_ISNOTSWAPPED(ya) \
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(ya) or not cnp.PyArray_ISWRITEABLE(ya) \
+                    or cnp.PyArray_NDIM(ya) != ndim:
+                return None
+            for k in range(ndim):
+                if cnp.PyArray_DIMS(ya)[k] != dims[k]:
+                    return None
+            ylo = <char*>cnp.PyArray_DATA(ya)
+            if ylo < xlo + cnp.PyArray_NBYTES(xa) and xlo < ylo + cnp.PyArray_NBYTES(ya):
+                return None  # overlapping bytes: the caller goes through a temporary
+        else:
+            ya = cnp.PyArray_EMPTY(ndim, dims, out_type, 0)
+            ylo = <char*>cnp.PyArray_DATA(ya)
+        cdef int64_t bad = -1
+        cdef KernelParams p = self.p
+        p.keep_out_on_error = keep_out
+        if outer * self.channels * inner != 0:
+            with nogil:
+                bad = apply(tin, xlo, tout, ylo, outer, self.channels, inner, p, nthreads)
+        if bad >= 0:
+            return bad
+        return ya
 
 
 def byte_template(const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,

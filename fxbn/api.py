@@ -712,6 +712,14 @@ class FixedPointBN:
         ValueError
             An input outside its channel's in_range (first offending index and value), or a bad shape/dtype.
         """
+        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
+        # the common case (ndarrays of the right types, an out that does not overlap x) checked and run in C; None
+        # when anything is unusual, and everything below validates, reports and handles it
+        res = kernel.try_apply(x, axis, out, threads, self._out_dtype)
+        if res is not None:
+            if type(res) is int:
+                raise self._range_error(x, axis % x.ndim, res)
+            return res
         # _shape3's checks, once per (shape, dtype, axis) of an ndarray: the cache holds only validated triples
         # (the dtype object itself is kept and compared by identity; an int axis, not a bool)
         key = known = None
@@ -744,7 +752,6 @@ class FixedPointBN:
             y = np.empty(x.shape, out_dtype) if np.may_share_memory(xc, out) else out
         # out is left untouched on error: the kernel checks the range in the same pass and, on a violation, puts
         # back the blocks of out it saved before writing them (keep_out)
-        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
         bad = kernel.run(xc, y, outer, inner, threads, y is out)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)

@@ -426,3 +426,100 @@ def test_io_does_not_import_the_layer_class():
     names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
         [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not any(str(m).startswith("fxbn") for m in names)
+
+
+def _fast_case_layer():
+    return fxbn.from_affine([0.5, 0.25, -0.75], [1.0, -3.0, 7.5], in_dtype="int16", out_dtype="int16",
+                            rounding="half_up")
+
+
+def _declined_cases():
+    """(name, x, axis, out, threads) that apply's C fast path (Kernel.try_apply) must hand back to the checked
+    Python path: each is a way in whose validation or handling lives there."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-300, 300, (4, 3, 5)).astype(np.int16)
+    raw = np.zeros(x.nbytes + 8, np.uint8)
+    shared = raw[2:2 + x.nbytes].view(np.int16).reshape(x.shape)
+    shared[...] = x
+    return [
+        ("list input", x.tolist(), 1, None, None),
+        ("uint16 input", x.astype(np.uint16), 1, None, None),
+        ("int64 input", x.astype(np.int64), 1, None, None),
+        ("big-endian input", x.astype(">i2"), 1, None, None),
+        ("non-contiguous input", np.asfortranarray(x), 1, None, None),
+        ("0-d input", np.int16(3), 0, None, None),
+        ("bool axis", x, True, None, None),
+        ("axis beyond ndim", x, 3, None, None),
+        ("huge axis", x, 2 ** 70, None, None),
+        ("numpy-int axis", x, np.int64(1), None, None),
+        ("wrong channel count", x.reshape(4, 5, 3), 1, None, None),
+        ("numpy-int threads", x, 1, None, np.int64(1)),
+        ("too many threads", x, 1, None, 1025),
+        ("negative threads", x, 1, None, -1),
+        ("out of another dtype", x, 1, np.empty(x.shape, np.int8), None),
+        ("big-endian out", x, 1, np.empty(x.shape, ">i2"), None),
+        ("out of another shape, same size", x, 1, np.empty((3, 4, 5), np.int16), None),
+        ("out of another rank", x, 1, np.empty((12, 5), np.int16), None),
+        ("non-contiguous out", x, 1, np.empty((4, 3, 10), np.int16)[:, :, ::2], None),
+        ("read-only out", x, 1, np.empty(x.shape, np.int16), None),
+        ("out subclass", x, 1, np.empty(x.shape, np.int16).view(np.memmap), None),
+        ("out overlapping x", shared, 1, raw[:x.nbytes].view(np.int16).reshape(x.shape), None),
+        ("out is x", x.copy(), 1, "x", None),
+    ]
+
+
+@pytest.mark.parametrize("case", range(23))
+def test_fast_path_declines_what_it_does_not_check(case):
+    """Kernel.try_apply returns None for each unusual way in, and apply still gives exact outputs or a ValueError
+    leaving out untouched (the checked path).  A fast path that took one of these would write through a wrong
+    shape, a wrong dtype, a swapped byte order or an overlapping buffer."""
+    layer = _fast_case_layer()
+    cases = _declined_cases()
+    assert len(cases) == 23
+    name, x, axis, out, threads = cases[case]
+    if isinstance(out, str):
+        out = x
+    if name == "read-only out":
+        out.flags.writeable = False
+    kernel = layer._bound_kernel()
+    assert kernel.try_apply(x, axis, out, threads, layer.out_dtype) is None, name
+    xs = np.asarray(x)
+    if out is not None and out.shape == xs.shape and out.dtype == layer.out_dtype and out.flags.c_contiguous \
+            and out.flags.writeable and xs.dtype.kind in "iu" and xs.dtype.itemsize <= 4 \
+            and xs.dtype.isnative and xs.dtype != np.uint16:
+        expected = layer.reference(xs.copy(), axis=axis)
+        assert layer.apply(x, axis=axis, out=out, threads=threads) is out
+        assert np.array_equal(out, expected), name
+    else:
+        before = None if out is None else np.array(out, copy=True)
+        try:
+            y = layer.apply(x, axis=axis, out=out, threads=threads)
+        except ValueError:
+            if out is not None:
+                assert np.array_equal(out, before), name
+        else:
+            assert np.array_equal(y, layer.reference(xs, axis=int(axis))), name
+
+
+def test_fast_path_takes_the_common_case():
+    """The common case does run in try_apply (so the tests above and the kernel tests exercise it): fresh and given
+    out, every input dtype, a range violation reported as its flat index with out untouched."""
+    layer = fxbn.from_affine([0.5, 0.25, -0.75], [1.0, -3.0, 7.5], in_dtype="int32", out_dtype="int8",
+                             rounding="half_up", in_range=(-1000, 1000))
+    kernel = layer._bound_kernel()
+    rng = np.random.default_rng(3)
+    for dtype in (np.int8, np.uint8, np.int16, np.int32):
+        x = rng.integers(0, 100, (2, 3, 17)).astype(dtype)
+        y = kernel.try_apply(x, 1, None, None, layer.out_dtype)
+        assert isinstance(y, np.ndarray) and np.array_equal(y, layer.reference(x))
+        out = np.full(x.shape, 9, np.int8)
+        assert kernel.try_apply(x, -2, out, 1, layer.out_dtype) is out
+        assert np.array_equal(out, layer.reference(x))
+    x = rng.integers(-1000, 1001, (2, 17, 3)).astype(np.int32)
+    x[1, 5, 2] = 1001
+    out = np.full(x.shape, 9, np.int8)
+    assert kernel.try_apply(x, -1, out, 0, layer.out_dtype) == np.ravel_multi_index((1, 5, 2), x.shape)
+    assert (out == 9).all()
+    with pytest.raises(ValueError, match=r"x\[1, 5, 2\] = 1001 is outside the in_range of channel 2"):
+        layer.apply(x, axis=-1, out=out)
+    assert (out == 9).all()
