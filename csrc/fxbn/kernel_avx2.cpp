@@ -759,8 +759,9 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
 // (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before the run
 // writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on small
 // tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk is
-// walked (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
-// and a pixel split by the chunk's ends take the scalar formula.
+// walked (flag, not an early return).  A pixel split by the chunk's ends takes the scalar formula, and so do the
+// last 16 (or 24) channels of the tensor's last pixel with int32 inputs (their odd-element load would read one past
+// the array; the rest of that pixel: tiles with itself, saved whole first).
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
 // ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
