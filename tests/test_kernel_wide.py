@@ -2,9 +2,12 @@
 AVX-512 ISAs, which take widen_pixels too.
 
 * widen_pixels (csrc/fxbn/kernel_avx2.cpp): channel-last int32 -> int8/uint8 layers whose every channel reaches
-  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 32 pixels, and a
-  min/max in registers when every channel has the same range, else a per-channel biased compare into one mask.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
-  stack-held min/max) and not (the periodic tables), pixel counts around the 4-pixel groups, the tensor's last pixel (scalar: its odd-element load would read past the array), chunks that split
+  s >= 32, with per-channel A, B, s held in registers for 16 channels at a time over runs of 16, 8 or 4 pixels (by
+  the pixel's input bytes), and a min/max in registers when every channel has the same range, else a per-channel
+  biased compare into one mask.  Covered: channel counts that are multiples of 8 (the body; 1032 past the
+  stack-held min/max; around the run thresholds: 64/72, 512/520, 1024, 2048) and not (the periodic tables), pixel
+  counts around the 4-pixel groups and the runs, the tensor's last pixel (the vector walk but its last 16 or 24
+  channels, whose odd-element load would read past the array: the scalar formula), chunks that split
   a pixel (2 threads, and the 2^14-element blocks of out=), the first out-of-range element named, out= untouched on a
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
 * the AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; channels % 64 == 0, one [lo, hi] for every channel or no
@@ -210,6 +213,54 @@ def test_widen_pixels_many_channels():
         c = where % 1032
         xb.reshape(-1)[where] = layer.in_range[c, 0] - 1 if where % 2 else layer.in_range[c, 1] + 1
         assert raw(layer, xb, -1, acc32=False)[1] == where
+
+
+# The AVX2 widen_pixels' runs by the pixel's input bytes (since h8-pix: 16 pixels up to 256 bytes, 8 up to 2 KiB,
+# else 4) and the tensor's last pixel (its groups by the vector walk but the last 16, or 24, channels): channel counts
+# on both sides of each threshold (72, 520: channels % 16 == 8), pixel counts around the runs.
+WIDE_CHANNELS = (64, 72, 512, 520, 1024, 2048)
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("channels", WIDE_CHANNELS)
+def test_widen_pixels_runs_by_width(channels, one_range):
+    rng = np.random.default_rng(8100 + channels + one_range)
+    layer = real_layer(channels, rng, "uint8" if channels % 16 else "int8", one_range=one_range)
+    for n in (1, 2, 3, 4, 5, 7, 8, 9, 17, 49):
+        if n * channels > 60000 and n != 49:
+            continue
+        x = inputs(layer, (1, n, 1, channels), -1, rng)
+        exact_on_1_and_2_threads(layer, x)
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("channels", [520, 2048, 24])
+def test_widen_pixels_last_pixel(channels, one_range):
+    """A violation in the tensor's last pixel (its vector part and its last channels, the formula's) is named; under
+    out= (blocks of 2^14 elements: with 2048 channels the last block is the last pixel alone, with 520 channels x 32
+    pixels it starts inside it) a violation anywhere leaves y as it was, and y is exact otherwise."""
+    rng = np.random.default_rng(8200 + channels + one_range)
+    layer = real_layer(channels, rng, one_range=one_range)
+    n = {520: 32, 2048: 9, 24: 700}[channels]
+    x = inputs(layer, (1, n, 1, channels), -1, rng)
+    last = x.size - channels
+    for where in (last, last + 7, last + channels - 17, last + channels - 16, last + channels - 9, x.size - 1,
+                  last - 1, (1 << 14) + 3):
+        c = where % channels
+        for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                assert raw(layer, xb, -1, acc32=False, threads=threads)[1] == where, (where, value, threads)
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=1)
+            np.testing.assert_array_equal(y, before)
+    for threads in (1, 2):
+        y = np.full(x.shape, 7, np.int8)
+        layer.apply(x, axis=-1, out=y, threads=threads)
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
 
 
 # The AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; the AVX-512 ISAs, channels % 64 == 0, one [lo, hi] for every

@@ -66,7 +66,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``pixel_range_check`` (both widen_pixels, since h7-pixels): the per-channel check x - (lo - 2^31) > (hi - lo) - 2^31
   (vpsubd, vpcmpgtd / vpcmpgtd into a mask, tables range32) is exactly x outside [lo, hi]; ``pixel_save``: under
   out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
-  AVX2: a run's whole range first), so restoring the range walked gives back the output as it was.
+  AVX2: a run's whole range first, and the tensor's last pixel whole before its tiles), so restoring the range walked
+  gives back the output as it was.
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
@@ -794,9 +795,12 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
     the even and of the odd channels from two qword vectors; vpsravd by the per-channel s - 32; the high-dword gather
     of ``avx2_widen_rows``.  The narrowing store is ``avx2_pack_narrow`` (2 pixels x 16 channels packed together,
     or 4 pixels x 8 channels in the last group where channels % 16 == 8; int16 outputs: vpackssdw + vpermq of one
-    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of 32 pixels (16 before h7-pixels) one pair
-    of groups at a time (since h6-pixels), and the AVX-512 ISAs take it where their own widen_pixels does not serve;
-    neither changes a lane's instructions, which are what this lemma states.
+    pixel's 16 channels, store_lanes' 16-bit step).  The body walks runs of pixels one pair of groups at a time (since
+    h6-pixels; 16 pixels per run, since h8-pix 8 or 4 where a pixel's inputs pass 256 bytes or 2 KiB), int32 inputs
+    walk the tensor's last pixel as tiles with itself (h2 = h0, h3 = h1: an instance of the tile claim) but its last 16
+    or 24 channels (the scalar formula: the odd-element load there would read past the array; since h8-pix, before
+    all of it), and the AVX-512 ISAs take it where their own widen_pixels does not serve; none of these changes a
+    lane's instructions, which are what this lemma states.
     Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
     inputs), ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
     ``input_shift_past_headroom``."""

@@ -729,9 +729,22 @@ FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t b
   std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
 }
 
+// Pixels per run of widen_pixels for pixel_bytes input bytes per pixel: kPixelRun up to kPixelNarrow bytes, half
+// that up to kPixelMedium, else a quarter.  A run visits its pixels at a stride of pixel_bytes once per group pair:
+// from 4 KiB on every pixel's line of one column falls in the same L1 set (8 ways), the outputs' lines at a quarter
+// of that stride beside them, and 16 pixels evicted the lines that the next group pair reads and writes again
+// (AVX2, Zen 4, one thread, int32 -> int8 kernel: 1x7x7x2048 26.1 -> 15.7 us with runs of 4, 1x14x14x1024 47 ->
+// 29 us; runs of 8 were fastest with 256 and 512 channels, 16 with 64).
+constexpr int64_t kPixelRun = 16;
+constexpr int64_t kPixelNarrow = 256, kPixelMedium = 2048;
+
+constexpr int64_t pixel_run(int64_t pixel_bytes) {
+  return pixel_bytes <= kPixelNarrow ? kPixelRun : pixel_bytes <= kPixelMedium ? kPixelRun / 2 : kPixelRun / 4;
+}
+
 // 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
 // int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables
-// (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of kPixelRun pixels, walked one pair of
+// (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of pixel_run pixels, walked one pair of
 // 8-channel groups at a time with both groups' parameters in registers (reloaded once per run and pair): 8-bit
 // outputs in tiles of 2 pixels x 16 channels, narrowed together (pack32) into one 16-byte store per pixel (a run's
 // odd last pixel is a tile with itself); int16 outputs one 32-byte store per pixel and pair (pack16); where
@@ -746,13 +759,12 @@ FXBN_TARGET_AVX2 FXBN_INLINE void save_run(void* dst, const void* src, int64_t b
 // (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before the run
 // writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on small
 // tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk is
-// walked (flag, not an early return).  The tensor's last pixel (int32: its odd-element load would read one past the array)
-// and a pixel split by the chunk's ends take the scalar formula.
+// walked (flag, not an early return).  A pixel split by the chunk's ends takes the scalar formula, and so do the
+// last 16 (or 24) channels of the tensor's last pixel with int32 inputs (their odd-element load would read one past
+// the array; the rest of that pixel: tiles with itself, saved whole first).
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
 // ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
-constexpr int64_t kPixelRun = 16;
-
 template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
@@ -773,9 +785,9 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
-    if (saves != nullptr && e1 > e0) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
-    for (int64_t e = e0; e < e1; ++e) {
-      const int64_t c = e % C;
+    if (e1 <= e0) return;
+    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
+    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
       const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
       const int32_t v = xs[e];
       if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
@@ -786,10 +798,12 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
     }
   };
-  const int64_t p0 = (begin + C - 1) / C;                   // the first whole pixel
-  const int64_t p1 = kInt32 ? std::min(end / C, (j.total - 1) / C) : end / C;  // past the last one (int32: the
-                                                                                // tensor's last excluded)
-  if (p1 <= p0) {
+  const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel
+  const int64_t pe = end / C;              // past the last one
+  const int64_t p1 = kInt32 ? std::min(pe, (j.total - 1) / C) : pe;  // past the runs' (int32: the tensor's last pixel
+                                                                      // excluded)
+  const bool last_whole = p1 < pe && p1 >= p0;  // int32: the tensor's last pixel is whole in this chunk
+  if (p1 <= p0 && !last_whole) {
     scalar(begin, end);
     return flag;
   }
@@ -804,7 +818,8 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   // where a run's inputs are at most 4 KiB and the tensor's 1 MiB: beyond them the prefetches made the kernel
   // slower (1x56x56x64 -8%, but 1x7x7x2048 +25% and 32x56x56x64 +15% without the limits, AVX2, Zen 4).  Elsewhere
   // the hint is the line about to be read (no branch in the loop: with one, GCC dropped the prefetches)
-  const int64_t run_bytes = kPixelRun * C * static_cast<int64_t>(sizeof(In));
+  const int64_t run = pixel_run(C * static_cast<int64_t>(sizeof(In)));
+  const int64_t run_bytes = run * C * static_cast<int64_t>(sizeof(In));
   const uintptr_t ahead = run_bytes <= 4096 && j.total * static_cast<int64_t>(sizeof(In)) <= (int64_t{1} << 20)
                               ? static_cast<uintptr_t>(run_bytes)
                               : 0;
@@ -814,8 +829,8 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
   };
-  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
-    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+  for (int64_t px0 = p0; px0 < p1; px0 += run) {
+    const int64_t px1 = std::min(px0 + run, p1);
     if (saves != nullptr) {
       save_run(saves + px0 * C, ys + px0 * C, (px1 - px0) * C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
     }
@@ -905,13 +920,35 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       mx_all = mx;
     }
   }
+  if (kInt32 && last_whole) {  // its pairs of groups as tiles with itself, but its last 16 (or 24) channels by the
+                               // formula (before h8-pix all of it: 1x7x7x2048, 2% of the elements, 15% of the time)
+    const int64_t px = p1;
+    if (saves != nullptr) {
+      save_run(saves + px * C, ys + px * C, C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
+    }
+    __m256i mn = mn_all, mx = mx_all;
+    int64_t g = 0;
+    for (; g + 16 < C; g += 16) {  // the group at g + 8 reads x[g + 16] (its odd-element load): within the pixel
+      FXBN_PIXEL_GROUP(r0, g);
+      FXBN_PIXEL_GROUP(r1, g + 8);
+      const In* x = xs + px * C + g;
+      const __m256i h0 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, x,
+                                                         CheckKind == kPixelPerChannel ? R + g : nullptr, C);
+      const __m256i h1 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r1), mn, mx, x + 8,
+                                                         CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
+      store16(ys + px * C + g, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
+    }
+    mn_all = mn;
+    mx_all = mx;
+    scalar(px * C + g, pe * C);
+  }
   if constexpr (CheckKind == kPixelPerChannel) {
     flag |= !_mm256_testz_si256(mn_all, mn_all);
   } else if constexpr (CheckKind == kPixelOneRange) {
     flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
   }
   (void)mx_all;
-  scalar(p1 * C, end);
+  scalar(last_whole ? pe * C : p1 * C, end);
   return flag;
 }
 
