@@ -360,14 +360,30 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
       };
       const int32_t t = static_cast<int32_t>(s - 32);
-      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 31) == 0;
-      if (t == 0) {
-        i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, t, q);
-      } else if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
-        i = store_bytes_shuffled<Out, Sat, kShiftWords>(y, save, streaming, 0, lim, high8, t, q);
-      } else {
-        i = store_bytes_shuffled<Out, Sat, kShiftDwords>(y, save, streaming, 0, lim, high8, t, q);
+      // the blocks of [i0, i1) (shift kind by t), saving y's old bytes to sv (non-temporal where nt)
+      const auto blocks = [&](int64_t i0, int64_t i1, Out* sv, bool nt)
+                              FXBN_TARGET_AVX2 __attribute__((always_inline)) {  // inlined: else mn/mx live in memory
+        if (t == 0) return store_bytes_shuffled<Out, Sat, kShiftNone>(y, sv, nt, i0, i1, high8, t, q);
+        if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
+          return store_bytes_shuffled<Out, Sat, kShiftWords>(y, sv, nt, i0, i1, high8, t, q);
+        }
+        return store_bytes_shuffled<Out, Sat, kShiftDwords>(y, sv, nt, i0, i1, high8, t, q);
+      };
+      // 32-byte aligned stores from y + head on (a store split across two cache lines costs, and a save buffer as
+      // aligned as y (run_chunks_keeping) then takes aligned non-temporal stores): one unaligned block [0, 32)
+      // saving its old bytes, the old bytes of [32, head + 32) saved, the aligned block at head (it rewrites
+      // [head, 32) with the same outputs, so it must not save them again), then the rest from head + 32
+      i = 0;
+      const int64_t head = static_cast<int64_t>((uintptr_t{0} - reinterpret_cast<uintptr_t>(y)) & 31);
+      if (head != 0 && lim >= head + 64) {
+        blocks(0, 32, save, false);
+        if (save != nullptr) std::memcpy(save + 32, y + 32, static_cast<size_t>(head));
+        blocks(head, head + 32, nullptr, false);
+        i = head + 32;
       }
+      const bool streaming =
+          save != nullptr && j.save_streaming && (reinterpret_cast<uintptr_t>(save + i) & 31) == 0;
+      i = blocks(i, lim, save, streaming);
     } else {
       const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
         __m256i pe, po;
