@@ -118,3 +118,44 @@ def test_every_head_large(tout):
     n = int(np.prod(shape))
     wheres = [0, 37, n // 2 + 50, n - 1]
     check_offsets(layer, shape, (0, 1, 16, 31), wheres, rng)
+
+
+STREAM_OUT_BYTES = 16 << 20  # kernel.cpp kStreamOutBytes
+
+
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_streamed_outputs_around_the_bound(side):
+    """Input + output bytes just below and just above kStreamOutBytes (above: without out=, y written with
+    non-temporal stores from each row's aligned head on): every output offset class (0, 1, 16, 31 mod 32), 1 and 2
+    threads, exact; out= (the save path, never streamed) exact and untouched on a late violation."""
+    rng = np.random.default_rng(79)
+    layer = rows_layer(16, "int8", rng)
+    inner = 3141  # odd: rows start at every offset mod 32
+    per_image = 16 * inner * 5  # int32 in + int8 out
+    bound = STREAM_OUT_BYTES
+    images = bound // per_image + (1 if side == "above" else 0)
+    shape = (images, 16, inner)
+    total = int(np.prod(shape)) * 5
+    assert (total >= bound) == (side == "above")
+    x = inputs(layer, shape, 1, rng)
+    want = expected(layer, x, 1)
+    k = _core.Kernel(layer.multiplier, layer.bias, layer._shift32, layer._lo, layer._hi,
+                     layer.out_range[0], layer.out_range[1], False)
+    for offset in (0, 1, 16, 31):
+        for threads in (1, 2):
+            y = at_offset(shape, "int8", offset)
+            y[...] = 7
+            assert k.run(x, y, shape[0], inner, threads) == -1
+            assert np.array_equal(y, want), (side, offset, threads)
+            y2 = layer.apply(x, axis=1, threads=threads)
+            assert np.array_equal(y2, want), (side, offset, threads)
+    y = at_offset(shape, "int8", 16)
+    assert layer.apply(x, axis=1, out=y) is y
+    assert np.array_equal(y, want)
+    xb = x.copy()
+    xb.reshape(-1)[x.size - 5] = layer.in_range[15, 1] + 1
+    y[...] = rng.integers(-128, 128, shape).astype(np.int8)
+    before = y.tobytes()
+    with pytest.raises(ValueError, match="outside the in_range"):
+        layer.apply(xb, axis=1, out=y)
+    assert y.tobytes() == before

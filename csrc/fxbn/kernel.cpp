@@ -540,6 +540,14 @@ bool input_shift_16(int32_t a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
 }
 #endif
 
+// Input + output bytes from which a body that can write y with non-temporal stores does so (Job::stream_out; the
+// AVX2 widen_rows with 8-bit outputs, not under keep_out, whose save reads y's lines into the cache first): beyond a
+// core's share of a last-level cache the input comes from memory anyway, and writing y through the cache costs a
+// read for ownership (32x64x56x56 int32 -> int8 NCHW, 32 MB, AVX2, 1 thread: Kernel.run 1.13-1.21 -> 0.87-0.89 ms,
+// apply(x) 1.13-1.19 -> 0.81-0.84 ms).  Only 8-bit outputs of wider inputs: int16 -> int16 of that shape streamed was
+// 1.6x slower (non-temporal writes run at ~9 GB/s here; its output is half its traffic).
+constexpr int64_t kStreamOutBytes = int64_t{16} << 20;
+
 // run_chunks (or run_chunks_keeping) of fn over the tensor, then -1 or the first offending index (apply_typed's end).
 template <class In>
 int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int64_t channels, int64_t inner,
@@ -547,9 +555,11 @@ int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int6
                       bool fn_saves = false, bool save_like_y = false) {
   const int64_t total = outer * channels * inner;
   const int nt = thread_count(threads, total * static_cast<int64_t>(elem_bytes));
-  const bool bad = check && p.keep_out_on_error
-                       ? run_chunks_keeping(fn, j, total, nt, out_size, fn_saves, save_like_y)
-                       : run_chunks(fn, j, total, nt);
+  const bool keep = check && p.keep_out_on_error;
+  Job job = j;
+  job.stream_out = !keep && total * static_cast<int64_t>(elem_bytes) >= kStreamOutBytes;
+  const bool bad = keep ? run_chunks_keeping(fn, job, total, nt, out_size, fn_saves, save_like_y)
+                        : run_chunks(fn, job, total, nt);
   if (!bad) return -1;
   const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
   if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "
