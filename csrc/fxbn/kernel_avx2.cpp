@@ -298,7 +298,8 @@ FXBN_TARGET_AVX2 bool mul32_rows(const Job& j, int64_t begin, int64_t end) {
 // them to the low dwords vpmuldq reads), floor(P / 2^32) is P's high dword: vpshufd 0xF5 moves the even products'
 // high dwords down, vpblendd 0xAA takes the odd products' in place; then vpsrad by s - 32 ((P >> 32) >> (s - 32) is
 // P >> s) and the 32-bit clamp of the store.  Rows with s < 32 run the portable loop (AVX2 has no 64-bit arithmetic
-// shift or min/max).
+// shift or min/max).  8-bit outputs: 32-byte aligned stores from each row's y + head on (tests/
+// test_rows_aligned_stores.py), non-temporal without a save on large tensors (Job::stream_out).
 template <class In, class Out, bool Check, bool Sat>
 FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
