@@ -311,7 +311,8 @@ void copy_to_save(unsigned char* dst, const unsigned char* src, size_t bytes, bo
   std::memcpy(dst + i, src + i, bytes - i);
 }
 
-bool run_chunks_keeping(ChunkFn fn, const Job& job, int64_t total, int nt, size_t out_size, bool fn_saves) {
+bool run_chunks_keeping(ChunkFn fn, const Job& job, int64_t total, int nt, size_t out_size, bool fn_saves,
+                        bool save_like_y) {
   thread_local std::unique_ptr<unsigned char[]> cache;
   thread_local size_t cache_size = 0;
   const size_t need = static_cast<size_t>(total) * out_size;
@@ -327,8 +328,10 @@ bool run_chunks_keeping(ChunkFn fn, const Job& job, int64_t total, int nt, size_
     own.reset(new unsigned char[need + 64]);
     buf = own.get();
   }
-  // 64-byte aligned: the saving bodies store whole aligned vectors of it with non-temporal stores
-  unsigned char* const saved = buf + (64 - reinterpret_cast<uintptr_t>(buf) % 64) % 64;
+  // 64-byte aligned: the saving bodies store whole aligned vectors of it with non-temporal stores; save_like_y: as
+  // aligned as y instead (mod 64), for a body that aligns its stores to y and saves at the same offsets
+  const uintptr_t offset = save_like_y ? reinterpret_cast<uintptr_t>(job.y) % 64 : 0;
+  unsigned char* const saved = buf + (64 + offset - reinterpret_cast<uintptr_t>(buf) % 64) % 64;
   Job j = job;
   if (fn_saves) {
     j.save = saved;  // the body saves each output vector's old bytes as it goes (no copy pass)
@@ -537,15 +540,26 @@ bool input_shift_16(int32_t a, int64_t& b, int64_t& s, int32_t& xk, int64_t lo, 
 }
 #endif
 
+// Input + output bytes from which a body that can write y with non-temporal stores does so (Job::stream_out; the
+// AVX2 widen_rows with 8-bit outputs, not under keep_out, whose save reads y's lines into the cache first): beyond a
+// core's share of a last-level cache the input comes from memory anyway, and writing y through the cache costs a
+// read for ownership (32x64x56x56 int32 -> int8 NCHW, 32 MB, AVX2, 1 thread: Kernel.run 1.13-1.21 -> 0.87-0.89 ms,
+// apply(x) 1.13-1.19 -> 0.81-0.84 ms).  Only 8-bit outputs of wider inputs: int16 -> int16 of that shape streamed was
+// 1.6x slower (non-temporal writes run at ~9 GB/s here; its output is half its traffic).
+constexpr int64_t kStreamOutBytes = int64_t{16} << 20;
+
 // run_chunks (or run_chunks_keeping) of fn over the tensor, then -1 or the first offending index (apply_typed's end).
 template <class In>
 int64_t run_reporting(ChunkFn fn, const Job& j, const In* x, int64_t outer, int64_t channels, int64_t inner,
                       const KernelParams& p, bool check, int threads, size_t elem_bytes, size_t out_size,
-                      bool fn_saves = false) {
+                      bool fn_saves = false, bool save_like_y = false) {
   const int64_t total = outer * channels * inner;
   const int nt = thread_count(threads, total * static_cast<int64_t>(elem_bytes));
-  const bool bad = check && p.keep_out_on_error ? run_chunks_keeping(fn, j, total, nt, out_size, fn_saves)
-                                                 : run_chunks(fn, j, total, nt);
+  const bool keep = check && p.keep_out_on_error;
+  Job job = j;
+  job.stream_out = !keep && total * static_cast<int64_t>(elem_bytes) >= kStreamOutBytes;
+  const bool bad = keep ? run_chunks_keeping(fn, job, total, nt, out_size, fn_saves, save_like_y)
+                        : run_chunks(fn, job, total, nt);
   if (!bad) return -1;
   const int64_t first = first_bad(x, outer, channels, inner, p.lo, p.hi);
   if (first < 0) throw std::logic_error("fxbn kernel: a chunk reported an input out of range that the exact rescan "
@@ -753,6 +767,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
     Job job{};
     ChunkFn fn = nullptr;
     bool fn_saves = false;
+    bool save_like_y = false;  // the save buffer as aligned as y (the AVX2 widen_rows' aligned stores)
   };
   static const char tag = 0;  // one address per instantiation: a kept entry with this tag is a Prepared
   std::shared_ptr<const PreparedTables> kept = find_tables(p.cache, &tag, static_cast<int>(isa), channels, inner);
@@ -900,6 +915,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
 #if FXBN_X86_DISPATCH
     if constexpr (M == Mul::widen && sizeof(Out) == 1) {
       pr.fn_saves = rows && !lut && (isa == Isa::avx2 || isa == Isa::v4 || isa == Isa::vbmi);
+      pr.save_like_y = pr.fn_saves && isa == Isa::avx2;
     }
 #endif
     kept = made;
@@ -911,7 +927,7 @@ int64_t apply_typed(const In* x, Out* y, int64_t outer, int64_t channels, int64_
   j.y = y;
   j.total = outer * channels * inner;
   return run_reporting(pr.fn, j, x, outer, channels, inner, p, check, threads, sizeof(In) + sizeof(Out),
-                       sizeof(Out), pr.fn_saves);
+                       sizeof(Out), pr.fn_saves, pr.save_like_y);
 }
 
 bool multipliers_fit_int32(const int64_t* m, int64_t channels) {

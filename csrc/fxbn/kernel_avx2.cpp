@@ -125,7 +125,8 @@ constexpr int kShiftNone = 0, kShiftWords = 1, kShiftDwords = 2;
 
 template <class Out, bool Sat, int Shift, class High8>
 FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, bool streaming, int64_t i, int64_t n,
-                                                          const High8& high8, int32_t t, const Bounds& q) {
+                                                          const High8& high8, int32_t t, const Bounds& q,
+                                                          bool stream_y = false) {
   static_assert(sizeof(Out) == 1, "8-bit outputs");
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const __m256i bytes = _mm256_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
@@ -161,7 +162,11 @@ FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, boo
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(save + i), ld(y + i));
       }
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+    if (stream_y) {  // y + i 32-byte aligned (the caller's), no save: non-temporal (Job::stream_out)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(y + i), v);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), v);
+    }
   }
   return i;
 }
@@ -293,7 +298,8 @@ FXBN_TARGET_AVX2 bool mul32_rows(const Job& j, int64_t begin, int64_t end) {
 // them to the low dwords vpmuldq reads), floor(P / 2^32) is P's high dword: vpshufd 0xF5 moves the even products'
 // high dwords down, vpblendd 0xAA takes the odd products' in place; then vpsrad by s - 32 ((P >> 32) >> (s - 32) is
 // P >> s) and the 32-bit clamp of the store.  Rows with s < 32 run the portable loop (AVX2 has no 64-bit arithmetic
-// shift or min/max).
+// shift or min/max).  8-bit outputs: 32-byte aligned stores from each row's y + head on (tests/
+// test_rows_aligned_stores.py), non-temporal without a save on large tensors (Job::stream_out).
 template <class In, class Out, bool Check, bool Sat>
 FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
   const In* const xs = static_cast<const In*>(j.x);
@@ -360,14 +366,32 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
         return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
       };
       const int32_t t = static_cast<int32_t>(s - 32);
-      const bool streaming = j.save_streaming && (reinterpret_cast<uintptr_t>(save) & 31) == 0;
-      if (t == 0) {
-        i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, t, q);
-      } else if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
-        i = store_bytes_shuffled<Out, Sat, kShiftWords>(y, save, streaming, 0, lim, high8, t, q);
-      } else {
-        i = store_bytes_shuffled<Out, Sat, kShiftDwords>(y, save, streaming, 0, lim, high8, t, q);
+      // the blocks of [i0, i1) (shift kind by t), saving y's old bytes to sv (non-temporal where nt)
+      const auto blocks = [&](int64_t i0, int64_t i1, Out* sv, bool nt, bool ny)
+                              FXBN_TARGET_AVX2 __attribute__((always_inline)) {  // inlined: else mn/mx live in memory
+        if (t == 0) return store_bytes_shuffled<Out, Sat, kShiftNone>(y, sv, nt, i0, i1, high8, t, q, ny);
+        if (t <= (std::is_signed<Out>::value ? 8 : 7)) {
+          return store_bytes_shuffled<Out, Sat, kShiftWords>(y, sv, nt, i0, i1, high8, t, q, ny);
+        }
+        return store_bytes_shuffled<Out, Sat, kShiftDwords>(y, sv, nt, i0, i1, high8, t, q, ny);
+      };
+      // 32-byte aligned stores from y + head on (a store split across two cache lines costs, and a save buffer as
+      // aligned as y (run_chunks_keeping) then takes aligned non-temporal stores): one unaligned block [0, 32)
+      // saving its old bytes, the old bytes of [32, head + 32) saved, the aligned block at head (it rewrites
+      // [head, 32) with the same outputs, so it must not save them again), then the rest from head + 32
+      i = 0;
+      const int64_t head = static_cast<int64_t>((uintptr_t{0} - reinterpret_cast<uintptr_t>(y)) & 31);
+      if (head != 0 && lim >= head + 64) {
+        blocks(0, 32, save, false, false);
+        if (save != nullptr) std::memcpy(save + 32, y + 32, static_cast<size_t>(head));
+        blocks(head, head + 32, nullptr, false, false);
+        i = head + 32;
       }
+      const bool streaming =
+          save != nullptr && j.save_streaming && (reinterpret_cast<uintptr_t>(save + i) & 31) == 0;
+      // y itself non-temporal only without a save (which reads y's lines into the cache just before)
+      const bool stream_y = j.stream_out && save == nullptr && (reinterpret_cast<uintptr_t>(y + i) & 31) == 0;
+      i = blocks(i, lim, save, streaming, stream_y);
     } else {
       const auto lanes8 = [&](int64_t k) FXBN_TARGET_AVX2 {
         __m256i pe, po;
@@ -423,6 +447,7 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
     }
     pos += n;
   }
+  if (j.stream_out) _mm_sfence();  // the non-temporal stores to y, before the caller reads y or another thread does
   return flagged;
 }
 

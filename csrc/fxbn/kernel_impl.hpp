@@ -124,6 +124,7 @@ struct Job {
   // save[k] (same offsets), and it walks all of [begin, end) even after a violation, so [begin, end) is all saved
   void* save = nullptr;
   bool save_streaming = false;  // save with non-temporal stores where aligned (outputs larger than the caches)
+  bool stream_out = false;      // no save: y with non-temporal stores where aligned (kernel.cpp stream_out_bytes)
   const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
 };
 
