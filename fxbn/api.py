@@ -733,6 +733,16 @@ class FixedPointBN:
             threads = _threads(threads)
         xc = np.ascontiguousarray(x)
         out_dtype = self._out_dtype
+        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
+        # out= of x's shape and the layer's dtype: the kernel takes it unless it is not a writeable C-contiguous
+        # buffer or shares bytes with x (-2: nothing done, the general path below then raises or goes through a
+        # temporary)
+        if type(out) is np.ndarray and out.dtype is out_dtype and out.shape == xc.shape:
+            bad = kernel.run_out(xc, out, outer, inner, threads)
+            if bad != -2:
+                if bad >= 0:
+                    raise self._range_error(xc, axis, bad)
+                return out
         if out is None:
             y = np.empty(x.shape, out_dtype)
         else:
@@ -744,7 +754,6 @@ class FixedPointBN:
             y = np.empty(x.shape, out_dtype) if np.may_share_memory(xc, out) else out
         # out is left untouched on error: the kernel checks the range in the same pass and, on a violation, puts
         # back the blocks of out it saved before writing them (keep_out)
-        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
         bad = kernel.run(xc, y, outer, inner, threads, y is out)
         if bad >= 0:
             raise self._range_error(xc, axis, bad)
