@@ -2145,19 +2145,20 @@ def _blendv(z3, cur, nxt, mask, width):
                        for k in reversed(range(width // 8))])
 
 
-def _short_one_range(z3, variables, bad):
-    """AVX2 widen_short's OneRange check, by induction over the vectors of a chunk: the accumulators start at
+def _short_one_range(z3, variables, bad, lanes=8):
+    """widen_short's OneRange check (8 lanes: AVX2; 16: AVX-512, _mm512_reduce_min_epi32 / max halving the same way),
+    by induction over the vectors of a chunk: the accumulators start at
     INT32_MAX / INT32_MIN (no lane below lo or above hi: an empty chunk flags nothing); a step vpminsd / vpmaxsd of a
     vector v into accumulators mn / mx (lane by lane) has some lane below lo (above hi) exactly when mn (mx) or v had
     one (claimed lane by lane); reduce_min / reduce_max (the halves, then vpshufd 0x4E, 0xB1) are below lo (above hi)
     exactly when some lane of mn (mx) is, so flag = reduce_min(mn) < lo | reduce_max(mx) > hi is set exactly when
     some lane of some vector was outside [lo, hi]."""
     lo, hi = z3.BitVecs("range_lo range_hi", 32)
-    mn = [z3.BitVec(f"mn{j}", 32) for j in range(8)]
-    mx = [z3.BitVec(f"mx{j}", 32) for j in range(8)]
-    v = [z3.BitVec(f"v{j}", 32) for j in range(8)]
-    variables.update({"range_lo": lo, "range_hi": hi, **{f"mn{j}": mn[j] for j in range(8)},
-                      **{f"mx{j}": mx[j] for j in range(8)}, **{f"v{j}": v[j] for j in range(8)}})
+    mn = [z3.BitVec(f"mn{j}", 32) for j in range(lanes)]
+    mx = [z3.BitVec(f"mx{j}", 32) for j in range(lanes)]
+    v = [z3.BitVec(f"v{j}", 32) for j in range(lanes)]
+    variables.update({"range_lo": lo, "range_hi": hi, **{f"mn{j}": mn[j] for j in range(lanes)},
+                      **{f"mx{j}": mx[j] for j in range(lanes)}, **{f"v{j}": v[j] for j in range(lanes)}})
     smin = lambda p, q: z3.If(p < q, p, q)  # noqa: E731
     smax = lambda p, q: z3.If(p > q, p, q)  # noqa: E731
     below = lambda lanes: z3.Or(*[e < lo for e in lanes])  # noqa: E731
@@ -2165,7 +2166,9 @@ def _short_one_range(z3, variables, bad):
     int_min, int_max = z3.BitVecVal(-(1 << 31), 32), z3.BitVecVal((1 << 31) - 1, 32)
 
     def reduce(f, acc):
-        h = [f(acc[j], acc[j + 4]) for j in range(4)]                # the two 128-bit halves
+        h = list(acc)
+        while len(h) > 4:                                            # the 256-bit, then 128-bit halves
+            h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
         h = [f(h[j], h[j ^ 2]) for j in range(4)]                    # vpshufd 0x4E
         return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
 
@@ -2175,10 +2178,10 @@ def _short_one_range(z3, variables, bad):
         flag = z3.Or(reduce(smin, mn) < lo, flag)
     pre = lo <= hi
     # the step lane by lane (the OR over lanes of both sides then agree)
-    return ([z3.Implies(pre, z3.Not(z3.Or(below([init_mn] * 8), above([int_min] * 8)))),
+    return ([z3.Implies(pre, z3.Not(z3.Or(below([init_mn] * lanes), above([int_min] * lanes)))),
              flag == z3.Or(below(mn), above(mx))]
-            + [(smin(mn[j], v[j]) < lo) == z3.Or(mn[j] < lo, v[j] < lo) for j in range(8)]
-            + [(smax(mx[j], v[j]) > hi) == z3.Or(mx[j] > hi, v[j] > hi) for j in range(8)])
+            + [(smin(mn[j], v[j]) < lo) == z3.Or(mn[j] < lo, v[j] < lo) for j in range(lanes)]
+            + [(smax(mx[j], v[j]) > hi) == z3.Or(mx[j] > hi, v[j] > hi) for j in range(lanes)])
 
 
 def avx2_widen_short(in_dtype, w=64, wrong=False):
@@ -2241,12 +2244,15 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
     vpblendmd / vpblendmq of the current and next channel's broadcasts: the dword vpmuldq reads as A for element j
     (a's dword 2i, or after vpsrlq 32 dword 2i + 1), the qword of B added, the vpsravd count (high_dwords leaves the
     elements in order) and lo / hi are element j's channel's; the check (vpcmpd ge, then le under that mask, AND-ed
-    into ok) clears element j's bit exactly when x_j is outside its channel's [lo, hi].  Plus the walk
+    into ok) clears element j's bit exactly when x_j is outside its channel's [lo, hi]; with one [lo, hi] for every
+    channel (since h8-short) the vpminsd / vpmaxsd accumulators of ``_short_one_range`` with 16 lanes.  Plus the walk
     (``_short_boundary``).  Wrong: ``mask_off_by_one`` (0xFFFF << (b + 1)), ``odd_b_ceil`` (mo = me),
-    ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15)."""
+    ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15), ``one_range_max_only``,
+    ``one_range_init_swapped``."""
     z3 = z3mod()
     bad = _variant("avx512_widen_short", wrong)
     claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 16, bad)
+    claims += _short_one_range(z3, variables, bad, lanes=16)
     k16 = (z3.BitVecVal(0xFFFF, 32) << (bvar + (1 if bad == "mask_off_by_one" else 0))) & 0xFFFF
     half_up, half_down = z3.UDiv(bvar + 1, 2), z3.UDiv(bvar, 2)
     ke = (z3.BitVecVal(0xFF, 32) << (half_down if bad == "even_b_floor" else half_up)) & 0xFF
@@ -2275,6 +2281,6 @@ SIMD_WRONG["avx2_widen_short"] = ("mask_off_by_one", "odd_b_even_mask", "shift_m
                                   "inner_one_short", "range_unbiased", "range_not_blended", "one_range_max_only",
                                   "one_range_init_swapped")
 SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_floor", "odd_a_unshifted",
-                                    "inner_one_short")
+                                    "inner_one_short", "one_range_max_only", "one_range_init_swapped")
 SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))
 SIMD_LEMMAS["avx512_widen_short"] = (avx512_widen_short, "QF_BV", (64,), ("int32",))

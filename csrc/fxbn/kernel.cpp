@@ -686,7 +686,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
         t.range32[c] = static_cast<int32_t>(static_cast<uint32_t>(t.lo[c]) ^ 0x80000000u);
         t.range32[n + c] = static_cast<int32_t>(width ^ 0x80000000u);
       }
-      t.fn = avx512 ? avx512_widen_short<Out>(check, sat) : avx2_widen_short<Out>(check, sat, one_range);
+      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range) : avx2_widen_short<Out>(check, sat, one_range);
     }
     kept = made;
     keep_tables(p.cache, kept);

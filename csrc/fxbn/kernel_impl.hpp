@@ -291,9 +291,10 @@ ChunkFn avx512_dp_periodic(bool check);
 template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range);
 // int32 -> 8-bit NCHW rows of 16 <= inner < 64, widen, every s >= 32: per-channel tables (j.a int32 A, j.b int64 B,
-// j.s32 s - 32, j.lo / j.hi int32), the current channel broadcast, blended with the next one on a row boundary.
+// j.s32 s - 32, j.lo / j.hi int32), the current channel broadcast, blended with the next one on a row boundary;
+// one_range: every channel has the same [lo, hi] (j.lo[0], j.hi[0]).
 template <class Out>
-ChunkFn avx512_widen_short(bool check, bool sat);
+ChunkFn avx512_widen_short(bool check, bool sat, bool one_range);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
 template <Mul M, class In, class Out>
 ChunkFn avx2_rows(bool check, bool sat);
