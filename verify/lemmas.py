@@ -2146,8 +2146,9 @@ def _blendv(z3, cur, nxt, mask, width):
 
 
 def _short_one_range(z3, variables, bad, lanes=8):
-    """widen_short's OneRange check (8 lanes: AVX2; 16: AVX-512, _mm512_reduce_min_epi32 / max halving the same way),
-    by induction over the vectors of a chunk: the accumulators start at
+    """widen_short's OneRange check (8 lanes: AVX2; 16: AVX-512, whose _mm512_reduce_min_epi32 / max first takes the
+    lane-wise min / max of the two 256-bit halves -- an instance of the step claim -- then reduces 8 lanes the same
+    way), by induction over the vectors of a chunk: the accumulators start at
     INT32_MAX / INT32_MIN (no lane below lo or above hi: an empty chunk flags nothing); a step vpminsd / vpmaxsd of a
     vector v into accumulators mn / mx (lane by lane) has some lane below lo (above hi) exactly when mn (mx) or v had
     one (claimed lane by lane); reduce_min / reduce_max (the halves, then vpshufd 0x4E, 0xB1) are below lo (above hi)
@@ -2173,13 +2174,14 @@ def _short_one_range(z3, variables, bad, lanes=8):
         return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
 
     init_mn = int_min if bad == "one_range_init_swapped" else int_max
-    flag = reduce(smax, mx) > hi
-    if bad != "one_range_max_only":
-        flag = z3.Or(reduce(smin, mn) < lo, flag)
+    # 16 lanes: the first halving (lane j with lane j + 8) is the step's lane claim; the rest the 8-lane reduction
+    low, high = reduce(smin, mn[:8]) < lo, reduce(smax, mx[:8]) > hi
+    flag = high if bad == "one_range_max_only" else z3.Or(low, high)
     pre = lo <= hi
-    # the step lane by lane (the OR over lanes of both sides then agree)
+    # the reductions one claim each, then the flag of them; the step lane by lane (the OR over lanes of both sides
+    # then agree)
     return ([z3.Implies(pre, z3.Not(z3.Or(below([init_mn] * lanes), above([int_min] * lanes)))),
-             flag == z3.Or(below(mn), above(mx))]
+             low == below(mn[:8]), high == above(mx[:8]), flag == z3.Or(low, high)]
             + [(smin(mn[j], v[j]) < lo) == z3.Or(mn[j] < lo, v[j] < lo) for j in range(lanes)]
             + [(smax(mx[j], v[j]) > hi) == z3.Or(mx[j] > hi, v[j] > hi) for j in range(lanes)])
 
