@@ -116,6 +116,32 @@ def test_out_overlapping_the_input(offset, in_dtype, out_dtype):
     assert np.array_equal(out, expected)
 
 
+def test_out_read_only_strided_or_overlapping_short_rows():
+    """apply(x, out=) on the kernel's out= path (Kernel.run_out, since h8-short: the out checks and the overlap test
+    on the buffers): a read-only or non-contiguous out of the right shape and dtype is refused with out untouched;
+    an out sharing bytes with x (int32 -> int8 short rows, the widen_short body) is computed through a temporary."""
+    rng = np.random.default_rng(14)
+    layer = fxbn.from_affine(rng.uniform(0.001, 0.01, 64), rng.uniform(-20, 20, 64), in_range=(-(1 << 20), 1 << 20),
+                             in_dtype="int32", out_dtype="int8", rounding="half_even")
+    x = rng.integers(-(1 << 20), 1 << 20, (2, 64, 7, 7)).astype(np.int32)
+    want = layer.reference(x)
+    ro = np.full(x.shape, 9, np.int8)
+    ro.flags.writeable = False
+    strided = np.full(x.shape + (2,), 9, np.int8)[..., 0]
+    for out in (ro, strided):
+        with pytest.raises(ValueError, match="out must be"):
+            layer.apply(x, out=out)
+        assert (out == 9).all()
+    for offset in (0, 1, x.nbytes - x.size):
+        raw = np.zeros(x.nbytes + x.size, np.uint8)
+        xs = raw[:x.nbytes].view(np.int32).reshape(x.shape)
+        xs[...] = x
+        out = raw[offset:offset + x.size].view(np.int8).reshape(x.shape)
+        assert np.shares_memory(xs, out) == (offset < x.nbytes)
+        assert layer.apply(xs, axis=1, out=out) is out
+        np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     # before: -2**63+10 overflowed x - zero_point in int64: (15, 38, 6) with y(10) = 2 (exact 3) and a false proof
     (dict(in_zero_point=-2 ** 63 + 10, out_zero_point=-((2 ** 63 - 10) // 4)), "in_zero_point = -9223372036854775798"),

@@ -9,6 +9,7 @@ boundary, out= left byte for byte as it was on a violation, and reads/writes tha
 import numpy as np
 import pytest
 
+import fxbn
 import guard_pages
 from fxbn import _core
 
@@ -173,3 +174,74 @@ def test_no_access_past_the_arrays(x86_isa):
     import os
     res = guard_pages.run(GUARD_SCRIPT, os.path.dirname(os.path.abspath(__file__)), x86_isa)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.returncode, res.stdout, res.stderr[-2000:])
+
+
+@pytest.mark.parametrize("inner", (8, 9, 17, 49, 63))
+def test_short_rows_one_range(inner):
+    """One [lo, hi] for every channel (a layer's declared accumulator range: the AVX2 body's min/max accumulators):
+    exact outputs, violations just outside either end named at the first, middle and last element and on both sides
+    of row boundaries (1 and 2 threads: chunks that start mid-row), out= untouched."""
+    rng = np.random.default_rng(2100 + inner)
+    channels = 601
+    layer = real_layer(channels, rng, one_range=True)
+    lo, hi = (int(v) for v in layer.in_range[0])
+    assert (layer.in_range[:, 0] == lo).all() and (layer.in_range[:, 1] == hi).all()
+    x = inputs(layer, (2, channels, inner), 1, rng)
+    x.reshape(-1)[::97] = lo
+    x.reshape(-1)[1::89] = hi
+    want = exact(layer, x)
+    for where in boundary_positions(x.size, inner):
+        for value in (hi + 1, lo - 1, np.iinfo(np.int32).max, np.iinfo(np.int32).min):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            for threads in (1, 2):
+                _, bad = raw(layer, xb, 1, acc32=False, threads=threads)
+                assert bad == where, (inner, where, value, threads, bad)
+            before = np.full(x.shape, 5, np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=1, out=y, threads=1)
+            np.testing.assert_array_equal(y, before)
+    y = np.zeros(x.shape, np.int8)
+    layer.apply(x, axis=1, out=y, threads=1)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("inner", (8, 15, 49, 63))
+def test_short_rows_neighbour_ranges(inner):
+    """Per-channel ranges that differ between neighbouring rows (the biased lo2 / w2 blended at a row boundary): a
+    value inside channel c + 1's range but outside channel c's (and the reverse) on both sides of the boundary, and
+    channels whose range reaches int32's ends (lo - 2^31 and (hi - lo) - 2^31 wrap there), with int32's extremes."""
+    rng = np.random.default_rng(2300 + inner)
+    channels = 64
+    imin, imax = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    k = np.where(np.arange(channels) % 2 == 0, 18, 26)
+    lo = -(np.int64(1) << k)
+    hi = (np.int64(1) << k) - 1
+    lo[5], hi[9], lo[13], hi[13] = imin, imax, imin + 1, imax - 1
+    a = 200.0 / (hi - lo).astype(np.float64) * rng.uniform(0.5, 1.5, channels)
+    b = rng.uniform(-20, 20, channels)
+    layer = fxbn.from_affine(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64),
+                             in_range=(lo, hi), in_dtype="int32", out_dtype="int8", rounding="half_even")
+    if not all(layer.in_range[c, 0] == lo[c] and layer.in_range[c, 1] == hi[c] for c in range(channels)):
+        pytest.skip("the layer's ranges were narrowed")
+    x = inputs(layer, (2, channels, inner), 1, rng)
+    exact(layer, x)
+    flat = x.reshape(-1)
+    for r in (0, 3, 4, 5, 8, 9, 12, 13, 2 * channels - 2):
+        for where in (r * inner + inner - 1, (r + 1) * inner, r * inner, (r + 1) * inner - 2):
+            if where >= flat.size:
+                continue
+            c = (where // inner) % channels
+            for value in (lo[c] - 1, hi[c] + 1, imin, imax, lo[(c + 1) % channels], hi[(c + 1) % channels],
+                          lo[c - 1], hi[c - 1]):
+                if not imin <= value <= imax:
+                    continue
+                xb = x.copy()
+                xb.reshape(-1)[where] = value
+                inside = lo[c] <= value <= hi[c]
+                for threads in (1, 2):
+                    y, bad = raw(layer, xb, 1, acc32=False, threads=threads)
+                    assert bad == (-1 if inside else where), (inner, where, value, threads, bad)
+                    if inside:
+                        np.testing.assert_array_equal(y, expected(layer, xb, 1))

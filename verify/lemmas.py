@@ -63,6 +63,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   vpsravd); ``avx2_widen_pixels``: int32 -> 8-bit channel-last with 8 channels' A (as dwords: vpsrlq 32 for the odd
   channels), B, s - 32 in registers; ``avx512_widen_pixels`` (kernel_avx512.cpp): the same lanes with 64 channels'
   parameters in zmm registers and high_dwords' masked vpshufd gather.
+- ``avx2_widen_short`` (since h8-short): the per-channel check is pixel_range_check's biased one-compare, lo2 / w2
+  blended at a row boundary; with one [lo, hi] for every channel vpminsd / vpmaxsd accumulators (by induction).
 - ``pixel_range_check`` (both widen_pixels, since h7-pixels): the per-channel check x - (lo - 2^31) > (hi - lo) - 2^31
   (vpsubd, vpcmpgtd / vpcmpgtd into a mask, tables range32) is exactly x outside [lo, hi]; ``pixel_save``: under
   out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
@@ -2147,19 +2149,68 @@ def _blendv(z3, cur, nxt, mask, width):
                        for k in reversed(range(width // 8))])
 
 
+def _short_one_range(z3, variables, bad, lanes=8):
+    """widen_short's OneRange check (8 lanes: AVX2; 16: AVX-512, whose _mm512_reduce_min_epi32 / max first takes the
+    lane-wise min / max of the two 256-bit halves -- an instance of the step claim -- then reduces 8 lanes the same
+    way), by induction over the vectors of a chunk: the accumulators start at
+    INT32_MAX / INT32_MIN (no lane below lo or above hi: an empty chunk flags nothing); a step vpminsd / vpmaxsd of a
+    vector v into accumulators mn / mx (lane by lane) has some lane below lo (above hi) exactly when mn (mx) or v had
+    one (claimed lane by lane); reduce_min / reduce_max (the halves, then vpshufd 0x4E, 0xB1) are below lo (above hi)
+    exactly when some lane of mn (mx) is, so flag = reduce_min(mn) < lo | reduce_max(mx) > hi is set exactly when
+    some lane of some vector was outside [lo, hi]."""
+    lo, hi = z3.BitVecs("range_lo range_hi", 32)
+    mn = [z3.BitVec(f"mn{j}", 32) for j in range(lanes)]
+    mx = [z3.BitVec(f"mx{j}", 32) for j in range(lanes)]
+    v = [z3.BitVec(f"v{j}", 32) for j in range(lanes)]
+    variables.update({"range_lo": lo, "range_hi": hi, **{f"mn{j}": mn[j] for j in range(lanes)},
+                      **{f"mx{j}": mx[j] for j in range(lanes)}, **{f"v{j}": v[j] for j in range(lanes)}})
+    smin = lambda p, q: z3.If(p < q, p, q)  # noqa: E731
+    smax = lambda p, q: z3.If(p > q, p, q)  # noqa: E731
+    below = lambda lanes: z3.Or(*[e < lo for e in lanes])  # noqa: E731
+    above = lambda lanes: z3.Or(*[e > hi for e in lanes])  # noqa: E731
+    int_min, int_max = z3.BitVecVal(-(1 << 31), 32), z3.BitVecVal((1 << 31) - 1, 32)
+
+    def reduce(f, acc):
+        h = list(acc)
+        while len(h) > 4:                                            # the 256-bit, then 128-bit halves
+            h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
+        h = [f(h[j], h[j ^ 2]) for j in range(4)]                    # vpshufd 0x4E
+        return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
+
+    init_mn = int_min if bad == "one_range_init_swapped" else int_max
+    # 16 lanes: the first halving (lane j with lane j + 8) is the step's lane claim; the rest the 8-lane reduction
+    low, high = reduce(smin, mn[:8]) < lo, reduce(smax, mx[:8]) > hi
+    flag = high if bad == "one_range_max_only" else z3.Or(low, high)
+    pre = lo <= hi
+    # the reductions one claim each, then the flag of them; the step lane by lane (the OR over lanes of both sides
+    # then agree)
+    return ([z3.Implies(pre, z3.Not(z3.Or(below([init_mn] * lanes), above([int_min] * lanes)))),
+             low == below(mn[:8]), high == above(mx[:8]), flag == z3.Or(low, high)]
+            + [(smin(mn[j], v[j]) < lo) == z3.Or(mn[j] < lo, v[j] < lo) for j in range(lanes)]
+            + [(smax(mx[j], v[j]) > hi) == z3.Or(mx[j] > hi, v[j] > hi) for j in range(lanes)])
+
+
 def avx2_widen_short(in_dtype, w=64, wrong=False):
     """AVX2 widen_short: with the boundary at lane b (1..8), the mask table kShortMasks[b] (dwords j >= b; qwords i
     with 2i >= b and with 2i + 1 >= b; dwords in vshufps 0xDD's order [0, 2, 1, 3] per 128-bit lane) and vpblendvb of
     the current and next channel's broadcasts: the dword vpmuldq reads as A for the even product of element 2i (a's
     dword 2i) and, after vpsrlq 32, for the odd one (a's dword 2i + 1), the qwords of B added to each, the vpsravd
-    count at the element's position after vshufps 0xDD, and lo / hi of the range check are element j's channel's
-    (current for j < b, next otherwise); the check flags element j exactly when x_j is outside its channel's [lo, hi].
-    Plus the walk (``_short_boundary``).  Wrong: ``mask_off_by_one`` (lanes j > b), ``odd_b_even_mask`` (B of the
-    odd elements blended by the even mask), ``shift_mask_element_order`` (s - 32 blended by the element-order mask),
-    ``odd_a_unshifted`` (the odd product with a as blended), ``inner_one_short`` (rows of 7)."""
+    count at the element's position after vshufps 0xDD, and the range check's lo2 = lo ^ 2^31, w2 = (hi - lo) ^ 2^31
+    (j.range32, blended by the element-order mask) are element j's channel's (current for j < b, next otherwise); the
+    biased check (vpsubd, vpcmpgtd: x_j - lo2 > w2 signed, ``pixel_range_check``) flags element j exactly when x_j is
+    outside its channel's [lo, hi] (since h8-short; before, vpcmpgtd against blended lo and hi).  One range for every
+    channel (OneRange, since h8-short): nothing of the range blended, every vector's lanes into vpminsd / vpmaxsd
+    accumulators (from INT32_MAX / INT32_MIN) reduced once per chunk; modelled for two vectors and for none: the
+    reduced min < lo or max > hi exactly when some lane is outside [lo, hi].  Plus the walk (``_short_boundary``).
+    Wrong: ``mask_off_by_one`` (lanes j > b), ``odd_b_even_mask`` (B of the odd elements blended by the even mask),
+    ``shift_mask_element_order`` (s - 32 blended by the element-order mask), ``odd_a_unshifted`` (the odd product
+    with a as blended), ``inner_one_short`` (rows of 7), ``range_unbiased`` (lo2 = lo, w2 = hi - lo),
+    ``range_not_blended`` (the current channel's lo2 / w2 in every lane), ``one_range_max_only`` (the min not
+    compared), ``one_range_init_swapped`` (the min accumulator from INT32_MIN)."""
     z3 = z3mod()
     bad = _variant("avx2_widen_short", wrong)
     claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 8, bad)
+    claims += _short_one_range(z3, variables, bad)
     ones32, zero32 = z3.BitVecVal(-1, 32), z3.BitVecVal(0, 32)
     ones64, zero64 = z3.BitVecVal(-1, 64), z3.BitVecVal(0, 64)
     at_least = lambda j: z3.UGE(z3.BitVecVal(j, 32), bvar)  # noqa: E731  element j takes the next channel
@@ -2174,16 +2225,20 @@ def avx2_widen_short(in_dtype, w=64, wrong=False):
     be = [_blendv(z3, Bc, Bn, me[i], 64) for i in range(4)]
     bo = [_blendv(z3, Bc, Bn, mo[i], 64) for i in range(4)]
     t = [_blendv(z3, tc, tn, mt[q], 32) for q in range(8)]
-    lo = [_blendv(z3, loc, lon, m[j], 32) for j in range(8)]
-    hi = [_blendv(z3, hic, hin, m[j], 32) for j in range(8)]
-    pre = z3.And(z3.UGE(bvar, 1), z3.ULE(bvar, 8))
+    bias = z3.BitVecVal(0 if bad == "range_unbiased" else 1 << 31, 32)
+    lo2c, lo2n = loc ^ bias, lon ^ bias                              # j.range32 (kernel.cpp apply_short)
+    w2c, w2n = (hic - loc) ^ bias, (hin - lon) ^ bias
+    mr = [zero32] * 8 if bad == "range_not_blended" else m
+    lo2 = [_blendv(z3, lo2c, lo2n, mr[j], 32) for j in range(8)]
+    w2 = [_blendv(z3, w2c, w2n, mr[j], 32) for j in range(8)]
+    pre = z3.And(z3.UGE(bvar, 1), z3.ULE(bvar, 8), loc <= hic, lon <= hin)
     for j in range(8):
         own = lambda cur, nxt: z3.If(z3.ULT(z3.BitVecVal(j, 32), bvar), cur, nxt)  # noqa: E731
         i = j // 2
         a_read = a[2 * i] if j % 2 == 0 else ao[2 * i]              # vpmuldq: the low dword of qword i
         b_read = be[i] if j % 2 == 0 else bo[i]
         t_read = t[order.index(j)]
-        flagged = z3.Or(lo[j] > x[j], x[j] > hi[j])                 # vpcmpgtd(lo, v) | vpcmpgtd(v, hi)
+        flagged = x[j] - lo2[j] > w2[j]                              # vpsubd, vpcmpgtd (signed)
         claims.append(z3.Implies(pre, z3.And(a_read == own(Ac, An), b_read == own(Bc, Bn), t_read == own(tc, tn),
                                              flagged == z3.Or(x[j] < own(loc, lon), x[j] > own(hic, hin)))))
     return claims, variables
@@ -2195,12 +2250,15 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
     vpblendmd / vpblendmq of the current and next channel's broadcasts: the dword vpmuldq reads as A for element j
     (a's dword 2i, or after vpsrlq 32 dword 2i + 1), the qword of B added, the vpsravd count (high_dwords leaves the
     elements in order) and lo / hi are element j's channel's; the check (vpcmpd ge, then le under that mask, AND-ed
-    into ok) clears element j's bit exactly when x_j is outside its channel's [lo, hi].  Plus the walk
+    into ok) clears element j's bit exactly when x_j is outside its channel's [lo, hi]; with one [lo, hi] for every
+    channel (since h8-short) the vpminsd / vpmaxsd accumulators of ``_short_one_range`` with 16 lanes.  Plus the walk
     (``_short_boundary``).  Wrong: ``mask_off_by_one`` (0xFFFF << (b + 1)), ``odd_b_ceil`` (mo = me),
-    ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15)."""
+    ``even_b_floor`` (me = mo), ``odd_a_unshifted``, ``inner_one_short`` (rows of 15), ``one_range_max_only``,
+    ``one_range_init_swapped``."""
     z3 = z3mod()
     bad = _variant("avx512_widen_short", wrong)
     claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 16, bad)
+    claims += _short_one_range(z3, variables, bad, lanes=16)
     k16 = (z3.BitVecVal(0xFFFF, 32) << (bvar + (1 if bad == "mask_off_by_one" else 0))) & 0xFFFF
     half_up, half_down = z3.UDiv(bvar + 1, 2), z3.UDiv(bvar, 2)
     ke = (z3.BitVecVal(0xFF, 32) << (half_down if bad == "even_b_floor" else half_up)) & 0xFF
@@ -2226,8 +2284,9 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
 
 
 SIMD_WRONG["avx2_widen_short"] = ("mask_off_by_one", "odd_b_even_mask", "shift_mask_element_order", "odd_a_unshifted",
-                                  "inner_one_short")
+                                  "inner_one_short", "range_unbiased", "range_not_blended", "one_range_max_only",
+                                  "one_range_init_swapped")
 SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_floor", "odd_a_unshifted",
-                                    "inner_one_short")
+                                    "inner_one_short", "one_range_max_only", "one_range_init_swapped")
 SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))
 SIMD_LEMMAS["avx512_widen_short"] = (avx512_widen_short, "QF_BV", (64,), ("int32",))

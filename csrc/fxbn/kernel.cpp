@@ -656,7 +656,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
     return false;
   }
   struct ShortTables : PreparedTables {
-    Table<int32_t> a, s32, lo, hi;
+    Table<int32_t> a, s32, lo, hi, range32;
     Table<int64_t> b;
     ChunkFn fn = nullptr;  // null: some channel keeps s < 32
   };
@@ -691,7 +691,16 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
     }
     if (high) {
       const bool sat = saturating_store<Out>(p.qmin, p.qmax);
-      t.fn = avx512 ? avx512_widen_short<Out>(check, sat) : avx2_widen_short<Out>(check, sat);
+      const bool one_range = std::all_of(p.lo, p.lo + channels, [&](int64_t v) { return v == p.lo[0]; }) &&
+                             std::all_of(p.hi, p.hi + channels, [&](int64_t v) { return v == p.hi[0]; });
+      // the AVX2 body's per-channel check (``pixel_range_check``): lo2 = lo - 2^31, then w2 = (hi - lo) - 2^31
+      t.range32.resize(2 * n);
+      for (size_t c = 0; c < n; ++c) {
+        const uint32_t width = static_cast<uint32_t>(p.hi[c] - p.lo[c]);  // lo <= hi within int32
+        t.range32[c] = static_cast<int32_t>(static_cast<uint32_t>(t.lo[c]) ^ 0x80000000u);
+        t.range32[n + c] = static_cast<int32_t>(width ^ 0x80000000u);
+      }
+      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range) : avx2_widen_short<Out>(check, sat, one_range);
     }
     kept = made;
     keep_tables(p.cache, kept);
@@ -700,6 +709,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
   if (t.fn == nullptr) return false;
   Job j{x, y, channels, inner, 0, t.a.data(), t.b.data(), nullptr, t.lo.data(), t.hi.data(), p.qmin, p.qmax};
   j.s32 = t.s32.data();
+  j.range32 = t.range32.data();
   j.total = outer * channels * inner;
   *result = run_reporting(t.fn, j, x, outer, channels, inner, p, check, threads, sizeof(int32_t) + sizeof(Out),
                           sizeof(Out), true);

@@ -452,15 +452,18 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 }
 
 // int32 -> 8-bit NCHW rows of 8 <= inner < 64 (kernel.cpp apply_short; every channel s >= 32 after widen_to_high):
-// the flat range walked 8 elements per vector as widen_rows walks a row, the current channel's A, B, s - 32, lo, hi
-// broadcast in registers (per-channel tables: j.a int32 A, j.b int64 B, j.s32, j.lo / j.hi int32).  inner >= 8, so a
-// vector holds at most one row boundary; the vector that reaches one (lane b = row_end - p, 1 <= b <= 8) takes the
-// lanes >= b from the next channel's broadcasts (vpblendvb by iota > b - 1: the dword mask m in element order, its
-// even / odd lanes spread over qwords for B by vpshufd, in vshufps 0xDD's order [0, 2, 1, 3] for s - 32), and the
-// next channel becomes the current one.  Then widen_rows' int32 arithmetic with a per-lane vpsravd, and its 8-bit
-// stores (store_bytes_shuffled, saving y's old bytes under keep_out) (``avx2_widen_short``).
+// the flat range walked 8 elements per vector as widen_rows walks a row, the current channel's A, B, s - 32 (and
+// lo2, w2) broadcast in registers (per-channel tables: j.a int32 A, j.b int64 B, j.s32, j.lo / j.hi int32, j.range32).
+// inner >= 8, so a vector holds at most one row boundary; the vector that reaches one (lane b = row_end - p,
+// 1 <= b <= 8) takes the lanes >= b from the next channel's broadcasts (vpblendvb by the kShortMasks[b] masks: dwords
+// in element order, qwords for the even / odd elements' B, dwords in vshufps 0xDD's order [0, 2, 1, 3] for s - 32),
+// and the next channel becomes the current one.  Then widen_rows' int32 arithmetic with a per-lane vpsravd, and its
+// 8-bit stores (store_bytes_shuffled, saving y's old bytes under keep_out) (``avx2_widen_short``).  The range check:
+// with one [lo, hi] for every channel (OneRange) a vpminsd / vpmaxsd of every vector into two accumulators compared
+// once per chunk, nothing blended; else widen_pixels' biased one-compare x - lo2 > w2 (signed; j.range32 per channel
+// lo2 = lo - 2^31, w2 = (hi - lo) - 2^31, ``pixel_range_check``), lo2 and w2 blended like A.
 // widen_short's blend masks for a row boundary at lane b (1..8; row 0 unused), all-ones where the lane takes the next
-// channel: dwords j >= b (element order: A, lo, hi), qwords i with 2i >= b (even elements' B), 2i + 1 >= b (odd
+// channel: dwords j >= b (element order: A, lo2, w2), qwords i with 2i >= b (even elements' B), 2i + 1 >= b (odd
 // elements' B), dwords in vshufps 0xDD's order [0, 2, 1, 3] per 128-bit lane (s - 32).
 struct ShortMaskTable {
   alignas(32) int32_t m[9][32];
@@ -480,27 +483,32 @@ constexpr ShortMaskTable kShortMaskTable{};
 constexpr const int32_t (&kShortMasks)[9][32] = kShortMaskTable.m;
 
 struct ShortChannel8 {
-  __m256i a, b, t, lo, hi;  // one channel's A (dwords), B (qwords), s - 32, lo, hi broadcast
+  __m256i a, b, t, lo2, w2;  // one channel's A (dwords), B (qwords), s - 32, biased lo and width broadcast
 };
 
 // The unshifted-then-shifted high dwords of 8 elements at x in vshufps 0xDD's order, with per-lane parameters (a / ao:
 // A of the even / odd elements in each qword's low dword; be / bo: B of the even / odd elements; t in the shuffled
-// order; lo, hi in element order); the range check OR-ed into bad.
-template <bool Check>
+// order; lo2, w2 in element order); the range check: OneRange the lanes into mn / mx, else flagged into bad.
+template <bool Check, bool OneRange>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, __m256i ao, __m256i be, __m256i bo,
-                                                  __m256i t, __m256i lo, __m256i hi, __m256i& bad) {
+                                                  __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i& mn,
+                                                  __m256i& mx) {
   __m256i v = load8(x);
   __asm__("" : "+v"(v));
-  if constexpr (Check) {
-    bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(lo, v), _mm256_cmpgt_epi32(v, hi)));
+  if constexpr (Check && OneRange) {
+    mn = _mm256_min_epi32(mn, v);
+    mx = _mm256_max_epi32(mx, v);
+  } else if constexpr (Check) {
+    bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_sub_epi32(v, lo2), w2));
   }
+  (void)lo2, (void)w2, (void)bad, (void)mn, (void)mx;
   const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
   const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(load8(x + 1), ao), bo);
   const __m256i h = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
   return _mm256_srav_epi32(h, t);
 }
 
-template <class In, class Out, bool Check, bool Sat>
+template <class In, class Out, bool Check, bool OneRange, bool Sat>
 FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
   const int32_t* const xs = static_cast<const int32_t*>(j.x);
@@ -510,16 +518,24 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const int32_t* const T = static_cast<const int32_t*>(j.s32);
   const int32_t* const LO = static_cast<const int32_t*>(j.lo);
   const int32_t* const HI = static_cast<const int32_t*>(j.hi);
+  const int32_t* const R = j.range32;  // !OneRange: lo2 per channel, then w2
   const Bounds q = bounds(j.qmin, j.qmax);
   const int64_t inner = j.inner, channels = j.channels;
   int64_t c = (begin / inner) % channels;
   int64_t row_end = (begin / inner + 1) * inner;  // flat index where channel c's row ends
   const auto broadcast = [&](int64_t ch) FXBN_TARGET_AVX2 {
-    return ShortChannel8{_mm256_set1_epi32(A[ch]), _mm256_set1_epi64x(B[ch]), _mm256_set1_epi32(T[ch]),
-                         _mm256_set1_epi32(LO[ch]), _mm256_set1_epi32(HI[ch])};
+    ShortChannel8 r{_mm256_set1_epi32(A[ch]), _mm256_set1_epi64x(B[ch]), _mm256_set1_epi32(T[ch]),
+                    _mm256_setzero_si256(), _mm256_setzero_si256()};
+    if constexpr (Check && !OneRange) {
+      r.lo2 = _mm256_set1_epi32(R[ch]);
+      r.w2 = _mm256_set1_epi32(R[channels + ch]);
+    }
+    return r;
   };
   ShortChannel8 cur = broadcast(c);
   __m256i bad = _mm256_setzero_si256();
+  __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
   const int32_t* x = xs + begin;
   Out* y = ys + begin;
   Out* const save = j.save != nullptr ? static_cast<Out*>(j.save) + begin : nullptr;
@@ -527,7 +543,7 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const auto high8 = [&](int64_t k) FXBN_TARGET_AVX2 {
     const int64_t p = begin + k;
     if (__builtin_expect(p + 8 < row_end, 1)) {
-      return short_lanes8<Check>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo, cur.hi, bad);
+      return short_lanes8<Check, OneRange>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
     }
     // lanes >= row_end - p (1..8) belong to the next channel
     const int64_t nc = c + 1 == channels ? 0 : c + 1;
@@ -535,10 +551,12 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
     const int32_t* const masks = kShortMasks[row_end - p];
     const __m256i m = ld(masks);
     const __m256i a = _mm256_blendv_epi8(cur.a, nx.a, m);
-    const __m256i h = short_lanes8<Check>(
+    constexpr bool kBlendRange = Check && !OneRange;
+    const __m256i h = short_lanes8<Check, OneRange>(
         x + k, a, _mm256_srli_epi64(a, 32), _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 8)),
         _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 16)), _mm256_blendv_epi8(cur.t, nx.t, ld(masks + 24)),
-        _mm256_blendv_epi8(cur.lo, nx.lo, m), _mm256_blendv_epi8(cur.hi, nx.hi, m), bad);
+        kBlendRange ? _mm256_blendv_epi8(cur.lo2, nx.lo2, m) : cur.lo2,
+        kBlendRange ? _mm256_blendv_epi8(cur.w2, nx.w2, m) : cur.w2, bad, mn, mx);
     cur = nx;
     c = nc;
     row_end += inner;
@@ -548,7 +566,12 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const int64_t n = end - begin;
   const int64_t lim = std::min(n, j.total - begin - 1);
   int64_t i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, 0, q);
-  bool flag = Check && !_mm256_testz_si256(bad, bad);
+  bool flag = false;
+  if constexpr (Check && OneRange) {
+    flag = (reduce_min(mn) < LO[0]) | (reduce_max(mx) > HI[0]);  // no vector: mn, mx flag nothing
+  } else if constexpr (Check) {
+    flag = !_mm256_testz_si256(bad, bad);
+  }
   if (save != nullptr) std::memcpy(save + i, y + i, static_cast<size_t>(n - i));
   for (; i < n; ++i) {  // tail (< 32 elements; < 64 at the end of the tensor)
     const int64_t ch = ((begin + i) / inner) % channels;
@@ -1016,16 +1039,22 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
 
+template <class Out, bool Sat>
+ChunkFn avx2_widen_short_sat(bool check, bool one_range) {
+  if (!check) return &widen_short<int32_t, Out, false, false, Sat>;
+  return one_range ? &widen_short<int32_t, Out, true, true, Sat> : &widen_short<int32_t, Out, true, false, Sat>;
+}
+
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat) {
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range) {
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return check ? &widen_short<int32_t, Out, true, true> : &widen_short<int32_t, Out, false, true>;
+    if (sat) return avx2_widen_short_sat<Out, true>(check, one_range);
   }
   (void)sat;
-  return check ? &widen_short<int32_t, Out, true, false> : &widen_short<int32_t, Out, false, false>;
+  return avx2_widen_short_sat<Out, false>(check, one_range);
 }
-template ChunkFn avx2_widen_short<int8_t>(bool, bool);
-template ChunkFn avx2_widen_short<uint8_t>(bool, bool);
+template ChunkFn avx2_widen_short<int8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_short<uint8_t>(bool, bool, bool);
 
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {

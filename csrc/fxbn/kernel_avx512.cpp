@@ -324,24 +324,32 @@ FXBN_TARGET_V4 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 // elements' B, the qword masks 0xFF << ceil(b / 2) and 0xFF << floor(b / 2)), and the next channel becomes the
 // current one.  widen_rows' arithmetic (high_dwords, the odd elements from a load one element on) with a per-lane
 // vpsravd, its 8-bit stores (store_high: pack_store64, saving y's old bytes under keep_out); the range check a
-// compare mask per vector (``avx512_widen_short``).
+// compare mask per vector, or with one [lo, hi] for every channel (OneRange) vpminsd / vpmaxsd accumulators reduced
+// once per chunk, nothing of the range blended (``avx512_widen_short``).
 struct ShortChannel16 {
   __m512i a, b, t, lo, hi;  // one channel's A (dwords), B (qwords), s - 32, lo, hi broadcast
 };
 
 // The shifted high dwords of 16 elements at x with per-lane parameters (a / ao: A of the even / odd elements in each
 // qword's low dword; be / bo: B of the even / odd elements; t, lo, hi in element order); the lanes in range AND-ed
-// into ok.
-template <bool Check>
+// into ok (OneRange: the lanes into mn / mx).
+template <bool Check, bool OneRange>
 FXBN_TARGET_V4 FXBN_INLINE __m512i short_lanes16(const int32_t* x, __m512i a, __m512i ao, __m512i be, __m512i bo,
-                                                 __m512i t, __m512i lo, __m512i hi, __mmask16& ok) {
+                                                 __m512i t, __m512i lo, __m512i hi, __mmask16& ok, __m512i& mn,
+                                                 __m512i& mx) {
   __m512i v = load16(x);
   __asm__("" : "+v"(v));
-  if constexpr (Check) ok = _kand_mask16(ok, _mm512_mask_cmple_epi32_mask(_mm512_cmpge_epi32_mask(v, lo), v, hi));
+  if constexpr (Check && OneRange) {
+    mn = _mm512_min_epi32(mn, v);
+    mx = _mm512_max_epi32(mx, v);
+  } else if constexpr (Check) {
+    ok = _kand_mask16(ok, _mm512_mask_cmple_epi32_mask(_mm512_cmpge_epi32_mask(v, lo), v, hi));
+  }
+  (void)lo, (void)hi, (void)ok, (void)mn, (void)mx;
   return _mm512_srav_epi32(high_dwords(v, load16(x + 1), a, ao, be, bo), t);
 }
 
-template <class In, class Out, bool Check, bool Sat>
+template <class In, class Out, bool Check, bool OneRange, bool Sat>
 FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
   const int32_t* const xs = static_cast<const int32_t*>(j.x);
@@ -364,6 +372,8 @@ FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   };
   ShortChannel16 cur = broadcast(c);
   __mmask16 ok = 0xFFFF;
+  __m512i mn = _mm512_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m512i mx = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
   const int32_t* x = xs + begin;
   Out* y = ys + begin;
   Out* const save = j.save != nullptr ? static_cast<Out*>(j.save) + begin : nullptr;
@@ -371,7 +381,7 @@ FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const auto high16 = [&](int64_t k) FXBN_TARGET_V4 {
     const int64_t p = begin + k;
     if (__builtin_expect(p + 16 < row_end, 1)) {
-      return short_lanes16<Check>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo, cur.hi, ok);
+      return short_lanes16<Check, OneRange>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo, cur.hi, ok, mn, mx);
     }
     // lanes >= b = row_end - p (1..16) belong to the next channel
     const int64_t nc = c + 1 == channels ? 0 : c + 1;
@@ -381,10 +391,12 @@ FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
     const __mmask8 me = _cvtu32_mask8((0xFFu << ((b + 1) / 2)) & 0xFFu);  // qword i: element 2i
     const __mmask8 mo = _cvtu32_mask8((0xFFu << (b / 2)) & 0xFFu);        // qword i: element 2i + 1
     const __m512i a = _mm512_mask_blend_epi32(m, cur.a, nx.a);
-    const __m512i h = short_lanes16<Check>(
+    constexpr bool kBlendRange = Check && !OneRange;
+    const __m512i h = short_lanes16<Check, OneRange>(
         x + k, a, _mm512_srli_epi64(a, 32), _mm512_mask_blend_epi64(me, cur.b, nx.b),
         _mm512_mask_blend_epi64(mo, cur.b, nx.b), _mm512_mask_blend_epi32(m, cur.t, nx.t),
-        _mm512_mask_blend_epi32(m, cur.lo, nx.lo), _mm512_mask_blend_epi32(m, cur.hi, nx.hi), ok);
+        kBlendRange ? _mm512_mask_blend_epi32(m, cur.lo, nx.lo) : cur.lo,
+        kBlendRange ? _mm512_mask_blend_epi32(m, cur.hi, nx.hi) : cur.hi, ok, mn, mx);
     cur = nx;
     c = nc;
     row_end += inner;
@@ -394,7 +406,12 @@ FXBN_TARGET_V4 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const int64_t n = end - begin;
   const int64_t lim = std::min(n, j.total - begin - 1);
   int64_t i = store_high<Out, Sat>(y, 0, lim, high16, qmin8, qmax8, qmin32, qmax32, save, streaming);
-  bool flag = Check && _cvtmask16_u32(ok) != 0xFFFF;
+  bool flag = false;
+  if constexpr (Check && OneRange) {
+    flag = (_mm512_reduce_min_epi32(mn) < LO[0]) | (_mm512_reduce_max_epi32(mx) > HI[0]);
+  } else if constexpr (Check) {
+    flag = _cvtmask16_u32(ok) != 0xFFFF;
+  }
   if (save != nullptr) std::memcpy(save + i, y + i, static_cast<size_t>(n - i));
   for (; i < n; ++i) {  // tail (< 16 elements; < 32 at the end of the tensor)
     const int64_t ch = ((begin + i) / inner) % channels;
@@ -684,16 +701,22 @@ ChunkFn avx512_widen_periodic(bool check, bool high, bool sat) {
   return check ? &widen_periodic<In, Out, true, true> : &widen_periodic<In, Out, false, true>;
 }
 
+template <class Out, bool Sat>
+ChunkFn avx512_widen_short_sat(bool check, bool one_range) {
+  if (!check) return &widen_short<int32_t, Out, false, false, Sat>;
+  return one_range ? &widen_short<int32_t, Out, true, true, Sat> : &widen_short<int32_t, Out, true, false, Sat>;
+}
+
 template <class Out>
-ChunkFn avx512_widen_short(bool check, bool sat) {
+ChunkFn avx512_widen_short(bool check, bool sat, bool one_range) {
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return check ? &widen_short<int32_t, Out, true, true> : &widen_short<int32_t, Out, false, true>;
+    if (sat) return avx512_widen_short_sat<Out, true>(check, one_range);
   }
   (void)sat;
-  return check ? &widen_short<int32_t, Out, true, false> : &widen_short<int32_t, Out, false, false>;
+  return avx512_widen_short_sat<Out, false>(check, one_range);
 }
-template ChunkFn avx512_widen_short<int8_t>(bool, bool);
-template ChunkFn avx512_widen_short<uint8_t>(bool, bool);
+template ChunkFn avx512_widen_short<int8_t>(bool, bool, bool);
+template ChunkFn avx512_widen_short<uint8_t>(bool, bool, bool);
 
 template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range) {

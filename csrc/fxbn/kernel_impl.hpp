@@ -292,9 +292,10 @@ ChunkFn avx512_dp_periodic(bool check);
 template <class In, class Out>
 ChunkFn avx512_widen_pixels(bool check, bool sat, bool one_range);
 // int32 -> 8-bit NCHW rows of 16 <= inner < 64, widen, every s >= 32: per-channel tables (j.a int32 A, j.b int64 B,
-// j.s32 s - 32, j.lo / j.hi int32), the current channel broadcast, blended with the next one on a row boundary.
+// j.s32 s - 32, j.lo / j.hi int32), the current channel broadcast, blended with the next one on a row boundary;
+// one_range: every channel has the same [lo, hi] (j.lo[0], j.hi[0]).
 template <class Out>
-ChunkFn avx512_widen_short(bool check, bool sat);
+ChunkFn avx512_widen_short(bool check, bool sat, bool one_range);
 // kernel_avx2.cpp.  By rows: mul32_rows (mul32), widen_rows (widen); sizeof(Out) <= 4.
 template <Mul M, class In, class Out>
 ChunkFn avx2_rows(bool check, bool sat);
@@ -304,9 +305,11 @@ ChunkFn avx2_mul32_periodic(bool check, bool madd);
 // Periodic tables, widen, every s >= 32 (tables as for avx512_widen_periodic with high).
 template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
-// int32 -> 8-bit NCHW rows of 8 <= inner < 64: avx512_widen_short's tables and method with 8 lanes.
+// int32 -> 8-bit NCHW rows of 8 <= inner < 64: avx512_widen_short's tables, walked row segment by row segment
+// (each with its channel's parameters broadcast); one_range: every channel has the same [lo, hi] (j.lo[0], j.hi[0]).
+// Saves y's old bytes under keep_out (j.save).
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat);
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
 // tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
 // one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32.  Saves y's
