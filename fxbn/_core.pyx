@@ -347,44 +347,6 @@ cdef class Kernel:
         return ya
 
 
-    def run_out(self, x, out, int64_t outer, int64_t inner, int threads):
-        """run(x, out, outer, inner, threads, keep_out=True) for apply(x, out=out) when out is a writeable
-        C-contiguous buffer that shares no byte with x; else -2, nothing done (the caller's general path then checks
-        out, or computes through a temporary): the overlap test of np.may_share_memory on the two buffers' bytes."""
-        cdef Py_ssize_t in_size, out_size
-        cdef DType tin = _dtype_of(x, &in_size)
-        cdef DType tout = _dtype_of(out, &out_size)
-        if outer < 0 or inner < 0:
-            raise ValueError(f"negative outer ({outer}) or inner ({inner}) size")
-        cdef int64_t count = outer * self.channels * inner
-        if count == 0:
-            return -1
-        cdef int64_t bad
-        cdef Py_buffer xb, yb
-        cdef KernelParams p = self.p
-        cdef char* xs
-        cdef char* ys
-        p.keep_out_on_error = True
-        _get_buffer(x, &xb, PyBUF_C_CONTIGUOUS, count * in_size, "x")
-        try:
-            try:
-                PyObject_GetBuffer(out, &yb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-            except (BufferError, ValueError):  # read-only or not C-contiguous
-                return -2
-            try:
-                xs = <char*>xb.buf
-                ys = <char*>yb.buf
-                if yb.len < count * out_size or (ys < xs + count * in_size and xs < ys + count * out_size):
-                    return -2
-                with nogil:
-                    bad = apply(tin, xb.buf, tout, yb.buf, outer, self.channels, inner, p, threads)
-            finally:
-                PyBuffer_Release(&yb)
-        finally:
-            PyBuffer_Release(&xb)
-        return bad
-
-
 def byte_template(const int64_t[::1] multiplier, const int64_t[::1] bias, const int32_t[::1] shift,
                   const int64_t[::1] lo, const int64_t[::1] hi, int64_t qmin, int64_t qmax, str in_dtype,
                   str out_dtype, params=None):

@@ -741,16 +741,6 @@ class FixedPointBN:
             threads = _threads(threads)
         xc = np.ascontiguousarray(x)
         out_dtype = self._out_dtype
-        kernel = self._kernel if self._kernel is not None else self._bound_kernel()
-        # out= of x's shape and the layer's dtype: the kernel takes it unless it is not a writeable C-contiguous
-        # buffer or shares bytes with x (-2: nothing done, the general path below then raises or goes through a
-        # temporary)
-        if type(out) is np.ndarray and out.dtype is out_dtype and out.shape == xc.shape:
-            bad = kernel.run_out(xc, out, outer, inner, threads)
-            if bad != -2:
-                if bad >= 0:
-                    raise self._range_error(xc, axis, bad)
-                return out
         if out is None:
             y = np.empty(x.shape, out_dtype)
         else:

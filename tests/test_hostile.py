@@ -117,8 +117,7 @@ def test_out_overlapping_the_input(offset, in_dtype, out_dtype):
 
 
 def test_out_read_only_strided_or_overlapping_short_rows():
-    """apply(x, out=) on the kernel's out= path (Kernel.run_out, since h8-short: the out checks and the overlap test
-    on the buffers): a read-only or non-contiguous out of the right shape and dtype is refused with out untouched;
+    """apply(x, out=) with the out checks and the overlap test of the C fast path (Kernel.try_apply): a read-only or non-contiguous out of the right shape and dtype is refused with out untouched;
     an out sharing bytes with x (int32 -> int8 short rows, the widen_short body) is computed through a temporary."""
     rng = np.random.default_rng(14)
     layer = fxbn.from_affine(rng.uniform(0.001, 0.01, 64), rng.uniform(-20, 20, 64), in_range=(-(1 << 20), 1 << 20),
