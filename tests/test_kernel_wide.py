@@ -217,8 +217,10 @@ def test_widen_pixels_many_channels():
 
 # The AVX2 widen_pixels' runs by the pixel's input bytes (since h8-pix: 16 pixels up to 256 bytes, 8 up to 2 KiB,
 # else 4) and the tensor's last pixel (its groups by the vector walk but the last 16, or 24, channels): channel counts
-# on both sides of each threshold (72, 520: channels % 16 == 8), pixel counts around the runs.
-WIDE_CHANNELS = (64, 72, 512, 520, 1024, 2048)
+# on both sides of each threshold (72, 520: channels % 16 == 8), pixel counts around the runs.  The AVX-512 one
+# (channels % 64 == 0; since h8-pix512: 16 pixels up to 2 KiB, else 4 (512 | 576 channels), and the tensor's last
+# pixel by the vector walk, its last vector's second load masked at the array's end).
+WIDE_CHANNELS = (64, 72, 512, 520, 576, 1024, 2048)
 
 
 @pytest.mark.parametrize("one_range", [False, True])
@@ -234,14 +236,14 @@ def test_widen_pixels_runs_by_width(channels, one_range):
 
 
 @pytest.mark.parametrize("one_range", [False, True])
-@pytest.mark.parametrize("channels", [520, 2048, 24])
+@pytest.mark.parametrize("channels", [520, 576, 2048, 24])
 def test_widen_pixels_last_pixel(channels, one_range):
     """A violation in the tensor's last pixel (its vector part and its last channels, the formula's) is named; under
     out= (blocks of 2^14 elements: with 2048 channels the last block is the last pixel alone, with 520 channels x 32
     pixels it starts inside it) a violation anywhere leaves y as it was, and y is exact otherwise."""
     rng = np.random.default_rng(8200 + channels + one_range)
     layer = real_layer(channels, rng, one_range=one_range)
-    n = {520: 32, 2048: 9, 24: 700}[channels]
+    n = {520: 32, 576: 29, 2048: 9, 24: 700}[channels]
     x = inputs(layer, (1, n, 1, channels), -1, rng)
     last = x.size - channels
     for where in (last, last + 7, last + channels - 17, last + channels - 16, last + channels - 9, x.size - 1,
@@ -290,6 +292,22 @@ def test_widen_pixels_one_range_extremes(channels, out_range):
         y, bad = raw(layer, x, -1, acc32=False)
         assert bad == -1
         np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{channels} channels, {shape}")
+
+
+@pytest.mark.parametrize("channels", [576, 2048])
+def test_widen_pixels_no_check_wide(channels):
+    """Full int32 ranges (no check) and the extremes of s, A, B on the AVX-512 body's runs of 4 pixels (more than 2 KiB
+    per pixel), pixel counts around the runs; the tensor's last pixel (its last vector's masked second load) included,
+    and the last element's odd-lane partner at its extremes."""
+    rng = np.random.default_rng(8300 + channels)
+    A, B, s = extremes(channels, rng)
+    layer = fixed_layer(A, B, s, -(1 << 31), (1 << 31) - 1, "int8", (-128, 127))
+    for n in (1, 3, 4, 5, 8, 9, 13):
+        x = _active_inputs(layer, (1, n, 1, channels), -1, rng)
+        for value in (np.iinfo(np.int32).min, np.iinfo(np.int32).max):
+            x.reshape(-1)[-1] = value
+            x.reshape(-1)[-2] = -value - 1
+            exact_on_1_and_2_threads(layer, x)
 
 
 @pytest.mark.parametrize("channels", [64, 128])

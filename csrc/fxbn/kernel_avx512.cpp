@@ -510,16 +510,28 @@ FXBN_TARGET_V4 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 // The widen_rows arithmetic with per-channel parameters held in registers for a block of 64 channels (4 vectors each
 // of A, A of the odd channels (vpsrlq 32 of A loaded as dwords), B of the even and of the odd channels (per 16
 // channels: the 8 even ones, then the 8 odd ones), s - 32, and for int16 inputs the input shift xk: 20 or 24 of the
-// 32 zmm registers), reloaded once per block of kPixelRun pixels.  The range check (CheckKind), per channel whether
-// or not every channel has the same [lo, hi]: x - (lo - 2^31) > (hi - lo) - 2^31 (signed; Job::range32, read from
-// L1) OR-ed into one mask (``pixel_range_check``).  int32 inputs: the odd elements from a second load one element on (the tensor's last
-// pixel, whose odd load would read one past the array, takes the scalar formula), one 64-byte store per pixel and
-// block (pack_store64).  int16 inputs: x * 2^xk (vpsllvd), the odd elements by vpsrlq, clamp_store16.  Under
-// keep_out (j.save) the old bytes of each store are copied to the save buffer first, in the loop, and the whole
-// chunk is walked.  A pixel split by the chunk's ends takes the scalar formula.
+// 32 zmm registers), reloaded once per block and run of pixel_run pixels.  The range check (CheckKind), per channel
+// whether or not every channel has the same [lo, hi]: x - (lo - 2^31) > (hi - lo) - 2^31 (signed; Job::range32, read
+// from L1) OR-ed into one mask (``pixel_range_check``).  int32 inputs: the odd elements from a second load one
+// element on, one 64-byte store per pixel and block (pack_store64); the tensor's last vector, whose second load
+// would read one past the array, loads it masked (lane 15, x[16], which vpmuldq ignores, left 0: the lemma's free
+// x_next) (since h8-pix512; before, the tensor's last pixel took the scalar formula: 1x7x7x2048 full range kernel
+// 14.2 -> 10.7 us).  int16 inputs: x * 2^xk (vpsllvd), the odd elements by vpsrlq, clamp_store16.  Under keep_out
+// (j.save) the old bytes of each store are copied to the save buffer first, in the loop, and the whole chunk is
+// walked.  A pixel split by the chunk's ends takes the scalar formula.
 // ``avx512_widen_pixels`` in verify/lemmas.py, ``pixel_range_check``, ``pixel_save``.
 constexpr int64_t kPixelRun = 16;
+constexpr int64_t kPixelMedium = 2048;
 constexpr int kPixelNoCheck = 0, kPixelPerChannel = 2;
+
+// Pixels per run for pixel_bytes input bytes per pixel: kPixelRun up to kPixelMedium bytes, else a quarter.  A run
+// visits its pixels at a stride of pixel_bytes once per 64-channel block: from 4 KiB on every pixel's lines of one
+// block fall in the same L1 sets (8 ways), and 16 pixels evict the line the next block's first vector reads again
+// (its odd-element load read it).  Zen 4, one thread, int32 -> int8 kernel, full range (runs of 16 / 8 / 4 pixels):
+// 1x7x7x2048 10.7 / 10.0 / 9.6 us, 1x14x14x1024 21.5 / 20.4 / 19.0; with the range check the three were within
+// the noise (13.0 / 14.0 / 13.2 and 27.9 / 30.1 / 28.6), and on 512 channels 16 was fastest (full 39.7 / 39.7 /
+// 41.3, checked 55.1 / 57.2 / 58.5).  Unlike the AVX2 body's (8 from 256 bytes on) runs of 8 gained nothing here.
+constexpr int64_t pixel_run(int64_t pixel_bytes) { return pixel_bytes <= kPixelMedium ? kPixelRun : kPixelRun / 4; }
 
 template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
@@ -542,9 +554,9 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const bool streaming = saves != nullptr && j.save_streaming;
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
-    if (saves != nullptr && e1 > e0) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
-    for (int64_t e = e0; e < e1; ++e) {
-      const int64_t c = e % C;
+    if (e1 <= e0) return;
+    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
+    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
       const int64_t bi = (c & ~int64_t{15}) + ((c & 1) ? 8 : 0) + ((c & 15) >> 1);
       const int32_t v = xs[e];
       if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
@@ -555,9 +567,11 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
     }
   };
-  const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel, then past the last one (int32: the tensor's last
-  const int64_t p1 = kInt32 ? std::min(end / C, (j.total - 1) / C) : end / C;  // excluded)
-  if (p1 <= p0) {
+  const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel
+  const int64_t pe = end / C;              // past the last one
+  const int64_t p1 = kInt32 ? std::min(pe, (j.total - 1) / C) : pe;  // past the pixels whose every odd load is whole
+                                                                      // (int32: the tensor's last pixel excluded)
+  if (pe <= p0) {
     scalar(begin, end);
     return flag;
   }
@@ -572,8 +586,9 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       _mm512_storeu_si512(save, _mm512_loadu_si512(y));
     }
   };
-  for (int64_t px0 = p0; px0 < p1; px0 += kPixelRun) {
-    const int64_t px1 = std::min(px0 + kPixelRun, p1);
+  const int64_t run = pixel_run(C * static_cast<int64_t>(sizeof(In)));
+  for (int64_t px0 = p0; px0 < pe; px0 += run) {
+    const int64_t px1 = std::min(px0 + run, pe);
     for (int64_t g = 0; g < C; g += 64) {
       __m512i a[4], ao[4], be[4], bo[4], cnt[4], xk[4];
       for (int k = 0; k < 4; ++k) {
@@ -584,7 +599,7 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
         cnt[k] = _mm512_loadu_si512(S + g + 16 * k);
         xk[k] = kInt32 ? _mm512_setzero_si512() : _mm512_loadu_si512(XK + g + 16 * k);
       }
-      for (int64_t px = px0; px < px1; ++px) {
+      const auto pixel = [&](int64_t px, auto at_array_end) FXBN_TARGET_V4 {
         const In* x = xs + px * C + g;
         const auto high16 = [&](int k) FXBN_TARGET_V4 {
           __m512i v = load16(x + 16 * k);
@@ -594,7 +609,13 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           }
           __m512i vo;
           if constexpr (kInt32) {
-            vo = _mm512_loadu_si512(x + 16 * k + 1);  // x[16k + 16] read: see p1
+            // x[16k + 16] read, into lane 15, whose dword vpmuldq ignores: at the array's end (the tensor's last
+            // 16 elements) a masked load leaves it out
+            if (decltype(at_array_end)::value && k == 3) {
+              vo = _mm512_maskz_loadu_epi32(0x7FFF, x + 16 * k + 1);
+            } else {
+              vo = _mm512_loadu_si512(x + 16 * k + 1);
+            }
           } else {
             v = _mm512_sllv_epi32(v, xk[k]);
             vo = _mm512_srli_epi64(v, 32);
@@ -616,12 +637,21 @@ FXBN_TARGET_V4 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           clamp_store16<Out, Sat>(y + 32, h2, qmin32, qmax32);
           clamp_store16<Out, Sat>(y + 48, h3, qmin32, qmax32);
         }
+      };
+      const int64_t pw = std::min(px1, p1);
+      for (int64_t px = px0; px < pw; ++px) pixel(px, std::false_type());
+      if (pw < px1) {  // the tensor's last pixel (int32)
+        if (g + 64 < C) {
+          pixel(pw, std::false_type());
+        } else {
+          pixel(pw, std::true_type());
+        }
       }
     }
   }
   if constexpr (CheckKind == kPixelPerChannel) flag |= out_of_range != 0;
   (void)R;
-  scalar(p1 * C, end);
+  scalar(pe * C, end);
   return flag;
 }
 
