@@ -178,6 +178,23 @@ cdef DType _dtype_of(object arr, Py_ssize_t* itemsize) except *:
     return code
 
 
+cdef bint _dtype_of_type_num(int type_num, DType* code):
+    """The kernel's DType of a NumPy type number; False for any other type."""
+    if type_num == cnp.NPY_INT8:
+        code[0] = DType.int8
+    elif type_num == cnp.NPY_UINT8:
+        code[0] = DType.uint8
+    elif type_num == cnp.NPY_INT16:
+        code[0] = DType.int16
+    elif type_num == cnp.NPY_UINT16:
+        code[0] = DType.uint16
+    elif type_num == cnp.NPY_INT32:
+        code[0] = DType.int32
+    else:
+        return False
+    return True
+
+
 cdef int _get_buffer(object arr, Py_buffer* view, int flags, int64_t nbytes, str name) except -1:
     """A C-contiguous buffer of at least nbytes (cheaper than a memoryview cast on every call)."""
     PyObject_GetBuffer(arr, view, flags)
@@ -264,17 +281,10 @@ cdef class Kernel:
         if not cnp.PyArray_CheckExact(x) or type(axis) is not int:
             return None
         cdef cnp.ndarray xa = <cnp.ndarray>x
-        cdef DType tin
+        cdef DType tin, tout
         cdef int in_type = cnp.PyArray_TYPE(xa)
-        if in_type == cnp.NPY_INT8:
-            tin = DType.int8
-        elif in_type == cnp.NPY_UINT8:
-            tin = DType.uint8
-        elif in_type == cnp.NPY_INT16:
-            tin = DType.int16
-        elif in_type == cnp.NPY_INT32:
-            tin = DType.int32
-        else:  # uint16 too: the kernel takes it, FixedPointBN.apply does not
+        # uint16 inputs declined: the kernel takes them, FixedPointBN.apply does not
+        if in_type == cnp.NPY_UINT16 or not _dtype_of_type_num(in_type, &tin):
             return None
         if not cnp.PyArray_ISNOTSWAPPED(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
             return None
@@ -301,19 +311,8 @@ cdef class Kernel:
         if not isinstance(out_dtype, cnp.dtype):
             return None
         cdef cnp.dtype odt = <cnp.dtype>out_dtype
-        cdef DType tout
         cdef int out_type = odt.type_num
-        if out_type == cnp.NPY_INT8:
-            tout = DType.int8
-        elif out_type == cnp.NPY_UINT8:
-            tout = DType.uint8
-        elif out_type == cnp.NPY_INT16:
-            tout = DType.int16
-        elif out_type == cnp.NPY_UINT16:
-            tout = DType.uint16
-        elif out_type == cnp.NPY_INT32:
-            tout = DType.int32
-        else:
+        if not _dtype_of_type_num(out_type, &tout):
             return None
         cdef cnp.ndarray ya
         cdef bint keep_out = out is not None

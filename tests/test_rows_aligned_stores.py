@@ -15,18 +15,9 @@ import fxbn
 from fxbn import _core
 
 from test_kernel_paths import ISAS, expected, inputs, raw
+from test_kernel_wide import x86_isa  # noqa: F401 (the autouse fixture: every x86 ISA)
 
 pytestmark = pytest.mark.skipif("avx2" not in ISAS, reason="the CPU has no AVX2")
-
-X86_ISAS = [isa for isa in ISAS if isa in ("avx2", "x86-64-v4", "x86-64-v4+vbmi+vnni")]
-
-
-@pytest.fixture(autouse=True, params=X86_ISAS)
-def x86_isa(request):
-    before = _core.kernel_isa()
-    _core.kernel_isa(request.param)
-    yield request.param
-    _core.kernel_isa(before)
 
 
 def rows_layer(channels, tout, rng):
