@@ -15,20 +15,9 @@ import fxbn
 from fxbn import _core
 
 from test_kernel_paths import ISAS, expected, inputs, raw
-from test_kernel_wide import x86_isa  # noqa: F401 (the autouse fixture: every x86 ISA)
+from test_kernel_wide import real_layer, x86_isa  # noqa: F401 (x86_isa: the autouse fixture, every x86 ISA)
 
 pytestmark = pytest.mark.skipif("avx2" not in ISAS, reason="the CPU has no AVX2")
-
-
-def rows_layer(channels, tout, rng):
-    """Per-channel conv-accumulator ranges (17-26 bits) and shifts: widen_rows with s >= 32 after widen_to_high."""
-    k = rng.integers(16, 26, channels)
-    lo = -(np.int64(1) << k) + rng.integers(0, 1000, channels)
-    hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, channels)
-    a = 200.0 / (hi - lo) * rng.uniform(0.5, 1.5, channels) * rng.choice([-1.0, 1.0], channels)
-    b = rng.uniform(-20, 20, channels) + (127.5 if tout == "uint8" else 0.0)
-    return fxbn.from_affine(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64),
-                            in_range=(lo, hi), in_dtype="int32", out_dtype=tout, rounding="half_even")
 
 
 def at_offset(shape, dtype, offset):
@@ -77,7 +66,7 @@ def test_every_head_small(tout, inner):
     """Every output offset mod 32 and row lengths around the peel's bound; violations in the first block of a late
     row, in its [32, head + 32), just after, and the last element."""
     rng = np.random.default_rng(900 + inner)
-    layer = rows_layer(6, tout, rng)
+    layer = real_layer(6, rng, tout)
     shape = (3, 6, inner)
     late = (2 * 6 + 4) * inner  # the start of a late row: earlier rows were written (and saved) first
     wheres = sorted({late, late + 5, late + 31, late + 32, late + 40, late + 63, min(late + 64, late + inner - 1),
@@ -90,7 +79,7 @@ def test_every_head_blocks_of_out(tout):
     """Rows split by the 2^14-element blocks of out= and by the two threads' chunks (a block starting mid-row, at an
     offset that is not the row's), violations around a block's start."""
     rng = np.random.default_rng(77)
-    layer = rows_layer(8, tout, rng)
+    layer = real_layer(8, rng, tout)
     inner = 4000  # 480 KB of input and output: two threads' chunks
     shape = (3, 8, inner)
     b = 1 << 14
@@ -102,7 +91,7 @@ def test_every_head_blocks_of_out(tout):
 def test_every_head_large(tout):
     """Outputs over 1 MiB: the save buffer as aligned as y takes non-temporal stores from each row's head on."""
     rng = np.random.default_rng(78)
-    layer = rows_layer(16, tout, rng)
+    layer = real_layer(16, rng, tout)
     inner = 3136
     shape = (22, 16, inner)
     assert np.prod(shape) > 1 << 20
@@ -120,7 +109,7 @@ def test_streamed_outputs_around_the_bound(side):
     non-temporal stores from each row's aligned head on): every output offset class (0, 1, 16, 31 mod 32), 1 and 2
     threads, exact; out= (the save path, never streamed) exact and untouched on a late violation."""
     rng = np.random.default_rng(79)
-    layer = rows_layer(16, "int8", rng)
+    layer = real_layer(16, rng, "int8")
     inner = 3141  # odd: rows start at every offset mod 32
     per_image = 16 * inner * 5  # int32 in + int8 out
     bound = STREAM_OUT_BYTES
