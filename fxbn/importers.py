@@ -23,7 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from fxbn.api import DTYPE_RANGES, from_batchnorm
+from fxbn.api import DTYPE_RANGES, ZERO_POINT_RANGE, _channel_floats, _channel_ints, from_batchnorm
 
 __all__ = ["ActivationQuant", "calibrate", "calibrate_values", "quantize_weights", "accumulator_bounds", "range_bits",
            "BatchNormParams", "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer",
@@ -46,11 +46,22 @@ class ActivationQuant:
     qmax: int = None
 
     def __post_init__(self):
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPE_RANGES:
+            raise ValueError(f"activation dtype must be one of {', '.join(DTYPE_RANGES)}, got {self.dtype!r}")
         lo, hi = DTYPE_RANGES[self.dtype]
-        object.__setattr__(self, "qmin", lo if self.qmin is None else int(self.qmin))
-        object.__setattr__(self, "qmax", hi if self.qmax is None else int(self.qmax))
-        if not (self.scale > 0 and np.isfinite(self.scale)):
+        # the values as given, never converted (1.7, True, longdouble 1/3 are refused)
+        scale = _channel_floats("activation scale", self.scale)
+        if scale.ndim or not scale > 0:
             raise ValueError(f"activation scale must be positive and finite, got {self.scale}")
+        object.__setattr__(self, "scale", float(scale))
+        for name in ("zero_point", "qmin", "qmax"):
+            v = getattr(self, name)
+            if v is None and name != "zero_point":
+                v = lo if name == "qmin" else hi
+            arr = _channel_ints(f"activation {name}", v, *ZERO_POINT_RANGE)
+            if arr.ndim:
+                raise ValueError(f"activation {name} must be one integer, got {v!r}")
+            object.__setattr__(self, name, int(arr))
         if not lo <= self.qmin <= self.qmax <= hi:
             raise ValueError(f"activation range [{self.qmin}, {self.qmax}] is not within {self.dtype} [{lo}, {hi}]")
 
@@ -109,6 +120,9 @@ def calibrate_values(samples, method="minmax", percentile=99.99, dtype="int8"):
     if hi == lo:
         return ActivationQuant(1.0, 0 if qmin <= 0 <= qmax else qmin, dtype)
     scale = (hi - lo) / (qmax - qmin)
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"the calibrated range [{lo}, {hi}] gives the activation scale {scale}: it must be positive "
+                         "and finite")
     zero_point = int(np.clip(np.round(qmin - lo / scale), qmin, qmax))
     return ActivationQuant(scale, zero_point, dtype)
 
@@ -127,6 +141,10 @@ def quantize_weights(w, axis=0, bits=8):
     w_scale : ndarray of float64, (channels,)
     """
     w = np.asarray(w, np.float64)
+    bad = np.flatnonzero(~np.isfinite(w.reshape(-1)))
+    if bad.size:     # NaN would become the weight 0 and inf an infinite scale: a conv that is not the model's
+        idx = tuple(int(i) for i in np.unravel_index(bad[0], w.shape))
+        raise ValueError(f"weight at {idx} is {w.reshape(-1)[bad[0]]}: weights must be finite")
     wc = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     qmax = 2 ** (bits - 1) - 1
     peak = np.abs(wc).max(axis=1)
@@ -159,15 +177,22 @@ def accumulator_bounds(w_q, act, axis=0, padded=False, bias_q=None):
     -------
     ndarray of int64, shape (channels, 2)
     """
-    w = np.moveaxis(np.asarray(w_q, np.int64), axis, 0)
+    w_q = np.asarray(w_q)
+    if w_q.dtype.kind not in "iu":
+        raise ValueError(f"quantized weights must be an integer array, got dtype {w_q.dtype}")
+    w = np.moveaxis(w_q.astype(np.int64), axis, 0)
     w = w.reshape(w.shape[0], -1)
+    reach = max(abs(act.qmin - act.zero_point), abs(act.qmax - act.zero_point))
+    if w.size and int(np.abs(w).max()) * reach * w.shape[1] >= 2 ** 62:    # every term and sum stays exact in int64
+        raise ValueError("the accumulator bound does not fit int64 (weights or activation range too large)")
     lo_t, hi_t = w * (act.qmin - act.zero_point), w * (act.qmax - act.zero_point)
     term_lo, term_hi = np.minimum(lo_t, hi_t), np.maximum(lo_t, hi_t)
     if padded:
         term_lo, term_hi = np.minimum(term_lo, 0), np.maximum(term_hi, 0)
     bounds = np.stack([term_lo.sum(axis=1), term_hi.sum(axis=1)], axis=1)
     if bias_q is not None:
-        bounds += np.asarray(bias_q, np.int64).reshape(-1, 1)
+        bias = _channel_ints("bias_q", bias_q, -2 ** 61, 2 ** 61)
+        bounds += bias.reshape(-1, 1)
     return bounds
 
 

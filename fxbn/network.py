@@ -522,9 +522,7 @@ class Graph:
         a = node.attrs
         q = self.q.get(node.name, {})
         if node.op == "input":
-            layer = q["layer"]
-            x = np.asarray(pixels, np.uint8)
-            return self._bn(layer, x, bn, guess)
+            return self._bn(q["layer"], _pixels(pixels), bn, guess)
         if node.op == "conv":
             src = self.by_name[node.src[0]]
             act_in = self.act_of(src.name)
@@ -565,7 +563,7 @@ class Graph:
         if node.op == "dense":
             pooled, scale = val[node.src[0]]
             unit = scale * q["w_scale"]
-            bias_q = np.round(np.asarray(a["bias"], np.float64) / unit).astype(np.int64)
+            bias_q = _bias_units(node.name, a["bias"], unit)
             # int64 matmul (not BLAS): exact, and small (one row per image)
             return pooled @ q["w_q"].astype(np.int64) + bias_q, unit
         raise ValueError(f"unknown op {node.op}")
@@ -613,8 +611,36 @@ class Graph:
         unit = act_in.scale * q["w_scale"]
         bound = int(np.abs(q["w_q"].astype(np.int64)).reshape(-1, q["w_q"].shape[-1]).sum(axis=0).max()) * 255
         acc = conv_int(xc, q["w_q"], node.attrs["stride"], node.attrs["pad"], False, bound).astype(np.int64)
-        bias_q = np.round(np.asarray(node.attrs["bias"], np.float64) / unit).astype(np.int64)
+        bias_q = _bias_units(node.name, node.attrs["bias"], unit)
         return acc + bias_q, unit
+
+
+def _pixels(pixels):
+    """The uint8 image batch, its values checked rather than cast: another integer type is taken when every value
+    lies in [0, 255]; floats and bools are refused (a cast would wrap 300 to 44 and truncate 1.7)."""
+    x = np.asarray(pixels)
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"pixels have dtype {x.dtype}; expected uint8 (or integers in [0, 255])")
+    bad = np.flatnonzero((x < 0) | (x > 255)) if x.size else ()
+    if len(bad):
+        idx = ", ".join(str(int(i)) for i in np.unravel_index(bad[0], x.shape))
+        raise ValueError(f"pixels[{idx}] is {x.reshape(-1)[bad[0]]}: pixels must lie in [0, 255]")
+    return x.astype(np.uint8)
+
+
+def _bias_units(name, bias, unit):
+    """A float bias in accumulator units, rounded to int64; NaN, inf or a value beyond 2^62 units is an error (a
+    cast would return -2^63)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = np.asarray(bias, np.float64) / unit
+    bad = np.flatnonzero(~(np.abs(v) < 2.0 ** 62))
+    if bad.size:
+        c = int(bad[0])
+        raise ValueError(f"node {name}: bias[{c}] = {np.asarray(bias).reshape(-1)[c]} is {v[c]} accumulator units: "
+                         "not a finite value within 2^62")
+    return np.round(v).astype(np.int64)
 
 
 def load(path, *, check=True):

@@ -416,7 +416,12 @@ def load(path, *, check=True):
                     want = avgpool_windows(n.attrs["kernel"], n.attrs["pad"], n.attrs["count_include_pad"])
                     if not isinstance(v, list) or len(v) != len(want):
                         raise r.fail(fk, f"must be a list of {len(want)} layer records (window sizes {want})")
-                    out[k] = [FixedPointRescale.from_dict(rec) for rec in v]
+                    out[k] = []
+                    for i, rec in enumerate(v):
+                        try:
+                            out[k].append(FixedPointRescale.from_dict(rec))
+                        except ValueError as exc:
+                            raise r.fail(f"{fk}[{i}]", str(exc)) from None
                     for i, (layer, w) in enumerate(zip(out[k], want)):
                         if layer.op.get("kind") != "avgpool" or layer.op.get("window") != w or layer.channels != 1:
                             raise r.fail(f"{fk}[{i}]", f"must be the one-channel avgpool layer of window {w}, got "

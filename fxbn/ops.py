@@ -36,7 +36,8 @@ import numpy as np
 from fxbn import _core
 from fxbn import ops_reference as oref
 from fxbn import reference as ref
-from fxbn.api import DTYPE_RANGES, FixedPointBN, _channel_floats, _channel_ints, _dtype_name, from_batchnorm
+from fxbn.api import (DTYPE_RANGES, FixedPointBN, _channel_floats, _channel_ints, _dtype_name, _threads,
+                      from_batchnorm)
 from fxbn.errors import InfeasibleError
 
 __all__ = ["from_requant", "from_avgpool", "from_mul", "from_add", "FixedPointAdd", "FixedPointRescale",
@@ -93,9 +94,66 @@ class FixedPointRescale(FixedPointBN):
             raise ValueError("not an fxbn layer record")
         layer = FixedPointBN.from_dict({k: v for k, v in d.items() if k != "op"})
         op = d.get("op")
-        if not isinstance(op, dict) or op.get("kind") not in ("requant", "avgpool", "mul"):
+        if not isinstance(op, dict) or op.get("kind") not in _OP_FIELDS:
             raise ValueError(f"op must be a dict with kind 'requant', 'avgpool' or 'mul', got {op!r}")
+        _check_op(layer, op)
         return _as_rescale(layer, op)
+
+
+_OP_FIELDS = {"requant": {"acc_scale", "out_scale", "out_zero_point", "bias"},
+              "avgpool": {"window", "in_scale", "in_zero_point", "out_scale", "out_zero_point", "in_dtype"},
+              "mul": {"in_scales", "in_zero_points", "out_scale", "out_zero_point", "in_dtypes"}}
+
+
+def _check_op(layer, op):
+    """The op record must state exactly the parameters the layer was solved for: the batchnorm-form source (and,
+    for mul, the product range) it implies is rebuilt and compared with the layer's, so a record that says it
+    computes one thing while the layer computes another is refused."""
+    kind = op["kind"]
+    keys = set(op) - {"kind"}
+    if keys != _OP_FIELDS[kind]:
+        raise ValueError(f"op of kind {kind!r} must have the fields {', '.join(sorted(_OP_FIELDS[kind]))}, got "
+                         f"{', '.join(sorted(keys))}")
+    c = layer.channels
+    try:
+        if kind == "requant":
+            want = {"in_scale": _channel_floats("op.acc_scale", op["acc_scale"]),
+                    "out_scale": _channel_floats("op.out_scale", op["out_scale"]),
+                    "out_zero_point": _channel_ints("op.out_zero_point", op["out_zero_point"]),
+                    "in_zero_point": -_channel_ints("op.bias", op["bias"], -2 ** 40, 2 ** 40),
+                    "gamma": 1.0, "beta": 0.0, "mean": 0.0, "var": 1.0, "eps": 0.0}
+        else:
+            if c != 1 or layer.in_dtype != np.int32:
+                raise ValueError(f"an op of kind {kind!r} is a one-channel int32 layer")
+            so, zo = _one_float("op.out_scale", op["out_scale"]), _one_int("op.out_zero_point", op["out_zero_point"])
+            if kind == "avgpool":
+                n = _window_size(op["window"])
+                _dtype_name(op["in_dtype"], "op.in_dtype", ADD_IN_DTYPES)
+                want = {"in_scale": _one_float("op.in_scale", op["in_scale"]), "out_scale": so,
+                        "in_zero_point": n * _one_int("op.in_zero_point", op["in_zero_point"]), "out_zero_point": zo,
+                        "gamma": 1.0, "beta": 0.0, "mean": 0.0, "var": float(n * n), "eps": 0.0}
+            else:
+                s1, s2 = _pair("op.in_scales", op["in_scales"], _one_float)
+                z1, z2 = _pair("op.in_zero_points", op["in_zero_points"], _zero_point)
+                d1, d2 = _pair("op.in_dtypes", op["in_dtypes"], _dtype_item)
+                (l1, h1), (l2, h2) = DTYPE_RANGES[d1], DTYPE_RANGES[d2]
+                corners = [(a - z1) * (b - z2) for a in (l1, h1) for b in (l2, h2)]
+                if layer.in_range.tolist() != [[min(corners), max(corners)]]:
+                    raise ValueError(f"the layer's in_range {layer.in_range.tolist()} is not the product range "
+                                     f"[{min(corners)}, {max(corners)}] of op.in_dtypes and op.in_zero_points")
+                want = {"in_scale": s1, "gamma": s2, "out_scale": so, "in_zero_point": 0, "out_zero_point": zo,
+                        "beta": 0.0, "mean": 0.0, "var": 1.0, "eps": 0.0}
+    except ValueError as e:
+        raise ValueError(f"op: {e}") from None
+    src = layer.source
+    if src.get("form") != "batchnorm":
+        raise ValueError(f"op of kind {kind!r} needs a batchnorm-form source, got form {src.get('form')!r}")
+    for key, value in want.items():
+        value = np.asarray(value)
+        if value.ndim and value.shape[0] not in (1, c) or \
+                not np.array_equal(np.broadcast_to(value, (c,)), np.asarray(src[key])):
+            raise ValueError(f"op does not match the layer: it implies source.{key} = {value.tolist()}, the layer "
+                             f"has {np.asarray(src[key]).tolist()}")
 
 
 def _as_rescale(layer, op):
@@ -116,6 +174,29 @@ def _positive(name, value):
         where = f"{name}[{bad[0]}]" if arr.ndim else name
         raise ValueError(f"{where} is {np.atleast_1d(arr)[bad[0]]}: scales must be positive")
     return arr
+
+
+def _one_float(name, value):
+    """The one float64 a scalar parameter denotes exactly (longdouble 1/3, strings and bools are refused)."""
+    arr = _channel_floats(name, value)
+    if arr.ndim:
+        raise ValueError(f"{name} must be one number, got shape {arr.shape}")
+    return float(arr)
+
+
+def _one_int(name, value, lo=-2 ** 63, hi=2 ** 63 - 1):
+    """The one integer a scalar parameter denotes (1.7, "5" and True are refused, not converted)."""
+    arr = _channel_ints(name, value, lo, hi)
+    if arr.ndim:
+        raise ValueError(f"{name} must be one integer, got shape {arr.shape}")
+    return int(arr)
+
+
+def _one_positive(name, value):
+    v = _one_float(name, value)
+    if not v > 0:
+        raise ValueError(f"{name} is {v}: scales must be positive")
+    return v
 
 
 def from_requant(acc_scale, out_scale, out_zero_point=0, *, bias=None, in_range=None, in_dtype="int32",
@@ -171,6 +252,9 @@ def from_requant(acc_scale, out_scale, out_zero_point=0, *, bias=None, in_range=
 
 
 def _window_size(window):
+    if isinstance(window, (bool, np.bool_)) or isinstance(window, (tuple, list)) and \
+            any(isinstance(w, (bool, np.bool_)) for w in window):
+        raise ValueError(f"window must be an int or a tuple of ints, got {window!r}")
     if isinstance(window, (tuple, list)):
         sizes = [int(w) for w in window]
         if not sizes or any(w != v for w, v in zip(sizes, window)):
@@ -223,10 +307,10 @@ def from_avgpool(window, in_scale, in_zero_point, out_scale, out_zero_point=0, *
     """
     n = _window_size(window)
     in_dtype = _dtype_name(in_dtype, "in_dtype", ("int8", "uint8", "int16"))
-    s_in = float(_positive("in_scale", in_scale))
-    s_out = float(_positive("out_scale", out_scale))
-    zin = int(_channel_ints("in_zero_point", in_zero_point))
-    zo = int(_channel_ints("out_zero_point", out_zero_point))
+    s_in = _one_positive("in_scale", in_scale)
+    s_out = _one_positive("out_scale", out_scale)
+    zin = _one_int("in_zero_point", in_zero_point)
+    zo = _one_int("out_zero_point", out_zero_point)
     if in_range is None:
         lo, hi = DTYPE_RANGES[in_dtype]
         in_range = (n * lo, n * hi)
@@ -242,22 +326,50 @@ def from_avgpool(window, in_scale, in_zero_point, out_scale, out_zero_point=0, *
 def _pair(name, value, kind):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a pair, got {value!r}")
-    return tuple(kind(v) for v in value)
+    return tuple(kind(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
 def _zero_point(name, z):
-    if int(z) != z:
-        raise ValueError(f"{name} must be an integer, got {z!r}")
-    z = int(z)
-    if abs(z) > 2 ** 31:
-        raise ValueError(f"{name} = {z} is outside [-2^31, 2^31]")
-    return z
+    return _one_int(name, z, -2 ** 31, 2 ** 31)
+
+
+def _positive_scale(name, s):
+    s = _one_float(name, s)
+    if not s > 0:
+        raise ValueError(f"{name} is {s}: scales must be positive and finite")
+    return s
+
+
+def _dtype_item(name, d):
+    return _dtype_name(d, name, ADD_IN_DTYPES)
 
 
 def mul_input(x1, x2, in_zero_points):
-    """The integer input of a from_mul layer: (x1 - z1)*(x2 - z2) as int32 (x2 broadcast against x1)."""
-    z1, z2 = in_zero_points
-    return ((np.asarray(x1, np.int64) - int(z1)) * (np.asarray(x2, np.int64) - int(z2))).astype(np.int32)
+    """The integer input of a from_mul layer: (x1 - z1)*(x2 - z2) as int32 (x2 broadcast against x1).
+
+    x1 and x2 are int8, uint8 or int16 arrays (the types from_mul accepts); a product outside int32 raises
+    ValueError naming its index (it would wrap into another layer input without an error).
+    """
+    z1, z2 = _pair("in_zero_points", in_zero_points, _zero_point)
+    arrays = []
+    for name, x in (("x1", x1), ("x2", x2)):
+        x = np.asarray(x)
+        if x.dtype not in _ADD_DTYPE_SET:
+            raise ValueError(f"{name} has dtype {x.dtype}; expected one of {', '.join(ADD_IN_DTYPES)} "
+                             "(integer inputs; convert explicitly)")
+        arrays.append(x)
+    try:
+        shape = np.broadcast_shapes(arrays[0].shape, arrays[1].shape)
+    except ValueError:
+        shape = None
+    if shape != arrays[0].shape:
+        raise ValueError(f"x2 of shape {arrays[1].shape} does not broadcast to x1's shape {arrays[0].shape}")
+    p = (arrays[0].astype(np.int64) - z1) * (arrays[1].astype(np.int64) - z2)     # |p| < 2^63: exact
+    bad = np.flatnonzero((p < -2 ** 31) | (p > 2 ** 31 - 1))
+    if bad.size:
+        idx = ", ".join(str(int(i)) for i in np.unravel_index(bad[0], shape))
+        raise ValueError(f"the product at [{idx}] is {int(p.reshape(-1)[bad[0]])}, outside int32")
+    return p.astype(np.int32)
 
 
 def from_mul(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtypes=("int8", "int8"),
@@ -283,20 +395,15 @@ def from_mul(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtype
     >>> mul.apply(p).tolist(), mul.reference(p).tolist()
     ([-39, -5, 127], [-39, -5, 127])
     """
-    s1, s2 = _pair("in_scales", in_scales, float)
-    z1, z2 = (_zero_point(f"in_zero_points[{i}]", z) for i, z in enumerate(_pair("in_zero_points", in_zero_points,
-                                                                                   lambda v: v)))
-    for i, s in enumerate((s1, s2)):
-        if not (math.isfinite(s) and s > 0):
-            raise ValueError(f"in_scales[{i}] is {s}: scales must be positive and finite")
-    d1, d2 = (_dtype_name(d, f"in_dtypes[{i}]", ADD_IN_DTYPES) for i, d in enumerate(_pair("in_dtypes", in_dtypes,
-                                                                                           lambda v: v)))
+    s1, s2 = _pair("in_scales", in_scales, _positive_scale)
+    z1, z2 = _pair("in_zero_points", in_zero_points, _zero_point)
+    d1, d2 = _pair("in_dtypes", in_dtypes, _dtype_item)
     (l1, h1), (l2, h2) = DTYPE_RANGES[d1], DTYPE_RANGES[d2]
     corners = [(a - z1) * (b - z2) for a in (l1, h1) for b in (l2, h2)]
     lo, hi = min(corners), max(corners)
     if lo < -2 ** 31 or hi > 2 ** 31 - 1:
         raise ValueError(f"the product range [{lo}, {hi}] does not fit int32")
-    so = float(_positive("out_scale", out_scale))
+    so = _one_positive("out_scale", out_scale)
     zo = _zero_point("out_zero_point", out_zero_point)
     layer = from_batchnorm(s2, 0.0, 0.0, 1.0, 0.0, in_scale=s1, out_scale=so, in_zero_point=0, out_zero_point=zo,
                            in_range=(lo, hi), in_dtype="int32", out_dtype=out_dtype, rounding=rounding, relu=relu,
@@ -361,18 +468,11 @@ def from_add(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtype
     no fixed-point parameters with shift <= 40 match the exact a
     """
     ref.check_rounding(rounding)
-    s1, s2 = _pair("in_scales", in_scales, float)
-    for i, s in enumerate((s1, s2)):
-        if not (math.isfinite(s) and s > 0):
-            raise ValueError(f"in_scales[{i}] is {s}: scales must be positive and finite")
-    so = float(out_scale)
-    if not (math.isfinite(so) and so > 0):
-        raise ValueError(f"out_scale is {so}: scales must be positive and finite")
-    z1, z2 = (_zero_point(f"in_zero_points[{i}]", z) for i, z in enumerate(_pair("in_zero_points", in_zero_points,
-                                                                                   lambda v: v)))
+    s1, s2 = _pair("in_scales", in_scales, _positive_scale)
+    so = _positive_scale("out_scale", out_scale)
+    z1, z2 = _pair("in_zero_points", in_zero_points, _zero_point)
     zo = _zero_point("out_zero_point", out_zero_point)
-    d1, d2 = (_dtype_name(d, f"in_dtypes[{i}]", ADD_IN_DTYPES) for i, d in enumerate(_pair("in_dtypes", in_dtypes,
-                                                                                           lambda v: v)))
+    d1, d2 = _pair("in_dtypes", in_dtypes, _dtype_item)
     dout = _dtype_name(out_dtype, "out_dtype", ADD_OUT_DTYPES)
     box = _add_box(in_ranges, (d1, d2))
     qmin, qmax = _add_out_range(dout, out_range, relu, zo)
@@ -399,9 +499,7 @@ def _add_box(in_ranges, dtypes):
                 lo, hi = in_ranges[i]
             except (TypeError, ValueError, IndexError):
                 raise ValueError(f"in_ranges must be ((l1, h1), (l2, h2)), got {in_ranges!r}") from None
-            if int(lo) != lo or int(hi) != hi:
-                raise ValueError(f"in_ranges[{i}] must hold integers, got {in_ranges[i]!r}")
-            lo, hi = int(lo), int(hi)
+            lo, hi = _one_int(f"in_ranges[{i}][0]", lo), _one_int(f"in_ranges[{i}][1]", hi)
             if lo > hi or lo < dlo or hi > dhi:
                 raise ValueError(f"in_ranges[{i}] = [{lo}, {hi}] must be non-empty and within {d} [{dlo}, {dhi}]")
         box += [lo, hi]
@@ -414,7 +512,9 @@ def _add_box(in_ranges, dtypes):
 def _add_out_range(dout, out_range, relu, zo):
     qmin, qmax = DTYPE_RANGES[dout]
     if out_range is not None:
-        lo, hi = (int(v) for v in out_range)
+        if not isinstance(out_range, (tuple, list)) or len(out_range) != 2:
+            raise ValueError(f"out_range must be a pair (qmin, qmax) of integers, got {out_range!r}")
+        lo, hi = (_one_int(f"out_range[{i}]", v) for i, v in enumerate(out_range))
         if lo < qmin or hi > qmax or lo > hi:
             raise ValueError(f"out_range [{lo}, {hi}] must be a non-empty range within {dout} [{qmin}, {qmax}]")
         qmin, qmax = lo, hi
@@ -453,27 +553,29 @@ class FixedPointAdd:
     def __init__(self, multipliers, bias, shift, in_ranges, out_range, rounding, source, in_dtypes=("int8", "int8"),
                  out_dtype="int8", solve_options=None):
         ref.check_rounding(rounding)
-        a1, a2 = (int(m) for m in multipliers)
+        # every integer as given, never converted: 1.7, "5" and True are refused, and each fits the kernel's int64
+        a1, a2 = _pair("multipliers", multipliers, _one_int)
         self.multipliers = (a1, a2)
-        self.bias = int(bias)
-        self.shift = int(shift)
+        self.bias = _one_int("bias", bias)
+        self.shift = _one_int("shift", shift)
         if not 0 <= self.shift <= 62:
             raise ValueError(f"shift {self.shift} is outside [0, 62]")
-        self.in_dtypes = tuple(np.dtype(_dtype_name(d, "in_dtypes", ADD_IN_DTYPES)) for d in in_dtypes)
+        self.in_dtypes = _pair("in_dtypes", list(in_dtypes) if isinstance(in_dtypes, tuple) else in_dtypes,
+                               lambda name, d: np.dtype(_dtype_name(d, name, ADD_IN_DTYPES)))
         self.out_dtype = np.dtype(_dtype_name(out_dtype, "out_dtype", ADD_OUT_DTYPES))
-        (l1, h1), (l2, h2) = ((int(lo), int(hi)) for lo, hi in in_ranges)
+        (l1, h1), (l2, h2) = _pair("in_ranges", in_ranges, lambda name, r: _pair(name, r, _one_int))
         self.in_ranges = ((l1, h1), (l2, h2))
         for i, (lo, hi) in enumerate(self.in_ranges):
             dlo, dhi = DTYPE_RANGES[self.in_dtypes[i].name]
             if not dlo <= lo <= hi <= dhi:
                 raise ValueError(f"in_ranges[{i}] = [{lo}, {hi}] must be non-empty and within {self.in_dtypes[i]}")
-        self.out_range = (int(out_range[0]), int(out_range[1]))
+        self.out_range = _pair("out_range", out_range, _one_int)
         olo, ohi = DTYPE_RANGES[self.out_dtype.name]
         if not olo <= self.out_range[0] <= self.out_range[1] <= ohi:
             raise ValueError(f"out_range {self.out_range} must be non-empty and within {self.out_dtype}")
         self.rounding = rounding
         self.source = _check_add_source(source)
-        self.solve_options = dict(solve_options or {})
+        self.solve_options = _check_add_options(solve_options)
         self.multiplier_bits = max(_bits(a1), _bits(a2))
         acc = [_bits(self.bias)]
         for x1 in (l1, h1):
@@ -575,7 +677,7 @@ class FixedPointAdd:
             An input outside its in_range (index and value named), or a bad shape / dtype.
         """
         kernel = self._kernel if self._kernel is not None else self._get_kernel()
-        nt = 0 if threads is None else int(threads)
+        nt = 0 if threads is None else _threads(threads)
         # fast path (no broadcasting, contiguous arrays of one shape; checked in the core from the buffers):
         # None when the arguments do not qualify
         if type(x1) is np.ndarray and type(x2) is np.ndarray:
@@ -656,8 +758,11 @@ class FixedPointAdd:
         """Inverse of to_dict; checks the format, every field's type and range."""
         if not isinstance(d, dict) or d.get("format") != "fxbn.FixedPointAdd":
             raise ValueError("not an fxbn.FixedPointAdd record (missing format 'fxbn.FixedPointAdd')")
-        if d.get("version") != 1:
+        if not _is_int(d.get("version")) or d.get("version") != 1:
             raise ValueError(f"unsupported fxbn.FixedPointAdd version {d.get('version')!r}")
+        unknown = sorted(set(d) - _ADD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in an fxbn.FixedPointAdd record")
         missing = [k for k in ("multipliers", "bias", "shift", "in_ranges", "out_range", "rounding", "source",
                                "in_dtypes", "out_dtype") if k not in d]
         if missing:
@@ -691,9 +796,28 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+_ADD_FIELDS = frozenset(("format", "version", "multipliers", "bias", "shift", "in_ranges", "out_range", "rounding",
+                         "in_dtypes", "out_dtype", "source", "solve_options"))
+
+
+def _check_add_options(options):
+    """solve_options of an add: the limits from_add was given (acc_bits in [2, 64], max_shift in [0, 40])."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or set(options) - {"acc_bits", "max_shift"}:
+        raise ValueError(f"solve_options must be a dict with keys acc_bits and max_shift, got {options!r}")
+    for key, (lo, hi) in (("acc_bits", (2, 64)), ("max_shift", (0, 40))):
+        if key in options and not (_is_int(options[key]) and lo <= options[key] <= hi):
+            raise ValueError(f"solve_options.{key} must be an integer in [{lo}, {hi}], got {options[key]!r}")
+    return {k: int(v) for k, v in options.items()}
+
+
 def _check_add_source(source):
     if not isinstance(source, dict) or source.get("form") != "add":
         raise ValueError("source must be a dict with form 'add'")
+    unknown = sorted(set(source) - {"form", "in_scales", "in_zero_points", "out_scale", "out_zero_point"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in source")
     out = {"form": "add"}
     for k in ("in_scales", "in_zero_points"):
         v = source.get(k)

@@ -35,6 +35,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 import fxbn.onnx as fo
+from fxbn.network import _bias_units
 
 _ELEM = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int16": TensorProto.INT16,
          "int32": TensorProto.INT32, "int64": TensorProto.INT64}
@@ -357,7 +358,7 @@ def export_network(graph, size, path=None, name="fxbn_int_net", conv="matmul"):
                        strides=[s, s], group=cout if depthwise else 1, kernel_shape=[kh, kw])
             if a.get("logits"):
                 unit = act.scale * np.asarray(w_scale, np.float64)
-                bias_q = np.round(np.asarray(a["bias"], np.float64) / unit).astype(np.int64)
+                bias_q = _bias_units(node.name, a["bias"], unit)
                 wide = b.node("Cast", [out], p + "/wide", to=TensorProto.INT64)
                 b.node("Add", [wide, b.const(p + "/bias", bias_q.reshape(b.ch_shape), np.int64)], p)
             shapes[p] = (cout, ho, wo)
@@ -433,7 +434,7 @@ def export_network(graph, size, path=None, name="fxbn_int_net", conv="matmul"):
             _, h, w = shapes[pool_src]
             act = graph.act_of(pool_src)
             unit = act.scale / (h * w) * np.asarray(q["w_scale"], np.float64)
-            bias_q = np.round(np.asarray(a["bias"], np.float64) / unit).astype(np.int64)
+            bias_q = _bias_units(node.name, a["bias"], unit)
             w_q = q["w_q"].astype(np.int64)
             pooled_bound = h * w * max(abs(act.qmin - act.zero_point), abs(act.qmax - act.zero_point))
             bound = pooled_bound * int(np.abs(w_q).sum(axis=0).max())
