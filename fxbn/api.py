@@ -210,6 +210,18 @@ def _out_range(out_dtype, out_range, relu, zero_point, out_scale, rounding):
 MAX_THREADS = 1024
 
 
+def _require_layer(layer, what):
+    """Exporters of one FixedPointBN (a FixedPointRescale is one) name what they were given instead."""
+    if not isinstance(layer, FixedPointBN):
+        raise ValueError(f"{what} takes a FixedPointBN (or FixedPointRescale), got {type(layer).__name__}")
+
+
+def _positive_rows(rows):
+    if isinstance(rows, (bool, np.bool_)) or not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"rows must be a positive integer, got {rows!r}")
+    return int(rows)
+
+
 def _threads(threads):
     """None or 0 -> 0 (all the kernel may use); otherwise an integer in [1, MAX_THREADS]."""
     if threads is None:

@@ -163,6 +163,9 @@ def layer_to_c(layer, directory, name):
     >>> "int quarter_nchw(const int8_t *x, int8_t *y, size_t n, size_t hw, size_t *bad_index);" in open(h).read()
     True
     """
+    from fxbn.api import _require_layer
+
+    _require_layer(layer, "layer_to_c")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"name must be a C identifier, got {name!r}")
     w = c_accumulator_bits(layer)

@@ -25,7 +25,11 @@ def layer_to_tflite(layer, rows):
     import flatbuffers
     import tflite
 
+    from fxbn.api import _positive_rows, _require_layer
     from fxbn.codegen import c_accumulator_bits
+
+    _require_layer(layer, "layer_to_tflite")
+    rows = _positive_rows(rows)
 
     w = c_accumulator_bits(layer)
     acc = np.dtype(f"int{w}")

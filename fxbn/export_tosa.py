@@ -40,6 +40,7 @@ __all__ = ["rescale_params", "rescale_report", "layer_to_tosa", "run_reference_m
            "MULTIWORD", "MULTIWORD_WRONG", "multiword_steps", "multiword_params", "multiword_eval"]
 
 _TOSA_DTYPES = {"int8": "INT8", "int16": "INT16", "int32": "INT32"}
+_IO_FILE = "fxbn_io.json"
 
 
 def _full_clamp(layer):
@@ -347,6 +348,10 @@ def layer_to_tosa(layer, directory, rows, form=None, wrong=None):
     ValueError
         The layer cannot be expressed exactly in the requested form (naming the reason).
     """
+    from fxbn.api import _positive_rows, _require_layer
+
+    _require_layer(layer, "layer_to_tosa")
+    rows = _positive_rows(rows)
     ts = _ser()
     from tosa import DType, Op, NanPropagationMode, RoundingMode
 
@@ -432,6 +437,8 @@ def layer_to_tosa(layer, directory, rows, form=None, wrong=None):
         f.write(ser.serialize())
     with open(os.path.join(directory, "desc.json"), "w") as f:
         f.write(ser.writeJson("layer.tosa"))
+    with open(os.path.join(directory, _IO_FILE), "w") as f:      # what run_reference_model may feed the graph
+        json.dump({"in_dtype": in_name, "shape": [rows, C]}, f)
     return form
 
 
@@ -453,6 +460,16 @@ def run_reference_model(directory, x):
     """Run the graph written by layer_to_tosa on x ([rows, C], the layer's input type); returns the output array."""
     with open(os.path.join(directory, "desc.json")) as f:
         desc = json.load(f)
+    try:
+        with open(os.path.join(directory, _IO_FILE)) as f:
+            io = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{directory}: no {_IO_FILE} (not written by layer_to_tosa)") from None
+    # the reference model converts an input of another type to the graph's (int16 300 -> int8 44): refuse it here
+    if not isinstance(x, np.ndarray) or x.dtype != np.dtype(io["in_dtype"]) or list(x.shape) != io["shape"]:
+        what = f"a {type(x).__name__}" if not isinstance(x, np.ndarray) else f"{x.dtype} of shape {x.shape}"
+        raise ValueError(f"x must be a {io['in_dtype']} array of shape {tuple(io['shape'])} (the graph's input), "
+                         f"got {what}")
     np.save(os.path.join(directory, desc["ifm_file"][0]), x)
     res = subprocess.run([reference_model_path(), "--test_desc", os.path.join(directory, "desc.json")],
                          capture_output=True, text=True)

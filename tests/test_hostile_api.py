@@ -267,3 +267,93 @@ def test_network_dense_bias_must_be_representable(small_graph):
                 g.forward_int(pixels)
     finally:
         fc.attrs["bias"] = saved
+
+
+# ---------------------------------------------------------------------------------------------- exporters
+def test_tosa_run_refuses_inputs_of_another_type_or_shape(tmp_path):
+    """run_reference_model saved x as given and tosa_reference_model converted it to the graph's type: int16 300
+    ran as the int8 44 and its output came back without an error."""
+    et = pytest.importorskip("fxbn.export_tosa")
+    if et.reference_model_path() is None:
+        pytest.skip("tosa_reference_model not installed")
+    layer = fxbn.from_affine([0.5, 0.25, -0.75], [1.0, -3.0, 7.5], in_dtype="int8", rounding="half_up")
+    et.layer_to_tosa(layer, str(tmp_path), 4)
+    x = np.array([[100, -100, 127], [1, 2, 3], [-128, 0, 0], [5, 5, 5]], np.int8)
+    assert np.array_equal(et.run_reference_model(str(tmp_path), x), layer.apply(x))
+    wide = x.astype(np.int16)
+    wide[0, 0] = 300
+    for bad, match in ((wide, "int16"), (x.astype(np.int32), "int32"), (x[:2], r"\(2, 3\)"),
+                       (x.astype(np.float64), "float64"), (x.tolist(), "list")):
+        with pytest.raises(ValueError, match=match):
+            et.run_reference_model(str(tmp_path), bad)
+
+
+@pytest.mark.parametrize("rows", [0, -1, 1.5, True])
+def test_exporters_refuse_bad_row_counts(tmp_path, rows):
+    """Before: TOSA built graphs of shape [0, C], [-1, C] and [1.5, C]; LiteRT models of 0 and -1 rows."""
+    layer = fxbn.from_affine([0.5, 0.25], [1.0, -3.0], in_dtype="int8", rounding="half_up")
+    et = pytest.importorskip("fxbn.export_tosa")
+    pytest.importorskip("tosa")
+    with pytest.raises(ValueError, match="rows"):
+        et.layer_to_tosa(layer, str(tmp_path), rows)
+    assert not any(tmp_path.iterdir())
+    el = pytest.importorskip("fxbn.export_litert")
+    pytest.importorskip("tflite")
+    with pytest.raises(ValueError, match="rows"):
+        el.layer_to_tflite(layer, rows)
+
+
+def test_exporters_name_what_they_take(tmp_path):
+    """A FixedPointAdd given to a FixedPointBN exporter: an AttributeError from deep inside before."""
+    from fxbn import codegen
+
+    add = _add()
+    calls = [lambda: codegen.layer_to_c(add, str(tmp_path), "a")]
+    try:
+        import fxbn.onnx as fo
+        calls.append(lambda: fo.export_layer(add))
+    except ImportError:
+        pass
+    try:
+        from fxbn import export_tosa as et
+        import tosa  # noqa: F401
+        calls.append(lambda: et.layer_to_tosa(add, str(tmp_path), 4))
+    except ImportError:
+        pass
+    try:
+        from fxbn import export_litert as el
+        import tflite  # noqa: F401
+        calls.append(lambda: el.layer_to_tflite(add, 4))
+    except ImportError:
+        pass
+    assert len(calls) == 4
+    for call in calls:
+        with pytest.raises(ValueError, match="FixedPointBN"):
+            call()
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- python -m verify
+def test_verify_json_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    """A certificate that fails while being written (here: the encoder raising half-way) left OUT.tmp behind, half
+    written, next to OUT."""
+    from verify import __main__ as cli
+
+    layer = fxbn.from_affine([0.3, 2.0], [1.0, 2.5], in_dtype="uint8", out_dtype="uint8", rounding="half_up")
+    layer.save(tmp_path / "good.json")
+    real = cli.write_json
+
+    def failing(obj, fh, expand=4):
+        fh.write("{\n \"layers\": [")
+        raise RuntimeError("encoder failed")
+
+    monkeypatch.setattr(cli, "write_json", failing)
+    cert = tmp_path / "cert.json"
+    code = cli.main(["--quiet", "--method", "breakpoints", "--json", str(cert), str(tmp_path / "good.json")])
+    assert code == cli.EXIT_INTERNAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.json"]
+    monkeypatch.setattr(cli, "write_json", real)
+    assert cli.main(["--quiet", "--method", "breakpoints", "--json", str(cert), str(tmp_path / "good.json")]) == 0
+    assert json.loads(cert.read_text())["layers"][0]["verdict"] == "PROVED"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.json", "good.json"]
+    capsys.readouterr()

@@ -358,14 +358,21 @@ def _main(argv):
             print(f"{verdict:8s} lemma {res['name']} [{res['config']}], {res['logic']}, "
                   f"{res['seconds']:.3f} s{why}{cex}")
     if args.json:
+        tmp = args.json + ".tmp"
         try:
-            tmp = args.json + ".tmp"
             with open(tmp, "w") as fh:
                 write_json(cert, fh)
             os.replace(tmp, args.json)
+            tmp = None
         except OSError as e:
             print(f"python -m verify: error: --json {args.json}: {e}", file=sys.stderr)
             return EXIT_USAGE
+        finally:     # nothing half-written is left behind, whatever failed
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
     return worst
 
 

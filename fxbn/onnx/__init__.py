@@ -141,6 +141,9 @@ def layer_nodes(layer, x, y, *, axis=1, rank=4, in_dtype=None, acc=None, range_c
     -------
     LayerGraph
     """
+    from fxbn.api import _require_layer
+
+    _require_layer(layer, "layer_nodes")
     in_dtype = layer.in_dtype.name if in_dtype is None else np.dtype(in_dtype).name
     if in_dtype not in _IN_DTYPES:
         raise ValueError(f"in_dtype must be one of {', '.join(_IN_DTYPES)}, got {in_dtype}")
@@ -250,6 +253,9 @@ def export_layer(layer, path=None, *, axis=1, rank=4, in_dtype=None, acc=None, r
     >>> [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     ['N', 'D1', 'D2', 3]
     """
+    from fxbn.api import _require_layer
+
+    _require_layer(layer, "export_layer")
     in_dtype = layer.in_dtype.name if in_dtype is None else np.dtype(in_dtype).name
     a = _normalise_axis(axis, rank)
     sub = layer_nodes(layer, "x", "y", axis=a, rank=rank, in_dtype=in_dtype, acc=acc, range_check=range_check,
