@@ -898,7 +898,7 @@ class FixedPointBN:
         Examples
         --------
         >>> import fxbn, tempfile
-        >>> fxbn.from_affine(0.5, 1.0, in_dtype="int8").to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
+        >>> fxbn.from_affine(0.5, 1.0, in_dtype="int8", rounding="half_up").to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
         True
         """
         from fxbn import codegen

@@ -27,7 +27,7 @@ True
 ((92123, 374487), 2382492, 19)
 >>> x1 = np.array([[-128, 0, 127]], np.int8); x2 = np.array([100, -7, 127], np.int8)
 >>> add.apply(x1, x2).tolist(), add.reference(x1, x2).tolist()
-([[50, -5, 120]], [[50, -5, 120]])
+([[53, -1, 117]], [[53, -1, 117]])
 """
 import math
 

@@ -357,3 +357,13 @@ def test_verify_json_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     assert json.loads(cert.read_text())["layers"][0]["verdict"] == "PROVED"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.json", "good.json"]
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("module", ["fxbn.ops", "fxbn.api", "fxbn.importers", "fxbn.io"])
+def test_documented_outputs_are_the_outputs(module):
+    """The module doctests ran nowhere: fxbn.ops documented the add's outputs as [50, -5, 120] (the exact values
+    are [53, -1, 117]) and FixedPointBN.to_c's example raised InfeasibleError (half_even ties)."""
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0
