@@ -733,7 +733,8 @@ class FixedPointAdd:
     def feasible_at(self, shift):
         """Whether any integer (A1, A2, B) is exact at this shift (the core's decision; shift - 1 being infeasible
         is the minimality claim)."""
-        return _core.add_feasible(*self._exact_args, self._box, *self.out_range, self.rounding, int(shift))
+        return _core.add_feasible(*self._exact_args, self._box, *self.out_range, self.rounding,
+                                  _one_int("shift", shift, 0, 62))
 
     # ---------------------------------------------------------------------------------------------- persistence
     def to_dict(self):

@@ -367,3 +367,11 @@ def test_documented_outputs_are_the_outputs(module):
     import importlib
 
     assert doctest.testmod(importlib.import_module(module)).failed == 0
+
+
+@pytest.mark.parametrize("shift,match", [(1.7, "shift is 1.7"), ("5", "shift must hold integers"), (True, "shift is True"),
+                                         (2 ** 70, "shift = 1180591620717411303424")])
+def test_add_feasible_at_takes_an_integer_shift(shift, match):
+    """Before: 1.7, "5" and True were answered as shifts 1, 5 and 1 (False each); 2^70 raised OverflowError."""
+    with pytest.raises(ValueError, match=match):
+        _add().feasible_at(shift)
