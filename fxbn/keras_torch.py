@@ -30,6 +30,12 @@ def module_name(keras_name):
     return name if name and not name[0].isdigit() else f"k_{name}"
 
 
+def _channels_last(name, lc):
+    """Layers whose meaning depends on data_format: only channels_last is modelled (the other would be read wrong)."""
+    if lc.get("data_format") not in (None, "channels_last"):
+        raise ValueError(f"Keras layer {name!r}: data_format {lc['data_format']!r} not supported")
+
+
 def _same_pad(size, k, stride, dilation=1):
     eff = (k - 1) * dilation + 1
     out = -(-size // stride)
@@ -301,6 +307,9 @@ def keras_to_torch(model_json, arrays, input_shape=None):
             m.ops.append((name, "pad", [src], ((l, r, t, b), 0.0)))
             shapes[name] = (shp[0], shp[1] + t + b, shp[2] + l + r)
         elif cls in ("MaxPooling2D", "AveragePooling2D"):
+            _channels_last(name, lc)
+            if lc.get("padding", "valid") not in ("valid", "same"):
+                raise ValueError(f"Keras layer {name!r}: padding {lc['padding']!r} not supported")
             kh, kw = _pair(lc["pool_size"])
             sh, sw = _pair(lc.get("strides") or lc["pool_size"])
             c, h, w = shp
@@ -324,11 +333,13 @@ def keras_to_torch(model_json, arrays, input_shape=None):
                 m.ops.append((name, "avgpool_same", [src], ((pl, pr, pt, pb), (kh, kw), (sh, sw), cname)))
             shapes[name] = (c, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
         elif cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            _channels_last(name, lc)
             if lc.get("keepdims"):
                 raise ValueError(f"Keras layer {name!r}: keepdims=True not supported")
             m.ops.append((name, "gap" if cls == "GlobalAveragePooling2D" else "gmp", [src], None))
             shapes[name] = (shp[0],)
         elif cls == "Flatten":
+            _channels_last(name, lc)
             m.ops.append((name, "flatten", [src], len(shp)))
             shapes[name] = (int(np.prod(shp)),)
         elif cls in ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout"):

@@ -375,3 +375,26 @@ def test_add_feasible_at_takes_an_integer_shift(shift, match):
     """Before: 1.7, "5" and True were answered as shifts 1, 5 and 1 (False each); 2^70 raised OverflowError."""
     with pytest.raises(ValueError, match=match):
         _add().feasible_at(shift)
+
+
+# ---------------------------------------------------------------------------------------------- fxbn.keras_torch
+@pytest.mark.parametrize("layer,change,match", [
+    # before: a pooling padding Keras does not have ran as 'valid', and channels_first pooling / flattening ran
+    # as channels_last: a module that is not the Keras model, returned without an error
+    ("avg", dict(padding="causal"), "padding 'causal'"),
+    ("avg", dict(data_format="channels_first"), "data_format 'channels_first'"),
+    ("flatten", dict(data_format="channels_first"), "data_format 'channels_first'"),
+])
+def test_keras_layers_keras_would_read_otherwise_are_refused(layer, change, match):
+    pytest.importorskip("torch")
+    import copy
+
+    from fxbn.keras_torch import keras_to_torch
+    from test_import_keras_cli import resnet8_like
+
+    model_json, arrays = resnet8_like()
+    keras_to_torch(model_json, arrays)
+    model_json = copy.deepcopy(model_json)
+    next(lay for lay in model_json["config"]["layers"] if lay["name"] == layer)["config"].update(change)
+    with pytest.raises(ValueError, match=match):
+        keras_to_torch(model_json, arrays)
