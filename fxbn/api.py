@@ -898,7 +898,8 @@ class FixedPointBN:
         Examples
         --------
         >>> import fxbn, tempfile
-        >>> fxbn.from_affine(0.5, 1.0, in_dtype="int8", rounding="half_up").to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
+        >>> layer = fxbn.from_affine(0.5, 1.0, in_dtype="int8", rounding="half_up")
+        >>> layer.to_c(tempfile.mkdtemp(), "half")[0].endswith("half.h")
         True
         """
         from fxbn import codegen
