@@ -67,10 +67,11 @@ class FixedPointRescale(FixedPointBN):
             x = np.asarray(x)
             flat_out = None
             if out is not None:
-                if not isinstance(out, np.ndarray) or out.shape != x.shape:
+                if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != self.out_dtype \
+                        or not out.flags.c_contiguous or not out.flags.writeable:
                     raise ValueError(f"out must be a writeable C-contiguous {self.out_dtype} array of shape "
                                      f"{x.shape}")
-                flat_out = out.reshape(1, 1, -1) if out.flags.c_contiguous else out
+                flat_out = out.reshape(1, 1, -1)
             y = super().apply(x.reshape(1, 1, -1), axis=1, out=flat_out, threads=threads)
             return out if out is not None else y.reshape(x.shape)
         return super().apply(x, axis=axis, out=out, threads=threads)

@@ -398,3 +398,14 @@ def test_keras_layers_keras_would_read_otherwise_are_refused(layer, change, matc
     next(lay for lay in model_json["config"]["layers"] if lay["name"] == layer)["config"].update(change)
     with pytest.raises(ValueError, match=match):
         keras_to_torch(model_json, arrays)
+
+
+def test_one_channel_rescale_out_errors_name_the_callers_shape():
+    """A one-channel rescale applies to any shape; a bad out= was reported against the internal (1, 1, N) view."""
+    rq = fxbn.from_requant(0.0021, 0.017, -4, bias=37, in_range=(-3000, 3000))
+    x = np.zeros((2, 3), np.int32)
+    for out in (np.zeros((2, 6), np.int8)[:, ::2], np.zeros((2, 3), np.int16), np.zeros((3, 2), np.int8)):
+        before = out.copy()
+        with pytest.raises(ValueError, match=r"of shape \(2, 3\)"):
+            rq.apply(x, out=out)
+        assert np.array_equal(out, before)
