@@ -17,13 +17,20 @@ import numpy as np
 from experiments import run
 from fxbn import InfeasibleError, export_tosa, importers
 
+
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 NETWORKS = ("resnet20", "resnet56", "darknet_tiny", "mobilenet", "resnet50")
 
 
 def network_layers(name, data_root):
     graph = run.load_network(name, data_root)
     nodes = {n.name: n for n in graph.nodes}
-    act_in, act_out = importers.ActivationQuant(0.03, -128), importers.ActivationQuant(0.05, -128)
+    act_in, act_out = importers.ActivationQuant(f32(0.03), -128), importers.ActivationQuant(f32(0.05), -128)
     for node in graph.nodes:
         if node.op != "bn" or nodes[node.src[0]].op != "conv":
             continue

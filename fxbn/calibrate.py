@@ -30,6 +30,8 @@ import warnings
 
 import numpy as np
 
+from fxbn.atomic import write_file
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 SCALES = {"raw": lambda p: p, "unit": lambda p: p / np.float32(255), "symmetric": lambda p: p / np.float32(127.5) - 1}
 
@@ -203,7 +205,7 @@ def run(args):
         print(f"float top-1 on {len(files)} labelled images: {100 * top1:.2f}% (a far lower figure than the "
               "model's usual accuracy means the input scaling is wrong)")
     acts = cal.activations_json(model=args.model, rounding=args.rounding, calibration=desc)
-    args.out.write_text(json.dumps(acts, indent=1) + "\n")
+    write_file(args.out, json.dumps(acts, indent=1) + "\n")         # all or nothing
     print(cal.layers.summary())
     if args.layers_out:
         args.layers_out.mkdir(parents=True, exist_ok=True)

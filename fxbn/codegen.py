@@ -22,9 +22,10 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 
 import numpy as np
+
+from fxbn.atomic import write_files
 
 __all__ = ["EXPR", "render_expr", "layer_to_c", "c_accumulator_bits", "main"]
 
@@ -278,19 +279,7 @@ int {name}_nhwc(const {in_t} *x, {out_t} *y, size_t pixels, size_t *bad_index)
     source = "\n".join(parts)
     os.makedirs(directory, exist_ok=True)
     paths = [os.path.join(directory, f"{name}.h"), os.path.join(directory, f"{name}.c")]
-    tmps = []
-    try:
-        for path, text in zip(paths, (header, source)):
-            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-            tmps.append(tmp)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-        for tmp, path in zip(tmps, paths):
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    write_files(dict(zip(paths, (header, source))))       # both new or both old, never a mixed pair
     return paths
 
 

@@ -36,6 +36,8 @@ import subprocess
 
 import numpy as np
 
+from fxbn.atomic import write_files
+
 __all__ = ["rescale_params", "rescale_report", "layer_to_tosa", "run_reference_model", "reference_model_path",
            "MULTIWORD", "MULTIWORD_WRONG", "multiword_steps", "multiword_params", "multiword_eval"]
 
@@ -433,12 +435,10 @@ def layer_to_tosa(layer, directory, rows, form=None, wrong=None):
         ser.addOperator(Op.Op().MAXIMUM, [t[3].name, qmin.name], [t[5].name], _attr(ts, "MaximumAttribute", nan))
         ser.addOperator(Op.Op().MINIMUM, [t[5].name, qmax.name], [t[4].name], _attr(ts, "MinimumAttribute", nan))
         ser.addOperator(Op.Op().CAST, [t[4].name], [out.name], _attr(ts, "CastAttribute"))
-    with open(os.path.join(directory, "layer.tosa"), "wb") as f:
-        f.write(ser.serialize())
-    with open(os.path.join(directory, "desc.json"), "w") as f:
-        f.write(ser.writeJson("layer.tosa"))
-    with open(os.path.join(directory, _IO_FILE), "w") as f:      # what run_reference_model may feed the graph
-        json.dump({"in_dtype": in_name, "shape": [rows, C]}, f)
+    # the three files all new or all old; _IO_FILE: what run_reference_model may feed the graph
+    write_files({os.path.join(directory, "layer.tosa"): bytes(ser.serialize()),
+                 os.path.join(directory, "desc.json"): ser.writeJson("layer.tosa"),
+                 os.path.join(directory, _IO_FILE): json.dumps({"in_dtype": in_name, "shape": [rows, C]})})
     return form
 
 

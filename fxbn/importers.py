@@ -2,8 +2,10 @@
 
 The integer input of each BN is the convolution accumulator ``sum(w_q * (a_q - a_zero))`` of per-channel
 symmetric int8 weights and per-tensor int8 activations; its real value is ``a_scale * w_scale[c] * acc``. The
-importer passes ``in_scale = a_scale * w_scale[c]`` and the EXACT per-channel accumulator bound (from the quantized
-weights and the activation range) as ``in_range``: the solver then only has to be exact where inputs can occur.
+importer passes ``in_scale = a_scale * w_scale[c]`` (refused when that float64 product is not exact; scales are
+float32 values, as every deployment format stores them, and then it always is) and the EXACT per-channel
+accumulator bound (from the quantized weights and the activation range) as ``in_range``: the solver then only has
+to be exact where inputs can occur.
 
 Sources: named NumPy arrays (PyTorch state_dict names or Keras ``layer/weight`` names, e.g. an ``.npz``), and,
 optionally, a PyTorch ``nn.Module`` paired by its traced data flow (:func:`from_torch`, :func:`calibrate_torch`;
@@ -12,10 +14,10 @@ line ``python -m fxbn.calibrate`` calibrates a model file on an image directory.
 
 >>> import numpy as np
 >>> w_q, w_scale = quantize_weights(np.array([[[[0.5, -1.0]]], [[[0.25, 0.125]]]]))
->>> w_q.reshape(2, -1).tolist(), w_scale.tolist()
-([[64, -127], [127, 64]], [0.007874015748031496, 0.001968503937007874])
+>>> w_q.reshape(2, -1).tolist(), w_scale.tolist()     # float32 scales >= 1/127: 0.5 / w_scale < 63.5
+([[63, -127], [127, 63]], [0.007874016650021076, 0.001968504162505269])
 >>> accumulator_bounds(w_q, ActivationQuant(0.1, -128)).tolist()
-[[-32385, 16320], [0, 48705]]
+[[-32385, 16065], [0, 48450]]
 """
 import warnings
 from dataclasses import dataclass, field
@@ -26,10 +28,21 @@ import numpy as np
 from fxbn.api import DTYPE_RANGES, ZERO_POINT_RANGE, _channel_floats, _channel_ints, from_batchnorm
 
 __all__ = ["ActivationQuant", "calibrate", "calibrate_values", "quantize_weights", "accumulator_bounds", "range_bits",
-           "BatchNormParams", "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer",
+           "BatchNormParams", "bn_params", "fold_conv_bias", "fold_is_exact", "conv_bn_layer", "float32_at_least",
+           "exact_scale_product",
            "state_dict_conv_bn_pairs", "keras_conv_bn_pairs", "from_named_arrays", "ImportedLayer", "ImportReport",
            "affine_bn_layer", "from_torch",
            "Calibration", "calibrate_torch"]
+
+
+def float32_at_least(x):
+    """The smallest float32 values >= x (float64 array in, float64 array out): a scale that float32 storage (ONNX,
+    TFLite, PyTorch) keeps exactly and that still covers the range it was computed from."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        f = x.astype(np.float32)
+    f = np.where(f.astype(np.float64) < x, np.nextafter(f, np.float32(np.inf)), f)
+    return f.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,9 @@ def calibrate_values(samples, method="minmax", percentile=99.99, dtype="int8"):
     Returns
     -------
     ActivationQuant
-        The range always contains 0 (so zero padding and ReLU are exact); asymmetric, zero point an integer.
+        The range always contains 0 (so zero padding and ReLU are exact); asymmetric, zero point an integer. The
+        scale is the smallest float32 value >= range / (qmax - qmin) (held as a float64): deployment formats store
+        scales as float32, and the product with a float32 weight scale is then exact (see :func:`conv_bn_layer`).
     """
     x = np.asarray(samples, np.float64).reshape(-1)
     if x.size == 0 or not np.all(np.isfinite(x)):
@@ -119,7 +134,7 @@ def calibrate_values(samples, method="minmax", percentile=99.99, dtype="int8"):
     qmin, qmax = DTYPE_RANGES[dtype]
     if hi == lo:
         return ActivationQuant(1.0, 0 if qmin <= 0 <= qmax else qmin, dtype)
-    scale = (hi - lo) / (qmax - qmin)
+    scale = float(float32_at_least((hi - lo) / (qmax - qmin)))
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"the calibrated range [{lo}, {hi}] gives the activation scale {scale}: it must be positive "
                          "and finite")
@@ -138,7 +153,11 @@ def quantize_weights(w, axis=0, bits=8):
     Returns
     -------
     w_q : ndarray of int8 (int16 if bits > 8), same shape as w
+        round(w / w_scale[c]) with the returned scales (never above 2^(bits-1) - 1 in magnitude).
     w_scale : ndarray of float64, (channels,)
+        Per channel the smallest float32 value >= peak |w| / qmax (1.0 for an all-zero channel), held as float64:
+        the scale a deployment format stores (float32) is the one the weights were quantized with, and
+        ``act.scale * w_scale[c]`` is exact in float64 for a float32 activation scale.
     """
     w = np.asarray(w, np.float64)
     bad = np.flatnonzero(~np.isfinite(w.reshape(-1)))
@@ -148,7 +167,10 @@ def quantize_weights(w, axis=0, bits=8):
     wc = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     qmax = 2 ** (bits - 1) - 1
     peak = np.abs(wc).max(axis=1)
-    w_scale = np.where(peak > 0, peak / qmax, 1.0)
+    w_scale = np.where(peak > 0, float32_at_least(peak / qmax), 1.0)
+    bad = np.flatnonzero(~np.isfinite(w_scale))
+    if bad.size:
+        raise ValueError(f"channel {int(bad[0])}: peak |w| = {peak[bad[0]]!r} gives a scale beyond float32")
     shape = [1] * w.ndim
     shape[axis] = -1
     w_q = np.clip(np.round(w / w_scale.reshape(shape)), -qmax, qmax)
@@ -289,6 +311,13 @@ def conv_bn_layer(bn, w_q, w_scale, act_in, act_out, *, relu=False, axis=0, padd
     -------
     layer : FixedPointBN
         in_dtype int32, in_range the exact accumulator bound, in_scale = act_in.scale * w_scale.
+
+    Raises
+    ------
+    ValueError
+        When act_in.scale * w_scale[c] is not exactly a float64 for some channel c (the layer would then be exact
+        for a rounded scale, not for the stated ones). Two float32 scales always multiply exactly: use float32
+        values (:func:`quantize_weights` and :func:`calibrate_values` return such, as ONNX/TFLite/PyTorch store).
     """
     if conv_bias is not None:
         folded = fold_conv_bias(bn, conv_bias, exact=exact_bias_fold)
@@ -299,10 +328,31 @@ def conv_bn_layer(bn, w_q, w_scale, act_in, act_out, *, relu=False, axis=0, padd
     lo32, hi32 = DTYPE_RANGES["int32"]
     if bounds.min() < lo32 or bounds.max() > hi32:
         raise ValueError(f"accumulator bound [{bounds.min()}, {bounds.max()}] exceeds int32")
-    return from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, bn.eps, in_scale=act_in.scale * np.asarray(w_scale),
+    in_scale = exact_scale_product(act_in.scale, w_scale, bn.channels)
+    return from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, bn.eps, in_scale=in_scale,
                           out_scale=act_out.scale, in_zero_point=0, out_zero_point=act_out.zero_point,
                           in_range=bounds, in_dtype="int32", out_dtype=act_out.dtype, rounding=rounding, relu=relu,
                           **solver_options)
+
+
+def exact_scale_product(act_scale, w_scale, channels):
+    """act_scale * w_scale[c] per channel as float64, each product checked exact with rationals (ValueError naming
+    the first channel whose product rounds, and both scales)."""
+    ws = _channel_floats("w_scale", w_scale)
+    if ws.ndim > 1 or (ws.ndim == 1 and ws.shape[0] != channels):
+        raise ValueError(f"w_scale has shape {ws.shape}; expected one scale or {channels} (one per channel)")
+    if np.any(ws <= 0):
+        c = int(np.flatnonzero(ws.reshape(-1) <= 0)[0])
+        raise ValueError(f"w_scale[{c}] = {ws.reshape(-1)[c]!r}: weight scales must be positive")
+    product = act_scale * ws
+    exact_act = Fraction(act_scale)
+    for c, (s, p) in enumerate(zip(np.atleast_1d(ws).tolist(), np.atleast_1d(product).tolist())):
+        if Fraction(p) != exact_act * Fraction(s):
+            raise ValueError(f"channel {c}: in_scale = act_in.scale * w_scale[{c}] = {act_scale!r} * {s!r} is not "
+                             f"exactly a float64 (it would be rounded to {p!r}, and the layer exact only for that); "
+                             "use float32 scales (their products are exact), e.g. quantize_weights' and "
+                             "calibrate_values' scales, or float(np.float32(s))")
+    return product
 
 
 def state_dict_conv_bn_pairs(names):

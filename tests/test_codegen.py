@@ -15,6 +15,13 @@ import fxbn
 from fxbn import codegen, importers
 from conftest import DATA_DIR
 
+
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 SANITIZE = STRICT[:-1] + ["-O1", "-g", "-fsanitize=undefined,address", "-fno-sanitize-recover=all",
                           "-fno-omit-frame-pointer"]
@@ -62,8 +69,8 @@ def resnet20_layers(count=None):
         return {}
     arrays = dict(np.load(path))
     pairs = importers.state_dict_conv_bn_pairs(arrays)
-    act_in = {bn: importers.ActivationQuant(0.03, -128 if bn != "bn1" else 0) for _, bn in pairs}
-    act_out = {bn: importers.ActivationQuant(0.05, -128) for _, bn in pairs}
+    act_in = {bn: importers.ActivationQuant(f32(0.03), -128 if bn != "bn1" else 0) for _, bn in pairs}
+    act_out = {bn: importers.ActivationQuant(f32(0.05), -128) for _, bn in pairs}
     imported = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5, relu={bn: True for _, bn in
                                                                                         pairs[::2]})
     names = sorted(imported)[:count]

@@ -11,6 +11,12 @@ from conftest import DATA_DIR
 from strategies import conv_bn_models
 
 
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 def needs_data(*parts):
     path = DATA_DIR.joinpath(*parts)
     if not path.exists():
@@ -72,13 +78,13 @@ def test_conv_bn_layer_equals_from_batchnorm_on_the_same_numbers():
                                    eps=1e-5)
     arrays = {"conv.weight": w, "bn.weight": bn.gamma, "bn.bias": bn.beta, "bn.running_mean": bn.mean,
               "bn.running_var": bn.var}
-    act_in = importers.ActivationQuant(0.02, -3)
-    act_out = importers.ActivationQuant(0.05, -128)
+    act_in = importers.ActivationQuant(f32(0.02), -3)
+    act_out = importers.ActivationQuant(f32(0.05), -128)
     imported = importers.from_named_arrays(arrays, [("conv.weight", "bn")], {"bn": act_in}, {"bn": act_out},
                                            eps=1e-5, relu={"bn": True})
     layer, w_q, w_scale = imported["bn"]
     bounds = importers.accumulator_bounds(w_q, act_in)
-    direct = fxbn.from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, 1e-5, in_scale=0.02 * w_scale,
+    direct = fxbn.from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, 1e-5, in_scale=f32(0.02) * w_scale,
                                  out_scale=0.05, out_zero_point=-128, in_range=bounds, in_dtype="int32",
                                  rounding="half_up", relu=True)
     for attr in ("multiplier", "bias", "shift", "in_range"):
@@ -97,7 +103,7 @@ def test_fold_conv_bias_is_exact_or_refused():
     rounded = importers.fold_conv_bias(bn, np.array([1e-30, 0.0]), exact=False)
     assert rounded.mean.tolist() == [0.5, 1.0]
     w_q = np.ones((2, 1, 1, 1), np.int8)
-    act = importers.ActivationQuant(0.1, 0)
+    act = importers.ActivationQuant(f32(0.1), 0)
     with pytest.raises(ValueError, match="exact"):
         importers.conv_bn_layer(bn, w_q, np.ones(2), act, act, conv_bias=np.array([1e-30, 0.0]))
 
@@ -114,14 +120,14 @@ def test_resnet20_npz_import_matches_from_batchnorm():
     arrays = dict(np.load(path))
     pairs = importers.state_dict_conv_bn_pairs(arrays)
     assert len(pairs) == 19
-    act_in = {bn: importers.ActivationQuant(0.03, -128 if bn != "bn1" else 0) for _, bn in pairs}
-    act_out = {bn: importers.ActivationQuant(0.05, -128) for _, bn in pairs}
+    act_in = {bn: importers.ActivationQuant(f32(0.03), -128 if bn != "bn1" else 0) for _, bn in pairs}
+    act_out = {bn: importers.ActivationQuant(f32(0.05), -128) for _, bn in pairs}
     imported = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5)
     for conv, bn_name in pairs[:4] + pairs[-2:]:
         layer, w_q, w_scale = imported[bn_name]
         bn = importers.bn_params(arrays, bn_name, 1e-5)
-        direct = fxbn.from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, 1e-5, in_scale=0.03 * w_scale,
-                                     out_scale=0.05, out_zero_point=-128, in_zero_point=0,
+        direct = fxbn.from_batchnorm(bn.gamma, bn.beta, bn.mean, bn.var, 1e-5, in_scale=f32(0.03) * w_scale,
+                                     out_scale=f32(0.05), out_zero_point=-128, in_zero_point=0,
                                      in_range=importers.accumulator_bounds(w_q, act_in[bn_name]), in_dtype="int32",
                                      rounding="half_up")
         assert np.array_equal(layer.multiplier, direct.multiplier) and np.array_equal(layer.bias, direct.bias)
@@ -153,8 +159,8 @@ def test_from_torch_small_model():
                 m.running_var.uniform_(0.5, 2)
                 m.weight.uniform_(0.5, 1.5)
     model.eval()
-    act = {"1": importers.ActivationQuant(0.02, 0), "4": importers.ActivationQuant(0.03, -128)}
-    out = {"1": importers.ActivationQuant(0.03, -128), "4": importers.ActivationQuant(0.05, 0)}
+    act = {"1": importers.ActivationQuant(f32(0.02), 0), "4": importers.ActivationQuant(f32(0.03), -128)}
+    out = {"1": importers.ActivationQuant(f32(0.03), -128), "4": importers.ActivationQuant(f32(0.05), 0)}
     imported = importers.from_torch(model, act, out)
     assert sorted(imported) == ["1", "4"] and imported.skipped == []
     info = imported["1"]
@@ -164,7 +170,7 @@ def test_from_torch_small_model():
     conv, bn = model[0], model[1]
     folded_mean = bn.running_mean.double().numpy() - conv.bias.detach().double().numpy()
     direct = fxbn.from_batchnorm(bn.weight.detach().numpy(), bn.bias.detach().numpy(), folded_mean,
-                                 bn.running_var.numpy(), bn.eps, in_scale=0.02 * w_scale, out_scale=0.03,
+                                 bn.running_var.numpy(), bn.eps, in_scale=f32(0.02) * w_scale, out_scale=f32(0.03),
                                  out_zero_point=-128, in_range=importers.accumulator_bounds(w_q, act["1"]),
                                  in_dtype="int32", rounding="half_up", relu=True)
     assert np.array_equal(layer.multiplier, direct.multiplier) and np.array_equal(layer.bias, direct.bias)
@@ -185,7 +191,7 @@ def test_from_torch_finds_resnet_style_attributes():
             return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
 
     model = Block().eval()
-    act = {k: importers.ActivationQuant(0.02, -128) for k in ("bn1", "bn2")}
+    act = {k: importers.ActivationQuant(f32(0.02), -128) for k in ("bn1", "bn2")}
     with pytest.warns(UserWarning, match="LEFT OUT unrelated: BN module is not used"):
         imported = importers.from_torch(model, act, act)
     assert sorted(imported) == ["bn1", "bn2"] and imported["bn1"].activation == "relu"
@@ -262,9 +268,9 @@ def test_from_torch_real_resnet20_matches_npz_import():
     model.eval()
     pairs = importers.state_dict_conv_bn_pairs(arrays)
     rng = np.random.default_rng(3)
-    act_in = {bn: importers.ActivationQuant(float(rng.uniform(0.01, 0.05)), -128 if bn != "bn1" else 0)
+    act_in = {bn: importers.ActivationQuant(f32(rng.uniform(0.01, 0.05)), -128 if bn != "bn1" else 0)
               for _, bn in pairs}
-    act_out = {bn: importers.ActivationQuant(float(rng.uniform(0.02, 0.08)), -128) for _, bn in pairs}
+    act_out = {bn: importers.ActivationQuant(f32(rng.uniform(0.02, 0.08)), -128) for _, bn in pairs}
     from_module = importers.from_torch(model, act_in, act_out)
     from_npz = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5)
     assert sorted(from_module) == sorted(from_npz) and len(from_npz) == 19

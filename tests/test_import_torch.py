@@ -5,6 +5,13 @@ import pytest
 
 from fxbn import importers
 
+
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 
@@ -261,7 +268,7 @@ def test_fused_and_bn_free_networks_are_reported():
 
 def test_missing_activation_entry_names_the_layer():
     model = _randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
-    act = {"1": importers.ActivationQuant(0.02, 0)}
+    act = {"1": importers.ActivationQuant(f32(0.02), 0)}
     with pytest.raises(ValueError, match=r"BN layer\(s\): 1 \(conv input node 'input_1', output node '_2'\)"):
         importers.from_torch(model, {}, act)
     with pytest.raises(ValueError, match="calibrate_torch"):

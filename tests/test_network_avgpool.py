@@ -190,7 +190,7 @@ def _window_and_op(m):     # a consistent-looking record: the N=9 layer relabell
 TAMPERED = {   # well-formed; only the re-check (exactness + re-quantization) can refuse them
     "multiplier + 1": (_bump(-1, "multiplier"), "q.ap.layers"),
     "bias + 1": (_bump(0, "bias"), "q.ap.layers"),
-    "out scale": (lambda m: m["acts"]["ap"].update(scale=m["acts"]["ap"]["scale"] * 1.01), "q.ap"),
+    "out scale": (lambda m: m["acts"]["ap"].update(scale=float(np.float32(m["acts"]["ap"]["scale"] * 1.01))), "q.ap"),
     "count_include_pad flipped": (lambda m: _ap(m)["attrs"].update(count_include_pad=True), "q.ap"),
 }
 

@@ -103,7 +103,7 @@ def _shift_zero(m):
 
 
 def _act_scale(m):
-    m["acts"]["b1"]["scale"] *= 1.01
+    m["acts"]["b1"]["scale"] = float(np.float32(m["acts"]["b1"]["scale"] * 1.01))     # a float32 like every scale
 
 
 def _w_q(m, a):

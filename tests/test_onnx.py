@@ -16,6 +16,13 @@ import fxbn.onnx as fo  # noqa: E402
 from conftest import DATA_DIR  # noqa: E402
 from strategies import affine_layers  # noqa: E402
 
+
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 A8 = np.array([0.03, -0.07, 0.0, 1e-3, -2.5, 40.0, 0.7, -0.011])
 B8 = np.array([1.3, -0.2, 3.7, -100.2, 0.45, 7.1, -60.3, 2.2])
 OPTS = ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL")
@@ -320,8 +327,8 @@ def test_resnet20_layers_bit_identical():
 
     arrays = dict(np.load(path))
     pairs = importers.state_dict_conv_bn_pairs(arrays)
-    act_in = {bn: importers.ActivationQuant(0.03, -128 if bn != "bn1" else 0) for _, bn in pairs}
-    act_out = {bn: importers.ActivationQuant(0.05, -128) for _, bn in pairs}
+    act_in = {bn: importers.ActivationQuant(f32(0.03), -128 if bn != "bn1" else 0) for _, bn in pairs}
+    act_out = {bn: importers.ActivationQuant(f32(0.05), -128) for _, bn in pairs}
     imported = importers.from_named_arrays(arrays, pairs, act_in, act_out, eps=1e-5,
                                            relu={bn: True for _, bn in pairs})
     assert len(imported) == 19

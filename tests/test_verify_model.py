@@ -14,6 +14,13 @@ from verify import __main__ as cli_main
 from verify import model as vmodel
 from verify import run
 
+
+def f32(x):
+    """x rounded to float32, held as float64: scales as deployment formats store them (two such scales
+    multiply exactly, which conv_bn_layer requires)."""
+    return float(np.float32(x))
+
+
 pytest.importorskip("z3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BNS = ["bn1", "layer1.0.bn1", "head.1"]
@@ -50,11 +57,11 @@ def state_dict():
     return arrays
 
 
-ACT_IN = {"bn1": importers.ActivationQuant(0.0187, -14),
-          "layer1.0.bn1": importers.ActivationQuant(0.0421, -128, "int8", -128, 127),
-          "head.1": importers.ActivationQuant(0.05, -128, "int8", -128, 100)}
-ACT_OUT = {"bn1": importers.ActivationQuant(0.0421, -128), "layer1.0.bn1": importers.ActivationQuant(0.03, 3),
-           "head.1": importers.ActivationQuant(0.07, -5)}
+ACT_IN = {"bn1": importers.ActivationQuant(f32(0.0187), -14),
+          "layer1.0.bn1": importers.ActivationQuant(f32(0.0421), -128, "int8", -128, 127),
+          "head.1": importers.ActivationQuant(f32(0.05), -128, "int8", -128, 100)}
+ACT_OUT = {"bn1": importers.ActivationQuant(f32(0.0421), -128), "layer1.0.bn1": importers.ActivationQuant(f32(0.03), 3),
+           "head.1": importers.ActivationQuant(f32(0.07), -5)}
 CONVS = {"bn1": "conv1", "layer1.0.bn1": "layer1.0.conv1", "head.1": "head.0"}
 
 
@@ -279,7 +286,7 @@ def test_keras_npz_with_topology(tmp_path):
     first = t["layers"]["batch_normalization_1"]
     assert first["conv"] == "conv2d_1" and first["relu"][0] == "leaky" and first["eps"] == 1e-3
     for entry in t["layers"].values():
-        entry["in"].update(scale=0.02, zero_point=-128)
+        entry["in"].update(scale=f32(0.02), zero_point=-128)
         entry["out"].update(scale=0.03, zero_point=-20)
     t["_path"] = "template"
     m.pairs = m.pairs[:2]                           # keep it fast: two BN layers (four FixedPointBN with leaky)

@@ -32,6 +32,7 @@ import time
 import math
 
 from fxbn import _cli
+from fxbn.atomic import write_file
 
 EXIT_PROVED, EXIT_REFUTED, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, _cli.EXIT_USAGE, 70
 LEMMA_IN_DTYPES = ("int8", "uint8", "int16", "int32")
@@ -138,8 +139,7 @@ def _model_layers(items, args, on_layer=None):
         if args.write_activations_template == "-":
             sys.stdout.write(text)
         else:
-            with open(args.write_activations_template, "w") as fh:
-                fh.write(text)
+            write_file(args.write_activations_template, text)        # all or nothing
         n = sum(len(m.pairs) for m in models)
         print(f"python -m verify: wrote {args.write_activations_template}: {n} BN layer(s) of "
               f"{', '.join(m.path for m in models)}; fill in the null scales and zero points", file=sys.stderr)

@@ -15,6 +15,7 @@ from math import lcm
 import numpy as np
 
 from fxbn import ops_reference as oref
+from fxbn.atomic import write_file
 
 PROVED, REFUTED, UNKNOWN = "PROVED", "REFUTED", "UNKNOWN"
 _MAX_PYTHON_PAIRS = 1 << 18
@@ -95,8 +96,7 @@ def z3_prove(layer, timeout_ms=10000, smt2_path=None):
             sol.add(z3.Or(2 * W < (2 * r + 1) * So, z3.And(hi_eq, hi_ok)))
         sol.add(clamp(q) != clamp(r))
         if smt2_path and row == l1:
-            with open(smt2_path, "w") as f:
-                f.write(sol.to_smt2())
+            write_file(smt2_path, sol.to_smt2())
         res = sol.check()
         out["checks"] += 1
         if res == z3.sat:

@@ -95,6 +95,7 @@ modelled with the instruction's rule: the count is the signed low byte of the co
 """
 import time
 
+from fxbn.atomic import write_file
 from verify.smt import z3mod
 
 IN_BITS = {"int8": (8, True), "uint8": (8, False), "int16": (16, True), "int32": (32, True)}
@@ -1620,16 +1621,12 @@ def prove(name, in_dtype="int32", acc_bits=64, wrong=False, timeout_ms=30000, sm
             if not wrong:
                 break
     if smt2_path is not None:          # one file; several claims as (push)/(pop) scopes, one check-sat each
-        with open(smt2_path, "w") as fh:
-            fh.write(f"; fxbn lemma {name} in={in_dtype} acc=int{acc_bits}"
-                     f"{' (wrong variant)' if wrong is True else f' (wrong variant {wrong})' if wrong else ''}: negated claim"
-                     f"{f's ({len(scripts)} scopes)' if len(scripts) > 1 else ''}, expected: "
-                     f"{'sat' if wrong else 'unsat'}\n(set-logic {logic})\n")
-            if len(scripts) == 1:
-                fh.write(scripts[0])
-            else:
-                for text in scripts:
-                    fh.write("(push 1)\n" + text + "(pop 1)\n")
+        head = (f"; fxbn lemma {name} in={in_dtype} acc=int{acc_bits}"
+                f"{' (wrong variant)' if wrong is True else f' (wrong variant {wrong})' if wrong else ''}: negated claim"
+                f"{f's ({len(scripts)} scopes)' if len(scripts) > 1 else ''}, expected: "
+                f"{'sat' if wrong else 'unsat'}\n(set-logic {logic})\n")
+        body = scripts[0] if len(scripts) == 1 else "".join("(push 1)\n" + text + "(pop 1)\n" for text in scripts)
+        write_file(smt2_path, head + body)
     return out
 
 

@@ -29,6 +29,8 @@ import threading
 import time
 from fractions import Fraction
 
+from fxbn.atomic import write_file
+
 from verify import exact
 
 _Z3 = None
@@ -388,8 +390,7 @@ def prove_batchnorm_bracket(layer, c, bound=0, timeout_ms=10000, smt2_path=None,
         if smt2_path is not None:
             full, fb = (text, bracket) if p == first_bits else batchnorm_bracket_script(
                 layer, c, bound, timeout_ms, None, group, p)[::2]
-            with open(smt2_path, "w") as fh:
-                fh.write(_bracket_header(c, bound, fb) + full)
+            write_file(smt2_path, _bracket_header(c, bound, fb) + full)
         out["bracket_bits"] = p
         out["seconds"] = solve[0]
         out["build_seconds"] = time.perf_counter() - t_start - solve[0]
@@ -490,10 +491,9 @@ def prove_channel_split(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_p
         t_build = time.perf_counter()
         text, levels = affine_level_script(layer, c, bound, timeout_ms, rlimit)
         if smt2_path is not None:
-            with open(smt2_path, "w") as fh:
-                fh.write(f"; fxbn channel {c}: first check: f leaves [f(lo), f(hi)]; then one check per group of "
-                         f"fixed-point output levels; sat iff some x in range has |f(x) - y(x)| > {bound}; expected: "
-                         f"unsat for every check\n" + text)
+            write_file(smt2_path, f"; fxbn channel {c}: first check: f leaves [f(lo), f(hi)]; then one check per "
+                                  f"group of fixed-point output levels; sat iff some x in range has |f(x) - y(x)| > "
+                                  f"{bound}; expected: unsat for every check\n" + text)
         t0 = time.perf_counter()
         answers = _eval_script(text)
         seconds = time.perf_counter() - t0
@@ -526,10 +526,9 @@ def _prove_split_api(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path
         text = s0.to_smt2().rsplit("(check-sat)", 1)[0]
         blocks = "".join("(push 1)\n" + "".join(f"(assert {e.sexpr()})\n" for e in extra) + "(check-sat)\n(pop 1)\n"
                          for _, extra in parts)
-        with open(smt2_path, "w") as fh:
-            fh.write(f"; fxbn channel {c}: one check per fixed-point output level; sat iff some x in range has "
-                     f"|f(x) - y(x)| > {bound}; expected: unsat for every check\n(set-logic {logic})\n" + text
-                     + blocks)
+        write_file(smt2_path, f"; fxbn channel {c}: one check per fixed-point output level; sat iff some x in range "
+                              f"has |f(x) - y(x)| > {bound}; expected: unsat for every check\n(set-logic {logic})\n"
+                              + text + blocks)
     solver = make_solver(common, logic, timeout_ms, rlimit)
     t0 = time.perf_counter()
     out = {"status": "proved", "logic": logic, "checks": len(parts), "encoding": "level-split-api"}
@@ -593,9 +592,8 @@ def prove_channel(layer, c, bound=0, timeout_ms=10000, rlimit=None, smt2_path=No
     z3 = z3mod()
     assertions, x, logic = channel_assertions(layer, c, bound)
     if smt2_path is not None:
-        with open(smt2_path, "w") as fh:
-            fh.write(to_smt2(assertions, logic, f"fxbn channel {c}: sat iff some x in range has |f(x) - y(x)| > "
-                                                f"{bound}; expected: unsat"))
+        write_file(smt2_path, to_smt2(assertions, logic, f"fxbn channel {c}: sat iff some x in range has "
+                                                         f"|f(x) - y(x)| > {bound}; expected: unsat"))
     solver = make_solver(assertions, logic, timeout_ms, rlimit)
     t0 = time.perf_counter()
     result = solver.check()

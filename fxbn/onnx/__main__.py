@@ -25,6 +25,7 @@ import os
 import sys
 
 from fxbn import _cli
+from fxbn.atomic import write_file
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, _cli.EXIT_USAGE
 
@@ -140,8 +141,7 @@ def _quantize(args):
         saved = fq.save_layers(graph, args.layers)
         print(f"{args.layers}: {len(saved)} exact layers (python -m verify {args.layers})")
     if args.activations:
-        with open(args.activations, "w") as f:
-            json.dump(activations_json(graph, args.model), f, indent=1)
+        write_file(args.activations, json.dumps(activations_json(graph, args.model), indent=1))   # all or nothing
         print(f"{args.activations}: activations for python -m verify {args.model} --activations {args.activations}")
     return EXIT_OK
 
