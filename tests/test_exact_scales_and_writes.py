@@ -256,3 +256,22 @@ def test_layer_to_tosa_files_are_all_new_or_all_old(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="rename failed"):
         export_tosa.layer_to_tosa(new, str(tmp_path), 5)
     assert _snapshot(tmp_path) == before
+
+
+def test_verify_json_neither_half_written_nor_over_a_users_tmp_file(tmp_path, disk_full, capsys):
+    pytest.importorskip("z3")
+    from verify import __main__ as verify_main
+
+    layer = _layers()[0]
+    layer.save(str(tmp_path / "bn.json"))
+    cert, users = tmp_path / "cert.json", tmp_path / "cert.json.tmp"
+    cert.write_text("old certificate\n")
+    users.write_text("the user's own file\n")
+    argv = ["--quiet", "--method", "breakpoints", "--json", str(cert), str(tmp_path / "bn.json")]
+    disk_full["budget"] = 100
+    assert verify_main.main(argv) == 64 and "No space left" in capsys.readouterr().err
+    disk_full["budget"] = None
+    assert cert.read_text() == "old certificate\n" and sorted(os.listdir(tmp_path)) == ["bn.json", "cert.json",
+                                                                                        "cert.json.tmp"]
+    assert verify_main.main(argv) == 0 and json.loads(cert.read_text())["layers"]
+    assert users.read_text() == "the user's own file\n"

@@ -24,6 +24,7 @@ cannot be used (malformed or tampered layer file, model or activations file; the
 field or BN layer and what is wrong), 70 internal error (a bug in fxbn or verify: please report it).  Exit 1 means
 a real refutation and nothing else.
 """
+import io
 import json
 import os
 import sys
@@ -358,21 +359,11 @@ def _main(argv):
             print(f"{verdict:8s} lemma {res['name']} [{res['config']}], {res['logic']}, "
                   f"{res['seconds']:.3f} s{why}{cex}")
     if args.json:
-        tmp = args.json + ".tmp"
-        try:
-            with open(tmp, "w") as fh:
-                write_json(cert, fh)
-            os.replace(tmp, args.json)
-            tmp = None
+        try:            # all or nothing, whatever fails (and never over a file of the user's named <json>.tmp)
+            write_file(args.json, lambda fh: _write_json_binary(cert, fh))
         except OSError as e:
             print(f"python -m verify: error: --json {args.json}: {e}", file=sys.stderr)
             return EXIT_USAGE
-        finally:     # nothing half-written is left behind, whatever failed
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
     return worst
 
 
@@ -437,6 +428,13 @@ def _verify_one(args, cert, info, name, layer, note, executor, pending=None):
         cert["audit"].append({"layer": name, "schemes": rows})
         for row in audit.summary_lines(rows):
             print("    " + row)
+
+
+def _write_json_binary(obj, fh):
+    text = io.TextIOWrapper(fh, "utf-8")
+    write_json(obj, text)
+    text.flush()
+    text.detach()               # the binary file stays open for its owner
 
 
 def write_json(obj, fh, expand=4):
