@@ -576,3 +576,36 @@ def test_widen_pixels_bytes_shift_order_saved(channels, tout):
     """The same layers under out=: exact, and every violation leaves `out` untouched."""
     rng = np.random.default_rng(9200 + channels)
     check_pixels_saved(shift_pattern_layer(channels, tout, "many", rng), 37, rng)
+
+
+# The AVX2 widen_pixels on a checked int32 input over 1 MiB whose runs are at most 4 KiB (since h9-bigpix: its inputs
+# prefetched in address order kSeqAhead bytes ahead, a second instantiation of the walk): channels % 16 == 8 (24,
+# 56), 64 and 128 (runs of 16 and 8 pixels), one range and per-channel ranges, the tensor just at 1 MiB (the other
+# walk) and past it, chunks of 2 threads, violations in the first, a middle and the last pixel (its scalar channels
+# and the vector ones), out= untouched on a violation.
+@pytest.mark.parametrize("one_range", [True, False])
+@pytest.mark.parametrize("channels", [24, 56, 64, 128])
+def test_widen_pixels_sequential_prefetch_large(channels, one_range):
+    rng = np.random.default_rng(9900 + channels + one_range)
+    layer = real_layer(channels, rng, "int8" if channels % 3 else "uint8", one_range=one_range)
+    at_limit = -(-(1 << 18) // channels)  # pixels of the first tensor over 1 MiB
+    for pixels in (at_limit - 1, at_limit + 1, at_limit + 37):
+        x = inputs(layer, (1, pixels, 1, channels), -1, rng)
+        exact_on_1_and_2_threads(layer, x)
+    middle = x.size // channels // 2 * channels
+    for where in (3, middle - channels + 9, middle + 17, x.size - 2 * channels + 30, x.size - 20, x.size - 1):
+        c = where % channels
+        xb = x.copy()
+        xb.reshape(-1)[where] = layer.in_range[c, 1] + 1 if where % 2 else layer.in_range[c, 0] - 1
+        for threads in (1, 2):
+            _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+            assert bad == where, (channels, where, threads, bad)
+            before = rng.integers(0, 100, x.shape).astype(layer.out_dtype)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            assert y.tobytes() == before.tobytes(), (channels, where, threads)
+    for threads in (1, 2):
+        y = np.zeros(x.shape, layer.out_dtype)
+        assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, -1))
