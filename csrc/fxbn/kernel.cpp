@@ -341,7 +341,10 @@ bool run_chunks_keeping(ChunkFn fn, const Job& job, int64_t total, int nt, size_
   }
   unsigned char* const y = static_cast<unsigned char*>(j.y);
   std::atomic<bool> stop{false};
-  const int64_t block = !fn_saves && need > kStreamSave ? kKeepBlockStream : kKeepBlock;
+  // a body that saves as it goes, below kStreamSave bytes: one call per chunk (the blocks only let a violation stop
+  // the other threads sooner; each call costs its set-up: 1x2048x7x7 int32 -> int8, AVX2, 7 blocks of 2^14)
+  const int64_t block = fn_saves ? (need <= kStreamSave ? total : kKeepBlock)
+                                 : (need > kStreamSave ? kKeepBlockStream : kKeepBlock);
   // [b, e): this thread's chunk; returns whether it met a violation, after restoring [b, reached) if any did
   const auto walk = [&](int64_t b, int64_t e) {
     int64_t pos = b;

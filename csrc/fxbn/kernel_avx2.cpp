@@ -186,6 +186,13 @@ FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_max(__m256i v) {
   return _mm_cvtsi128_si32(m);
 }
 
+FXBN_TARGET_AVX2 FXBN_INLINE uint32_t reduce_max_u(__m256i v) {
+  __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4E));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xB1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(m));
+}
+
 // Whether some element of x[0, n) (8/16-bit In) lies outside [lo, hi]: vpminsw / vpmaxsw (vpminsb / vpmaxsb,
 // vpminub / vpmaxub) on the loaded vectors as they are, 2 ops per 16 (32) elements where the same check on the
 // int32 lanes the arithmetic widens them to takes 2 per 8.
@@ -491,13 +498,12 @@ struct ShortChannel8 {
 // order; lo2, w2 in element order); the range check: OneRange the lanes into mn / mx, else flagged into bad.
 template <bool Check, bool OneRange>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, __m256i ao, __m256i be, __m256i bo,
-                                                  __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i& mn,
+                                                  __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i mn,
                                                   __m256i& mx) {
   __m256i v = load8(x);
   __asm__("" : "+v"(v));
   if constexpr (Check && OneRange) {
-    mn = _mm256_min_epi32(mn, v);
-    mx = _mm256_max_epi32(mx, v);
+    mx = _mm256_max_epu32(mx, _mm256_sub_epi32(v, mn));  // mn: lo in every lane
   } else if constexpr (Check) {
     bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_sub_epi32(v, lo2), w2));
   }
@@ -534,8 +540,9 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   };
   ShortChannel8 cur = broadcast(c);
   __m256i bad = _mm256_setzero_si256();
-  __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
-  __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  // OneRange: mn holds lo, mx the largest x - lo (mod 2^32, unsigned) of the chunk's vectors
+  const __m256i mn = _mm256_set1_epi32(LO[0]);
+  __m256i mx = _mm256_setzero_si256();
   const int32_t* x = xs + begin;
   Out* y = ys + begin;
   Out* const save = j.save != nullptr ? static_cast<Out*>(j.save) + begin : nullptr;
@@ -568,7 +575,8 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   int64_t i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, 0, q);
   bool flag = false;
   if constexpr (Check && OneRange) {
-    flag = (reduce_min(mn) < LO[0]) | (reduce_max(mx) > HI[0]);  // no vector: mn, mx flag nothing
+    // x in [lo, hi] exactly when x - lo <= hi - lo, unsigned (lo <= hi); no vector: mx = 0 flags nothing
+    flag = reduce_max_u(mx) > static_cast<uint32_t>(HI[0]) - static_cast<uint32_t>(LO[0]);
   } else if constexpr (Check) {
     flag = !_mm256_testz_si256(bad, bad);
   }
