@@ -2229,7 +2229,9 @@ def _short_one_range_biased(z3, variables, bad, lanes=8):
 def avx2_widen_short(in_dtype, w=64, wrong=False):
     """AVX2 widen_short: with the boundary at lane b (1..8), the mask table kShortMasks[b] (dwords j >= b; qwords i
     with 2i >= b and with 2i + 1 >= b; dwords in vshufps 0xDD's order [0, 2, 1, 3] per 128-bit lane) and vpblendvb of
-    the current and next channel's broadcasts: the dword vpmuldq reads as A for the even product of element 2i (a's
+    the current and next channel's broadcasts (since h9-late from one packed entry per channel, Job::short_params,
+    whose entry `channels` repeats channel 0 so that the next channel's broadcast needs no wrap; vpblendvb written
+    out as inline asm, the same instruction): the dword vpmuldq reads as A for the even product of element 2i (a's
     dword 2i) and, after vpsrlq 32, for the odd one (a's dword 2i + 1), the qwords of B added to each, the vpsravd
     count at the element's position after vshufps 0xDD, and the range check's lo2 = lo ^ 2^31, w2 = (hi - lo) ^ 2^31
     (j.range32, blended by the element-order mask) are element j's channel's (current for j < b, next otherwise); the

@@ -660,7 +660,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
   }
   struct ShortTables : PreparedTables {
     Table<int32_t> a, s32, lo, hi, range32;
-    Table<int64_t> b;
+    Table<int64_t> b, packed;  // packed: Job::short_params
     ChunkFn fn = nullptr;  // null: some channel keeps s < 32
   };
   static const char tag = 0;
@@ -703,6 +703,13 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
         t.range32[c] = static_cast<int32_t>(static_cast<uint32_t>(t.lo[c]) ^ 0x80000000u);
         t.range32[n + c] = static_cast<int32_t>(width ^ 0x80000000u);
       }
+      t.packed.resize(2 * (n + 1));
+      for (size_t c = 0; c <= n; ++c) {
+        const size_t e = c == n ? 0 : c;
+        t.packed[2 * c] = t.b[e];
+        t.packed[2 * c + 1] = static_cast<int64_t>(static_cast<uint64_t>(static_cast<uint32_t>(t.a[e])) |
+                                                   (static_cast<uint64_t>(static_cast<uint32_t>(t.s32[e])) << 32));
+      }
       t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range) : avx2_widen_short<Out>(check, sat, one_range);
     }
     kept = made;
@@ -713,6 +720,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
   Job j{x, y, channels, inner, 0, t.a.data(), t.b.data(), nullptr, t.lo.data(), t.hi.data(), p.qmin, p.qmax};
   j.s32 = t.s32.data();
   j.range32 = t.range32.data();
+  j.short_params = t.packed.data();
   j.total = outer * channels * inner;
   *result = run_reporting(t.fn, j, x, outer, channels, inner, p, check, threads, sizeof(int32_t) + sizeof(Out),
                           sizeof(Out), true);

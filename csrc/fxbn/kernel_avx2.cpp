@@ -460,7 +460,8 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 
 // int32 -> 8-bit NCHW rows of 8 <= inner < 64 (kernel.cpp apply_short; every channel s >= 32 after widen_to_high):
 // the flat range walked 8 elements per vector as widen_rows walks a row, the current channel's A, B, s - 32 (and
-// lo2, w2) broadcast in registers (per-channel tables: j.a int32 A, j.b int64 B, j.s32, j.lo / j.hi int32, j.range32).
+// lo2, w2) broadcast in registers (per-channel tables: j.short_params B, A, s - 32 packed in 16 bytes per channel, so
+// that a boundary's broadcasts index one table; j.lo / j.hi int32, j.range32; j.a, j.b, j.s32 for the scalar tail).
 // inner >= 8, so a vector holds at most one row boundary; the vector that reaches one (lane b = row_end - p,
 // 1 <= b <= 8) takes the lanes >= b from the next channel's broadcasts (vpblendvb by the kShortMasks[b] masks: dwords
 // in element order, qwords for the even / odd elements' B, dwords in vshufps 0xDD's order [0, 2, 1, 3] for s - 32),
@@ -514,6 +515,14 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, _
   return _mm256_srav_epi32(h, t);
 }
 
+// vpblendvb (b's byte where bit 7 of mask's byte is set, else a's), written out: GCC folds _mm256_blendv_epi8 into a
+// select whose expansion first recomputes a loaded mask with vpcmpgtb against zero (one more op per blend)
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i blend_bytes(__m256i a, __m256i b, __m256i mask) {
+  __m256i r;
+  __asm__("vpblendvb %3, %2, %1, %0" : "=x"(r) : "x"(a), "xm"(b), "x"(mask));
+  return r;
+}
+
 template <class In, class Out, bool Check, bool OneRange, bool Sat>
 FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
@@ -529,16 +538,20 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const int64_t inner = j.inner, channels = j.channels;
   int64_t c = (begin / inner) % channels;
   int64_t row_end = (begin / inner + 1) * inner;  // flat index where channel c's row ends
-  const auto broadcast = [&](int64_t ch) FXBN_TARGET_AVX2 {
-    ShortChannel8 r{_mm256_set1_epi32(A[ch]), _mm256_set1_epi64x(B[ch]), _mm256_set1_epi32(T[ch]),
+  const int64_t* const P = j.short_params;  // channel ch: B at P[2 ch], A and s - 32 the dwords of P[2 ch + 1]
+  // ch: P's entry (0..channels), chw: the channel (ch, or 0 for ch = channels)
+  const auto broadcast = [&](int64_t ch, int64_t chw) FXBN_TARGET_AVX2 {
+    const int32_t* const at = reinterpret_cast<const int32_t*>(P + 2 * ch + 1);
+    ShortChannel8 r{_mm256_set1_epi32(at[0]), _mm256_set1_epi64x(P[2 * ch]), _mm256_set1_epi32(at[1]),
                     _mm256_setzero_si256(), _mm256_setzero_si256()};
     if constexpr (Check && !OneRange) {
-      r.lo2 = _mm256_set1_epi32(R[ch]);
-      r.w2 = _mm256_set1_epi32(R[channels + ch]);
+      r.lo2 = _mm256_set1_epi32(R[chw]);
+      r.w2 = _mm256_set1_epi32(R[channels + chw]);
     }
+    (void)chw;
     return r;
   };
-  ShortChannel8 cur = broadcast(c);
+  ShortChannel8 cur = broadcast(c, c);
   __m256i bad = _mm256_setzero_si256();
   // OneRange: mn holds lo, mx the largest x - lo (mod 2^32, unsigned) of the chunk's vectors
   const __m256i mn = _mm256_set1_epi32(LO[0]);
@@ -552,20 +565,22 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
     if (__builtin_expect(p + 8 < row_end, 1)) {
       return short_lanes8<Check, OneRange>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
     }
-    // lanes >= row_end - p (1..8) belong to the next channel
-    const int64_t nc = c + 1 == channels ? 0 : c + 1;
-    const ShortChannel8 nx = broadcast(nc);
+    // lanes >= row_end - p (1..8) belong to the next channel, c + 1 (P's entry `channels` is channel 0's: the
+    // broadcasts need no wrap; range32 is read at the wrapped index)
+    const int64_t nc = c + 1;
+    const int64_t ncw = nc == channels ? 0 : nc;
+    const ShortChannel8 nx = broadcast(nc, ncw);
     const int32_t* const masks = kShortMasks[row_end - p];
     const __m256i m = ld(masks);
-    const __m256i a = _mm256_blendv_epi8(cur.a, nx.a, m);
+    const __m256i a = blend_bytes(cur.a, nx.a, m);
     constexpr bool kBlendRange = Check && !OneRange;
     const __m256i h = short_lanes8<Check, OneRange>(
-        x + k, a, _mm256_srli_epi64(a, 32), _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 8)),
-        _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 16)), _mm256_blendv_epi8(cur.t, nx.t, ld(masks + 24)),
-        kBlendRange ? _mm256_blendv_epi8(cur.lo2, nx.lo2, m) : cur.lo2,
-        kBlendRange ? _mm256_blendv_epi8(cur.w2, nx.w2, m) : cur.w2, bad, mn, mx);
+        x + k, a, _mm256_srli_epi64(a, 32), blend_bytes(cur.b, nx.b, ld(masks + 8)),
+        blend_bytes(cur.b, nx.b, ld(masks + 16)), blend_bytes(cur.t, nx.t, ld(masks + 24)),
+        kBlendRange ? blend_bytes(cur.lo2, nx.lo2, m) : cur.lo2, kBlendRange ? blend_bytes(cur.w2, nx.w2, m) : cur.w2,
+        bad, mn, mx);
     cur = nx;
-    c = nc;
+    c = ncw;
     row_end += inner;
     return h;
   };

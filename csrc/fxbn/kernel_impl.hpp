@@ -126,6 +126,8 @@ struct Job {
   bool save_streaming = false;  // save with non-temporal stores where aligned (outputs larger than the caches)
   bool stream_out = false;      // no save: y with non-temporal stores where aligned (kernel.cpp stream_out_bytes)
   const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
+  // AVX2 widen_short: per channel two qwords, B then the dwords A, s - 32; channels + 1 entries (the last: channel 0's)
+  const int64_t* short_params = nullptr;
 };
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
