@@ -288,3 +288,26 @@ def test_short_rows_one_range_biased(inner, bounds):
     y = np.zeros(x.shape, np.int8)
     layer.apply(x, axis=1, out=y, threads=1)
     np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("inner", (8, 17, 49, 63))
+def test_short_rows_no_shift(inner, tout):
+    """Every channel widened to s = 32 (s <= 32 declared: the AVX2 body drops the per-lane vpsravd), with one range
+    and with the full int32 range; then the same layer with one channel (in the middle, then the last) at s > 32,
+    which must take the per-lane shift again."""
+    rng = np.random.default_rng(5100 + inner)
+    channels = 37
+    A = rng.integers(1 << 8, 1 << 18, channels) * rng.choice([-1, 1], channels)
+    s = rng.integers(24, 33, channels)
+    B = rng.integers(-(1 << 22), 1 << 22, channels)
+    out_range = (0, 255) if tout == "uint8" else (-128, 127)
+    for shifted in (None, 5, channels - 1):
+        s2 = s.copy()
+        if shifted is not None:
+            s2[shifted] = 40
+        for lo, hi in ((-(1 << 23), (1 << 23) - 1), (-(1 << 31), (1 << 31) - 1)):
+            layer = fixed_layer(A, B, s2, lo, hi, tout, out_range)
+            x = np.clip(_active_inputs(layer, (2, channels, inner), 1, rng), lo, hi).astype(np.int32)
+            want = exact(layer, x, threads=(1,))
+            assert ((want > out_range[0]) & (want < out_range[1])).mean() > 0.2  # not just the clamps

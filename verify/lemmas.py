@@ -2245,7 +2245,9 @@ def avx2_widen_short(in_dtype, w=64, wrong=False):
     with a as blended), ``inner_one_short`` (rows of 7), ``range_unbiased`` (lo2 = lo, w2 = hi - lo),
     ``range_not_blended`` (the current channel's lo2 / w2 in every lane), ``one_range_signed_max`` (vpmaxsd in place
     of vpmaxud), ``one_range_unbiased`` (x, not x - lo, into the accumulator), ``one_range_width_hi`` (the maximum
-    compared with hi, not hi - lo)."""
+    compared with hi, not hi - lo), ``no_shift_nonzero_t`` (the vpsravd dropped whatever the channels' s - 32).
+    Since h9-late the body has a no-shift instantiation, taken when every channel's s - 32 is 0: no vpsravd, t not
+    blended (claimed: the skipped vpsravd is by 0 in every lane, so the identity)."""
     z3 = z3mod()
     bad = _variant("avx2_widen_short", wrong)
     claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 8, bad)
@@ -2280,6 +2282,12 @@ def avx2_widen_short(in_dtype, w=64, wrong=False):
         flagged = x[j] - lo2[j] > w2[j]                              # vpsubd, vpcmpgtd (signed)
         claims.append(z3.Implies(pre, z3.And(a_read == own(Ac, An), b_read == own(Bc, Bn), t_read == own(tc, tn),
                                              flagged == z3.Or(x[j] < own(loc, lon), x[j] > own(hic, hin)))))
+        # no-shift instantiation (every channel's s - 32 is 0, kernel.cpp apply_short): vpsravd dropped, t not
+        # blended -- the lane it skips is vpsravd by the count element j reads, 0
+        h = z3.BitVec(f"h{j}", 32)
+        variables[f"h{j}"] = h
+        zero_t = z3.BoolVal(True) if bad == "no_shift_nonzero_t" else z3.And(tc == 0, tn == 0)
+        claims.append(z3.Implies(z3.And(pre, zero_t), h >> t_read == h))
     return claims, variables
 
 
@@ -2324,7 +2332,7 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
 
 SIMD_WRONG["avx2_widen_short"] = ("mask_off_by_one", "odd_b_even_mask", "shift_mask_element_order", "odd_a_unshifted",
                                   "inner_one_short", "range_unbiased", "range_not_blended", "one_range_signed_max",
-                                  "one_range_unbiased", "one_range_width_hi")
+                                  "one_range_unbiased", "one_range_width_hi", "no_shift_nonzero_t")
 SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_floor", "odd_a_unshifted",
                                     "inner_one_short", "one_range_max_only", "one_range_init_swapped")
 SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))

@@ -710,7 +710,9 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
         t.packed[2 * c + 1] = static_cast<int64_t>(static_cast<uint64_t>(static_cast<uint32_t>(t.a[e])) |
                                                    (static_cast<uint64_t>(static_cast<uint32_t>(t.s32[e])) << 32));
       }
-      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range) : avx2_widen_short<Out>(check, sat, one_range);
+      const bool shift = std::any_of(t.s32.begin(), t.s32.end(), [](int32_t v) { return v != 0; });
+      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range)
+                    : avx2_widen_short<Out>(check, sat, one_range, shift);
     }
     kept = made;
     keep_tables(p.cache, kept);

@@ -497,7 +497,7 @@ struct ShortChannel8 {
 // The unshifted-then-shifted high dwords of 8 elements at x in vshufps 0xDD's order, with per-lane parameters (a / ao:
 // A of the even / odd elements in each qword's low dword; be / bo: B of the even / odd elements; t in the shuffled
 // order; lo2, w2 in element order); the range check: OneRange the lanes into mn / mx, else flagged into bad.
-template <bool Check, bool OneRange>
+template <bool Check, bool OneRange, bool Shift>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, __m256i ao, __m256i be, __m256i bo,
                                                   __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i mn,
                                                   __m256i& mx) {
@@ -512,6 +512,10 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, _
   const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
   const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(load8(x + 1), ao), bo);
   const __m256i h = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
+  if constexpr (!Shift) {  // every channel's s - 32 is 0: the vpsravd by 0 dropped
+    (void)t;
+    return h;
+  }
   return _mm256_srav_epi32(h, t);
 }
 
@@ -523,7 +527,7 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i blend_bytes(__m256i a, __m256i b, __m256i m
   return r;
 }
 
-template <class In, class Out, bool Check, bool OneRange, bool Sat>
+template <class In, class Out, bool Check, bool OneRange, bool Sat, bool Shift>
 FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
   const int32_t* const xs = static_cast<const int32_t*>(j.x);
@@ -563,7 +567,7 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const auto high8 = [&](int64_t k) FXBN_TARGET_AVX2 {
     const int64_t p = begin + k;
     if (__builtin_expect(p + 8 < row_end, 1)) {
-      return short_lanes8<Check, OneRange>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
+      return short_lanes8<Check, OneRange, Shift>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
     }
     // lanes >= row_end - p (1..8) belong to the next channel, c + 1 (P's entry `channels` is channel 0's: the
     // broadcasts need no wrap; range32 is read at the wrapped index)
@@ -574,9 +578,9 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
     const __m256i m = ld(masks);
     const __m256i a = blend_bytes(cur.a, nx.a, m);
     constexpr bool kBlendRange = Check && !OneRange;
-    const __m256i h = short_lanes8<Check, OneRange>(
+    const __m256i h = short_lanes8<Check, OneRange, Shift>(
         x + k, a, _mm256_srli_epi64(a, 32), blend_bytes(cur.b, nx.b, ld(masks + 8)),
-        blend_bytes(cur.b, nx.b, ld(masks + 16)), blend_bytes(cur.t, nx.t, ld(masks + 24)),
+        blend_bytes(cur.b, nx.b, ld(masks + 16)), Shift ? blend_bytes(cur.t, nx.t, ld(masks + 24)) : cur.t,
         kBlendRange ? blend_bytes(cur.lo2, nx.lo2, m) : cur.lo2, kBlendRange ? blend_bytes(cur.w2, nx.w2, m) : cur.w2,
         bad, mn, mx);
     cur = nx;
@@ -1062,22 +1066,29 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
 
+template <class Out, bool Sat, bool Shift>
+ChunkFn avx2_widen_short_shift(bool check, bool one_range) {
+  if (!check) return &widen_short<int32_t, Out, false, false, Sat, Shift>;
+  return one_range ? &widen_short<int32_t, Out, true, true, Sat, Shift>
+                   : &widen_short<int32_t, Out, true, false, Sat, Shift>;
+}
+
 template <class Out, bool Sat>
-ChunkFn avx2_widen_short_sat(bool check, bool one_range) {
-  if (!check) return &widen_short<int32_t, Out, false, false, Sat>;
-  return one_range ? &widen_short<int32_t, Out, true, true, Sat> : &widen_short<int32_t, Out, true, false, Sat>;
+ChunkFn avx2_widen_short_sat(bool check, bool one_range, bool shift) {
+  return shift ? avx2_widen_short_shift<Out, Sat, true>(check, one_range)
+               : avx2_widen_short_shift<Out, Sat, false>(check, one_range);
 }
 
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat, bool one_range) {
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift) {
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return avx2_widen_short_sat<Out, true>(check, one_range);
+    if (sat) return avx2_widen_short_sat<Out, true>(check, one_range, shift);
   }
   (void)sat;
-  return avx2_widen_short_sat<Out, false>(check, one_range);
+  return avx2_widen_short_sat<Out, false>(check, one_range, shift);
 }
-template ChunkFn avx2_widen_short<int8_t>(bool, bool, bool);
-template ChunkFn avx2_widen_short<uint8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_short<int8_t>(bool, bool, bool, bool);
+template ChunkFn avx2_widen_short<uint8_t>(bool, bool, bool, bool);
 
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {

@@ -309,9 +309,9 @@ template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
 // int32 -> 8-bit NCHW rows of 8 <= inner < 64: avx512_widen_short's tables, walked row segment by row segment
 // (each with its channel's parameters broadcast); one_range: every channel has the same [lo, hi] (j.lo[0], j.hi[0]).
-// Saves y's old bytes under keep_out (j.save).
+// Saves y's old bytes under keep_out (j.save).  shift: some channel's s - 32 is not 0 (else no per-lane vpsravd).
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat, bool one_range);
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
 // tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
 // one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32.  Saves y's
