@@ -245,3 +245,69 @@ def test_short_rows_neighbour_ranges(inner):
                     assert bad == (-1 if inside else where), (inner, where, value, threads, bad)
                     if inside:
                         np.testing.assert_array_equal(y, expected(layer, xb, 1))
+
+
+@pytest.mark.parametrize("bounds", [(-(1 << 31), 1 << 20), (-(1 << 20), (1 << 31) - 1), (-(1 << 31) + 1, (1 << 31) - 2),
+                                    (-3, 4), ((1 << 30) + 5, (1 << 30) + 900)])
+@pytest.mark.parametrize("inner", (8, 49))
+def test_short_rows_one_range_biased(inner, bounds):
+    """One [lo, hi] for every channel, the AVX2 body's biased check (x - lo, mod 2^32, into one unsigned max compared
+    with hi - lo): ranges reaching int32's ends (x - lo wraps past 2^31), narrow ones and ones away from 0; values
+    just outside either end, int32's extremes and lo + 2^31 / hi - 2^31 (where a signed max or an unbiased x would
+    differ) at the first and last element of the tensor and of a row, in the first vector and the scalar tail; out=
+    left as it was, and a clean call exact."""
+    lo, hi = bounds
+    rng = np.random.default_rng(4100 + inner + (hi & 0xFFFF))
+    channels = 61
+    width = float(hi - lo)
+    a = 200.0 / width * rng.uniform(0.5, 1.5, channels)
+    b = rng.uniform(-20, 20, channels) - a * (lo + width / 2)
+    layer = fxbn.from_affine(a.astype(np.float32).astype(np.float64), b, in_range=(lo, hi), in_dtype="int32",
+                             out_dtype="int8", rounding="half_even")
+    assert (layer.in_range[:, 0] == lo).all() and (layer.in_range[:, 1] == hi).all()
+    x = np.clip(np.rint(rng.uniform(lo, hi, (2, channels, inner))), lo, hi).astype(np.int32)
+    x.reshape(-1)[::37] = lo
+    x.reshape(-1)[1::41] = hi
+    want = exact(layer, x)
+    imin, imax = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    wrap = lambda v: (v + (1 << 31)) % (1 << 32) - (1 << 31)  # noqa: E731
+    values = {v for v in (lo - 1, hi + 1, imin, imax, wrap(lo + (1 << 31)), wrap(hi - (1 << 31)), wrap(hi + (1 << 31)))
+              if imin <= v <= imax and not lo <= v <= hi}
+    assert values
+    for where in sorted({0, 1, 7, inner - 1, inner, 5 * inner - 1, x.size - 40, x.size - 2, x.size - 1}):
+        for value in sorted(values):
+            xb = x.copy()
+            xb.reshape(-1)[where] = value
+            _, bad = raw(layer, xb, 1, acc32=False, threads=1)
+            assert bad == where, (inner, bounds, where, value, bad)
+            before = np.full(x.shape, -9, np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=1, out=y, threads=1)
+            np.testing.assert_array_equal(y, before, err_msg=f"{bounds} violation {value} at {where}")
+    y = np.zeros(x.shape, np.int8)
+    layer.apply(x, axis=1, out=y, threads=1)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("inner", (8, 17, 49, 63))
+def test_short_rows_no_shift(inner, tout):
+    """Every channel widened to s = 32 (s <= 32 declared: the AVX2 body drops the per-lane vpsravd), with one range
+    and with the full int32 range; then the same layer with one channel (in the middle, then the last) at s > 32,
+    which must take the per-lane shift again."""
+    rng = np.random.default_rng(5100 + inner)
+    channels = 37
+    A = rng.integers(1 << 8, 1 << 18, channels) * rng.choice([-1, 1], channels)
+    s = rng.integers(24, 33, channels)
+    B = rng.integers(-(1 << 22), 1 << 22, channels)
+    out_range = (0, 255) if tout == "uint8" else (-128, 127)
+    for shifted in (None, 5, channels - 1):
+        s2 = s.copy()
+        if shifted is not None:
+            s2[shifted] = 40
+        for lo, hi in ((-(1 << 23), (1 << 23) - 1), (-(1 << 31), (1 << 31) - 1)):
+            layer = fixed_layer(A, B, s2, lo, hi, tout, out_range)
+            x = np.clip(_active_inputs(layer, (2, channels, inner), 1, rng), lo, hi).astype(np.int32)
+            want = exact(layer, x, threads=(1,))
+            assert ((want > out_range[0]) & (want < out_range[1])).mean() > 0.2  # not just the clamps

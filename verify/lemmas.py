@@ -64,7 +64,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   channels), B, s - 32 in registers; ``avx512_widen_pixels`` (kernel_avx512.cpp): the same lanes with 64 channels'
   parameters in zmm registers and high_dwords' masked vpshufd gather.
 - ``avx2_widen_short`` (since h8-short): the per-channel check is pixel_range_check's biased one-compare, lo2 / w2
-  blended at a row boundary; with one [lo, hi] for every channel vpminsd / vpmaxsd accumulators (by induction).
+  blended at a row boundary; with one [lo, hi] for every channel x - lo into one vpmaxud accumulator compared with
+  hi - lo (by induction; since h9-late, before vpminsd / vpmaxsd accumulators).
 - ``pixel_range_check`` (both widen_pixels, since h7-pixels): the per-channel check x - (lo - 2^31) > (hi - lo) - 2^31
   (vpsubd, vpcmpgtd / vpcmpgtd into a mask, tables range32) is exactly x outside [lo, hi]; ``pixel_save``: under
   out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
@@ -2187,27 +2188,67 @@ def _short_one_range(z3, variables, bad, lanes=8):
             + [(smax(mx[j], v[j]) > hi) == z3.Or(mx[j] > hi, v[j] > hi) for j in range(lanes)])
 
 
+def _short_one_range_biased(z3, variables, bad, lanes=8):
+    """The AVX2 widen_short's OneRange check (since h9-late): every vector's lanes x - lo (vpsubd, mod 2^32) into one
+    vpmaxud accumulator (from 0), reduced once per chunk (the 128-bit halves, then vpshufd 0x4E, 0xB1, vpmaxud) and
+    flagged when the maximum exceeds hi - lo (unsigned; kernel_avx2.cpp reduce_max_u).  Claims: with lo <= hi,
+    x - lo > hi - lo (unsigned) exactly when x < lo or x > hi; the initial 0 flags nothing; a step vpmaxud of u into
+    accumulator lane acc exceeds hi - lo exactly when acc or u did (lane by lane, so by induction the accumulator
+    exceeds it in some lane exactly when some lane of some vector was outside [lo, hi]); the reduction exceeds it
+    exactly when some accumulator lane does."""
+    lo, hi = z3.BitVecs("range_lo range_hi", 32)
+    acc = [z3.BitVec(f"acc{j}", 32) for j in range(lanes)]
+    v = [z3.BitVec(f"v{j}", 32) for j in range(lanes)]
+    variables.update({"range_lo": lo, "range_hi": hi, **{f"acc{j}": acc[j] for j in range(lanes)},
+                      **{f"v{j}": v[j] for j in range(lanes)}})
+    signed = bad == "one_range_signed_max"
+    umax = lambda p, q: z3.If((p > q) if signed else z3.UGT(p, q), p, q)  # noqa: E731
+    width = hi if bad == "one_range_width_hi" else hi - lo
+    over = lambda e: z3.UGT(e, width)  # noqa: E731
+    biased = (lambda e: e) if bad == "one_range_unbiased" else (lambda e: e - lo)  # noqa: E731
+
+    def reduce(f, xs):
+        h = list(xs)
+        while len(h) > 4:                                            # the 256-bit, then 128-bit halves
+            h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
+        h = [f(h[j], h[j ^ 2]) for j in range(4)]                    # vpshufd 0x4E
+        return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
+
+    pre = lo <= hi
+    zero = z3.BitVecVal(0, 32)
+    return ([z3.Implies(pre, z3.Not(over(zero))),
+             over(reduce(umax, acc)) == z3.Or(*[over(e) for e in acc])]
+            # every lane the same vpsubd and the same compare: the lane claim once, on lane 0
+            + [z3.Implies(pre, over(biased(v[0])) == z3.Or(v[0] < lo, v[0] > hi))]
+            + [over(umax(acc[j], biased(v[j]))) == z3.Or(over(acc[j]), over(biased(v[j]))) for j in range(lanes)])
+
+
 def avx2_widen_short(in_dtype, w=64, wrong=False):
     """AVX2 widen_short: with the boundary at lane b (1..8), the mask table kShortMasks[b] (dwords j >= b; qwords i
     with 2i >= b and with 2i + 1 >= b; dwords in vshufps 0xDD's order [0, 2, 1, 3] per 128-bit lane) and vpblendvb of
-    the current and next channel's broadcasts: the dword vpmuldq reads as A for the even product of element 2i (a's
+    the current and next channel's broadcasts (since h9-late from one packed entry per channel, Job::short_params,
+    whose entry `channels` repeats channel 0 so that the next channel's broadcast needs no wrap; vpblendvb written
+    out as inline asm, the same instruction): the dword vpmuldq reads as A for the even product of element 2i (a's
     dword 2i) and, after vpsrlq 32, for the odd one (a's dword 2i + 1), the qwords of B added to each, the vpsravd
     count at the element's position after vshufps 0xDD, and the range check's lo2 = lo ^ 2^31, w2 = (hi - lo) ^ 2^31
     (j.range32, blended by the element-order mask) are element j's channel's (current for j < b, next otherwise); the
     biased check (vpsubd, vpcmpgtd: x_j - lo2 > w2 signed, ``pixel_range_check``) flags element j exactly when x_j is
     outside its channel's [lo, hi] (since h8-short; before, vpcmpgtd against blended lo and hi).  One range for every
-    channel (OneRange, since h8-short): nothing of the range blended, every vector's lanes into vpminsd / vpmaxsd
-    accumulators (from INT32_MAX / INT32_MIN) reduced once per chunk; modelled for two vectors and for none: the
-    reduced min < lo or max > hi exactly when some lane is outside [lo, hi].  Plus the walk (``_short_boundary``).
+    channel (OneRange): nothing of the range blended, every vector's lanes x - lo into one vpmaxud accumulator
+    reduced once per chunk and compared with hi - lo (``_short_one_range_biased``, since h9-late; h8-short had
+    vpminsd / vpmaxsd accumulators, two ops per vector).  Plus the walk (``_short_boundary``).
     Wrong: ``mask_off_by_one`` (lanes j > b), ``odd_b_even_mask`` (B of the odd elements blended by the even mask),
     ``shift_mask_element_order`` (s - 32 blended by the element-order mask), ``odd_a_unshifted`` (the odd product
     with a as blended), ``inner_one_short`` (rows of 7), ``range_unbiased`` (lo2 = lo, w2 = hi - lo),
-    ``range_not_blended`` (the current channel's lo2 / w2 in every lane), ``one_range_max_only`` (the min not
-    compared), ``one_range_init_swapped`` (the min accumulator from INT32_MIN)."""
+    ``range_not_blended`` (the current channel's lo2 / w2 in every lane), ``one_range_signed_max`` (vpmaxsd in place
+    of vpmaxud), ``one_range_unbiased`` (x, not x - lo, into the accumulator), ``one_range_width_hi`` (the maximum
+    compared with hi, not hi - lo), ``no_shift_nonzero_t`` (the vpsravd dropped whatever the channels' s - 32).
+    Since h9-late the body has a no-shift instantiation, taken when every channel's s - 32 is 0: no vpsravd, t not
+    blended (claimed: the skipped vpsravd is by 0 in every lane, so the identity)."""
     z3 = z3mod()
     bad = _variant("avx2_widen_short", wrong)
     claims, variables, bvar, (Ac, An, tc, tn, loc, lon, hic, hin), (Bc, Bn), x = _short_operands(z3, 8, bad)
-    claims += _short_one_range(z3, variables, bad)
+    claims += _short_one_range_biased(z3, variables, bad)
     ones32, zero32 = z3.BitVecVal(-1, 32), z3.BitVecVal(0, 32)
     ones64, zero64 = z3.BitVecVal(-1, 64), z3.BitVecVal(0, 64)
     at_least = lambda j: z3.UGE(z3.BitVecVal(j, 32), bvar)  # noqa: E731  element j takes the next channel
@@ -2238,6 +2279,12 @@ def avx2_widen_short(in_dtype, w=64, wrong=False):
         flagged = x[j] - lo2[j] > w2[j]                              # vpsubd, vpcmpgtd (signed)
         claims.append(z3.Implies(pre, z3.And(a_read == own(Ac, An), b_read == own(Bc, Bn), t_read == own(tc, tn),
                                              flagged == z3.Or(x[j] < own(loc, lon), x[j] > own(hic, hin)))))
+        # no-shift instantiation (every channel's s - 32 is 0, kernel.cpp apply_short): vpsravd dropped, t not
+        # blended -- the lane it skips is vpsravd by the count element j reads, 0
+        h = z3.BitVec(f"h{j}", 32)
+        variables[f"h{j}"] = h
+        zero_t = z3.BoolVal(True) if bad == "no_shift_nonzero_t" else z3.And(tc == 0, tn == 0)
+        claims.append(z3.Implies(z3.And(pre, zero_t), h >> t_read == h))
     return claims, variables
 
 
@@ -2281,8 +2328,8 @@ def avx512_widen_short(in_dtype, w=64, wrong=False):
 
 
 SIMD_WRONG["avx2_widen_short"] = ("mask_off_by_one", "odd_b_even_mask", "shift_mask_element_order", "odd_a_unshifted",
-                                  "inner_one_short", "range_unbiased", "range_not_blended", "one_range_max_only",
-                                  "one_range_init_swapped")
+                                  "inner_one_short", "range_unbiased", "range_not_blended", "one_range_signed_max",
+                                  "one_range_unbiased", "one_range_width_hi", "no_shift_nonzero_t")
 SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_floor", "odd_a_unshifted",
                                     "inner_one_short", "one_range_max_only", "one_range_init_swapped")
 SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))

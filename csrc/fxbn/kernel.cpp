@@ -341,7 +341,10 @@ bool run_chunks_keeping(ChunkFn fn, const Job& job, int64_t total, int nt, size_
   }
   unsigned char* const y = static_cast<unsigned char*>(j.y);
   std::atomic<bool> stop{false};
-  const int64_t block = !fn_saves && need > kStreamSave ? kKeepBlockStream : kKeepBlock;
+  // a body that saves as it goes, below kStreamSave bytes: one call per chunk (the blocks only let a violation stop
+  // the other threads sooner; each call costs its set-up: 1x2048x7x7 int32 -> int8, AVX2, 7 blocks of 2^14)
+  const int64_t block = fn_saves ? (need <= kStreamSave ? total : kKeepBlock)
+                                 : (need > kStreamSave ? kKeepBlockStream : kKeepBlock);
   // [b, e): this thread's chunk; returns whether it met a violation, after restoring [b, reached) if any did
   const auto walk = [&](int64_t b, int64_t e) {
     int64_t pos = b;
@@ -657,7 +660,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
   }
   struct ShortTables : PreparedTables {
     Table<int32_t> a, s32, lo, hi, range32;
-    Table<int64_t> b;
+    Table<int64_t> b, packed;  // packed: Job::short_params
     ChunkFn fn = nullptr;  // null: some channel keeps s < 32
   };
   static const char tag = 0;
@@ -700,7 +703,16 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
         t.range32[c] = static_cast<int32_t>(static_cast<uint32_t>(t.lo[c]) ^ 0x80000000u);
         t.range32[n + c] = static_cast<int32_t>(width ^ 0x80000000u);
       }
-      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range) : avx2_widen_short<Out>(check, sat, one_range);
+      t.packed.resize(2 * (n + 1));
+      for (size_t c = 0; c <= n; ++c) {
+        const size_t e = c == n ? 0 : c;
+        t.packed[2 * c] = t.b[e];
+        t.packed[2 * c + 1] = static_cast<int64_t>(static_cast<uint64_t>(static_cast<uint32_t>(t.a[e])) |
+                                                   (static_cast<uint64_t>(static_cast<uint32_t>(t.s32[e])) << 32));
+      }
+      const bool shift = std::any_of(t.s32.begin(), t.s32.end(), [](int32_t v) { return v != 0; });
+      t.fn = avx512 ? avx512_widen_short<Out>(check, sat, one_range)
+                    : avx2_widen_short<Out>(check, sat, one_range, shift);
     }
     kept = made;
     keep_tables(p.cache, kept);
@@ -710,6 +722,7 @@ bool apply_short(const int32_t* x, Out* y, int64_t outer, int64_t channels, int6
   Job j{x, y, channels, inner, 0, t.a.data(), t.b.data(), nullptr, t.lo.data(), t.hi.data(), p.qmin, p.qmax};
   j.s32 = t.s32.data();
   j.range32 = t.range32.data();
+  j.short_params = t.packed.data();
   j.total = outer * channels * inner;
   *result = run_reporting(t.fn, j, x, outer, channels, inner, p, check, threads, sizeof(int32_t) + sizeof(Out),
                           sizeof(Out), true);

@@ -186,6 +186,13 @@ FXBN_TARGET_AVX2 FXBN_INLINE int32_t reduce_max(__m256i v) {
   return _mm_cvtsi128_si32(m);
 }
 
+FXBN_TARGET_AVX2 FXBN_INLINE uint32_t reduce_max_u(__m256i v) {
+  __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4E));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xB1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(m));
+}
+
 // Whether some element of x[0, n) (8/16-bit In) lies outside [lo, hi]: vpminsw / vpmaxsw (vpminsb / vpmaxsb,
 // vpminub / vpmaxub) on the loaded vectors as they are, 2 ops per 16 (32) elements where the same check on the
 // int32 lanes the arithmetic widens them to takes 2 per 8.
@@ -453,7 +460,8 @@ FXBN_TARGET_AVX2 bool widen_rows(const Job& j, int64_t begin, int64_t end) {
 
 // int32 -> 8-bit NCHW rows of 8 <= inner < 64 (kernel.cpp apply_short; every channel s >= 32 after widen_to_high):
 // the flat range walked 8 elements per vector as widen_rows walks a row, the current channel's A, B, s - 32 (and
-// lo2, w2) broadcast in registers (per-channel tables: j.a int32 A, j.b int64 B, j.s32, j.lo / j.hi int32, j.range32).
+// lo2, w2) broadcast in registers (per-channel tables: j.short_params B, A, s - 32 packed in 16 bytes per channel, so
+// that a boundary's broadcasts index one table; j.lo / j.hi int32, j.range32; j.a, j.b, j.s32 for the scalar tail).
 // inner >= 8, so a vector holds at most one row boundary; the vector that reaches one (lane b = row_end - p,
 // 1 <= b <= 8) takes the lanes >= b from the next channel's broadcasts (vpblendvb by the kShortMasks[b] masks: dwords
 // in element order, qwords for the even / odd elements' B, dwords in vshufps 0xDD's order [0, 2, 1, 3] for s - 32),
@@ -489,15 +497,14 @@ struct ShortChannel8 {
 // The unshifted-then-shifted high dwords of 8 elements at x in vshufps 0xDD's order, with per-lane parameters (a / ao:
 // A of the even / odd elements in each qword's low dword; be / bo: B of the even / odd elements; t in the shuffled
 // order; lo2, w2 in element order); the range check: OneRange the lanes into mn / mx, else flagged into bad.
-template <bool Check, bool OneRange>
+template <bool Check, bool OneRange, bool Shift>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, __m256i ao, __m256i be, __m256i bo,
-                                                  __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i& mn,
+                                                  __m256i t, __m256i lo2, __m256i w2, __m256i& bad, __m256i mn,
                                                   __m256i& mx) {
   __m256i v = load8(x);
   __asm__("" : "+v"(v));
   if constexpr (Check && OneRange) {
-    mn = _mm256_min_epi32(mn, v);
-    mx = _mm256_max_epi32(mx, v);
+    mx = _mm256_max_epu32(mx, _mm256_sub_epi32(v, mn));  // mn: lo in every lane
   } else if constexpr (Check) {
     bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_sub_epi32(v, lo2), w2));
   }
@@ -505,10 +512,22 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i short_lanes8(const int32_t* x, __m256i a, _
   const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(v, a), be);
   const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(load8(x + 1), ao), bo);
   const __m256i h = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pe), _mm256_castsi256_ps(po), 0xDD));
+  if constexpr (!Shift) {  // every channel's s - 32 is 0: the vpsravd by 0 dropped
+    (void)t;
+    return h;
+  }
   return _mm256_srav_epi32(h, t);
 }
 
-template <class In, class Out, bool Check, bool OneRange, bool Sat>
+// vpblendvb (b's byte where bit 7 of mask's byte is set, else a's), written out: GCC folds _mm256_blendv_epi8 into a
+// select whose expansion first recomputes a loaded mask with vpcmpgtb against zero (one more op per blend)
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i blend_bytes(__m256i a, __m256i b, __m256i mask) {
+  __m256i r;
+  __asm__("vpblendvb %3, %2, %1, %0" : "=x"(r) : "x"(a), "xm"(b), "x"(mask));
+  return r;
+}
+
+template <class In, class Out, bool Check, bool OneRange, bool Sat, bool Shift>
 FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   static_assert(std::is_same<In, int32_t>::value && sizeof(Out) == 1, "int32 -> 8-bit");
   const int32_t* const xs = static_cast<const int32_t*>(j.x);
@@ -523,19 +542,24 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const int64_t inner = j.inner, channels = j.channels;
   int64_t c = (begin / inner) % channels;
   int64_t row_end = (begin / inner + 1) * inner;  // flat index where channel c's row ends
-  const auto broadcast = [&](int64_t ch) FXBN_TARGET_AVX2 {
-    ShortChannel8 r{_mm256_set1_epi32(A[ch]), _mm256_set1_epi64x(B[ch]), _mm256_set1_epi32(T[ch]),
+  const int64_t* const P = j.short_params;  // channel ch: B at P[2 ch], A and s - 32 the dwords of P[2 ch + 1]
+  // ch: P's entry (0..channels), chw: the channel (ch, or 0 for ch = channels)
+  const auto broadcast = [&](int64_t ch, int64_t chw) FXBN_TARGET_AVX2 {
+    const int32_t* const at = reinterpret_cast<const int32_t*>(P + 2 * ch + 1);
+    ShortChannel8 r{_mm256_set1_epi32(at[0]), _mm256_set1_epi64x(P[2 * ch]), _mm256_set1_epi32(at[1]),
                     _mm256_setzero_si256(), _mm256_setzero_si256()};
     if constexpr (Check && !OneRange) {
-      r.lo2 = _mm256_set1_epi32(R[ch]);
-      r.w2 = _mm256_set1_epi32(R[channels + ch]);
+      r.lo2 = _mm256_set1_epi32(R[chw]);
+      r.w2 = _mm256_set1_epi32(R[channels + chw]);
     }
+    (void)chw;
     return r;
   };
-  ShortChannel8 cur = broadcast(c);
+  ShortChannel8 cur = broadcast(c, c);
   __m256i bad = _mm256_setzero_si256();
-  __m256i mn = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
-  __m256i mx = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  // OneRange: mn holds lo, mx the largest x - lo (mod 2^32, unsigned) of the chunk's vectors
+  const __m256i mn = _mm256_set1_epi32(LO[0]);
+  __m256i mx = _mm256_setzero_si256();
   const int32_t* x = xs + begin;
   Out* y = ys + begin;
   Out* const save = j.save != nullptr ? static_cast<Out*>(j.save) + begin : nullptr;
@@ -543,22 +567,24 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   const auto high8 = [&](int64_t k) FXBN_TARGET_AVX2 {
     const int64_t p = begin + k;
     if (__builtin_expect(p + 8 < row_end, 1)) {
-      return short_lanes8<Check, OneRange>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
+      return short_lanes8<Check, OneRange, Shift>(x + k, cur.a, cur.a, cur.b, cur.b, cur.t, cur.lo2, cur.w2, bad, mn, mx);
     }
-    // lanes >= row_end - p (1..8) belong to the next channel
-    const int64_t nc = c + 1 == channels ? 0 : c + 1;
-    const ShortChannel8 nx = broadcast(nc);
+    // lanes >= row_end - p (1..8) belong to the next channel, c + 1 (P's entry `channels` is channel 0's: the
+    // broadcasts need no wrap; range32 is read at the wrapped index)
+    const int64_t nc = c + 1;
+    const int64_t ncw = nc == channels ? 0 : nc;
+    const ShortChannel8 nx = broadcast(nc, ncw);
     const int32_t* const masks = kShortMasks[row_end - p];
     const __m256i m = ld(masks);
-    const __m256i a = _mm256_blendv_epi8(cur.a, nx.a, m);
+    const __m256i a = blend_bytes(cur.a, nx.a, m);
     constexpr bool kBlendRange = Check && !OneRange;
-    const __m256i h = short_lanes8<Check, OneRange>(
-        x + k, a, _mm256_srli_epi64(a, 32), _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 8)),
-        _mm256_blendv_epi8(cur.b, nx.b, ld(masks + 16)), _mm256_blendv_epi8(cur.t, nx.t, ld(masks + 24)),
-        kBlendRange ? _mm256_blendv_epi8(cur.lo2, nx.lo2, m) : cur.lo2,
-        kBlendRange ? _mm256_blendv_epi8(cur.w2, nx.w2, m) : cur.w2, bad, mn, mx);
+    const __m256i h = short_lanes8<Check, OneRange, Shift>(
+        x + k, a, _mm256_srli_epi64(a, 32), blend_bytes(cur.b, nx.b, ld(masks + 8)),
+        blend_bytes(cur.b, nx.b, ld(masks + 16)), Shift ? blend_bytes(cur.t, nx.t, ld(masks + 24)) : cur.t,
+        kBlendRange ? blend_bytes(cur.lo2, nx.lo2, m) : cur.lo2, kBlendRange ? blend_bytes(cur.w2, nx.w2, m) : cur.w2,
+        bad, mn, mx);
     cur = nx;
-    c = nc;
+    c = ncw;
     row_end += inner;
     return h;
   };
@@ -568,7 +594,8 @@ FXBN_TARGET_AVX2 bool widen_short(const Job& j, int64_t begin, int64_t end) {
   int64_t i = store_bytes_shuffled<Out, Sat, kShiftNone>(y, save, streaming, 0, lim, high8, 0, q);
   bool flag = false;
   if constexpr (Check && OneRange) {
-    flag = (reduce_min(mn) < LO[0]) | (reduce_max(mx) > HI[0]);  // no vector: mn, mx flag nothing
+    // x in [lo, hi] exactly when x - lo <= hi - lo, unsigned (lo <= hi); no vector: mx = 0 flags nothing
+    flag = reduce_max_u(mx) > static_cast<uint32_t>(HI[0]) - static_cast<uint32_t>(LO[0]);
   } else if constexpr (Check) {
     flag = !_mm256_testz_si256(bad, bad);
   }
@@ -1072,22 +1099,29 @@ ChunkFn avx2_widen_periodic(bool check, bool sat) {
   return check ? &widen_periodic<In, Out, true, false> : &widen_periodic<In, Out, false, false>;
 }
 
+template <class Out, bool Sat, bool Shift>
+ChunkFn avx2_widen_short_shift(bool check, bool one_range) {
+  if (!check) return &widen_short<int32_t, Out, false, false, Sat, Shift>;
+  return one_range ? &widen_short<int32_t, Out, true, true, Sat, Shift>
+                   : &widen_short<int32_t, Out, true, false, Sat, Shift>;
+}
+
 template <class Out, bool Sat>
-ChunkFn avx2_widen_short_sat(bool check, bool one_range) {
-  if (!check) return &widen_short<int32_t, Out, false, false, Sat>;
-  return one_range ? &widen_short<int32_t, Out, true, true, Sat> : &widen_short<int32_t, Out, true, false, Sat>;
+ChunkFn avx2_widen_short_sat(bool check, bool one_range, bool shift) {
+  return shift ? avx2_widen_short_shift<Out, Sat, true>(check, one_range)
+               : avx2_widen_short_shift<Out, Sat, false>(check, one_range);
 }
 
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat, bool one_range) {
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift) {
   if constexpr (std::is_signed<Out>::value) {
-    if (sat) return avx2_widen_short_sat<Out, true>(check, one_range);
+    if (sat) return avx2_widen_short_sat<Out, true>(check, one_range, shift);
   }
   (void)sat;
-  return avx2_widen_short_sat<Out, false>(check, one_range);
+  return avx2_widen_short_sat<Out, false>(check, one_range, shift);
 }
-template ChunkFn avx2_widen_short<int8_t>(bool, bool, bool);
-template ChunkFn avx2_widen_short<uint8_t>(bool, bool, bool);
+template ChunkFn avx2_widen_short<int8_t>(bool, bool, bool, bool);
+template ChunkFn avx2_widen_short<uint8_t>(bool, bool, bool, bool);
 
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range) {

@@ -126,6 +126,8 @@ struct Job {
   bool save_streaming = false;  // save with non-temporal stores where aligned (outputs larger than the caches)
   bool stream_out = false;      // no save: y with non-temporal stores where aligned (kernel.cpp stream_out_bytes)
   const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
+  // AVX2 widen_short: per channel two qwords, B then the dwords A, s - 32; channels + 1 entries (the last: channel 0's)
+  const int64_t* short_params = nullptr;
 };
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
@@ -307,9 +309,9 @@ template <class In, class Out>
 ChunkFn avx2_widen_periodic(bool check, bool sat);
 // int32 -> 8-bit NCHW rows of 8 <= inner < 64: avx512_widen_short's tables, walked row segment by row segment
 // (each with its channel's parameters broadcast); one_range: every channel has the same [lo, hi] (j.lo[0], j.hi[0]).
-// Saves y's old bytes under keep_out (j.save).
+// Saves y's old bytes under keep_out (j.save).  shift: some channel's s - 32 is not 0 (else no per-lane vpsravd).
 template <class Out>
-ChunkFn avx2_widen_short(bool check, bool sat, bool one_range);
+ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
 // tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
 // one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32.  Saves y's
