@@ -135,20 +135,26 @@ def _snapshot(directory):
     return {p: open(os.path.join(directory, p), "rb").read() for p in sorted(os.listdir(directory))}
 
 
+def _fail_rename_to(monkeypatch, suffix):
+    """os.replace raising for a destination ending in `suffix` (the others renamed); returns the real os.replace."""
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(suffix):
+            raise OSError(errno.EIO, "rename failed (test)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return real_replace
+
+
 def test_to_c_failed_second_rename_keeps_the_old_pair(tmp_path, monkeypatch):
     old, new = _layers()
     fresh, tmp_path = tmp_path / "fresh", tmp_path / "out"
     codegen.layer_to_c(old, str(tmp_path), "bn")
     before = _snapshot(tmp_path)
     assert sorted(before) == ["bn.c", "bn.h"]
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if str(dst).endswith("bn.c"):
-            raise OSError(errno.EIO, "rename failed (test)")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
+    real_replace = _fail_rename_to(monkeypatch, "bn.c")
     with pytest.raises(OSError, match="rename failed"):
         codegen.layer_to_c(new, str(tmp_path), "bn")
     assert _snapshot(tmp_path) == before                 # the old .h is back beside the old .c, no temporary left
@@ -245,14 +251,7 @@ def test_layer_to_tosa_files_are_all_new_or_all_old(tmp_path, monkeypatch):
     old, new = _layers()
     export_tosa.layer_to_tosa(old, str(tmp_path), 4)
     before = _snapshot(tmp_path)
-    real_replace = os.replace
-
-    def replace(src, dst):
-        if str(dst).endswith("desc.json"):
-            raise OSError(errno.EIO, "rename failed (test)")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
+    _fail_rename_to(monkeypatch, "desc.json")
     with pytest.raises(OSError, match="rename failed"):
         export_tosa.layer_to_tosa(new, str(tmp_path), 5)
     assert _snapshot(tmp_path) == before

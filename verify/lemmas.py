@@ -2147,6 +2147,16 @@ def _blendv(z3, cur, nxt, mask, width):
                        for k in reversed(range(width // 8))])
 
 
+def _reduce_lanes(f, xs):
+    """A horizontal reduction by f as the kernels do it once per chunk: the 256-bit, then 128-bit halves, then
+    vpshufd 0x4E and 0xB1; lane 0 holds the result."""
+    h = list(xs)
+    while len(h) > 4:
+        h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
+    h = [f(h[j], h[j ^ 2]) for j in range(4)]
+    return f(h[0], h[1])
+
+
 def _short_one_range(z3, variables, bad, lanes=8):
     """widen_short's OneRange check (8 lanes: AVX2; 16: AVX-512, whose _mm512_reduce_min_epi32 / max first takes the
     lane-wise min / max of the two 256-bit halves -- an instance of the step claim -- then reduces 8 lanes the same
@@ -2168,16 +2178,9 @@ def _short_one_range(z3, variables, bad, lanes=8):
     above = lambda lanes: z3.Or(*[e > hi for e in lanes])  # noqa: E731
     int_min, int_max = z3.BitVecVal(-(1 << 31), 32), z3.BitVecVal((1 << 31) - 1, 32)
 
-    def reduce(f, acc):
-        h = list(acc)
-        while len(h) > 4:                                            # the 256-bit, then 128-bit halves
-            h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
-        h = [f(h[j], h[j ^ 2]) for j in range(4)]                    # vpshufd 0x4E
-        return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
-
     init_mn = int_min if bad == "one_range_init_swapped" else int_max
     # 16 lanes: the first halving (lane j with lane j + 8) is the step's lane claim; the rest the 8-lane reduction
-    low, high = reduce(smin, mn[:8]) < lo, reduce(smax, mx[:8]) > hi
+    low, high = _reduce_lanes(smin, mn[:8]) < lo, _reduce_lanes(smax, mx[:8]) > hi
     flag = high if bad == "one_range_max_only" else z3.Or(low, high)
     pre = lo <= hi
     # the reductions one claim each, then the flag of them; the step lane by lane (the OR over lanes of both sides
@@ -2207,17 +2210,10 @@ def _short_one_range_biased(z3, variables, bad, lanes=8):
     over = lambda e: z3.UGT(e, width)  # noqa: E731
     biased = (lambda e: e) if bad == "one_range_unbiased" else (lambda e: e - lo)  # noqa: E731
 
-    def reduce(f, xs):
-        h = list(xs)
-        while len(h) > 4:                                            # the 256-bit, then 128-bit halves
-            h = [f(h[j], h[j + len(h) // 2]) for j in range(len(h) // 2)]
-        h = [f(h[j], h[j ^ 2]) for j in range(4)]                    # vpshufd 0x4E
-        return f(h[0], h[1])                                         # vpshufd 0xB1, lane 0
-
     pre = lo <= hi
     zero = z3.BitVecVal(0, 32)
     return ([z3.Implies(pre, z3.Not(over(zero))),
-             over(reduce(umax, acc)) == z3.Or(*[over(e) for e in acc])]
+             over(_reduce_lanes(umax, acc)) == z3.Or(*[over(e) for e in acc])]
             # every lane the same vpsubd and the same compare: the lane claim once, on lane 0
             + [z3.Implies(pre, over(biased(v[0])) == z3.Or(v[0] < lo, v[0] > hi))]
             + [over(umax(acc[j], biased(v[j]))) == z3.Or(over(acc[j]), over(biased(v[j]))) for j in range(lanes)])
