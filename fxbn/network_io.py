@@ -31,12 +31,11 @@ True
 import json
 import math
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
-from fxbn import importers
+from fxbn import atomic, importers
 from fxbn.io import _json, _npy_header, _open_npz
 
 FORMAT, VERSION = "fxbn.network.Graph", 1
@@ -123,15 +122,7 @@ def save(graph, path):
             "acts": {k: _act_dict(v) for k, v in graph.acts.items()},
             "rounding": getattr(graph, "rounding", "half_up"),
             "solver_options": dict(getattr(graph, "solver_options", None) or {}), "q": q}
-    directory = os.path.dirname(os.path.abspath(str(path)))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, str(path))
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_file(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def _act_dict(a):

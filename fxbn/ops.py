@@ -334,13 +334,6 @@ def _zero_point(name, z):
     return _one_int(name, z, -2 ** 31, 2 ** 31)
 
 
-def _positive_scale(name, s):
-    s = _one_float(name, s)
-    if not s > 0:
-        raise ValueError(f"{name} is {s}: scales must be positive and finite")
-    return s
-
-
 def _dtype_item(name, d):
     return _dtype_name(d, name, ADD_IN_DTYPES)
 
@@ -396,7 +389,7 @@ def from_mul(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtype
     >>> mul.apply(p).tolist(), mul.reference(p).tolist()
     ([-39, -5, 127], [-39, -5, 127])
     """
-    s1, s2 = _pair("in_scales", in_scales, _positive_scale)
+    s1, s2 = _pair("in_scales", in_scales, _one_positive)
     z1, z2 = _pair("in_zero_points", in_zero_points, _zero_point)
     d1, d2 = _pair("in_dtypes", in_dtypes, _dtype_item)
     (l1, h1), (l2, h2) = DTYPE_RANGES[d1], DTYPE_RANGES[d2]
@@ -469,8 +462,8 @@ def from_add(in_scales, in_zero_points, out_scale, out_zero_point=0, *, in_dtype
     no fixed-point parameters with shift <= 40 match the exact a
     """
     ref.check_rounding(rounding)
-    s1, s2 = _pair("in_scales", in_scales, _positive_scale)
-    so = _positive_scale("out_scale", out_scale)
+    s1, s2 = _pair("in_scales", in_scales, _one_positive)
+    so = _one_positive("out_scale", out_scale)
     z1, z2 = _pair("in_zero_points", in_zero_points, _zero_point)
     zo = _zero_point("out_zero_point", out_zero_point)
     d1, d2 = _pair("in_dtypes", in_dtypes, _dtype_item)

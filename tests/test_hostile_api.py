@@ -275,7 +275,7 @@ def test_tosa_run_refuses_inputs_of_another_type_or_shape(tmp_path):
     ran as the int8 44 and its output came back without an error."""
     et = pytest.importorskip("fxbn.export_tosa")
     if et.reference_model_path() is None:
-        pytest.skip("tosa_reference_model not installed")
+        pytest.skip("tosa_reference_model not found (pip install tosa-tools)")
     layer = fxbn.from_affine([0.5, 0.25, -0.75], [1.0, -3.0, 7.5], in_dtype="int8", rounding="half_up")
     et.layer_to_tosa(layer, str(tmp_path), 4)
     x = np.array([[100, -100, 127], [1, 2, 3], [-128, 0, 0], [5, 5, 5]], np.int8)

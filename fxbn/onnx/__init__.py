@@ -280,18 +280,9 @@ def export_layer(layer, path=None, *, axis=1, rank=4, in_dtype=None, acc=None, r
 
 
 def _save_atomic(model, path):
-    import os
-    import tempfile
+    from fxbn import atomic
 
-    directory = os.path.dirname(os.path.abspath(str(path)))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".onnx.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, str(path))
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_file(path, model.SerializeToString())
 
 
 def model_layer(model):
