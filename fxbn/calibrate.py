@@ -30,7 +30,8 @@ import warnings
 
 import numpy as np
 
-from fxbn.atomic import write_file
+from fxbn.atomic import write_file, write_files
+from fxbn.io import record_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 SCALES = {"raw": lambda p: p, "unit": lambda p: p / np.float32(255), "symmetric": lambda p: p / np.float32(127.5) - 1}
@@ -209,8 +210,8 @@ def run(args):
     print(cal.layers.summary())
     if args.layers_out:
         args.layers_out.mkdir(parents=True, exist_ok=True)
-        for name, info in cal.layers.items():
-            info.layer.save(str(args.layers_out / f"{name}.json"))
+        paths = {str(args.layers_out / f"{name}.json"): info.layer for name, info in cal.layers.items()}
+        write_files({p: record_bytes(layer.to_dict(), p) for p, layer in paths.items()})   # the set, all or nothing
     print(f"wrote {args.out}: {len(cal.layers)} BN layers", file=sys.stderr)
     return 3 if cal.layers.skipped or not cal.layers.layers else 0
 

@@ -10,6 +10,7 @@ come from its .npy header, read before its data), and every failure is a ValueEr
 >>> read_record(path)["multiplier"]
 [3]
 """
+import io
 import json
 import os
 import tempfile
@@ -30,21 +31,31 @@ def _kind(path):
     return ext
 
 
+def record_bytes(record, path):
+    """The bytes of `record` as a file at `path` (.json or .npz) holds them (for writing several files as one set:
+    fxbn.atomic.write_files)."""
+    ext = _kind(path)
+    if ext == ".json":
+        return json.dumps(record, indent=1).encode("utf-8")
+    buf = io.BytesIO()
+    if record.get("format") != "fxbn.FixedPointBN":     # other layer kinds: the record alone
+        np.savez(buf, meta=np.array(json.dumps(record)))
+    else:
+        arrays = {k: np.asarray(record[k], np.int64) for k in _ARRAYS}
+        meta = {k: v for k, v in record.items() if k not in arrays}
+        np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    return buf.getvalue()
+
+
 def write_record(record, path):
     """Write atomically (temporary file, then rename): nothing is left half-written if serialisation fails."""
     ext = _kind(path)
+    data = record_bytes(record, path)
     directory = os.path.dirname(os.path.abspath(str(path)))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=ext + ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            if ext == ".json":
-                f.write(json.dumps(record, indent=1).encode("utf-8"))
-            elif record.get("format") != "fxbn.FixedPointBN":     # other layer kinds: the record alone
-                np.savez(f, meta=np.array(json.dumps(record)))
-            else:
-                arrays = {k: np.asarray(record[k], np.int64) for k in _ARRAYS}
-                meta = {k: v for k, v in record.items() if k not in arrays}
-                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            f.write(data)
         os.replace(tmp, str(path))
     except BaseException:
         os.unlink(tmp)

@@ -274,3 +274,42 @@ def test_verify_json_neither_half_written_nor_over_a_users_tmp_file(tmp_path, di
                                                                                         "cert.json.tmp"]
     assert verify_main.main(argv) == 0 and json.loads(cert.read_text())["layers"]
     assert users.read_text() == "the user's own file\n"
+
+
+def _fake_graph(layers_by_node):
+    from types import SimpleNamespace
+
+    nodes = [SimpleNamespace(name=name, op="bn") for name in layers_by_node]
+    return SimpleNamespace(nodes=nodes, q={name: {"layers": layers} for name, layers in layers_by_node.items()})
+
+
+@pytest.mark.parametrize("ext", [".json", ".npz"])
+def test_record_bytes_hold_the_record_save_writes(tmp_path, ext):
+    old, _ = _layers()
+    saved, raw = str(tmp_path / f"saved{ext}"), str(tmp_path / f"raw{ext}")
+    old.save(saved)
+    with open(raw, "wb") as f:
+        f.write(fxbn.io.record_bytes(old.to_dict(), raw))
+    assert fxbn.io.read_record(raw) == fxbn.io.read_record(saved)
+    assert fxbn.load(raw).to_dict() == old.to_dict()
+
+
+def test_save_layers_writes_the_set_all_or_nothing(tmp_path, monkeypatch):
+    from fxbn.onnx import quantize as fq
+
+    old, new = _layers()
+    out = tmp_path / "layers"
+    saved = fq.save_layers(_fake_graph({"bn1": [old], "bn2": [old, old]}), str(out))
+    assert [os.path.basename(p) for _, p in saved] == ["bn1.json", "bn2.json", "bn2.leaky.json"]
+    before = _snapshot(out)
+    real_replace = _fail_rename_to(monkeypatch, "bn2.leaky.json")      # the last of the three renames fails
+    with pytest.raises(OSError, match="rename failed"):
+        fq.save_layers(_fake_graph({"bn1": [new], "bn2": [new, new]}), str(out))
+    assert _snapshot(out) == before                    # bn1 and bn2 (renamed first) are the old ones again
+    fresh = tmp_path / "fresh"
+    with pytest.raises(OSError, match="rename failed"):
+        fq.save_layers(_fake_graph({"bn1": [new], "bn2": [new, new]}), str(fresh))
+    assert os.listdir(fresh) == []
+    monkeypatch.setattr(os, "replace", real_replace)
+    fq.save_layers(_fake_graph({"bn1": [new], "bn2": [new, new]}), str(out))
+    assert all(fxbn.load(str(out / n)).to_dict() == new.to_dict() for n in before)

@@ -176,17 +176,22 @@ def _file_name(name, used):
 
 def save_layers(graph, directory):
     """Every exact layer of a quantized graph as DIR/<node>.json (input layer, BN layers — LeakyReLU: <node> and
-    <node>.leaky —, FixedPointAdd; average pooling: <node>.n<N> per window size N); returns [(node, path)]."""
+    <node>.leaky —, FixedPointAdd; average pooling: <node>.n<N> per window size N), written as one set (all files
+    or, on a failure, none changed: fxbn.atomic.write_files); returns [(node, path)]."""
+    from fxbn import io as _io
+    from fxbn.atomic import write_files
+
     os.makedirs(directory, exist_ok=True)
-    used, out = set(), []
+    used, out, contents = set(), [], {}
     for node in graph.nodes:
         q = graph.q.get(node.name, {})
         layers = q.get("layers") or ([q["layer"]] if "layer" in q else [])
         for k, layer in enumerate(layers):
             suffix = f".n{layer.op['window']}" if node.op == "avgpool" else (".leaky" if k else "")
             path = os.path.join(directory, _file_name(node.name + suffix, used) + ".json")
-            layer.save(path)
+            contents[path] = _io.record_bytes(layer.to_dict(), path)
             out.append((node.name, path))
+    write_files(contents)
     return out
 
 
