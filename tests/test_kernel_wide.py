@@ -609,3 +609,58 @@ def test_widen_pixels_sequential_prefetch_large(channels, one_range):
         y = np.zeros(x.shape, layer.out_dtype)
         assert layer.apply(x, axis=-1, out=y, threads=threads) is y
         np.testing.assert_array_equal(y, expected(layer, x, -1))
+
+
+# h10-pix: the AVX2 widen_pixels' per-channel check with int32 inputs (kPixelPerLane: per lane x - lo, mod 2^32, into
+# one vpmaxud accumulator per 8-channel group of a group pair and run, compared with hi - lo at the pair's end;
+# ``pixel_lane_check``).  Ranges reaching int32's ends make x - lo exceed 2^31 (only an unsigned max and compare flag
+# them); a violation in each channel of a pair (either accumulator), at the runs' edges and in the tensor's last pixel.
+LANE_CHECK_PIXELS = 37  # runs of 16 pixels: 0-15, 16-31, then 32-35 and the tensor's last pixel (its own walk)
+
+
+def lane_check_layer(channels, rng):
+    """Per-channel ranges (16-31 bits; a few channels within 1-3 of int32's ends) and s of 32-39, A scaled so that the
+    outputs spread over int8."""
+    c = channels
+    k = rng.integers(16, 31, c)
+    lo = -(np.int64(1) << k) + rng.integers(0, 1000, c)
+    hi = (np.int64(1) << k) - 1 - rng.integers(0, 1000, c)
+    wide = rng.choice(c, size=max(2, c // 8), replace=False)
+    k[wide] = 31
+    lo[wide] = -(np.int64(1) << 31) + rng.integers(1, 4, len(wide))
+    hi[wide] = (np.int64(1) << 31) - 1 - rng.integers(1, 4, len(wide))
+    s = rng.integers(32, 40, c)
+    A = rng.integers(np.int64(1) << (s + 5 - k), np.int64(1) << (s + 6 - k)) * rng.choice([-1, 1], c)
+    B = rng.integers(-(np.int64(1) << (s - 2)), np.int64(1) << (s - 2))
+    return fixed_layer(A, B, s, lo, hi, "int8", (-128, 127))
+
+
+@pytest.mark.parametrize("channels", [16, 24, 64, 72])
+def test_widen_pixels_lane_check_every_channel(channels):
+    """Exact outputs with every channel's range ends present (1 and 2 threads); then, at every channel of the first
+    pixel, the runs' edges (15, 16, 31, 32), the one before the last and the last: a value above and below the range
+    (and int32's ends where the range does not reach them) named at its index by the kernel on 1 and 2 threads, and
+    apply(out=) raising with `out` byte for byte as it was."""
+    rng = np.random.default_rng(9100 + channels)
+    layer = lane_check_layer(channels, rng)
+    n, c = LANE_CHECK_PIXELS, channels
+    x = inputs(layer, (1, n, 1, c), -1, rng)
+    exact_on_1_and_2_threads(layer, x)
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    i32 = np.iinfo(np.int32)
+    before = rng.integers(-128, 128, x.shape).astype(np.int8)
+    for pixel in (0, 15, 16, 31, 32, n - 2, n - 1):
+        for ch in range(c):
+            where = pixel * c + ch
+            for value in {int(hi[ch]) + 1, int(lo[ch]) - 1, i32.max, i32.min}:
+                if not (i32.min <= value <= i32.max) or lo[ch] <= value <= hi[ch]:
+                    continue
+                xb = x.copy()
+                xb.reshape(-1)[where] = value
+                for threads in (1, 2):
+                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+                    assert bad == where, (c, pixel, ch, value, threads, bad)
+                y = before.copy()
+                with pytest.raises(ValueError, match="outside the in_range"):
+                    layer.apply(xb, axis=-1, out=y, threads=1 + where % 2)
+                assert y.tobytes() == before.tobytes(), (c, pixel, ch, value)

@@ -71,6 +71,10 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   out= every output vector's old bytes reach the save buffer before the vector is stored (AVX-512: per 64-byte store;
   AVX2: a run's whole range first, and the tensor's last pixel whole before its tiles), so restoring the range walked
   gives back the output as it was.
+- ``pixel_lane_check`` (the AVX2 widen_pixels with int32 inputs and per-channel ranges, since h10-pix): per lane
+  x - lo (vpsubd, mod 2^32) into one vpmaxud accumulator per 8-channel group of a group pair and run, compared with
+  hi - lo (range32's width ^ 2^31) by vpmaxud + vpcmpeqd at the pair's end, is exactly "some x of that lane outside
+  [lo, hi]" (by induction over the vectors).
 - ``avx2_byte_template`` / ``avx2_byte_lean`` / ``avx2_byte_rows``: the 8-bit template (kernel_byte.cpp): the full
   sequence; the same with the instructions the plan proved to be identities left out; NCHW rows with each row's lane
   broadcast.
@@ -2330,3 +2334,39 @@ SIMD_WRONG["avx512_widen_short"] = ("mask_off_by_one", "odd_b_ceil", "even_b_flo
                                     "inner_one_short", "one_range_max_only", "one_range_init_swapped")
 SIMD_LEMMAS["avx2_widen_short"] = (avx2_widen_short, "QF_BV", (64,), ("int32",))
 SIMD_LEMMAS["avx512_widen_short"] = (avx512_widen_short, "QF_BV", (64,), ("int32",))
+
+
+def pixel_lane_check(in_dtype, w=32, wrong=False):
+    """The per-channel range check of the AVX2 widen_pixels with int32 inputs (kPixelPerLane, since h10-pix; before,
+    ``pixel_range_check``'s biased compare on every vector): per 8-channel group of a group pair and run, an
+    accumulator (from 0) takes vpmaxud(acc, x - lo) for every vector of the group (vpsubd mod 2^32, lo from Job::lo per
+    lane); at the pair's end the body forms width = w2 ^ 2^31 from range32's biased width w2 = (hi - lo) ^ 2^31
+    (kernel.cpp pixel_prepare), within = (vpmaxud(acc, width) == width) (vpcmpeqd) and ORs its complement into the
+    chunk's mask.  Claims, with lo <= hi (int32): x - lo > hi - lo (unsigned) exactly when x < lo or x > hi; the
+    initial 0 is within; a step vpmaxud of u into acc exceeds the width exactly when acc or u did (so by induction the
+    accumulator exceeds it exactly when some vector's lane was outside [lo, hi]); width is hi - lo; within is false
+    exactly when acc exceeds the width.  Wrong: ``signed_max`` (vpmaxsd: x - lo past 2^31 looks small),
+    ``unbiased`` (x, not x - lo, into the accumulator), ``width_biased`` (range32's w2 compared as it is),
+    ``final_signed_max`` (the end's vpmaxsd)."""
+    z3 = z3mod()
+    bad = _variant("pixel_lane_check", wrong)
+    x, lo, hi, acc = z3.BitVecs("x lo hi acc", 32)
+    bias = z3.BitVecVal(1 << 31, 32)
+    umax = lambda p, q: z3.If(z3.UGT(p, q), p, q)  # noqa: E731  vpmaxud
+    smax = lambda p, q: z3.If(p > q, p, q)  # noqa: E731  vpmaxsd
+    step_max = smax if bad == "signed_max" else umax
+    end_max = smax if bad == "final_signed_max" else umax
+    w2 = (hi - lo) ^ bias                                           # j.range32[C + c]
+    width = w2 if bad == "width_biased" else w2 ^ bias
+    u = x if bad == "unbiased" else x - lo
+    over = lambda e: end_max(e, width) != width  # noqa: E731  the complement of vpcmpeqd(vpmaxud(e, width), width)
+    pre = lo <= hi
+    zero = z3.BitVecVal(0, 32)
+    claims = [z3.Implies(pre, z3.Not(over(zero))),
+              z3.Implies(pre, over(u) == z3.Or(x < lo, x > hi)),
+              z3.Implies(pre, over(step_max(acc, u)) == z3.Or(over(acc), over(u)))]
+    return claims, {"x": x, "lo": lo, "hi": hi, "acc": acc}
+
+
+SIMD_WRONG["pixel_lane_check"] = ("signed_max", "unbiased", "width_biased", "final_signed_max")
+SIMD_LEMMAS["pixel_lane_check"] = (pixel_lane_check, "QF_BV", (32,), ("int32",))

@@ -726,10 +726,17 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 // x - (lo - 2^31) > (hi - lo) - 2^31 (signed) OR-ed into one mask for all channels (Job::range32,
 // ``pixel_range_check``): 2 ops per vector like the min/max, with no per-channel accumulators.
 constexpr int kPixelNoCheck = 0, kPixelOneRange = 1, kPixelPerChannel = 2;
+// kPixelPerChannel with int32 inputs, in widen_pixels' group pairs: per lane x - lo (vpsubd, lo = ranges[0..7] from
+// Job::lo, mod 2^32) into one vpmaxud accumulator per group (mn), compared with the lanes' hi - lo once per group pair
+// and run (``pixel_lane_check``): 2 ops per vector and one table load, where the biased compare took 3 and two
+// (h10-pix, AVX2, Zen 4, r50 2a_2b 1x56x56x64 NHWC Kernel.run one thread: 0.95-0.97x, in-process A/B medians).  Not
+// for one range: x - lo into one vpmaxud accumulator for the whole chunk in place of the vpminsd / vpmaxsd pair
+// (one register fewer) was 1.03-1.04x on 1x56x56x64 +-2^23.
+constexpr int kPixelPerLane = 3;
 
 // The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); the check of its inputs: min/max into mn,
-// mx (kPixelOneRange), or the per-channel compare with lo2 = ranges[0..7], w2 = ranges[C..C+7] into mn
-// (kPixelPerChannel).
+// mx (kPixelOneRange), the per-channel compare with lo2 = ranges[0..7], w2 = ranges[C..C+7] into mn
+// (kPixelPerChannel), or x - ranges[0..7] (lo) vpmaxud into mn (kPixelPerLane).
 template <int CheckKind, bool Shuffled, class In>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
                                                   __m256i xk, __m256i& mn, __m256i& mx, const In* x,
@@ -740,6 +747,8 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i
     mx = _mm256_max_epi32(mx, v);
   } else if constexpr (CheckKind == kPixelPerChannel) {
     mn = _mm256_or_si256(mn, _mm256_cmpgt_epi32(_mm256_sub_epi32(v, ld(ranges)), ld(ranges + C)));
+  } else if constexpr (CheckKind == kPixelPerLane) {
+    mn = _mm256_max_epu32(mn, _mm256_sub_epi32(v, ld(ranges)));
   }
   (void)ranges, (void)C, (void)mx;
   __m256i vo;
@@ -839,23 +848,26 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
 // store_bytes_shuffled); int32 inputs: the odd
 // elements come from a second load one element on; int16 inputs: x * 2^xk per channel (vpsllvd), the odd elements
 // by vpsrlq 32.  The range check (CheckKind): a min/max per lane in two registers for the whole chunk where every
-// channel has the same [lo, hi], else the per-channel biased compare (pixel_lanes8) into one mask.  Under keep_out
-// (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before the run
-// writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on small
-// tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk is
-// walked (flag, not an early return).  A pixel split by the chunk's ends takes the scalar formula, and so do the
-// last 16 (or 24) channels of the tensor's last pixel with int32 inputs (their odd-element load would read one past
-// the array; the rest of that pixel: tiles with itself, saved whole first).  Inputs over 1 MiB with the range check
-// and runs of at most 4 KiB: the walk prefetches its inputs in address order kSeqAhead bytes ahead, not by run.
+// channel has the same [lo, hi], else per channel: int32 inputs per-lane accumulators over each group pair and run
+// (kPixelPerLane), int16 inputs and the groups walked alone the biased compare (pixel_lanes8), into one mask.
+// Under keep_out (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before
+// the run writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on
+// small tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk
+// is walked (flag, not an early return).  A pixel split by the chunk's ends takes the scalar formula, and so do the
+// last 16 (or 24) channels of the tensor's last pixel with int32 inputs (their odd-element load would read one past the
+// array; the rest of that pixel: tiles with itself, saved whole first).  Inputs over 1 MiB with the range check and
+// runs of at most 4 KiB: the walk prefetches its inputs in address order kSeqAhead bytes ahead, not by run.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
-// ``pixel_range_check`` (the per-channel check), ``pixel_save`` (the save before each store).
+// ``pixel_range_check`` and ``pixel_lane_check`` (the per-channel checks), ``pixel_save`` (the save before each store).
 template <class In, class Out, int CheckKind, bool Sat>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
   constexpr bool Check = CheckKind != kPixelNoCheck;
   constexpr bool kBytes = sizeof(Out) == 1;  // lanes in vshufps order (``avx2_widen_pixels_bytes``)
+  // the group pairs' check: int32 inputs per-lane accumulators for the per-channel ranges
+  constexpr int kPairCheck = kInt32 && CheckKind == kPixelPerChannel ? kPixelPerLane : CheckKind;
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   Out* const saves = static_cast<Out*>(j.save);
@@ -930,14 +942,19 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
       for (; g + 16 <= C; g += 16) {
         FXBN_PIXEL_GROUP(r0, g);
         FXBN_PIXEL_GROUP(r1, g + 8);
-        __m256i mn = mn_all, mx = mx_all;
-        const int32_t* const r0r = CheckKind == kPixelPerChannel ? R + g : nullptr;
-        const int32_t* const r1r = CheckKind == kPixelPerChannel ? R + g + 8 : nullptr;
+        // kPixelPerLane: mn and mn1 the two groups' accumulators (from 0), ranges their lo (Job::lo)
+        __m256i mn = kPairCheck == kPixelPerLane ? _mm256_setzero_si256() : mn_all, mx = mx_all;
+        __m256i mn1 = _mm256_setzero_si256();
+        __m256i& acc1 = kPairCheck == kPixelPerLane ? mn1 : mn;
+        const int32_t* const r0r = kPairCheck == kPixelPerLane     ? reinterpret_cast<const int32_t*>(LO) + g
+                                   : CheckKind == kPixelPerChannel ? R + g
+                                                                   : nullptr;
+        const int32_t* const r1r = r0r == nullptr ? nullptr : r0r + 8;
         const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
-          return pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
+          return pixel_lanes8<kPairCheck, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
         };
         const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
-          return pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r1), mn, mx, x, r1r, C);
+          return pixel_lanes8<kPairCheck, kBytes>(FXBN_PIXEL_ARGS(r1), acc1, mx, x, r1r, C);
         };
         if constexpr (sizeof(Out) == 2) {
           for (int64_t px = px0; px < px1; ++px) {
@@ -972,8 +989,16 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
             store16(ys + px * C + g, _mm256_castsi256_si128(v));
           }
         }
-        mn_all = mn;
-        mx_all = mx;
+        if constexpr (kPairCheck == kPixelPerLane) {  // a lane whose max(x - lo) exceeds hi - lo (unsigned)
+          const __m256i bias = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+          const __m256i w0 = _mm256_xor_si256(ld(R + C + g), bias), w1 = _mm256_xor_si256(ld(R + C + g + 8), bias);
+          const __m256i within = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(mn, w0), w0),
+                                                  _mm256_cmpeq_epi32(_mm256_max_epu32(mn1, w1), w1));
+          mn_all = _mm256_or_si256(mn_all, _mm256_xor_si256(within, _mm256_set1_epi32(-1)));
+        } else {
+          mn_all = mn;
+          mx_all = mx;
+        }
       }
       if (g < C) {  // channels % 16 == 8: the last group alone (8-bit outputs: 4 pixels at a time)
         FXBN_PIXEL_GROUP(r, g);

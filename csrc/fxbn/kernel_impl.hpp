@@ -314,7 +314,8 @@ template <class Out>
 ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift);
 // int32 -> 8-bit or int16 -> int16, channel-last (inner == 1, channels % 8 == 0), widen, every s >= 32: per-channel
 // tables (j.a int32 A, j.b B split per 8 channels into even then odd, j.s32 s - 32, j.xk for int16, j.lo / j.hi In);
-// one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32.  Saves y's
+// one_range: every channel has the same [lo, hi] (min/max in registers), else the check reads j.range32 (int32
+// inputs: j.lo and range32's widths).  Saves y's
 // old bytes under keep_out (j.save).
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
