@@ -11,6 +11,8 @@
 //               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
 //               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).  8-bit
 //               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match.
+//   widen_pixels_wide  its walk for int32 -> 8-bit pixels of >= 1024 channels (% 16): a pixel split by a chunk's ends
+//               walked by group pairs instead of the scalar formula (2 threads).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -826,6 +828,145 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
   return pixel_bytes <= kPixelNarrow ? kPixelRun : pixel_bytes <= kPixelMedium ? kPixelRun / 2 : kPixelRun / 4;
 }
 
+// widen_pixels on wide pixels (int32 -> 8-bit, channels % 16 == 0, channels >= kWideChannels): the walk of
+// widen_pixels (runs of kWideRun whole pixels, each pair of 8-channel groups over the run with its parameters in
+// registers, tiles of 2 pixels x 16 channels: the same lanes, packs and stores), but where a chunk's ends split a
+// pixel, that pixel's part is walked 16 channels at a time as tiles with themselves instead of by the scalar
+// formula: run_chunks cuts at multiples of 64 elements, so with channels % 16 == 0 a cut falls on a group pair.
+// With 2 threads 1x7x7x2048 is cut inside pixel 24: widen_pixels took 2 x 1024 elements by the formula.  The
+// tensor's last 16 elements still take the formula (the last group's odd-element load would read one past x), the
+// rest of its last pixel is walked as a part.  Under keep_out (j.save) each run and part is saved before it is
+// written.  Measured (AVX2, Zen 4, 1x7x7x2048 int32 -> int8 +-2^23, load ~2): 2 threads, wall-clock medians (minima)
+// of 4 alternating runs, Kernel.run 11.9-14.5 us (10.5-12.3) where widen_pixels took 16.9-18.4 (13.4-16.1), out=
+// 13.1-17.6 (11.9-14.2) where it took 18.5-21.2 (15.8-16.9); one thread unchanged (thread-CPU minima 15.9 / 15.7).
+// What did not pay on one thread (thread-CPU minima of 5-7 alternating runs; widen_pixels 15.5-15.9 us): stripes
+// of 64-1024 channels over every pixel of the chunk so that a stripe's parameters (16 bytes per channel; 32 KiB for
+// 2048 channels, re-read from L2 by every run) stay in L1 (64 channels: 22-35 us, 512: 16.0-16.3, 1024: 15.8-16.4),
+// runs of 2 or 8 pixels (22.2, 18.4-18.6; 6: 15.0-16.0, within the noise), prefetches 1-4 pixels or 64-256
+// channels ahead (3-35% slower), the tile loop unrolled by 2 (17.4 against 16.9); and a vpsravd-free variant for
+// layers whose every s - 32 is 0: the bench's layers at 2048 channels keep s - 32 in 0..8 after widen_to_high,
+// nonzero in every group pair.
+constexpr int64_t kWideChannels = 1024;
+constexpr int64_t kWideRun = 4;  // pixel_run's for pixels over 2 KiB
+constexpr int64_t kChunkCut = 64;  // run_chunks' chunks start and end on multiples of 64 elements
+
+template <class Out, int CheckKind, bool Sat>
+FXBN_TARGET_AVX2 bool widen_pixels_wide(const Job& j, int64_t begin, int64_t end) {
+  using In = int32_t;
+  constexpr bool Check = CheckKind != kPixelNoCheck;
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  Out* const saves = static_cast<Out*>(j.save);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const int32_t* const R = j.range32;
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  bool flag = false;
+  const auto scalar = [&](int64_t e0, int64_t e1) {
+    if (e1 <= e0) return;
+    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
+    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
+      const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
+      const int32_t v = xs[e];
+      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * v);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+  };
+  // the vector walk's elements [e_begin, e_end): multiples of 16 within each pixel (channels % 16 == 0)
+  const int64_t e_begin = (begin + kChunkCut - 1) / kChunkCut * kChunkCut;
+  const int64_t e_end = std::min(end / kChunkCut * kChunkCut, j.total - 16);
+  if (e_end <= e_begin) {
+    scalar(begin, end);
+    return flag;
+  }
+  scalar(begin, e_begin);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  __m256i mn_all = CheckKind == kPixelPerChannel ? _mm256_setzero_si256()
+                                                 : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
+  };
+  // [e0, e1) within one pixel (both multiples of 16 there), one group pair at a time as a tile with itself
+  const auto part_pixel = [&](int64_t e0, int64_t e1) FXBN_TARGET_AVX2 {
+    if (e1 <= e0) return;
+    if (saves != nullptr) save_run(saves + e0, ys + e0, (e1 - e0) * int64_t{sizeof(Out)}, j.save_streaming);
+    __m256i mn = mn_all, mx = mx_all;
+    for (int64_t e = e0; e < e1; e += 16) {
+      const int64_t g = e % C;
+      FXBN_PIXEL_GROUP(r0, g);
+      FXBN_PIXEL_GROUP(r1, g + 8);
+      const __m256i h0 = pixel_lanes8<CheckKind, true>(FXBN_PIXEL_ARGS(r0), mn, mx, xs + e,
+                                                       CheckKind == kPixelPerChannel ? R + g : nullptr, C);
+      const __m256i h1 = pixel_lanes8<CheckKind, true>(FXBN_PIXEL_ARGS(r1), mn, mx, xs + e + 8,
+                                                       CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
+      store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
+    }
+    mn_all = mn;
+    mx_all = mx;
+  };
+  const int64_t pw0 = (e_begin + C - 1) / C, pw1 = e_end / C;  // the whole pixels [pw0, pw1)
+  if (pw1 <= pw0) {  // none: [e_begin, e_end) within one pixel, or across one pixel edge
+    const int64_t edge = std::min(e_end, (e_begin / C + 1) * C);
+    part_pixel(e_begin, edge);
+    part_pixel(edge, e_end);
+  } else {
+    part_pixel(e_begin, pw0 * C);
+    for (int64_t p0 = pw0; p0 < pw1; p0 += kWideRun) {
+      const int64_t p1 = std::min(p0 + kWideRun, pw1);
+      if (saves != nullptr) {
+        save_run(saves + p0 * C, ys + p0 * C, (p1 - p0) * C * int64_t{sizeof(Out)}, j.save_streaming);
+      }
+      for (int64_t g = 0; g < C; g += 16) {
+        FXBN_PIXEL_GROUP(r0, g);
+        FXBN_PIXEL_GROUP(r1, g + 8);
+        const int32_t* const r0r = CheckKind == kPixelPerChannel ? R + g : nullptr;
+        const int32_t* const r1r = CheckKind == kPixelPerChannel ? R + g + 8 : nullptr;
+        __m256i mn = mn_all, mx = mx_all;
+        const auto lanes0 = [&](const In* x) FXBN_TARGET_AVX2 {
+          return pixel_lanes8<CheckKind, true>(FXBN_PIXEL_ARGS(r0), mn, mx, x, r0r, C);
+        };
+        const auto lanes1 = [&](const In* x) FXBN_TARGET_AVX2 {
+          return pixel_lanes8<CheckKind, true>(FXBN_PIXEL_ARGS(r1), mn, mx, x, r1r, C);
+        };
+        int64_t px = p0;
+        for (; px + 2 <= p1; px += 2) {
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
+          const __m256i v = pack32_shuffled<Out, Sat>(h0, h1, h2, h3, q);
+          Out* y = ys + px * C + g;
+          store16(y, _mm256_castsi256_si128(v));
+          store16(y + C, _mm256_extracti128_si256(v, 1));
+        }
+        if (px < p1) {  // the run's odd last pixel, as a tile with itself
+          const In* x = xs + px * C + g;
+          const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
+          store16(ys + px * C + g, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
+        }
+        mn_all = mn;
+        mx_all = mx;
+      }
+    }
+    part_pixel(pw1 * C, e_end);
+  }
+  if constexpr (CheckKind == kPixelPerChannel) {
+    flag |= !_mm256_testz_si256(mn_all, mn_all);
+  } else if constexpr (CheckKind == kPixelOneRange) {
+    flag |= (reduce_min(mn_all) < LO[0]) | (reduce_max(mx_all) > HI[0]);
+  }
+  (void)mx_all, (void)XK;
+  scalar(e_end, end);
+  return flag;
+}
+
 // 64-bit accumulator, 32-bit multiplier, channel-last (inner == 1, channels % 8 == 0), int32 -> 8-bit or int16 ->
 // int16, every s >= 32: the widen_periodic arithmetic with per-channel parameters instead of per-element tables
 // (which cost 8 loads per 8 elements where the arithmetic needs 1).  Runs of pixel_run pixels, walked one pair of
@@ -856,6 +997,11 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
   constexpr bool Check = CheckKind != kPixelNoCheck;
   constexpr bool kBytes = sizeof(Out) == 1;  // lanes in vshufps order (``avx2_widen_pixels_bytes``)
+  if constexpr (kInt32) {  // wide pixels: widen_pixels_wide
+    if (j.channels % 16 == 0 && j.channels >= kWideChannels) {
+      return widen_pixels_wide<Out, CheckKind, Sat>(j, begin, end);
+    }
+  }
   const In* const xs = static_cast<const In*>(j.x);
   Out* const ys = static_cast<Out*>(j.y);
   Out* const saves = static_cast<Out*>(j.save);
