@@ -697,3 +697,30 @@ def test_widen_pixels_wide_unaligned_and_out_blocks():
                 with pytest.raises(ValueError, match="outside the in_range"):
                     layer.apply(xb, axis=-1, out=y, threads=threads)
                 np.testing.assert_array_equal(y, before)
+
+
+def test_widen_pixels_int16_split_pixel():
+    """int16 -> int16 channel-last, 2048 channels, one range (the AVX-512 widen_pixels on its ISAs, the AVX2 one on
+    avx2; both take a pixel split by the 2-thread cut by the formula): exact on 1 and 2 threads, a violation on both
+    sides of the cut named, out= untouched."""
+    rng = np.random.default_rng(10400)
+    channels = 2048
+    layer = int16_layer(channels, rng, in_range=(-20000, 20000))
+    x = int16_inputs(layer, (1, 33, 1, channels), rng)  # 2 threads cut at element 33792: inside pixel 16
+    cut = 33792
+    assert cut % channels and x.size * 4 >= 1 << 18
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want)
+    for where in (cut - channels // 2, cut - 1, cut, cut + 63, cut + 64, cut + channels // 2 - 1):
+        xb = x.copy()
+        xb.reshape(-1)[where] = 20001 if where % 2 else -20001
+        for threads in (1, 2):
+            assert raw(layer, xb, -1, acc32=False, threads=threads)[1] == where, (where, threads)
+            before = rng.integers(-100, 100, x.shape).astype(np.int16)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before)
