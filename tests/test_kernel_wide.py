@@ -664,3 +664,118 @@ def test_widen_pixels_lane_check_every_channel(channels):
                 with pytest.raises(ValueError, match="outside the in_range"):
                     layer.apply(xb, axis=-1, out=y, threads=1 + where % 2)
                 assert y.tobytes() == before.tobytes(), (c, pixel, ch, value)
+
+
+# h10-late: the AVX2 widen_pixels (csrc/fxbn/kernel_avx2.cpp; on the AVX-512 ISAs where channels % 64 != 0), int32
+# -> 8-bit with channels % 16 == 0: a pixel split by a chunk's ends (2 threads: run_chunks cuts at a multiple of 64
+# elements; out= beyond 1 MiB: blocks of 2^14) walked 16 channels at a time as tiles with themselves (`part`), and
+# the tensor's last pixel likewise but its last 16 elements (the formula).  2056 channels (% 16 == 8) take the
+# formula there.  Two threads only from 2^18 bytes read + written (kernel.cpp thread_count): split_pixels() picks a
+# pixel count whose two chunks meet inside a pixel.  Small channel counts (48, 144) split too.
+WIDE_PIXEL_CHANNELS = (48, 144, 1024, 1040, 2048, 2064, 2056)
+
+
+def split_pixels(channels):
+    """The smallest pixel count whose tensor runs on 2 threads with the cut inside a pixel, and that cut."""
+    n = -(-(1 << 18) // (5 * channels))
+    while True:
+        total = n * channels
+        cut = ((total + 1) // 2 + 63) // 64 * 64
+        if cut % channels:
+            return n, cut
+        n += 1
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("channels", WIDE_PIXEL_CHANNELS)
+def test_widen_pixels_wide_exact(channels, one_range):
+    rng = np.random.default_rng(10100 + channels + one_range)
+    layer = real_layer(channels, rng, "uint8" if channels % 32 else "int8", one_range=one_range)
+    for n in (1, 2, 3, 5, 6, split_pixels(channels)[0]):
+        x = inputs(layer, (1, n, 1, channels), -1, rng)
+        exact_on_1_and_2_threads(layer, x)
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("channels", [144, 1040, 2048])
+def test_widen_pixels_wide_violations(channels, one_range):
+    """A violation at the first and last element, at group and pixel edges, on both sides of the 2-thread cut (inside
+    a pixel), in the tensor's last pixel (its vector part and the formula's last 16) is named on 1 and 2 threads;
+    under out= y is left as it was (1 and 2 threads)."""
+    rng = np.random.default_rng(10200 + channels + one_range)
+    layer = real_layer(channels, rng, one_range=one_range)
+    n, cut = split_pixels(channels)
+    x = inputs(layer, (1, n, 1, channels), -1, rng)
+    last = x.size - channels
+    cut_pixel = cut // channels * channels
+    places = (0, 7, 8, 15, 16, channels - 1, channels, 4 * channels + 17, cut_pixel, cut_pixel + 9, cut - 1, cut,
+              cut + 15, cut + 16, cut_pixel + channels - 1, last - 1, last, last + 40, x.size - 17, x.size - 16,
+              x.size - 9, x.size - 1)
+    for k, where in enumerate(places):
+        c = where % channels
+        value = layer.in_range[c, 1] + 1 if k % 2 else layer.in_range[c, 0] - 1
+        xb = x.copy()
+        xb.reshape(-1)[where] = value
+        for threads in (1, 2):
+            assert raw(layer, xb, -1, acc32=False, threads=threads)[1] == where, (where, threads)
+        for threads in (1, 2):
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before, err_msg=f"{where}, {threads} threads")
+
+
+def test_widen_pixels_wide_unaligned_and_out_blocks():
+    """x and y at odd addresses (x 4 bytes past a 64-byte boundary, y 1 byte), and out= beyond 1 MiB (blocks of 2^14
+    elements, most ending inside a pixel): exact, and y untouched by a violation in a late block."""
+    rng = np.random.default_rng(10300)
+    channels = 2048
+    layer = real_layer(channels, rng, one_range=True)
+    for n, threads in ((7, 1), (split_pixels(channels)[0], 2), (520, 1), (520, 2)):
+        xa = inputs(layer, (1, n, 1, channels), -1, rng)
+        xbuf = np.empty(xa.size + 17, np.int32)
+        first = (-(xbuf.ctypes.data // 4) % 16) + 1  # 4 bytes past a 64-byte boundary
+        x = xbuf[first:first + xa.size].reshape(xa.shape)
+        x[...] = xa
+        ybuf = np.empty(xa.size + 64, np.int8)
+        yfirst = (-ybuf.ctypes.data % 64) + 1
+        y = ybuf[yfirst:yfirst + xa.size].reshape(xa.shape)
+        assert layer.apply(x, axis=-1, out=y, threads=threads) is y
+        np.testing.assert_array_equal(y, expected(layer, x, -1), err_msg=f"{n} pixels, {threads} threads")
+        if n == 520:
+            for where in (x.size - 3 * (1 << 14) + 5, x.size - 1):
+                xb = x.copy()
+                xb.reshape(-1)[where] = layer.in_range[0, 1] + 1
+                before = rng.integers(-128, 128, x.shape).astype(np.int8)
+                y[...] = before
+                with pytest.raises(ValueError, match="outside the in_range"):
+                    layer.apply(xb, axis=-1, out=y, threads=threads)
+                np.testing.assert_array_equal(y, before)
+
+
+def test_widen_pixels_int16_split_pixel():
+    """int16 -> int16 channel-last, 2048 channels, one range (the AVX-512 widen_pixels on its ISAs, the AVX2 one on
+    avx2; both take a pixel split by the 2-thread cut by the formula): exact on 1 and 2 threads, a violation on both
+    sides of the cut named, out= untouched."""
+    rng = np.random.default_rng(10400)
+    channels = 2048
+    layer = int16_layer(channels, rng, in_range=(-20000, 20000))
+    x = int16_inputs(layer, (1, 33, 1, channels), rng)  # 2 threads cut at element 33792: inside pixel 16
+    cut = 33792
+    assert cut % channels and x.size * 4 >= 1 << 18
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want)
+    for where in (cut - channels // 2, cut - 1, cut, cut + 63, cut + 64, cut + channels // 2 - 1):
+        xb = x.copy()
+        xb.reshape(-1)[where] = 20001 if where % 2 else -20001
+        for threads in (1, 2):
+            assert raw(layer, xb, -1, acc32=False, threads=threads)[1] == where, (where, threads)
+            before = rng.integers(-100, 100, x.shape).astype(np.int16)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            np.testing.assert_array_equal(y, before)

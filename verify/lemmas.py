@@ -807,8 +807,10 @@ def avx2_widen_pixels(in_dtype, w=64, wrong=False):
     h6-pixels; 16 pixels per run, since h8-pix 8 or 4 where a pixel's inputs pass 256 bytes or 2 KiB), int32 inputs
     walk the tensor's last pixel as tiles with itself (h2 = h0, h3 = h1: an instance of the tile claim) but its last 16
     or 24 channels (the scalar formula: the odd-element load there would read past the array; since h8-pix, before
-    all of it), and the AVX-512 ISAs take it where their own widen_pixels does not serve; none of these changes a
-    lane's instructions, which are what this lemma states.
+    all of it), and the AVX-512 ISAs take it where their own widen_pixels does not serve; since h10-late with 8-bit
+    outputs and channels % 16 == 0 a pixel split by a chunk's ends is walked by group pairs as tiles with themselves
+    (no new lane arithmetic); none of
+    these changes a lane's instructions, which are what this lemma states.
     Wrong: ``odd_a_unshifted`` (the odd product with the qword as loaded: A_even), ``odd_load_not_offset`` (int32
     inputs), ``shuffle_low_dwords``, ``blend_swapped``, ``logical_shift``, ``missing_s_ge_32``, ``zero_extend``,
     ``input_shift_past_headroom``."""

@@ -11,6 +11,7 @@
 //               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
 //               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).  8-bit
 //               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match.
+//               A pixel split by a chunk's ends (2 threads) is walked by group pairs where channels % 16 == 0.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
@@ -853,9 +854,15 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
 // Under keep_out (j.save) each run's outputs (contiguous: its pixels x channels) are copied to the save buffer before
 // the run writes them, in whole 32-byte vectors (per-store 16-byte saves at a stride of `channels` cost as much on
 // small tensors, and as non-temporal stores of partial cache lines tripled `out=` on large ones), and the whole chunk
-// is walked (flag, not an early return).  A pixel split by the chunk's ends takes the scalar formula, and so do the
-// last 16 (or 24) channels of the tensor's last pixel with int32 inputs (their odd-element load would read one past the
-// array; the rest of that pixel: tiles with itself, saved whole first).  Inputs over 1 MiB with the range check and
+// is walked (flag, not an early return).  A pixel split by the chunk's ends: with 8-bit outputs and channels % 16 == 0
+// its group pairs from the first multiple of 16 as tiles with themselves (`part`), the rest by the scalar formula
+// (h10-late: 2 threads cut 1x7x7x2048 inside pixel 24, whose 2 x 1024 elements took the formula; AVX2, load ~2,
+// wall-clock medians of 4 alternating runs, Kernel.run 11.9-14.5 us against 16.9-18.4, out= 13.1-17.6 against
+// 18.5-21.2; one thread unchanged); so do the last 16 (or 24) channels of the tensor's last pixel with int32 inputs
+// (their odd-element load would read one past the array; the rest of that pixel: `part`, saved first).  What did not
+// pay for 1x7x7x2048 on one thread (h10-late, thread-CPU minima; this walk 15.5-15.9 us): stripes of 64-1024
+// channels over all pixels so that a stripe's parameters stay in L1 (16.0-35 us), runs of 2 or 8 pixels (22.2,
+// 18.4), prefetches 1-4 pixels or 64-256 channels ahead (3-35% slower), the tile loop unrolled by 2 (17.4).  Inputs over 1 MiB with the range check and
 // runs of at most 4 KiB: the walk prefetches its inputs in address order kSeqAhead bytes ahead, not by run.
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
@@ -904,12 +911,43 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
     scalar(begin, end);
     return flag;
   }
-  scalar(begin, p0 * C);
   const Bounds q = bounds(j.qmin, j.qmax);
   // kPixelOneRange: every lane's min/max (mn_all, mx_all); kPixelPerChannel: the out-of-range mask (mn_all)
   __m256i mn_all = CheckKind == kPixelPerChannel ? _mm256_setzero_si256()
                                                  : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
   __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
+  };
+  // int32 -> 8-bit: [e0, e1) of one pixel, from a group pair's start, one pair at a time as a tile with itself (the
+  // pair at g reads x[g + 16], its odd-element load: the caller keeps it inside the array), saved first
+  const auto part = [&](int64_t e0, int64_t e1) FXBN_TARGET_AVX2 {
+    if constexpr (kBytes) {
+      if (e1 <= e0) return;
+      if (saves != nullptr) save_run(saves + e0, ys + e0, (e1 - e0) * int64_t{sizeof(Out)}, j.save_streaming);
+      __m256i mn = mn_all, mx = mx_all;
+      for (int64_t e = e0; e < e1; e += 16) {
+        const int64_t g = e % C;
+        FXBN_PIXEL_GROUP(r0, g);
+        FXBN_PIXEL_GROUP(r1, g + 8);
+        const __m256i h0 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, xs + e,
+                                                           CheckKind == kPixelPerChannel ? R + g : nullptr, C);
+        const __m256i h1 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r1), mn, mx, xs + e + 8,
+                                                           CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
+        store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
+      }
+      mn_all = mn;
+      mx_all = mx;
+    }
+    (void)e0, (void)e1;
+  };
+  // a pixel split by the chunk's start or end (2 threads: run_chunks cuts at multiples of 64 elements; out= over 1
+  // MiB: blocks of 2^14): with channels % 16 == 0 its group pairs from the first multiple of 16 (part), the rest by
+  // the formula; the tensor's last 16 elements always by the formula
+  const bool parts = kBytes && C % 16 == 0;
+  const int64_t head = parts ? std::min((begin + 15) / 16 * 16, p0 * C) : p0 * C;
+  scalar(begin, head);
+  part(head, p0 * C);
   // the next run's inputs at this pixel and group pair, a run ahead (the walk visits each pixel once per pair: a
   // stride the hardware prefetchers follow poorly); an address past the array is only a hint, never read.  Only
   // where a run's inputs are at most 4 KiB and the tensor's 1 MiB: beyond them the prefetches made the kernel
@@ -922,9 +960,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
                               : 0;
   const auto prefetch_next_run = [&](const In* x) {
     _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(x) + ahead), _MM_HINT_T0);
-  };
-  const auto store16 = [&](Out* y, __m128i v) FXBN_TARGET_AVX2 {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), v);
   };
   // Beyond 1 MiB with the range check, int32 inputs and runs of at most 4 KiB: instead, the inputs kSeqAhead bytes
   // past the run's start in address order, two lines per tile (kSeqAhead).
@@ -1055,33 +1090,20 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   }
   if (kInt32 && last_whole) {  // its pairs of groups as tiles with itself, but its last 16 (or 24) channels by the
                                // formula (before h8-pix all of it: 1x7x7x2048, 2% of the elements, 15% of the time)
-    const int64_t px = p1;
-    if (saves != nullptr) {
-      save_run(saves + px * C, ys + px * C, C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
-    }
-    __m256i mn = mn_all, mx = mx_all;
-    int64_t g = 0;
-    for (; g + 16 < C; g += 16) {  // the group at g + 8 reads x[g + 16] (its odd-element load): within the pixel
-      FXBN_PIXEL_GROUP(r0, g);
-      FXBN_PIXEL_GROUP(r1, g + 8);
-      const In* x = xs + px * C + g;
-      const __m256i h0 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r0), mn, mx, x,
-                                                         CheckKind == kPixelPerChannel ? R + g : nullptr, C);
-      const __m256i h1 = pixel_lanes8<CheckKind, kBytes>(FXBN_PIXEL_ARGS(r1), mn, mx, x + 8,
-                                                         CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
-      store16(ys + px * C + g, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
-    }
-    mn_all = mn;
-    mx_all = mx;
-    scalar(px * C + g, pe * C);
+    const int64_t pairs = kBytes ? (C - 1) / 16 * 16 : 0;  // the pairs whose odd-element load stays in the pixel
+    part(p1 * C, p1 * C + pairs);
+    scalar(p1 * C + pairs, pe * C);
   }
+  const int64_t tail = last_whole ? pe * C : p1 * C;  // a pixel split by the chunk's end: [tail, end)
+  const int64_t tail_parts = parts ? std::max(tail, std::min(end / 16 * 16, j.total - 16)) : tail;
+  part(tail, tail_parts);
   if constexpr (CheckKind == kPixelPerChannel) {
     flag |= !_mm256_testz_si256(mn_all, mn_all);
   } else if constexpr (CheckKind == kPixelOneRange) {
     flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
   }
   (void)mx_all;
-  scalar(last_whole ? pe * C : p1 * C, end);
+  scalar(tail_parts, end);
   return flag;
 }
 
