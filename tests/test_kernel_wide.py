@@ -95,6 +95,17 @@ def exact_on_1_and_2_threads(layer, x):
         np.testing.assert_array_equal(y, want)
 
 
+def named_violation(layer, x, where, value, what):
+    """x with the channel-last element `where` set to `value`, after checking that the kernel names that index on one
+    thread and on two (`what`: the case, for the assertion message)."""
+    xb = x.copy()
+    xb.reshape(-1)[where] = value
+    for threads in (1, 2):
+        _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
+        assert bad == where, (*what, value, threads, bad)
+    return xb
+
+
 def check_pixels(layer, pixel_counts, rng, what):
     """Channel-last runs of each pixel count (2-D and 4-D shapes): the exact outputs, not just the clamps."""
     channels = layer.multiplier.shape[0]
@@ -136,11 +147,7 @@ def test_widen_pixels_two_threads_and_split_pixels():
                       x.size - channels + 2, x.size - 1):
             c = where % channels
             for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1):  # above and below the range
-                xb = x.copy()
-                xb.reshape(-1)[where] = value
-                for threads in (1, 2):
-                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                    assert bad == where, (channels, where, value, threads, bad)
+                named_violation(layer, x, where, value, (channels, where))
 
 
 @pytest.mark.parametrize("channels", [24, 64])
@@ -323,11 +330,7 @@ def test_widen_pixels_one_range_threads_and_violations(channels):
     for where in (0, 5, 12, middle + 3, middle + 9, middle + 30, middle + channels - 1, x.size - 2 * channels + 1,
                   x.size - 2 * channels + 14, x.size - channels + 2, x.size - 1):
         for value in (layer.in_range[0, 1] + 1, layer.in_range[0, 0] - 1, np.iinfo(np.int32).min):
-            xb = x.copy()
-            xb.reshape(-1)[where] = value
-            for threads in (1, 2):
-                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                assert bad == where, (channels, where, value, threads, bad)
+            named_violation(layer, x, where, value, (channels, where))
 
 
 def test_widen_pixels_one_range_out_kept():
@@ -403,11 +406,7 @@ def test_widen_pixels_int16_violations(channels, in_range):
     for where in (0, 12, middle + 9, middle + 30, middle + channels - 1, x.size - channels + 2, x.size - 1):
         c = where % channels
         for value in (layer.in_range[c, 1] + 1, layer.in_range[c, 0] - 1, -32768):
-            xb = x.copy()
-            xb.reshape(-1)[where] = value
-            for threads in (1, 2):
-                _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                assert bad == where, (channels, where, value, threads, bad)
+            named_violation(layer, x, where, value, (channels, where))
     xb = x.copy()
     xb.reshape(-1)[x.size - 3] = 32767
     before = rng.integers(-100, 100, x.shape).astype(np.int16)
@@ -453,11 +452,8 @@ def check_pixels_saved(layer, n_pixels, rng):
             for value in (hi[ch] + 1, lo[ch] - 1):
                 if not info.min <= value <= info.max:
                     continue
-                xb = x.copy()
-                xb.reshape(-1)[where] = value
+                xb = named_violation(layer, x, where, value, (c, pixel, ch))
                 for threads in (1, 2):
-                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                    assert bad == where, (c, pixel, ch, value, threads, bad)
                     before = rng.integers(info.min if tout == tin else np.iinfo(tout).min,
                                           np.iinfo(tout).max, x.shape, dtype=np.int64).astype(tout)
                     y = before.copy()
@@ -655,11 +651,7 @@ def test_widen_pixels_lane_check_every_channel(channels):
             for value in {int(hi[ch]) + 1, int(lo[ch]) - 1, i32.max, i32.min}:
                 if not (i32.min <= value <= i32.max) or lo[ch] <= value <= hi[ch]:
                     continue
-                xb = x.copy()
-                xb.reshape(-1)[where] = value
-                for threads in (1, 2):
-                    _, bad = raw(layer, xb, -1, acc32=False, threads=threads)
-                    assert bad == where, (c, pixel, ch, value, threads, bad)
+                xb = named_violation(layer, x, where, value, (c, pixel, ch))
                 y = before.copy()
                 with pytest.raises(ValueError, match="outside the in_range"):
                     layer.apply(xb, axis=-1, out=y, threads=1 + where % 2)
