@@ -610,58 +610,42 @@ struct PixelPrepared : PreparedTables {
   Table<int32_t> a, s32, xk, range32;
   Table<int64_t> b;
   Table<In> lo, hi;
-  Table<int64_t> b_round;  // the AVX2 int32 -> 8-bit body's PixelShift::round_words tables (pixel_shift_tables)
-  Table<int16_t> word_mul;
   Job job{};
   ChunkFn fn = nullptr;
 };
 
 // How the AVX2 widen_pixels shifts an int32 -> 8-bit layer's lanes by t = s - 32 (tables a, b, s32 of pixel_tables,
-// group 8), and for PixelShift::round_words its tables.  none: every t = 0.  round_words: every t <= 8 (int8) / 7
-// (uint8), a tile's words after vpackssdw multiplied by vpmulhrsw with 2^(15 - t) (32767 where t = 0) from B biased
-// to B - 2^(31 + t) where t >= 1 (b_round, laid out as b): the high dword h - 2^(t - 1) then rounds to floor(h / 2^t),
-// exact through both saturating packs (``avx2_widen_pixels_round_words``).  The bias must keep A*x + B - 2^(31 + t) in
-// int64 at both ends of [lo, hi] (then at every x in it), so that the high dword does not wrap; else, or where some
-// t is larger, dwords (vpsravd).  word_mul holds one multiplier per word of a tile's vector: for the group pair at g
-// (g % 16 == 0, g + 16 <= channels) word p (128-bit lane L = p / 8, k = p % 8) is channel g + 4L + [0, 2, 1, 3][k % 4]
-// + (k >= 4 ? 8 : 0) (vpackssdw of the two groups' lanes in vshufps order); for the lone last group at g = channels - 8
-// (channels % 16 == 8) the same without the + 8 (each vector of its tile is one pixel of that group).
+// group 8).  none: every t = 0.  words: every channel brought to the largest t, T <= 8 (int8) / 7 (uint8), by
+// A*2^k, B*2^k, t + k (k = T - t; floor((A*2^k*x + B*2^k) / 2^(32 + T)) is the same floor, ``rescale_to_high``) where
+// A*2^k fits int32 and (A*x + B)*2^k fits int64 on [lo, hi] (scaled_fits), every consumer of the tables (the lanes,
+// the scalar formula) reading the scaled ones; the body then shifts by T with vpsraw after vpackssdw, as
+// store_bytes_shuffled's kShiftWords (``avx2_widen_pixels_words``).  Else dwords (vpsravd per lane), tables unchanged.
+// A per-lane word shift by vpmulhrsw with 2^(15 - t) (B biased by -2^(31 + t) so that it rounds to the floor) was
+// 1.00-1.06x the vpsravd body's time (h11-shift, AVX2, 1x56x56x64 Kernel.run, in-process A/B), vpsraw 0.96-0.98x.
 template <class Out>
-PixelShift pixel_shift_tables(const KernelParams& p, int64_t channels, const Table<int32_t>& a,
-                              const Table<int64_t>& b, const Table<int32_t>& s32, Table<int64_t>& b_round,
-                              Table<int16_t>& word_mul) {
+PixelShift pixel_uniform_shift(const KernelParams& p, int64_t channels, Table<int32_t>& a, Table<int64_t>& b,
+                               Table<int32_t>& s32) {
   const int32_t t_max = std::is_signed<Out>::value ? 8 : 7;
-  if (std::all_of(s32.begin(), s32.end(), [](int32_t t) { return t == 0; })) return PixelShift::none;
-  if (std::any_of(s32.begin(), s32.end(), [&](int32_t t) { return t > t_max; })) return PixelShift::dwords;
+  const int32_t top = *std::max_element(s32.begin(), s32.end());
+  if (top == 0) return PixelShift::none;
+  if (top > t_max) return PixelShift::dwords;
   const size_t n = static_cast<size_t>(channels);
-  b_round.assign(b.begin(), b.end());
+  const auto b_index = [](size_t c) { return (c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1); };
   for (size_t c = 0; c < n; ++c) {
-    const int32_t t = s32[c];
-    if (t == 0) continue;
-    const size_t bi = (c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
-    int64_t biased = 0;
-    if (__builtin_sub_overflow(b[bi], int64_t{1} << (31 + t), &biased)) return PixelShift::dwords;
-    for (const int64_t xe : {p.lo[c], p.hi[c]}) {  // |A| < 2^31, x within int32: A*x fits int64
-      int64_t v = 0;
-      if (__builtin_add_overflow(static_cast<int64_t>(a[c]) * xe, biased, &v)) return PixelShift::dwords;
-    }
-    b_round[bi] = biased;
-  }
-  word_mul.assign((n + 15) / 16 * 16, 0);
-  const auto multiplier = [&](int64_t c) -> int16_t {
-    const int32_t t = s32[static_cast<size_t>(c)];
-    return static_cast<int16_t>(t == 0 ? 32767 : 1 << (15 - t));
-  };
-  constexpr int64_t kShufpsOrder[4] = {0, 2, 1, 3};
-  for (int64_t g = 0; g + 8 <= channels; g += 16) {
-    const bool pair = g + 16 <= channels;
-    for (int64_t w = 0; w < 16; ++w) {
-      const int64_t k = w % 8;
-      const int64_t c = g + 4 * (w / 8) + kShufpsOrder[k % 4] + (pair && k >= 4 ? 8 : 0);
-      word_mul[static_cast<size_t>(g + w)] = multiplier(c);
+    const int k = top - s32[c];
+    if (k == 0) continue;
+    const int64_t lim_a = int64_t{1} << (31 - k);
+    if (!(a[c] < lim_a && a[c] > -lim_a) || !scaled_fits(a[c], b[b_index(c)], p.lo[c], p.hi[c], k)) {
+      return PixelShift::dwords;
     }
   }
-  return PixelShift::round_words;
+  for (size_t c = 0; c < n; ++c) {
+    const int k = top - s32[c];
+    a[c] = static_cast<int32_t>(static_cast<int64_t>(a[c]) * (int64_t{1} << k));
+    b[b_index(c)] *= int64_t{1} << k;  // |b| < 2^(63 - k) (scaled_fits at x = 0): exact
+    s32[c] = top;
+  }
+  return PixelShift::words;
 }
 
 template <class In, class Out>
@@ -692,12 +676,8 @@ void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channel
   const bool sat = saturating_store<Out>(p.qmin, p.qmax);
   if constexpr (kInt32) {
     if (!zmm) {
-      const PixelShift shift = pixel_shift_tables<Out>(p, channels, pr.a, pr.b, pr.s32, pr.b_round, pr.word_mul);
-      if (shift == PixelShift::round_words) {
-        j.b_round = pr.b_round.data();
-        j.word_mul = pr.word_mul.data();
-      }
-      pr.fn = avx2_widen_pixels_bytes<Out>(check, sat, one_range, shift);
+      pr.fn = avx2_widen_pixels_bytes<Out>(check, sat, one_range, pixel_uniform_shift<Out>(p, channels, pr.a, pr.b,
+                                                                                           pr.s32));
       return;
     }
   }

@@ -123,10 +123,6 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i ld(const void* p) { return _mm256_loadu_si2
 // and one vpshufb putting each dword's bytes back in order (``avx2_widen_rows_bytes``).  Returns the first element
 // not stored.
 constexpr int kShiftNone = 0, kShiftWords = 1, kShiftDwords = 2;
-// widen_pixels' per-lane form of kShiftWords (PixelShift::round_words): vpmulhrsw of each word after vpackssdw by its
-// channel's 2^(15 - t) (32767 for t = 0), B biased by -2^(31 + t) (t >= 1) so that it rounds to the floor
-// (``avx2_widen_pixels_round_words``).
-constexpr int kShiftRoundWords = 3;
 
 template <class Out, bool Sat, int Shift, class High8>
 FXBN_TARGET_AVX2 FXBN_INLINE int64_t store_bytes_shuffled(Out* y, Out* save, bool streaming, int64_t i, int64_t n,
@@ -722,8 +718,8 @@ FXBN_TARGET_AVX2 bool widen_periodic(const Job& j, int64_t begin, int64_t end) {
 // One 8-channel group's parameters for widen_pixels as six named values r##a, r##ao, ... (FXBN_PIXEL_ARGS passes
 // them to pixel_lanes8).
 #define FXBN_PIXEL_GROUP(r, g)                                                                      \
-  const __m256i r##a = ld(A + (g)), r##ao = _mm256_srli_epi64(r##a, 32), r##be = ld(BL + (g));      \
-  const __m256i r##bo = ld(BL + (g) + 4), r##cnt = pixel_counts<Out>(S + (g));                     \
+  const __m256i r##a = ld(A + (g)), r##ao = _mm256_srli_epi64(r##a, 32), r##be = ld(Bs + (g));      \
+  const __m256i r##bo = ld(Bs + (g) + 4), r##cnt = pixel_counts<Out>(S + (g));                     \
   const __m256i r##xk = std::is_same<In, int32_t>::value ? _mm256_setzero_si256() : ld(XK + (g))
 #define FXBN_PIXEL_ARGS(r) r##a, r##ao, r##be, r##bo, r##cnt, r##xk
 
@@ -786,21 +782,20 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_counts(const int32_t* s32) {
 }
 
 // pack32 of four vectors in vshufps order, each dword's bytes put back in order by one vpshufb
-// (``avx2_widen_pixels_bytes``); kShiftRoundWords: the words after vpackssdw through vpmulhrsw by the tile's word
-// multipliers mul[0..15] (Job::word_mul; ``avx2_widen_pixels_round_words``), loaded here: a memory operand (held in a
-// register over the tile loop, it pushed the one-range check's min accumulator to the stack: AVX2, 5% slower).
+// (``avx2_widen_pixels_bytes``); kShiftWords: the words after vpackssdw shifted by every channel's t (t16's low
+// qword; ``avx2_widen_pixels_words``).
 template <class Out, bool Sat, int Shift>
-FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32_shuffled(__m256i h0, __m256i h1, __m256i h2, __m256i h3,
-                                                     const int16_t* mul, const Bounds& q) {
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32_shuffled(__m256i h0, __m256i h1, __m256i h2, __m256i h3, __m128i t16,
+                                                     const Bounds& q) {
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const __m256i bytes = _mm256_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
                                          0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
   __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
-  if constexpr (Shift == kShiftRoundWords) {
-    w01 = _mm256_mulhrs_epi16(w01, ld(mul));
-    w23 = _mm256_mulhrs_epi16(w23, ld(mul));
+  if constexpr (Shift == kShiftWords) {
+    w01 = _mm256_sra_epi16(w01, t16);
+    w23 = _mm256_sra_epi16(w23, t16);
   }
-  (void)mul;
+  (void)t16;
   __m256i v;
   if constexpr (std::is_signed<Out>::value) {
     v = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order), bytes);
@@ -886,9 +881,9 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
   constexpr bool Check = CheckKind != kPixelNoCheck;
   constexpr bool kBytes = sizeof(Out) == 1;  // lanes in vshufps order (``avx2_widen_pixels_bytes``)
-  // 8-bit outputs: kShiftNone (every t = 0), kShiftRoundWords (Job::b_round, Job::word_mul) or kShiftDwords
+  // 8-bit outputs: kShiftNone (every t = 0), kShiftWords (every t the same: S[0]) or kShiftDwords (kernel.cpp
+  // pixel_uniform_shift)
   static_assert(kBytes || Shift == kShiftDwords, "int16 outputs: vpsravd");
-  constexpr bool kRound = Shift == kShiftRoundWords;
   // the group pairs' check: int32 inputs per-lane accumulators for the per-channel ranges
   constexpr int kPairCheck = kInt32 && CheckKind == kPixelPerChannel ? kPixelPerLane : CheckKind;
   const In* const xs = static_cast<const In*>(j.x);
@@ -896,8 +891,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   Out* const saves = static_cast<Out*>(j.save);
   const int32_t* const A = static_cast<const int32_t*>(j.a);   // per channel
   const int64_t* const Bs = static_cast<const int64_t*>(j.b);  // per 8 channels: the 4 even ones, then the 4 odd
-  const int64_t* const BL = kRound ? j.b_round : Bs;            // the lanes' B (the scalar formula: Bs)
-  const int16_t* const WM = j.word_mul;                         // kRound: per 16 channels a tile's word multipliers
   const int32_t* const S = static_cast<const int32_t*>(j.s32);  // s - 32 per channel
   const int32_t* const XK = static_cast<const int32_t*>(j.xk);  // int16 inputs: the input shift per channel
   const int32_t* const R = j.range32;                           // kPixelPerChannel: lo2 per channel, then w2
@@ -905,6 +898,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  const __m128i t16 = _mm_cvtsi32_si128(Shift == kShiftWords ? S[0] : 0);  // kShiftWords: every channel's t
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
     if (e1 <= e0) return;
@@ -952,8 +946,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
                                                                   CheckKind == kPixelPerChannel ? R + g : nullptr, C);
         const __m256i h1 = pixel_lanes8<CheckKind, kBytes, Shift>(
             FXBN_PIXEL_ARGS(r1), mn, mx, xs + e + 8, CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
-        const int16_t* const mul = kRound ? WM + g : nullptr;
-        store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, mul, q)));
+        store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, t16, q)));
       }
       mn_all = mn;
       mx_all = mx;
@@ -1019,7 +1012,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), pack16<Out, Sat>(h0, h1, q));
           }
         } else {
-          const int16_t* const mul = kRound ? WM + g : nullptr;
           int64_t px = px0;
           for (; px + 2 <= px1; px += 2) {
             const In* x = xs + px * C + g;
@@ -1032,7 +1024,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
               prefetch_next_run(x + C);
             }
             const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h2, h3, mul, q);
+            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h2, h3, t16, q);
             Out* y = ys + px * C + g;
             store16(y, _mm256_castsi256_si128(v));
             store16(y + C, _mm256_extracti128_si256(v, 1));
@@ -1040,7 +1032,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           if (px < px1) {  // the run's odd last pixel, as a tile with itself
             const In* x = xs + px * C + g;
             const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, mul, q);
+            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, t16, q);
             store16(ys + px * C + g, _mm256_castsi256_si128(v));
           }
         }
@@ -1076,12 +1068,11 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
               _mm_storel_epi64(reinterpret_cast<__m128i*>(y), v);
             }
           };
-          const int16_t* const mul = kRound ? WM + g : nullptr;  // the lone group's layout
           int64_t px = px0;
           for (; px + 4 <= px1; px += 4) {
             const In* x = xs + px * C + g;
             const __m256i v = pack32_shuffled<Out, Sat, Shift>(lanes(x), lanes(x + C), lanes(x + 2 * C),
-                                                               lanes(x + 3 * C), mul, q);
+                                                               lanes(x + 3 * C), t16, q);
             const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
             Out* y = ys + px * C + g;
             store8(y, lo, false);
@@ -1091,7 +1082,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           }
           for (; px < px1; ++px) {
             const __m256i h = lanes(xs + px * C + g);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h, h, h, h, mul, q);
+            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h, h, h, h, t16, q);
             store8(ys + px * C + g, _mm256_castsi256_si128(v), false);
           }
         }
@@ -1239,8 +1230,8 @@ ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, PixelShift
   switch (shift) {
     case PixelShift::none:
       return avx2_widen_pixels_shift<Out, kShiftNone>(check, sat, one_range);
-    case PixelShift::round_words:
-      return avx2_widen_pixels_shift<Out, kShiftRoundWords>(check, sat, one_range);
+    case PixelShift::words:
+      return avx2_widen_pixels_shift<Out, kShiftWords>(check, sat, one_range);
     case PixelShift::dwords:
       break;
   }

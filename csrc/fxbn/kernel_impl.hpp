@@ -128,10 +128,6 @@ struct Job {
   const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
   // AVX2 widen_short: per channel two qwords, B then the dwords A, s - 32; channels + 1 entries (the last: channel 0's)
   const int64_t* short_params = nullptr;
-  // AVX2 widen_pixels, int32 -> 8-bit, PixelShift::round_words: per channel B - 2^(31 + t) for t = s - 32 >= 1 (B
-  // where t = 0), laid out as b; and the vpmulhrsw multipliers per word of the packed tile (pixel_word_multipliers)
-  const int64_t* b_round = nullptr;
-  const int16_t* word_mul = nullptr;
 };
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
@@ -323,10 +319,10 @@ ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift);
 // old bytes under keep_out (j.save).
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
-// How the AVX2 widen_pixels with int32 inputs and 8-bit outputs shifts each lane by its channel's t = s - 32: none
-// (every t = 0), round_words (every t <= 8 for int8, 7 for uint8, and B - 2^(31 + t) fits: vpmulhrsw by j.word_mul
-// after vpackssdw, j.b_round), else dwords (vpsravd before the packs).
-enum class PixelShift { none, round_words, dwords };
+// How the AVX2 widen_pixels with int32 inputs and 8-bit outputs shifts each lane by its channel's t = s - 32 (kernel.cpp
+// pixel_uniform_shift): none (every t = 0), words (every t the same, at most 8 for int8, 7 for uint8: vpsraw by it
+// after vpackssdw), else dwords (vpsravd per lane before the packs).
+enum class PixelShift { none, words, dwords };
 // avx2_widen_pixels<int32_t, Out> with the lanes shifted as `shift` says.
 template <class Out>
 ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, PixelShift shift);
