@@ -771,3 +771,125 @@ def test_widen_pixels_int16_split_pixel():
             with pytest.raises(ValueError, match="outside the in_range"):
                 layer.apply(xb, axis=-1, out=y, threads=threads)
             np.testing.assert_array_equal(y, before)
+
+
+# h11-shift: the AVX2 widen_pixels with 8-bit outputs where every channel's t = s - 32 is 0 after widen_to_high (s <= 32
+# and A*2^(32 - s) within int32: 17-bit accumulators, bench "int32->int8 +-2^16") takes a body without the per-lane
+# vpsravd (widen_pixels<.., kShiftNone>, ``avx2_widen_pixels_unshifted``); one channel with t > 0 (1, 8, 9) sends the
+# layer back to the vpsravd body.  Inputs near each channel's output edges (the values whose output is qmin - 1, qmin,
+# qmax, qmax + 1, and 0 / -1) and at the range ends; 1 and 2 threads, violations, out= and split pixels.
+def unshifted_layer(channels, rng, tout="int8", shifts=(16, 33), one_range=False, extra=None):
+    """Per-channel s in [shifts) (t = 0 after widen_to_high when s <= 32), ranges of 2^14..2^20 (one range: 2^16),
+    A giving outputs over about 1.4x the output range (both clamps reached), B with random low bits.  extra: {channel:
+    s} forced (with A, B scaled to keep the outputs spread)."""
+    c = channels
+    s = rng.integers(shifts[0], shifts[1], c)
+    if extra:
+        for ch, sc in extra.items():
+            s[ch] = sc
+    k = np.full(c, 16) if one_range else rng.integers(14, 21, c)
+    lo, hi = -(np.int64(1) << k), (np.int64(1) << k) - 1
+    A = np.round(360.0 / 2.0 ** (k + 1) * 2.0 ** s * rng.uniform(0.6, 1.0, c) * rng.choice([-1, 1], c)).astype(np.int64)
+    A = np.where(A == 0, 1, A)
+    offset = 128 if tout == "uint8" else 0
+    B = ((rng.integers(-40, 41, c) + offset).astype(np.int64) << s) + rng.integers(0, 1 << 12, c)
+    out_range = (0, 255) if tout == "uint8" else (-128, 127)
+    return fixed_layer(A, B, s, lo, hi, tout, out_range)
+
+
+def edge_inputs(layer, shape, rng):
+    """Random inputs in range, a quarter of them replaced by the inputs whose exact outputs lie at the output edges
+    (qmin - 1 .. qmin + 1, qmax - 1 .. qmax + 1, -1, 0) give or take one."""
+    x = inputs(layer, shape, -1, rng)
+    c = layer.channels
+    A, B, s = (v.astype(object) for v in (layer.multiplier, layer.bias, layer.shift))
+    qmin, qmax = layer.out_range
+    flat = x.reshape(-1, c)
+    lo, hi = layer.in_range[:, 0], layer.in_range[:, 1]
+    for row in range(0, flat.shape[0], 4):
+        for ch in range(c):
+            target = int(rng.choice([qmin - 1, qmin, qmin + 1, qmax - 1, qmax, qmax + 1, -1, 0]))
+            v = ((target << int(s[ch])) - int(B[ch])) // int(A[ch]) + int(rng.integers(-1, 2))
+            flat[row, ch] = min(max(v, int(lo[ch])), int(hi[ch]))
+    return x
+
+
+def check_exact(layer, x):
+    want = expected(layer, x, -1)
+    for threads in (1, 2):
+        y, bad = raw(layer, x, -1, acc32=False, threads=threads)
+        assert bad == -1
+        np.testing.assert_array_equal(y, want, err_msg=f"{layer.channels} channels, {x.shape}, {threads} threads")
+    return want
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [8, 16, 24, 64, 72, 2048])
+def test_widen_pixels_unshifted_exact(channels, tout, one_range):
+    """Every channel t = 0 after widen_to_high: exact at the output edges and range ends, pixel counts around the
+    runs and tiles (odd last pixels, lone last groups), 1 and 2 threads; the outputs reach both clamps and the
+    inside."""
+    rng = np.random.default_rng(11100 + channels + 7 * one_range + (tout == "uint8"))
+    layer = unshifted_layer(channels, rng, tout, one_range=one_range)
+    for n in (1, 2, 3, 5, 17, 33) if channels < 2048 else (1, 3, 9):
+        x = edge_inputs(layer, (1, n, 1, channels), rng)
+        want = check_exact(layer, x)
+        if n >= 17:
+            assert (want == layer.out_range[0]).any() and (want == layer.out_range[1]).any()
+            assert ((want > layer.out_range[0]) & (want < layer.out_range[1])).mean() > 0.3
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("t", [1, 8, 9])
+@pytest.mark.parametrize("channels", [16, 24, 64])
+def test_widen_pixels_one_channel_shifted(channels, t, tout):
+    """Every channel t = 0 but one with t = 1, 8 or 9 (s = 32 + t; in the last channel, channel 0, or a middle one):
+    the vpsravd body serves the whole layer, exactly."""
+    for ch in (channels - 1, 0, channels // 2 + 3):
+        rng = np.random.default_rng(11200 + channels + t + ch)
+        layer = unshifted_layer(channels, rng, tout, extra={ch: 32 + t})
+        for n in (2, 5, 33):
+            check_exact(layer, edge_inputs(layer, (1, n, 1, channels), rng))
+
+
+@pytest.mark.parametrize("tout", ["int8", "uint8"])
+@pytest.mark.parametrize("channels", [16, 24, 64, 72])
+def test_widen_pixels_mixed_small_shifts(channels, tout):
+    """t in 0..8 per channel (s of 16..40: bench's +-2^23 layer), t = 8 and t = 0 both present, and every t = 8."""
+    rng = np.random.default_rng(11300 + channels)
+    for shifts, extra in (((16, 41), {0: 40, 1: 16}), ((40, 41), None)):
+        layer = unshifted_layer(channels, rng, tout, shifts=shifts, extra=extra)
+        for n in (1, 3, 17, 33):
+            check_exact(layer, edge_inputs(layer, (1, n, 1, channels), rng))
+
+
+@pytest.mark.parametrize("one_range", [False, True])
+@pytest.mark.parametrize("channels", [16, 24, 64, 2048])
+def test_widen_pixels_unshifted_violations_saved(channels, one_range):
+    """Every t = 0: apply(out=) exact on 1 and 2 threads; violations above and below the range at the first, a middle
+    and the last pixel named (raw kernel, 1 and 2 threads), out= left byte for byte as it was."""
+    rng = np.random.default_rng(11400 + channels + one_range)
+    layer = unshifted_layer(channels, rng, "int8" if channels % 3 else "uint8", one_range=one_range)
+    check_pixels_saved(layer, max(3, (1 << 14) // channels + 3) if channels < 2048 else 5, rng)
+
+
+@pytest.mark.parametrize("channels", [48, 144, 2048])
+def test_widen_pixels_unshifted_split_pixels(channels):
+    """Every t = 0, a tensor whose 2-thread cut falls inside a pixel (`part`): exact on 1 and 2 threads, a violation on
+    both sides of the cut and in the tensor's last pixel named, out= untouched."""
+    rng = np.random.default_rng(11500 + channels)
+    layer = unshifted_layer(channels, rng)
+    n, cut = split_pixels(channels)
+    x = edge_inputs(layer, (1, n, 1, channels), rng)
+    check_exact(layer, x)
+    for where in (cut - 1, cut, cut + 17, x.size - channels + 5, x.size - 1):
+        c = where % channels
+        xb = named_violation(layer, x, where, layer.in_range[c, 1] + 1 if where % 2 else layer.in_range[c, 0] - 1,
+                             (channels, where))
+        for threads in (1, 2):
+            before = rng.integers(-128, 128, x.shape).astype(np.int8)
+            y = before.copy()
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(xb, axis=-1, out=y, threads=threads)
+            assert y.tobytes() == before.tobytes(), (channels, where, threads)

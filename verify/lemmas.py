@@ -84,6 +84,8 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
 - ``avx2_widen_pixels_bytes`` (since h7-pixavx2): avx2 widen_pixels with 8-bit outputs: the high dwords gathered by
   one vshufps 0xDD, the per-channel counts s - 32 permuted to the same [0, 2, 1, 3] order by one vpshufd 0xD8 per
   group and run, vpsravd, the packs, vpermd and one vpshufb putting each dword's bytes back in order.
+- ``avx2_widen_pixels_unshifted`` (since h11-shift): the same body where every channel's s is 32 after
+  widen_to_high: no vpsravd, the high dwords clamped as they are.
 - ``avx2_widen_rows_words``: avx2 widen_rows int16 -> 16-bit with the input shift 16: x * 2^16 by vpunpck[lh]wd
   with zero, whose lane order vpackssdw / vpackusdw undoes (no vpermq).
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
@@ -421,6 +423,7 @@ SIMD_WRONG = {
                               "logical_shift", "zero_extend"),
     "avx2_widen_pixels_bytes": ("shift_table_unpermuted", "no_byte_shuffle", "shufps_low_dwords", "counts_of_tile8",
                                 "logical_shift", "zero_extend"),
+    "avx2_widen_pixels_unshifted": ("shift_dropped_t1", "no_byte_shuffle", "shufps_low_dwords", "zero_extend"),
     "avx2_widen_rows_words": ("unpack_zero_high", "halves_swapped", "logical_shift", "zero_extend"),
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
@@ -1088,6 +1091,52 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
     return claims, variables
 
 
+def avx2_widen_pixels_unshifted(in_dtype, w=64, wrong=False):
+    """AVX2 widen_pixels with 8-bit outputs where every channel's t = s - 32 is 0 after widen_to_high (int32 inputs;
+    since h11-shift: widen_pixels<.., kShiftNone>, picked by kernel.cpp pixel_prepare when no s32 entry is non-zero):
+    the lane claims of ``avx2_widen_pixels`` (the dword vpmuldq reads, the exact product), then (stage) for every
+    64-bit product P and B with P + B within int64 and s = 32, the high dword of P + B (vpaddq, vshufps 0xDD) with no
+    vpsravd, clamped, is clamp(floor((P + B) / 2^s)); (gather) vshufps 0xDD gives the high dwords in order [0, 2, 1,
+    3] per 128-bit lane; (narrowing) the four vectors of a tile (2 pixels x 16 channels, or 4 pixels x 8 in a lone
+    last group: with no per-channel count both give byte i from element i of the tile in vshufps order) through
+    vpackssdw, vpacksswb / vpackuswb, vpermd (0,4,1,5,2,6,3,7), vpshufb (bytes 0,2,1,3 of every dword), byte
+    min/max (dropped for int8's whole range): output byte i is the low byte of clamp(h_i, qmin, qmax).
+    Wrong: ``shift_dropped_t1`` (the unshifted body where some channel has s = 33), ``no_byte_shuffle`` (the
+    vpshufb left out), ``shufps_low_dwords`` (vshufps 0x88), ``zero_extend`` (vpmuludq)."""
+    z3 = z3mod()
+    name = "avx2_widen_pixels_unshifted"
+    bad = _variant(name, wrong)
+    lane_bad = bad if bad == "zero_extend" else None
+    claims, variables = _widen(in_dtype, lane_bad, rows=False, high=True, name="avx2_widen_pixels")
+    # (stage) no vpsravd: the high dword itself, for s = 32 (the only s the dispatch admits for this body)
+    P, B, s = z3.BitVecs("P_stage B_stage s_stage", 64)
+    qmin, qmax = variables["qmin"], variables["qmax"]
+    variables.update({"P_stage": P, "B_stage": B, "s_stage": s})
+    fits, y_math = _math_sum(z3, P, B, s, qmin, qmax, 64)
+    h = z3.Extract(63, 32, P + B)                                       # vpaddq, vshufps 0xDD: the high dword
+    y = _clamp(z3, h, z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax))
+    s_pre = z3.And(z3.UGE(s, 32), z3.ULE(s, 33)) if bad == "shift_dropped_t1" else s == 32
+    pre = [qmin <= qmax, _fits_signed(z3, qmin, 32), _fits_signed(z3, qmax, 32), s_pre]
+    claims.append(z3.Implies(z3.And(fits, *pre), _same(z3, y, y_math)))
+    claims.append(_high_dwords_gathered(z3, variables, bad == "shufps_low_dwords"))
+    # (narrowing) 32 int32 lanes h_i of a tile, 8 per vector in vshufps order
+    hs = [z3.BitVec(f"h{i}", 32) for i in range(32)]
+    variables.update({f"h{i}": hs[i] for i in range(32)})
+    lane_order = [0, 2, 1, 3, 4, 6, 5, 7]
+    vecs = [[hs[8 * k + lane_order[p]] for p in range(8)] for k in range(4)]
+    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+    for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
+        lo_t, hi_t = (-128, 127) if signed else (0, 255)
+        qlo, qhi, qpre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
+        w01, w23 = _packs_lanes(vecs[0], vecs[1], ws), _packs_lanes(vecs[2], vecs[3], ws)
+        elems = _bytes_in_order(z3, w01, w23, signed, bad != "no_byte_shuffle")
+        for i in range(32):
+            e = elems[i] if full else _narrow_minmax(z3, elems[i], qlo, qhi, signed)
+            want = z3.Extract(7, 0, _clamp(z3, hs[i], qlo, qhi))
+            claims.append(z3.Implies(z3.And(*qpre), e == want))
+    return claims, variables
+
+
 def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
     """AVX2 widen_rows, int16 -> 16-bit rows with the input shift 16 (input_shift_16: s + 16 >= 32): the lane claims
     of ``avx2_widen_rows`` (the input shift xk <= 16 is symbolic there) with x * 2^16 made by vpunpcklwd / vpunpckhwd
@@ -1344,6 +1393,7 @@ SIMD_LEMMAS = {
     "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_words": (avx2_widen_rows_words, "QF_BV", (64,), ("int16",)),
     "avx2_widen_pixels_bytes": (avx2_widen_pixels_bytes, "QF_BV", (64,), ("int32",)),
+    "avx2_widen_pixels_unshifted": (avx2_widen_pixels_unshifted, "QF_BV", (64,), ("int32",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),
     "neon_widen": (neon_widen, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "neon_narrow": (neon_narrow, "QF_BV", (32,), ("int8",)),

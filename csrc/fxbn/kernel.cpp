@@ -614,40 +614,6 @@ struct PixelPrepared : PreparedTables {
   ChunkFn fn = nullptr;
 };
 
-// How the AVX2 widen_pixels shifts an int32 -> 8-bit layer's lanes by t = s - 32 (tables a, b, s32 of pixel_tables,
-// group 8).  none: every t = 0.  words: every channel brought to the largest t, T <= 8 (int8) / 7 (uint8), by
-// A*2^k, B*2^k, t + k (k = T - t; floor((A*2^k*x + B*2^k) / 2^(32 + T)) is the same floor, ``rescale_to_high``) where
-// A*2^k fits int32 and (A*x + B)*2^k fits int64 on [lo, hi] (scaled_fits), every consumer of the tables (the lanes,
-// the scalar formula) reading the scaled ones; the body then shifts by T with vpsraw after vpackssdw, as
-// store_bytes_shuffled's kShiftWords (``avx2_widen_pixels_words``).  Else dwords (vpsravd per lane), tables unchanged.
-// A per-lane word shift by vpmulhrsw with 2^(15 - t) (B biased by -2^(31 + t) so that it rounds to the floor) was
-// 1.00-1.06x the vpsravd body's time (h11-shift, AVX2, 1x56x56x64 Kernel.run, in-process A/B), vpsraw 0.96-0.98x.
-template <class Out>
-PixelShift pixel_uniform_shift(const KernelParams& p, int64_t channels, Table<int32_t>& a, Table<int64_t>& b,
-                               Table<int32_t>& s32) {
-  const int32_t t_max = std::is_signed<Out>::value ? 8 : 7;
-  const int32_t top = *std::max_element(s32.begin(), s32.end());
-  if (top == 0) return PixelShift::none;
-  if (top > t_max) return PixelShift::dwords;
-  const size_t n = static_cast<size_t>(channels);
-  const auto b_index = [](size_t c) { return (c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1); };
-  for (size_t c = 0; c < n; ++c) {
-    const int k = top - s32[c];
-    if (k == 0) continue;
-    const int64_t lim_a = int64_t{1} << (31 - k);
-    if (!(a[c] < lim_a && a[c] > -lim_a) || !scaled_fits(a[c], b[b_index(c)], p.lo[c], p.hi[c], k)) {
-      return PixelShift::dwords;
-    }
-  }
-  for (size_t c = 0; c < n; ++c) {
-    const int k = top - s32[c];
-    a[c] = static_cast<int32_t>(static_cast<int64_t>(a[c]) * (int64_t{1} << k));
-    b[b_index(c)] *= int64_t{1} << k;  // |b| < 2^(63 - k) (scaled_fits at x = 0): exact
-    s32[c] = top;
-  }
-  return PixelShift::words;
-}
-
 template <class In, class Out>
 void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channels, int max_shift, bool check,
                    bool avx512) {
@@ -675,9 +641,14 @@ void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channel
   j.range32 = pr.range32.data();
   const bool sat = saturating_store<Out>(p.qmin, p.qmax);
   if constexpr (kInt32) {
+    // the AVX2 body without the per-lane vpsravd where every t = s - 32 is 0 (``avx2_widen_pixels_unshifted``).  Not
+    // worth it for other t (h11-shift, AVX2, Zen 4, 1x56x56x64 Kernel.run, in-process A/B medians at load 3-4): a
+    // per-lane word shift after vpackssdw by vpmulhrsw with 2^(15 - t) (B biased by -2^(31 + t) to round to the
+    // floor) 1.00-1.06x the vpsravd body's time; every channel scaled to the largest t <= 8 (A*2^k, B*2^k where they
+    // fit) and one vpsraw 0.98-1.02x (r50 2a_2b)
     if (!zmm) {
-      pr.fn = avx2_widen_pixels_bytes<Out>(check, sat, one_range, pixel_uniform_shift<Out>(p, channels, pr.a, pr.b,
-                                                                                           pr.s32));
+      const bool shift = std::any_of(pr.s32.begin(), pr.s32.end(), [](int32_t t) { return t != 0; });
+      pr.fn = avx2_widen_pixels_bytes<Out>(check, sat, one_range, shift);
       return;
     }
   }

@@ -10,7 +10,8 @@
 //   widen_pixels  int32 -> 8-bit and int16 -> int16 channel-last, channels % 8 == 0, every s >= 32: 16 channels'
 //               parameters in registers over runs of 16 pixels (no per-element table loads); the AVX-512 ISAs take
 //               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).  8-bit
-//               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match.
+//               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match
+//               (no vpsravd where every s = 32 after widen_to_high).
 //               A pixel split by a chunk's ends (2 threads) is walked by group pairs where channels % 16 == 0.
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
@@ -737,8 +738,8 @@ constexpr int kPixelPerLane = 3;
 
 // The clamp-ready int32 lanes of 8 channels of one pixel (x: its first); the check of its inputs: min/max into mn,
 // mx (kPixelOneRange), the per-channel compare with lo2 = ranges[0..7], w2 = ranges[C..C+7] into mn
-// (kPixelPerChannel), or x - ranges[0..7] (lo) vpmaxud into mn (kPixelPerLane).  Shuffled with Shift other than
-// kShiftDwords: the high dwords unshifted (pack32_shuffled shifts them, or t = 0).
+// (kPixelPerChannel), or x - ranges[0..7] (lo) vpmaxud into mn (kPixelPerLane).  Shuffled with kShiftNone (every
+// channel's t = s - 32 is 0): the high dwords as vshufps leaves them, no vpsravd.
 template <int CheckKind, bool Shuffled, int Shift = kShiftDwords, class In>
 FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_lanes8(__m256i a, __m256i ao, __m256i be, __m256i bo, __m256i cnt,
                                                   __m256i xk, __m256i& mn, __m256i& mx, const In* x,
@@ -782,20 +783,14 @@ FXBN_TARGET_AVX2 FXBN_INLINE __m256i pixel_counts(const int32_t* s32) {
 }
 
 // pack32 of four vectors in vshufps order, each dword's bytes put back in order by one vpshufb
-// (``avx2_widen_pixels_bytes``); kShiftWords: the words after vpackssdw shifted by every channel's t (t16's low
-// qword; ``avx2_widen_pixels_words``).
-template <class Out, bool Sat, int Shift>
-FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32_shuffled(__m256i h0, __m256i h1, __m256i h2, __m256i h3, __m128i t16,
+// (``avx2_widen_pixels_bytes``).
+template <class Out, bool Sat>
+FXBN_TARGET_AVX2 FXBN_INLINE __m256i pack32_shuffled(__m256i h0, __m256i h1, __m256i h2, __m256i h3,
                                                      const Bounds& q) {
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const __m256i bytes = _mm256_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15,
                                          0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
-  __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
-  if constexpr (Shift == kShiftWords) {
-    w01 = _mm256_sra_epi16(w01, t16);
-    w23 = _mm256_sra_epi16(w23, t16);
-  }
-  (void)t16;
+  const __m256i w01 = _mm256_packs_epi32(h0, h1), w23 = _mm256_packs_epi32(h2, h3);
   __m256i v;
   if constexpr (std::is_signed<Out>::value) {
     v = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order), bytes);
@@ -875,15 +870,18 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
 // ``avx2_widen_pixels`` in verify/lemmas.py (the lane arithmetic; the order of the walk does not enter it),
 // ``avx2_widen_pixels_bytes`` (8-bit outputs: the vshufps order, the permuted counts, the packs and vpshufb),
 // ``pixel_range_check`` and ``pixel_lane_check`` (the per-channel checks), ``pixel_save`` (the save before each store).
+// 8-bit outputs where every t = s - 32 is 0 (Shift = kShiftNone, e.g. 17-bit accumulators: s <= 32 before
+// widen_to_high): no vpsravd, 34 vector ops per 32 outputs with the one-range check instead of 38
+// (``avx2_widen_pixels_unshifted``; h11-shift: 1x56x56x64 +-2^16 Kernel.run 0.92-0.98x, AVX2, Zen 4).
 template <class In, class Out, int CheckKind, bool Sat, int Shift = kShiftDwords>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
   static_assert(kInt32 ? sizeof(Out) == 1 : std::is_same<Out, int16_t>::value, "int32 -> 8-bit, int16 -> int16");
   constexpr bool Check = CheckKind != kPixelNoCheck;
   constexpr bool kBytes = sizeof(Out) == 1;  // lanes in vshufps order (``avx2_widen_pixels_bytes``)
-  // 8-bit outputs: kShiftNone (every t = 0), kShiftWords (every t the same: S[0]) or kShiftDwords (kernel.cpp
-  // pixel_uniform_shift)
-  static_assert(kBytes || Shift == kShiftDwords, "int16 outputs: vpsravd");
+  // 8-bit outputs: kShiftNone where every t = s - 32 is 0 (no vpsravd; ``avx2_widen_pixels_unshifted``), else
+  // kShiftDwords
+  static_assert(Shift == kShiftDwords || (kBytes && Shift == kShiftNone), "the lanes' shift");
   // the group pairs' check: int32 inputs per-lane accumulators for the per-channel ranges
   constexpr int kPairCheck = kInt32 && CheckKind == kPixelPerChannel ? kPixelPerLane : CheckKind;
   const In* const xs = static_cast<const In*>(j.x);
@@ -898,7 +896,6 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
   const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
-  const __m128i t16 = _mm_cvtsi32_si128(Shift == kShiftWords ? S[0] : 0);  // kShiftWords: every channel's t
   bool flag = false;
   const auto scalar = [&](int64_t e0, int64_t e1) {
     if (e1 <= e0) return;
@@ -946,7 +943,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
                                                                   CheckKind == kPixelPerChannel ? R + g : nullptr, C);
         const __m256i h1 = pixel_lanes8<CheckKind, kBytes, Shift>(
             FXBN_PIXEL_ARGS(r1), mn, mx, xs + e + 8, CheckKind == kPixelPerChannel ? R + g + 8 : nullptr, C);
-        store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, t16, q)));
+        store16(ys + e, _mm256_castsi256_si128(pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q)));
       }
       mn_all = mn;
       mx_all = mx;
@@ -1024,7 +1021,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
               prefetch_next_run(x + C);
             }
             const __m256i h0 = lanes0(x), h1 = lanes1(x + 8), h2 = lanes0(x + C), h3 = lanes1(x + C + 8);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h2, h3, t16, q);
+            const __m256i v = pack32_shuffled<Out, Sat>(h0, h1, h2, h3, q);
             Out* y = ys + px * C + g;
             store16(y, _mm256_castsi256_si128(v));
             store16(y + C, _mm256_extracti128_si256(v, 1));
@@ -1032,7 +1029,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           if (px < px1) {  // the run's odd last pixel, as a tile with itself
             const In* x = xs + px * C + g;
             const __m256i h0 = lanes0(x), h1 = lanes1(x + 8);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h0, h1, h0, h1, t16, q);
+            const __m256i v = pack32_shuffled<Out, Sat>(h0, h1, h0, h1, q);
             store16(ys + px * C + g, _mm256_castsi256_si128(v));
           }
         }
@@ -1071,8 +1068,8 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           int64_t px = px0;
           for (; px + 4 <= px1; px += 4) {
             const In* x = xs + px * C + g;
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(lanes(x), lanes(x + C), lanes(x + 2 * C),
-                                                               lanes(x + 3 * C), t16, q);
+            const __m256i v = pack32_shuffled<Out, Sat>(lanes(x), lanes(x + C), lanes(x + 2 * C),
+                                                               lanes(x + 3 * C), q);
             const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
             Out* y = ys + px * C + g;
             store8(y, lo, false);
@@ -1082,7 +1079,7 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
           }
           for (; px < px1; ++px) {
             const __m256i h = lanes(xs + px * C + g);
-            const __m256i v = pack32_shuffled<Out, Sat, Shift>(h, h, h, h, t16, q);
+            const __m256i v = pack32_shuffled<Out, Sat>(h, h, h, h, q);
             store8(ys + px * C + g, _mm256_castsi256_si128(v), false);
           }
         }
@@ -1226,19 +1223,12 @@ ChunkFn avx2_widen_pixels_shift(bool check, bool sat, bool one_range) {
 }
 
 template <class Out>
-ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, PixelShift shift) {
-  switch (shift) {
-    case PixelShift::none:
-      return avx2_widen_pixels_shift<Out, kShiftNone>(check, sat, one_range);
-    case PixelShift::words:
-      return avx2_widen_pixels_shift<Out, kShiftWords>(check, sat, one_range);
-    case PixelShift::dwords:
-      break;
-  }
-  return avx2_widen_pixels_shift<Out, kShiftDwords>(check, sat, one_range);
+ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, bool shift) {
+  return shift ? avx2_widen_pixels_shift<Out, kShiftDwords>(check, sat, one_range)
+               : avx2_widen_pixels_shift<Out, kShiftNone>(check, sat, one_range);
 }
-template ChunkFn avx2_widen_pixels_bytes<int8_t>(bool, bool, bool, PixelShift);
-template ChunkFn avx2_widen_pixels_bytes<uint8_t>(bool, bool, bool, PixelShift);
+template ChunkFn avx2_widen_pixels_bytes<int8_t>(bool, bool, bool, bool);
+template ChunkFn avx2_widen_pixels_bytes<uint8_t>(bool, bool, bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

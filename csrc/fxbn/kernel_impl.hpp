@@ -319,13 +319,9 @@ ChunkFn avx2_widen_short(bool check, bool sat, bool one_range, bool shift);
 // old bytes under keep_out (j.save).
 template <class In, class Out>
 ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
-// How the AVX2 widen_pixels with int32 inputs and 8-bit outputs shifts each lane by its channel's t = s - 32 (kernel.cpp
-// pixel_uniform_shift): none (every t = 0), words (every t the same, at most 8 for int8, 7 for uint8: vpsraw by it
-// after vpackssdw), else dwords (vpsravd per lane before the packs).
-enum class PixelShift { none, words, dwords };
-// avx2_widen_pixels<int32_t, Out> with the lanes shifted as `shift` says.
+// avx2_widen_pixels<int32_t, Out>; shift: some channel's t = s - 32 is not 0 (else no per-lane vpsravd).
 template <class Out>
-ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, PixelShift shift);
+ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, bool shift);
 #endif
 
 #if FXBN_NEON_DISPATCH
