@@ -12,6 +12,9 @@ AVX-512 ISAs, which take widen_pixels too.
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
 * the AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; channels % 64 == 0, one [lo, hi] for every channel or no
   check): int32 -> int8/uint8 and int16 -> int16 (inputs scaled by 2^xk), 64 channels' parameters in zmm registers.
+* widen_pixels_words (since h11-i16; AVX2, and the AVX-512 ISAs where channels % 64 != 0): int16 -> int16 channel-last
+  where every channel admits input_shift_16, 16 channels from one load; layers with one channel that does not admit it
+  (the widen_pixels fallback), a violation in every channel, unaligned out=, int16's extremes.
 * widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
   32-block goes to the scalar tail) and vpsravd by s - 32.
 A real layer's accumulator range (ResNet-50's conv accumulators span 17-26 bits) comes from the solver

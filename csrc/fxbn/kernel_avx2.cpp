@@ -12,12 +12,15 @@
 //               it where their own widen_pixels does not serve (channels % 64 != 0, per-channel ranges).  8-bit
 //               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match.
 //               A pixel split by a chunk's ends (2 threads) is walked by group pairs where channels % 16 == 0.
+//   widen_pixels_words  int16 -> int16 channel-last where every channel admits input_shift_16 (xk = 16): a group
+//               pair's 16 lanes from one 32-byte load (vpslld / vpand give x * 2^16), tables in the products' lane
+//               order, one vshufps per 8 lanes and one vpshufb per 16 outputs (18 ops per 16 outputs, widen_pixels 22).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
 // avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
 // body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_rows_int32,
-// avx2_widen_periodic, avx2_widen_pixels, avx2_widen_pixels_bytes, avx2_pack_narrow).
+// avx2_widen_periodic, avx2_widen_pixels, avx2_widen_pixels_bytes, avx2_widen_pixels_words, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #include <cstring>
