@@ -72,6 +72,38 @@ def test_add_apply_threads_are_checked(threads):
     assert (out == 9).all()
 
 
+# an int16 x int16 add whose in_ranges no int8 / uint8 value reaches (input 1 below -128, input 2 above 255)
+_NARROW16 = dict(in_dtypes=("int16", "int16"), out_dtype="int8", rounding="half_up",
+                 in_ranges=((-12662, -12600), (466, 516)))
+
+
+@pytest.mark.parametrize("which,dt", [(1, "int8"), (1, "uint8"), (2, "int8"), (2, "uint8")])
+@pytest.mark.parametrize("form", ["same", "broadcast", "strided", "reference"])
+def test_add_inputs_of_a_type_that_cannot_reach_in_ranges_raise(which, dt, form):
+    """Before: int8 data for an int16 input whose in_range lies outside int8 clipped the box to an empty one
+    (lo > hi), the check passed every value and apply returned [-128, -128, -128] (reference() [127, ...]) without
+    an error.  Every element is out of range: element 0 is named, out= stays untouched."""
+    layer = fxbn.from_add((0.02286193563194861, 0.026603181504756115), (0, 0), 0.05912196601280413, **_NARROW16)
+    x1 = np.array([-12662, -12630, -12600, -12601], np.int16)
+    x2 = np.array([466, 500, 516, 470], np.int16)
+    assert layer.apply(x1, x2).shape == (4,)  # the declared types: in range
+    # values the empty box let through before (every one of them, so the old code raised nothing)
+    narrow = np.array({(1, "int8"): [-100, -90, -80, -70], (2, "int8"): [100, 0, 50, -40],
+                       (1, "uint8"): [5, 100, 150, 200], (2, "uint8"): [210, 230, 250, 255]}[which, dt], dt)
+    x1, x2 = (narrow, x2) if which == 1 else (x1, narrow)
+    if form == "broadcast":
+        x1, x2 = np.stack([x1, x1]), x2
+    elif form == "strided":
+        x1, x2 = np.repeat(x1, 2)[::2], np.repeat(x2, 2)[::2]
+    out = np.full(x1.shape, 9, np.int8)
+    with pytest.raises(ValueError, match=rf"x{which} at \[0(, 0)?\] is .*outside in_ranges\[{which - 1}\]"):
+        if form == "reference":
+            layer.reference(x1, x2)
+        else:
+            layer.apply(x1, x2, out=out)
+    assert (out == 9).all()
+
+
 # ---------------------------------------------------------------------------------------------- mul_input
 def test_mul_input_refuses_products_that_wrap_and_non_integers():
     """mul_input cast (x1 - z1)*(x2 - z2) to int32 without a check: 65536*65536 became 0 and the mul layer, whose

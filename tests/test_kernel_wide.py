@@ -12,6 +12,9 @@ AVX-512 ISAs, which take widen_pixels too.
   violation, and a layer with one channel that keeps s < 32 (then the periodic tables serve the whole layer).
 * the AVX-512 widen_pixels (csrc/fxbn/kernel_avx512.cpp; channels % 64 == 0, one [lo, hi] for every channel or no
   check): int32 -> int8/uint8 and int16 -> int16 (inputs scaled by 2^xk), 64 channels' parameters in zmm registers.
+* widen_pixels_words (since h11-i16; AVX2, and the AVX-512 ISAs where channels % 64 != 0): int16 -> int16 channel-last
+  where every channel admits input_shift_16, 16 channels from one load; layers with one channel that does not admit it
+  (the widen_pixels fallback), a violation in every channel, unaligned out=, int16's extremes.
 * widen_rows (by rows, int32 inputs): the odd elements from a second load one element on (the tensor's last
   32-block goes to the scalar tail) and vpsravd by s - 32.
 A real layer's accumulator range (ResNet-50's conv accumulators span 17-26 bits) comes from the solver
@@ -893,3 +896,118 @@ def test_widen_pixels_unshifted_split_pixels(channels):
             with pytest.raises(ValueError, match="outside the in_range"):
                 layer.apply(xb, axis=-1, out=y, threads=threads)
             assert y.tobytes() == before.tobytes(), (channels, where, threads)
+
+
+# h11-i16: widen_pixels_words (csrc/fxbn/kernel_avx2.cpp; the AVX2 ISA, and the AVX-512 ones where channels % 64 != 0):
+# int16 -> int16 channel-last where every channel admits input_shift_16 (int16_layer's do: s 20-29, |A*x + B| well
+# under 2^47), a group pair's 16 lanes from one 32-byte load.  A layer with one channel that does not admit it takes
+# widen_pixels (xk = 32 - s per channel) for every channel.
+WORDS_CHANNELS = [8, 16, 24, 64, 72, 2048]
+
+
+def words_layer(channels, rng, in_range, out_range=(-32768, 32767), fallback=None):
+    """int16_layer, or with channel 5 not admitting input_shift_16 (fallback): ``s48`` (s + 16 > 63), ``s12`` (s < 16,
+    a small A that widen_to_high scales instead), ``b_wide`` (s = 40, |B| >= 2^47: (A*x + B) * 2^16 leaves int64)."""
+    layer = int16_layer(channels, rng, out_range, in_range)
+    if fallback is None:
+        return layer
+    A, B, s = layer.multiplier.copy(), layer.bias.copy(), layer.shift.copy()
+    c = 5
+    if fallback == "s48":
+        A[c], s[c], B[c] = (1 << 30) - 12345, 48, (int(rng.integers(-3000, 3000)) << 48) + 777
+    elif fallback == "s12":
+        A[c], s[c], B[c] = -1000, 12, int(rng.integers(-(1 << 20), 1 << 20))
+    else:
+        A[c], s[c], B[c] = (1 << 31) - 1, 40, (1 << 48) + 12345
+    source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
+    return FixedPointBN(A, B, s, layer.in_range, out_range, "half_up", source, "int16", "int16")
+
+
+def words_inputs(layer, n_pixels, rng):
+    """(n_pixels, channels) inputs in range, every channel's lo in pixel 0 and hi in the last pixel; 65536 elements
+    or more split by 2 threads at a 64-element multiple (inside a pixel unless channels divides it)."""
+    x = int16_inputs(layer, (n_pixels, layer.channels), rng)
+    x[0], x[-1] = layer.in_range[:, 0], layer.in_range[:, 1]
+    return x
+
+
+def misaligned(a):
+    """A copy of `a` 2 bytes past a 32-byte boundary."""
+    buf = np.empty(a.nbytes + 64, np.uint8)
+    off = (-buf.ctypes.data) % 32 + 2
+    v = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    v[...] = a
+    return v
+
+
+def two_thread_pixels(channels):
+    """Pixels enough for 2 threads (256 KiB of int16 inputs and outputs), plus 3."""
+    return (1 << 16) // channels + 3
+
+
+@pytest.mark.parametrize("fallback", [None, "s48", "s12", "b_wide"])
+@pytest.mark.parametrize("in_range", [(-32768, 32767), (-20000, 20000), "per_channel"])
+@pytest.mark.parametrize("channels", WORDS_CHANNELS)
+def test_widen_pixels_words_exact(channels, in_range, fallback):
+    """Exact on 1 and 2 threads (raw kernel), and through apply(out=) with unaligned inputs and outputs; int16's
+    whole output range (no min/max) and a narrow one; no check, one range, per-channel ranges."""
+    rng = np.random.default_rng(11160 + channels)
+    for out_range in ((-32768, 32767), (-5, 3000)):
+        layer = words_layer(channels, rng, in_range, out_range, fallback)
+        for n in (1, 2, 17, two_thread_pixels(channels)):
+            x = words_inputs(layer, n, rng)
+            want = expected(layer, x, -1)
+            exact_on_1_and_2_threads(layer, x)
+            for threads in (1, 2):
+                xu, yu = misaligned(x), misaligned(np.full(x.shape, 9, np.int16))
+                assert layer.apply(xu, axis=-1, out=yu, threads=threads) is yu
+                np.testing.assert_array_equal(yu, want, err_msg=f"{channels} {in_range} {fallback} {n} {threads}")
+            inside = (want > out_range[0]) & (want < out_range[1])
+            assert n < 17 or inside.mean() > 0.03  # not just the clamps
+
+
+@pytest.mark.parametrize("fallback", [None, "s12"])
+@pytest.mark.parametrize("in_range", [(-20000, 20000), "per_channel"])
+@pytest.mark.parametrize("channels", WORDS_CHANNELS)
+def test_widen_pixels_words_violations(channels, in_range, fallback):
+    """A violation in every channel (above or below its range; pixels spread over the tensor, the pixel the 2-thread
+    cut splits among them) named at its index on 1 and 2 threads; apply(out=) raises and leaves out= byte-identical
+    (unaligned out=, 1 and 2 threads)."""
+    rng = np.random.default_rng(11170 + channels)
+    layer = words_layer(channels, rng, in_range, fallback=fallback)
+    n = two_thread_pixels(channels)
+    x = words_inputs(layer, n, rng)
+    total = x.size
+    cut = ((total + 1) // 2 + 63) // 64 * 64
+    cut_pixel = cut // channels
+    step = max(1, channels // 64)  # 2048 channels: every channel's index but a stride of the out= checks
+    for c in range(channels):
+        pixel = (cut_pixel, 0, n - 1, (c * 7919) % n)[c % 4]
+        where = pixel * channels + c
+        value = layer.in_range[c, 1] + 1 if c % 2 else layer.in_range[c, 0] - 1
+        xb = named_violation(layer, x, where, value, (channels, c, pixel))
+        if c % step:
+            continue
+        for threads in (1, 2):
+            before = rng.integers(-32768, 32767, x.shape, endpoint=True).astype(np.int16)
+            y = misaligned(before)
+            with pytest.raises(ValueError, match="outside the in_range"):
+                layer.apply(misaligned(xb), axis=-1, out=y, threads=threads)
+            assert y.tobytes() == before.tobytes(), (channels, c, value, threads)
+
+
+@pytest.mark.parametrize("channels", [24, 72, 2048])
+def test_widen_pixels_words_int16_extremes(channels):
+    """Inputs at int16's ends (-32768, 32767) in every channel and lane position, |A| up to 2^31 - 1 and B near the
+    input_shift_16 limit: (A*x + B) * 2^16 just inside int64."""
+    rng = np.random.default_rng(11180 + channels)
+    A = rng.choice([(1 << 31) - 1, -(1 << 31) + 1, (1 << 29) + 3, -(1 << 20) - 1], channels)
+    s = rng.integers(30, 48, channels)  # s + 16 <= 63
+    B = rng.integers(-(1 << 45), 1 << 45, channels)  # |A*x + B| < 2^46 + 2^45 < 2^47
+    source = {"form": "affine", "a": np.zeros(channels), "b": np.zeros(channels)}
+    ranges = np.tile(np.array([-32768, 32767], np.int64), (channels, 1))
+    for out_range in ((-32768, 32767), (-1000, 1000)):
+        layer = FixedPointBN(A, B, s, ranges, out_range, "half_up", source, "int16", "int16")
+        ends = np.array([-32768, 32767, -32767, 32766, 0, -1], np.int16)
+        x = rng.choice(ends, (two_thread_pixels(channels), channels)).astype(np.int16)
+        exact_on_1_and_2_threads(layer, x)

@@ -88,6 +88,10 @@ AVX2 bodies (csrc/fxbn/kernel_avx2.cpp, kernel ISA "avx2"):
   widen_to_high: no vpsravd, the high dwords clamped as they are.
 - ``avx2_widen_rows_words``: avx2 widen_rows int16 -> 16-bit with the input shift 16: x * 2^16 by vpunpck[lh]wd
   with zero, whose lane order vpackssdw / vpackusdw undoes (no vpermq).
+- ``avx2_widen_pixels_words`` (since h11-i16): avx2 widen_pixels_words, int16 -> int16 channel-last with
+  input_shift_16 on every channel: the four vpmuldq inputs of a group pair from one 32-byte load (vpslld 16, vpand
+  0xFFFF0000, vpsrlq 32) against the A / B tables in the products' lane order, vshufps 0xDD, vpsravd by counts in
+  its order, vpackssdw and one vpshufb back to channel order; the per-channel check as a biased word compare.
 - ``avx2_pack_narrow``: the narrowing stores (vpackssdw/vpackusdw, vpacksswb/vpackuswb, vpermd/vpermq, narrow
   min/max) element by element with each instruction's 128-bit-lane structure.
 
@@ -425,6 +429,8 @@ SIMD_WRONG = {
                                 "logical_shift", "zero_extend"),
     "avx2_widen_pixels_unshifted": ("shift_dropped_t1", "no_byte_shuffle", "shufps_low_dwords", "zero_extend"),
     "avx2_widen_rows_words": ("unpack_zero_high", "halves_swapped", "logical_shift", "zero_extend"),
+    "avx2_widen_pixels_words": ("products_channel_order", "odd_even_swapped", "missing_shift", "counts_channel_order",
+                                "no_word_shuffle", "shufps_low_dwords", "check_unbiased", "logical_shift"),
     "avx2_widen_rows_int32": ("odd_load_not_offset", "shuffle_low_dwords", "blend_swapped", "logical_shift",
                               "missing_s_ge_32", "zero_extend"),
     "avx2_widen_pixels": ("odd_a_unshifted", "odd_load_not_offset", "shuffle_low_dwords", "blend_swapped",
@@ -1172,6 +1178,118 @@ def avx2_widen_rows_words(in_dtype, w=64, wrong=False):
     return claims, variables
 
 
+# kernel.cpp pixel_words_tables: the channel (of a 16-channel group pair) of each vpmuldq product lane, and of each
+# count in the order vshufps 0xDD leaves the products' high dwords
+WORDS_PRODUCTS = (0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15)
+WORDS_COUNTS = (0, 4, 2, 6, 8, 12, 10, 14, 1, 5, 3, 7, 9, 13, 11, 15)
+WORDS_SHUFFLE = (0, 1, 8, 9, 4, 5, 12, 13, 2, 3, 10, 11, 6, 7, 14, 15)   # widen_pixels_words' vpshufb, per lane
+
+
+def avx2_widen_pixels_words(in_dtype, w=64, wrong=False):
+    """AVX2 widen_pixels_words (since h11-i16): int16 -> int16 channel-last where every channel admits input_shift_16
+    (kernel.cpp pixel_words_tables: xk = 16, B * 2^16, s + 16 in [32, 63]; ``rescale_input_16`` relates them to the
+    layer's parameters).  A group pair's 16 int16 inputs (channels 0-15 of one pixel, one 32-byte load, modelled as
+    16 words at their real places in the 256-bit register) become the four vpmuldq inputs ev = vpslld(raw, 16),
+    vpsrlq(ev, 32), od = vpand(raw, 0xFFFF0000), vpsrlq(od, 32).  Claims:
+    (placement) the low dword of qword k of product vector v (the dword vpmuldq reads) is x_c * 2^16 (int16 x_c
+    sign-extended) for the channel c = WORDS_PRODUCTS[4v + k] whose A and B the table holds at that place;
+    (product) for every such dword X and any high dword, vpmuldq with the table's sign-extended A is the exact A * X;
+    (stage) for every 64-bit product P, the high dword of P + B (vpaddq) shifted by the count s - 32 (vpsravd, s in
+    [32, 63]) and clamped is clamp(floor((P + B) / 2^s)) where P + B fits int64;
+    (order) for the 16 sums S_k (lane k of the products, channel WORDS_PRODUCTS[k]) and the per-channel counts t_c
+    (table order WORDS_COUNTS): vshufps 0xDD of (pa, pb) and of (pc, pd) per 128-bit lane, vpsravd by the table's
+    counts, vpackssdw, the vpshufb WORDS_SHUFFLE and (not int16's whole range) the word min/max give, as output word
+    c, the low 16 bits of clamp(hi(S of channel c) >> t_c, qmin, qmax);
+    (check) the per-channel word check (x - lo2) > w2 (vpsubw, vpcmpgtw; lo2 = lo ^ 2^15, w2 = (hi - lo) ^ 2^15, 16
+    bits) is set exactly when x < lo or x > hi, for lo <= hi within int16.
+    Wrong: ``products_channel_order`` (A and B tables in plain channel order), ``odd_even_swapped`` (ev by vpand, od
+    by vpslld), ``missing_shift`` (ev = raw, no vpslld), ``counts_channel_order`` (the counts unpermuted),
+    ``no_word_shuffle`` (the vpshufb left out), ``shufps_low_dwords`` (vshufps 0x88), ``check_unbiased`` (the word
+    check without the 2^15 bias), ``logical_shift`` (vpsrlvd)."""
+    z3 = z3mod()
+    name = "avx2_widen_pixels_words"
+    bad = _variant(name, wrong)
+    assert in_dtype == "int16", "int16 inputs"
+    claims, variables = [], {}
+    dw = lambda v, i: z3.Extract(32 * i + 31, 32 * i, v)  # noqa: E731   dword i of a vector
+    qw = lambda v, i: z3.Extract(64 * i + 63, 64 * i, v)  # noqa: E731   qword i
+    # (placement)
+    xs = [z3.BitVec(f"x{c}", 16) for c in range(16)]
+    variables.update({f"x{c}": xs[c] for c in range(16)})
+    raw = z3.Concat(*reversed(xs))                                        # word c of the load is channel c
+    mask = z3.Concat(*[z3.BitVecVal(0xFFFF0000, 32)] * 8)
+    slli = z3.Concat(*[dw(raw, i) << 16 for i in reversed(range(8))])    # vpslld 16
+    ev = raw if bad == "missing_shift" else slli
+    od = raw & mask                                                       # vpand
+    if bad == "odd_even_swapped":
+        ev, od = od, ev
+    order = tuple(range(16)) if bad == "products_channel_order" else WORDS_PRODUCTS
+    srlq = lambda v: z3.Concat(*[z3.LShR(qw(v, k), 32) for k in reversed(range(4))])  # noqa: E731  vpsrlq 32
+    vectors = (ev, srlq(ev), od, srlq(od))
+    for v, vec in enumerate(vectors):
+        for k in range(4):
+            c = order[4 * v + k]
+            claims.append(z3.Extract(31, 0, qw(vec, k)) == z3.SignExt(16, xs[c]) << 16)
+    # (product)
+    A, X, junk = z3.BitVec("A", 32), z3.BitVec("X", 32), z3.BitVec("X_high", 32)
+    variables.update({"A": A, "X": X, "X_high": junk})
+    claims.append(_mul_epi32(z3, z3.Concat(junk, X), z3.SignExt(32, A), None) == z3.SignExt(32, A) * z3.SignExt(32, X))
+    # (stage)
+    P, B, s, qmin, qmax = z3.BitVec("P", 64), z3.BitVec("B", 64), z3.BitVec("s", 64), *z3.BitVecs("qmin qmax", 64)
+    variables.update({"P": P, "B": B, "s": s, "qmin": qmin, "qmax": qmax})
+    cnt = z3.Extract(31, 0, s - 32)
+    hi = z3.Extract(63, 32, P + B)
+    shifted = z3.LShR(hi, cnt) if bad == "logical_shift" else hi >> cnt
+    y = _clamp(z3, shifted, z3.Extract(31, 0, qmin), z3.Extract(31, 0, qmax))
+    fits, y_math = _math_sum(z3, P, B, s, qmin, qmax, 64)
+    pre = [z3.UGE(s, 32), z3.ULE(s, 63), qmin <= qmax, _fits_signed(z3, qmin, 32), _fits_signed(z3, qmax, 32)]
+    claims.append(z3.Implies(z3.And(fits, *pre), _same(z3, y, y_math)))
+    # (order)
+    S = [z3.BitVec(f"S{k}", 64) for k in range(16)]                       # the sums, product lane k
+    t = [z3.BitVec(f"t{c}", 32) for c in range(16)]                       # the channels' counts s - 32
+    variables.update({f"S{k}": S[k] for k in range(16)})
+    variables.update({f"t{c}": t[c] for c in range(16)})
+    imm = 0x88 if bad == "shufps_low_dwords" else 0xDD
+    corder = tuple(range(16)) if bad == "counts_channel_order" else WORDS_COUNTS
+    dwords = lambda qs: [d for q in qs for d in (z3.Extract(31, 0, q), z3.Extract(63, 32, q))]  # noqa: E731
+
+    def shufps(a, b):                                                     # per 128-bit lane, dword lists
+        out = []
+        for lane in (0, 4):
+            out += [a[lane + ((imm >> 0) & 3)], a[lane + ((imm >> 2) & 3)],
+                    b[lane + ((imm >> 4) & 3)], b[lane + ((imm >> 6) & 3)]]
+        return out
+
+    pa, pb, pc, pd = (dwords(S[4 * v:4 * v + 4]) for v in range(4))
+    h0 = [d >> t[corder[i]] for i, d in enumerate(shufps(pa, pb))]      # vpsravd (counts <= 31)
+    h1 = [d >> t[corder[8 + i]] for i, d in enumerate(shufps(pc, pd))]
+    if bad == "logical_shift":
+        h0 = [z3.LShR(d, t[corder[i]]) for i, d in enumerate(shufps(pa, pb))]
+        h1 = [z3.LShR(d, t[corder[8 + i]]) for i, d in enumerate(shufps(pc, pd))]
+    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+    packed = _packs_lanes(h0, h1, ws)
+    if bad != "no_word_shuffle":                                          # vpshufb: word pairs of bytes
+        assert all(WORDS_SHUFFLE[2 * i] % 2 == 0 and WORDS_SHUFFLE[2 * i + 1] == WORDS_SHUFFLE[2 * i] + 1
+                   for i in range(8))
+        packed = [packed[8 * (i // 8) + WORDS_SHUFFLE[2 * (i % 8)] // 2] for i in range(16)]
+    channel_of = {k: (tuple(range(16)) if bad == "products_channel_order" else WORDS_PRODUCTS)[k] for k in range(16)}
+    lane_of = {c: k for k, c in channel_of.items()}
+    pre_t = [z3.ULE(tc, 31) for tc in t]
+    for full in (True, False):
+        lo_q, hi_q, pre_q = _out_bounds(z3, "int16", -(1 << 15), (1 << 15) - 1, full, variables)
+        for c in range(16):
+            e = packed[c] if full else _narrow_minmax(z3, packed[c], lo_q, hi_q, True)
+            want = z3.Extract(15, 0, _clamp(z3, z3.Extract(63, 32, S[lane_of[c]]) >> t[c], lo_q, hi_q))
+            claims.append(z3.Implies(z3.And(*(pre_q + pre_t)), e == want))
+    # (check)
+    x, lo, hi_r = z3.BitVecs("x lo hi", 16)
+    variables.update({"x": x, "lo": lo, "hi": hi_r})
+    bias = z3.BitVecVal(0 if bad == "check_unbiased" else 1 << 15, 16)
+    flag = (x - (lo ^ bias)) > ((hi_r - lo) ^ bias)
+    claims.append(z3.Implies(lo <= hi_r, flag == z3.Or(x < lo, x > hi_r)))
+    return claims, variables
+
+
 # ------------------------------------------------------------------------------------------------ NEON bodies
 # csrc/fxbn/kernel_neon.cpp, picked on aarch64 (kernel ISA "neon"; tests/test_aarch64_qemu.py under qemu-user).
 
@@ -1392,6 +1510,7 @@ SIMD_LEMMAS = {
     "avx2_pack_narrow": (avx2_pack_narrow, "QF_BV", (32,), ("int8",)),
     "avx2_widen_rows_bytes": (avx2_widen_rows_bytes, "QF_BV", (64,), ("int8", "uint8", "int16", "int32")),
     "avx2_widen_rows_words": (avx2_widen_rows_words, "QF_BV", (64,), ("int16",)),
+    "avx2_widen_pixels_words": (avx2_widen_pixels_words, "QF_BV", (64,), ("int16",)),
     "avx2_widen_pixels_bytes": (avx2_widen_pixels_bytes, "QF_BV", (64,), ("int32",)),
     "avx2_widen_pixels_unshifted": (avx2_widen_pixels_unshifted, "QF_BV", (64,), ("int32",)),
     "neon_mul32": (neon_mul32, "QF_BV", (32,), ("int8", "uint8", "int16", "int32")),

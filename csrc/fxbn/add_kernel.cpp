@@ -286,8 +286,14 @@ int64_t add_apply(DType t1, const void* x1, DType t2, const void* x2, int64_t pe
     j.x2 = tiled.data();
     j.period = period * reps;
   }
+  // An in_range that no value of the input's type reaches (a narrow int16 range, int8 data): the clipped box
+  // above is empty (lo > hi), which the bodies' unsigned x - lo <= hi - lo test would pass for every value.  Every
+  // element is then out of range: nothing is run or written, first_bad names element 0.
+  const bool empty1 = p.l1 > hi1 || p.h1 < lo1, empty2 = p.l2 > hi2 || p.h2 < lo2;
   bool bad;
-  if (y != nullptr && keep_y && (j.check1 || j.check2)) {
+  if (empty1 || empty2) {
+    bad = true;
+  } else if (y != nullptr && keep_y && (j.check1 || j.check2)) {
     // out= must stay untouched on error: a read-only check first, then the unchecked pass
     Job c = j;
     c.y = nullptr;

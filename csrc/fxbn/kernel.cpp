@@ -608,11 +608,55 @@ bool pixel_tables(const KernelParams& p, int64_t channels, int max_shift, size_t
 template <class In>
 struct PixelPrepared : PreparedTables {
   Table<int32_t> a, s32, xk, range32;
-  Table<int64_t> b;
+  Table<int64_t> b, words;  // words: Job::pixel_words (pixel_words_tables)
   Table<In> lo, hi;
   Job job{};
   ChunkFn fn = nullptr;
 };
+
+// AVX2 int16 -> int16 channel-last where every channel admits input_shift_16 (xk = 16, s + 16: x * 2^16 comes from one
+// 32-byte load of 16 channels by vpslld / vpand, ``avx2_widen_pixels_words``): pixel_tables' a, b, s32, xk replaced
+// by those parameters (the last group where channels % 16 == 8 and the scalar formula use them), and pr.words, per 16
+// channels g + (0..15) (kPixelWordsBlock qwords): A, then B, as int64 in the order of the four vpmuldq products
+// (channels 0 4 8 12 | 2 6 10 14 | 1 5 9 13 | 3 7 11 15), s - 32 as int32 in the order vshufps 0xDD leaves their high
+// dwords (0 4 2 6 8 12 10 14 | 1 5 3 7 9 13 11 15), lo - 2^15 and (hi - lo) - 2^15 as int16 in channel order (the
+// biased word compare of ``pixel_range_check``).  False (tables unchanged) where some channel does not admit it.
+constexpr int kWordsProducts[16] = {0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15};
+constexpr int kWordsCounts[16] = {0, 4, 2, 6, 8, 12, 10, 14, 1, 5, 3, 7, 9, 13, 11, 15};
+
+template <class In>
+bool pixel_words_tables(const KernelParams& p, int64_t channels, int max_shift, PixelPrepared<In>& pr) {
+  const size_t n = static_cast<size_t>(channels);
+  std::vector<int64_t> b(n), s(n);
+  for (size_t c = 0; c < n; ++c) {
+    b[c] = p.bias[c];
+    s[c] = std::min<int64_t>(p.shift[c], max_shift);
+    int32_t k = 0;
+    if (!input_shift_16(static_cast<int32_t>(p.multiplier[c]), b[c], s[c], k, p.lo[c], p.hi[c])) return false;
+  }
+  for (size_t c = 0; c < n; ++c) {
+    pr.a[c] = static_cast<int32_t>(p.multiplier[c]);  // multipliers_fit_int32
+    pr.b[(c & ~size_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1)] = b[c];
+    pr.s32[c] = static_cast<int32_t>(s[c] - 32);  // input_shift_16: s + 16 in [32, 63]
+    pr.xk[c] = 16;
+  }
+  pr.words.assign(n / 16 * kPixelWordsBlock, 0);
+  for (size_t g = 0; g + 16 <= n; g += 16) {
+    int64_t* const blk = pr.words.data() + g / 16 * kPixelWordsBlock;
+    int32_t* const counts = reinterpret_cast<int32_t*>(blk + 32);
+    int16_t* const lo2 = reinterpret_cast<int16_t*>(blk + 40);
+    int16_t* const w2 = reinterpret_cast<int16_t*>(blk + 44);
+    for (size_t i = 0; i < 16; ++i) {
+      const size_t c = g + static_cast<size_t>(kWordsProducts[i]);
+      blk[i] = pr.a[c];
+      blk[16 + i] = b[c];
+      counts[i] = pr.s32[g + static_cast<size_t>(kWordsCounts[i])];
+      lo2[i] = static_cast<int16_t>(static_cast<uint16_t>(p.lo[g + i]) ^ 0x8000u);  // lo, hi within int16
+      w2[i] = static_cast<int16_t>(static_cast<uint16_t>(p.hi[g + i] - p.lo[g + i]) ^ 0x8000u);
+    }
+  }
+  return true;
+}
 
 template <class In, class Out>
 void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channels, int max_shift, bool check,
@@ -649,6 +693,13 @@ void pixel_prepare(PixelPrepared<In>& pr, const KernelParams& p, int64_t channel
     if (!zmm) {
       const bool shift = std::any_of(pr.s32.begin(), pr.s32.end(), [](int32_t t) { return t != 0; });
       pr.fn = avx2_widen_pixels_bytes<Out>(check, sat, one_range, shift);
+      return;
+    }
+  }
+  if constexpr (std::is_same<In, int16_t>::value && std::is_same<Out, int16_t>::value) {
+    if (!zmm && pixel_words_tables(p, channels, max_shift, pr)) {
+      j.pixel_words = pr.words.data();
+      pr.fn = avx2_widen_pixels_words<Out>(check, sat, one_range);
       return;
     }
   }

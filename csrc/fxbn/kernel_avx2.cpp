@@ -13,12 +13,15 @@
 //               outputs gather the high dwords with one vshufps, as widen_rows does, with the counts permuted to match
 //               (no vpsravd where every s = 32 after widen_to_high).
 //               A pixel split by a chunk's ends (2 threads) is walked by group pairs where channels % 16 == 0.
+//   widen_pixels_words  int16 -> int16 channel-last where every channel admits input_shift_16 (xk = 16): a group
+//               pair's 16 lanes from one 32-byte load (vpslld / vpand give x * 2^16), tables in the products' lane
+//               order, one vshufps per 8 lanes and one vpshufb per 16 outputs (18 ops per 16 outputs, widen_pixels 22).
 // Both narrow with saturating packs (vpackssdw / vpackusdw, vpacksswb / vpackuswb) and one cross-lane permute
 // (vpermd / vpermq) per vector stored, then a min/max on the narrow lanes (dropped where [qmin, qmax] is a signed
 // output type's whole range).  Picked by kernel.cpp's dispatch through avx2_rows, avx2_mul32_periodic and
 // avx2_widen_periodic; -DFXBN_NO_DISPATCH and non-x86 builds compile this file to nothing.  The arithmetic of each
 // body is a QF_BV lemma in verify/lemmas.py (avx2_mul32_rows, avx2_widen_rows, avx2_widen_rows_int32,
-// avx2_widen_periodic, avx2_widen_pixels, avx2_widen_pixels_bytes, avx2_pack_narrow).
+// avx2_widen_periodic, avx2_widen_pixels, avx2_widen_pixels_bytes, avx2_widen_pixels_words, avx2_pack_narrow).
 #include "kernel_impl.hpp"
 
 #include <cstring>
@@ -1116,6 +1119,142 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   return flag;
 }
 
+// int16 -> int16 channel-last where every channel admits input_shift_16 (kernel.cpp pixel_words_tables: xk = 16 and
+// s + 16 for every channel): widen_pixels' walk (runs of pixel_run pixels, one 16-channel group pair at a time, the
+// run's outputs saved first under keep_out, the next run's inputs prefetched as there), with a group pair's 16 lanes
+// from one 32-byte load of the pixel's 16 int16 inputs instead of two vpmovsxwd + vpsllvd: vpslld 16 gives the even
+// channels times 2^16 in every dword, vpand 0xFFFF0000 the odd ones; vpmuldq reads each qword's low dword (channels 0
+// 4 8 12 and 1 5 9 13) and a vpsrlq 32 of each brings the other dword down (2 6 10 14, 3 7 11 15); A and B come in
+// that order from the table.  vpaddq, one vshufps 0xDD per 8 lanes gathers the high dwords (channels 0 4 2 6 | 8 12
+// 10 14 and 1 5 3 7 | 9 13 11 15), vpsravd by the counts stored in that order, vpackssdw, and one vpshufb puts each
+// 128-bit lane's words back in channel order (vpackssdw stays within the lanes: no vpermq).  18 ops per 16 outputs
+// (widen_pixels: 22), and 2 (one range: vpminsw / vpmaxsw) or 3 (per channel: the biased compare of
+// ``pixel_range_check`` on words) for the check (widen_pixels: 4, 6).  The last group where channels % 16 == 8:
+// pixel_lanes8 with xk = 16; a pixel split by the chunk's ends: the scalar formula (``avx2_widen_pixels_words``).
+template <int CheckKind, bool Sat>
+FXBN_TARGET_AVX2 bool widen_pixels_words(const Job& j, int64_t begin, int64_t end) {
+  using In = int16_t;
+  using Out = int16_t;
+  constexpr bool Check = CheckKind != kPixelNoCheck;
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  Out* const saves = static_cast<Out*>(j.save);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const int32_t* const R = j.range32;
+  const int64_t* const W = j.pixel_words;
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  bool flag = false;
+  const auto scalar = [&](int64_t e0, int64_t e1) {
+    if (e1 <= e0) return;
+    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
+    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
+      const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
+      const int32_t v = xs[e];
+      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
+      const int64_t xv = int64_t{v} * (int64_t{1} << XK[c]);
+      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
+      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+    }
+  };
+  const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel
+  const int64_t p1 = end / C;              // past the last one
+  if (p1 <= p0) {
+    scalar(begin, end);
+    return flag;
+  }
+  scalar(begin, p0 * C);
+  const Bounds q = bounds(j.qmin, j.qmax);
+  // the lone last group (pixel_lanes8): kPixelOneRange every lane's min/max, kPixelPerChannel the out-of-range mask
+  __m256i mn_all = CheckKind == kPixelPerChannel ? _mm256_setzero_si256()
+                                                 : _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+  __m256i mx_all = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  // the group pairs on words: kPixelOneRange the min / max of every word lane, kPixelPerChannel the mask
+  __m256i mn_w = CheckKind == kPixelPerChannel ? _mm256_setzero_si256() : _mm256_set1_epi16(32767);
+  __m256i mx_w = _mm256_set1_epi16(-32768);
+  const __m256i odd_words = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  // vpackssdw's words per 128-bit lane are channels 0 4 2 6 1 5 3 7: channel i's word back at i
+  const __m256i order = _mm256_setr_epi8(0, 1, 8, 9, 4, 5, 12, 13, 2, 3, 10, 11, 6, 7, 14, 15,
+                                         0, 1, 8, 9, 4, 5, 12, 13, 2, 3, 10, 11, 6, 7, 14, 15);
+  const int64_t run = pixel_run(C * static_cast<int64_t>(sizeof(In)));
+  const int64_t run_bytes = run * C * static_cast<int64_t>(sizeof(In));
+  const uintptr_t ahead = run_bytes <= 4096 && j.total * static_cast<int64_t>(sizeof(In)) <= (int64_t{1} << 20)
+                              ? static_cast<uintptr_t>(run_bytes)
+                              : 0;
+  for (int64_t px0 = p0; px0 < p1; px0 += run) {
+    const int64_t px1 = std::min(px0 + run, p1);
+    if (saves != nullptr) {
+      save_run(saves + px0 * C, ys + px0 * C, (px1 - px0) * C * static_cast<int64_t>(sizeof(Out)), j.save_streaming);
+    }
+    int64_t g = 0;
+    for (; g + 16 <= C; g += 16) {
+      const int64_t* const t = W + g / 16 * kPixelWordsBlock;
+      const __m256i a0 = ld(t), a1 = ld(t + 4), a2 = ld(t + 8), a3 = ld(t + 12);
+      const __m256i b0 = ld(t + 16), b1 = ld(t + 20), b2 = ld(t + 24), b3 = ld(t + 28);
+      const __m256i t0 = ld(t + 32), t1 = ld(t + 36);
+      const __m256i lo2 = ld(t + 40), w2 = ld(t + 44);
+      __m256i mn = mn_w, mx = mx_w;
+      for (int64_t px = px0; px < px1; ++px) {
+        const In* x = xs + px * C + g;
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(x) + ahead), _MM_HINT_T0);
+        __m256i raw = ld(x);
+        __asm__("" : "+v"(raw));  // one load in a register, not folded into each use
+        if constexpr (CheckKind == kPixelOneRange) {
+          mn = _mm256_min_epi16(mn, raw);
+          mx = _mm256_max_epi16(mx, raw);
+        } else if constexpr (CheckKind == kPixelPerChannel) {
+          mn = _mm256_or_si256(mn, _mm256_cmpgt_epi16(_mm256_sub_epi16(raw, lo2), w2));
+        }
+        const __m256i ev = _mm256_slli_epi32(raw, 16), od = _mm256_and_si256(raw, odd_words);
+        const __m256i pa = _mm256_add_epi64(_mm256_mul_epi32(ev, a0), b0);
+        const __m256i pb = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(ev, 32), a1), b1);
+        const __m256i pc = _mm256_add_epi64(_mm256_mul_epi32(od, a2), b2);
+        const __m256i pd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(od, 32), a3), b3);
+        const __m256i h0 = _mm256_srav_epi32(
+            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pa), _mm256_castsi256_ps(pb), 0xDD)), t0);
+        const __m256i h1 = _mm256_srav_epi32(
+            _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(pc), _mm256_castsi256_ps(pd), 0xDD)), t1);
+        __m256i v = _mm256_shuffle_epi8(_mm256_packs_epi32(h0, h1), order);
+        if constexpr (!Sat) v = _mm256_min_epi16(_mm256_max_epi16(v, q.q16lo), q.q16hi);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ys + px * C + g), v);
+      }
+      (void)lo2, (void)w2;
+      mn_w = mn;
+      mx_w = mx;
+    }
+    if (g < C) {  // channels % 16 == 8: the last group alone (avx2_widen_pixels' lanes, xk = 16)
+      FXBN_PIXEL_GROUP(r, g);
+      __m256i mn = mn_all, mx = mx_all;
+      const int32_t* const rr = CheckKind == kPixelPerChannel ? R + g : nullptr;
+      for (int64_t px = px0; px < px1; ++px) {
+        const __m256i h = pixel_lanes8<CheckKind, false>(FXBN_PIXEL_ARGS(r), mn, mx, xs + px * C + g, rr, C);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(ys + px * C + g),
+                         _mm256_castsi256_si128(pack16<Out, Sat>(h, h, q)));
+      }
+      mn_all = mn;
+      mx_all = mx;
+    }
+  }
+  if constexpr (CheckKind == kPixelPerChannel) {
+    flag |= !_mm256_testz_si256(mn_all, mn_all) || !_mm256_testz_si256(mn_w, mn_w);
+  } else if constexpr (CheckKind == kPixelOneRange) {
+    const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi16(_mm256_set1_epi16(LO[0]), mn_w),
+                                        _mm256_cmpgt_epi16(mx_w, _mm256_set1_epi16(HI[0])));
+    flag |= !_mm256_testz_si256(out, out);
+    flag |= (reduce_min(mn_all) < int32_t{LO[0]}) | (reduce_max(mx_all) > int32_t{HI[0]});
+  }
+  (void)mx_all, (void)mx_w;
+  scalar(p1 * C, end);
+  return flag;
+}
+
 #undef FXBN_PIXEL_GROUP
 #undef FXBN_PIXEL_ARGS
 
@@ -1229,6 +1368,15 @@ ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, bool shift
 }
 template ChunkFn avx2_widen_pixels_bytes<int8_t>(bool, bool, bool, bool);
 template ChunkFn avx2_widen_pixels_bytes<uint8_t>(bool, bool, bool, bool);
+
+template <class Out>
+ChunkFn avx2_widen_pixels_words(bool check, bool sat, bool one_range) {
+  static_assert(std::is_same<Out, int16_t>::value, "int16 -> int16");
+  if (!check) return sat ? &widen_pixels_words<kPixelNoCheck, true> : &widen_pixels_words<kPixelNoCheck, false>;
+  if (one_range) return sat ? &widen_pixels_words<kPixelOneRange, true> : &widen_pixels_words<kPixelOneRange, false>;
+  return sat ? &widen_pixels_words<kPixelPerChannel, true> : &widen_pixels_words<kPixelPerChannel, false>;
+}
+template ChunkFn avx2_widen_pixels_words<int16_t>(bool, bool, bool);
 
 #define FXBN_ROWS(M, In, Out) template ChunkFn avx2_rows<M, In, Out>(bool, bool);
 #define FXBN_PERIODIC(X, In, Out) \

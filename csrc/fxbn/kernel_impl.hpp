@@ -128,7 +128,12 @@ struct Job {
   const int32_t* range32 = nullptr;  // widen_pixels: per channel lo - 2^31, then (hi - lo) - 2^31 (PixelPrepared)
   // AVX2 widen_short: per channel two qwords, B then the dwords A, s - 32; channels + 1 entries (the last: channel 0's)
   const int64_t* short_params = nullptr;
+  // AVX2 widen_pixels_words (int16 -> int16 channel-last, every channel input_shift_16): per 16 channels A and B in
+  // the products' lane order, the counts in vshufps order, lo2 / w2 as words (kernel.cpp pixel_words_tables)
+  const int64_t* pixel_words = nullptr;
 };
+// Qwords per 16 channels of Job::pixel_words: 16 A, 16 B (int64), 16 counts (int32), 16 lo2, 16 w2 (int16).
+constexpr int64_t kPixelWordsBlock = 48;
 
 // A scalar widen element whose input is scaled by 2^xk (xk = 0: fixed_point itself); x * 2^xk fits int32.
 template <class In>
@@ -322,6 +327,10 @@ ChunkFn avx2_widen_pixels(bool check, bool sat, bool one_range);
 // avx2_widen_pixels<int32_t, Out>; shift: some channel's t = s - 32 is not 0 (else no per-lane vpsravd).
 template <class Out>
 ChunkFn avx2_widen_pixels_bytes(bool check, bool sat, bool one_range, bool shift);
+// int16 -> int16 channel-last (channels % 8 == 0) where every channel admits input_shift_16: avx2_widen_pixels' tables
+// with xk = 16 (the last group where channels % 16 == 8, the scalar formula) and j.pixel_words (the group pairs).
+template <class Out>
+ChunkFn avx2_widen_pixels_words(bool check, bool sat, bool one_range);
 #endif
 
 #if FXBN_NEON_DISPATCH
