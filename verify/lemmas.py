@@ -1075,9 +1075,6 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
     count_order = lane_order if bad != "shift_table_unpermuted" else list(range(8))
     pre_t = [z3.ULE(tc, 31) for tc in t]                                  # s in [32, 63]
 
-    packs = _packs_lanes
-
-    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
     for channels_per_pixel in (16, 8):                                    # the tiles: 2 x 16 and 4 x 8
         group_of = (lambda k: k % 2) if channels_per_pixel == 16 and bad != "counts_of_tile8" else (lambda k: 0)
         vecs = [[h[8 * k + lane_order[p]] >> t[8 * group_of(k) + count_order[p]] for p in range(8)]
@@ -1085,16 +1082,27 @@ def avx2_widen_pixels_bytes(in_dtype, w=64, wrong=False):
         if bad == "logical_shift":
             vecs = [[z3.LShR(h[8 * k + lane_order[p]], t[8 * group_of(k) + count_order[p]]) for p in range(8)]
                     for k in range(4)]
-        for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
-            lo_t, hi_t = (-128, 127) if signed else (0, 255)
-            qmin, qmax, pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
-            w01, w23 = packs(vecs[0], vecs[1], ws), packs(vecs[2], vecs[3], ws)
-            elems = _bytes_in_order(z3, w01, w23, signed, bad != "no_byte_shuffle")
-            for i in range(32):
-                e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
-                want = z3.Extract(7, 0, _clamp(z3, h[i] >> t[i % channels_per_pixel], qmin, qmax))
-                claims.append(z3.Implies(z3.And(*(pre + pre_t)), e == want))
+        claims += _tile_byte_claims(z3, vecs, lambda i: h[i] >> t[i % channels_per_pixel], variables, pre_t,
+                                    bad != "no_byte_shuffle")
     return claims, variables
+
+
+def _tile_byte_claims(z3, vecs, want, variables, pre=(), shuffle=True):
+    """A tile's four vectors of 8 int32 lanes (vshufps order) through vpackssdw, vpacksswb / vpackuswb, vpermd,
+    vpshufb (shuffle) and the byte min/max (dropped for int8's whole range), for int8 outputs (whole and narrowed
+    range) and uint8: claims that output byte i is the low byte of clamp(want(i), qmin, qmax), under pre."""
+    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
+    claims = []
+    for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
+        lo_t, hi_t = (-128, 127) if signed else (0, 255)
+        qmin, qmax, q_pre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
+        w01, w23 = _packs_lanes(vecs[0], vecs[1], ws), _packs_lanes(vecs[2], vecs[3], ws)
+        elems = _bytes_in_order(z3, w01, w23, signed, shuffle)
+        for i in range(32):
+            e = elems[i] if full else _narrow_minmax(z3, elems[i], qmin, qmax, signed)
+            want_i = z3.Extract(7, 0, _clamp(z3, want(i), qmin, qmax))
+            claims.append(z3.Implies(z3.And(*q_pre, *pre), e == want_i))
+    return claims
 
 
 def avx2_widen_pixels_unshifted(in_dtype, w=64, wrong=False):
@@ -1130,16 +1138,7 @@ def avx2_widen_pixels_unshifted(in_dtype, w=64, wrong=False):
     variables.update({f"h{i}": hs[i] for i in range(32)})
     lane_order = [0, 2, 1, 3, 4, 6, 5, 7]
     vecs = [[hs[8 * k + lane_order[p]] for p in range(8)] for k in range(4)]
-    ws = lambda v: _sat(z3, v, -(1 << 15), (1 << 15) - 1, 16)  # noqa: E731  vpackssdw
-    for out, signed, full in (("int8", True, True), ("int8", True, False), ("uint8", False, False)):
-        lo_t, hi_t = (-128, 127) if signed else (0, 255)
-        qlo, qhi, qpre = _out_bounds(z3, out, lo_t, hi_t, full, variables)
-        w01, w23 = _packs_lanes(vecs[0], vecs[1], ws), _packs_lanes(vecs[2], vecs[3], ws)
-        elems = _bytes_in_order(z3, w01, w23, signed, bad != "no_byte_shuffle")
-        for i in range(32):
-            e = elems[i] if full else _narrow_minmax(z3, elems[i], qlo, qhi, signed)
-            want = z3.Extract(7, 0, _clamp(z3, hs[i], qlo, qhi))
-            claims.append(z3.Implies(z3.And(*qpre), e == want))
+    claims += _tile_byte_claims(z3, vecs, lambda i: hs[i], variables, (), bad != "no_byte_shuffle")
     return claims, variables
 
 

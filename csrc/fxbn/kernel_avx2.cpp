@@ -876,6 +876,40 @@ constexpr int64_t pixel_run(int64_t pixel_bytes) {
 // 8-bit outputs where every t = s - 32 is 0 (Shift = kShiftNone, e.g. 17-bit accumulators: s <= 32 before
 // widen_to_high): no vpsravd, 34 vector ops per 32 outputs with the one-range check instead of 38
 // (``avx2_widen_pixels_unshifted``; h11-shift: 1x56x56x64 +-2^16 Kernel.run 0.92-0.98x, AVX2, Zen 4).
+// The pixel bodies' scalar formula over the elements [e0, e1) of a channel-last tensor (a pixel split by a chunk's
+// ends, the tensor's last channels): y's old bytes saved first under keep_out (j.save), the tables of
+// kernel.cpp pixel_tables (B in its per-8-channel order, x * 2^xk for 16-bit inputs).  True when some input lies
+// outside its channel's [lo, hi] (Check).
+template <class In, class Out, bool Check>
+bool pixel_formula(const Job& j, int64_t e0, int64_t e1) {
+  if (e1 <= e0) return false;
+  const In* const xs = static_cast<const In*>(j.x);
+  Out* const ys = static_cast<Out*>(j.y);
+  const int32_t* const A = static_cast<const int32_t*>(j.a);
+  const int64_t* const Bs = static_cast<const int64_t*>(j.b);
+  const int32_t* const S = static_cast<const int32_t*>(j.s32);
+  const int32_t* const XK = static_cast<const int32_t*>(j.xk);
+  const In* const LO = static_cast<const In*>(j.lo);
+  const In* const HI = static_cast<const In*>(j.hi);
+  const int64_t C = j.channels;
+  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
+  if (j.save != nullptr) {
+    std::memcpy(static_cast<Out*>(j.save) + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
+  }
+  bool flag = false;
+  for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
+    const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
+    const int32_t v = xs[e];
+    if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
+    const int64_t xv = std::is_same<In, int32_t>::value ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);
+    const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);  // x * 2^xk fits int32
+    const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
+    const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
+    ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
+  }
+  return flag;
+}
+
 template <class In, class Out, int CheckKind, bool Sat, int Shift = kShiftDwords>
 FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   constexpr bool kInt32 = std::is_same<In, int32_t>::value;
@@ -898,22 +932,8 @@ FXBN_TARGET_AVX2 bool widen_pixels(const Job& j, int64_t begin, int64_t end) {
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
-  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
-  const auto scalar = [&](int64_t e0, int64_t e1) {
-    if (e1 <= e0) return;
-    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
-    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
-      const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
-      const int32_t v = xs[e];
-      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
-      const int64_t xv = kInt32 ? int64_t{v} : int64_t{v} * (int64_t{1} << XK[c]);  // x * 2^xk, fits int32
-      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
-      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
-      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
-      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
-    }
-  };
+  const auto scalar = [&](int64_t e0, int64_t e1) { flag |= pixel_formula<In, Out, Check>(j, e0, e1); };
   const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel
   const int64_t pe = end / C;              // past the last one
   const int64_t p1 = kInt32 ? std::min(pe, (j.total - 1) / C) : pe;  // past the runs' (int32: the tensor's last pixel
@@ -1148,22 +1168,8 @@ FXBN_TARGET_AVX2 bool widen_pixels_words(const Job& j, int64_t begin, int64_t en
   const In* const LO = static_cast<const In*>(j.lo);
   const In* const HI = static_cast<const In*>(j.hi);
   const int64_t C = j.channels;
-  const int32_t qmin = static_cast<int32_t>(j.qmin), qmax = static_cast<int32_t>(j.qmax);
   bool flag = false;
-  const auto scalar = [&](int64_t e0, int64_t e1) {
-    if (e1 <= e0) return;
-    if (saves != nullptr) std::memcpy(saves + e0, ys + e0, static_cast<size_t>(e1 - e0) * sizeof(Out));
-    for (int64_t e = e0, c = e0 % C; e < e1; ++e, c = c + 1 == C ? 0 : c + 1) {
-      const int64_t bi = (c & ~int64_t{7}) + ((c & 1) ? 4 : 0) + ((c & 7) >> 1);
-      const int32_t v = xs[e];
-      if constexpr (Check) flag |= (v < LO[c]) | (v > HI[c]);
-      const int64_t xv = int64_t{v} * (int64_t{1} << XK[c]);
-      const uint64_t prod = static_cast<uint64_t>(static_cast<int64_t>(A[c]) * xv);
-      const int64_t acc = static_cast<int64_t>(prod + static_cast<uint64_t>(Bs[bi]));
-      const int32_t h = static_cast<int32_t>(acc >> 32) >> S[c];
-      ys[e] = static_cast<Out>(std::min(std::max(h, qmin), qmax));
-    }
-  };
+  const auto scalar = [&](int64_t e0, int64_t e1) { flag |= pixel_formula<In, Out, Check>(j, e0, e1); };
   const int64_t p0 = (begin + C - 1) / C;  // the first whole pixel
   const int64_t p1 = end / C;              // past the last one
   if (p1 <= p0) {
